@@ -1,0 +1,30 @@
+# Two entry points for users (README quick start): `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/sleepstudy.py
+
+test: $(STAMP)
+	$(PY) -m ruff check hierbayes tests examples benchmarks
+	$(PY) -m pytest -q -rs
+
+lint: $(STAMP)
+	$(PY) -m ruff check hierbayes tests examples benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
+
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) benchmarks/sleepstudy.py

@@ -1,0 +1,53 @@
+"""hierbayes: Bayesian hierarchical (mixed-effects) regression with lme4 formulas, on PyMC.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> df = hb.datasets.load("sleepstudy")
+>>> model = hb.Model("Reaction ~ Days + (Days | Subject)", df)
+>>> fit = model.fit(draws=1000, tune=1000, chains=4, seed=1)   # doctest: +SKIP
+>>> print(fit.summary())                                       # doctest: +SKIP
+"""
+
+from . import datasets
+from .design import Design, build_design
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    HierbayesError,
+    HierbayesWarning,
+    PriorError,
+    SamplerError,
+)
+from .families import get_family
+from .formula import ParsedFormula, RandomTerm, parse_formula
+from .model import Model
+from .priors import Prior, PriorTable
+from .results import BayesFit, Summary
+from .sampling import available_samplers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BayesFit",
+    "ConvergenceWarning",
+    "DataError",
+    "Design",
+    "FormulaError",
+    "HierbayesError",
+    "HierbayesWarning",
+    "Model",
+    "ParsedFormula",
+    "Prior",
+    "PriorError",
+    "PriorTable",
+    "RandomTerm",
+    "SamplerError",
+    "Summary",
+    "available_samplers",
+    "build_design",
+    "datasets",
+    "get_family",
+    "parse_formula",
+]

@@ -1,0 +1,61 @@
+"""Exceptions and warnings raised by hierbayes.
+
+Every error a user can cause derives from :class:`HierbayesError`, so one
+``except hb.HierbayesError`` catches them all; each also derives from the
+built-in class that fits (``ValueError``, ``KeyError``) so generic handlers
+keep working.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> try:
+...     hb.parse_formula("y ~ x + (1 | )")
+... except hb.HierbayesError as err:
+...     print(type(err).__name__)
+FormulaError
+"""
+
+from __future__ import annotations
+
+
+class HierbayesError(Exception):
+    """Base class of every error hierbayes raises on bad input."""
+
+
+class FormulaError(HierbayesError, ValueError):
+    """The formula cannot be read, or names something the data lacks."""
+
+
+class DataError(HierbayesError, ValueError):
+    """The data cannot be fitted as given (types, missing values, levels)."""
+
+
+class PriorError(HierbayesError, ValueError):
+    """A prior is not a distribution, has bad arguments, or names no parameter."""
+
+
+class SamplerError(HierbayesError, ValueError):
+    """An unknown or unavailable sampler, or bad sampler settings."""
+
+
+class HierbayesWarning(UserWarning):
+    """Something was changed or dropped on the user's behalf (rows, columns)."""
+
+
+class ConvergenceWarning(HierbayesWarning):
+    """The sampler's diagnostics (divergences, R-hat, ESS) call for caution."""
+
+
+def caret(text: str, start: int, end: int | None = None) -> str:
+    """Return ``text`` with a line of carets under ``text[start:end]``.
+
+    Used to show where in a formula a problem lies.
+
+    Examples
+    --------
+    >>> print(caret("y ~ (x | )", 4, 10))
+      y ~ (x | )
+          ^^^^^^
+    """
+    end = start + 1 if end is None else max(end, start + 1)
+    return f"  {text}\n  {' ' * start}{'^' * (end - start)}"

@@ -1,0 +1,352 @@
+"""What a Bayesian fit reports: lmer's summary, fixef, ranef, coef and varcorr.
+
+Point estimates are posterior means (``point="median"`` for medians);
+intervals are equal-tailed credible intervals (95% unless ``prob`` says
+otherwise). Column names follow brms: ``Estimate``, ``Est.Error`` (posterior
+SD), ``Q2.5``, ``Q97.5``.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> model = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> fit = model.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
+>>> fit.fixef()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConvergenceWarning
+
+if TYPE_CHECKING:
+    from .model import Model
+    from .sampling import SamplingInfo
+
+
+def _qnames(prob: float) -> tuple[str, str]:
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
+    lo = (1 - prob) / 2 * 100
+    return f"Q{lo:g}", f"Q{100 - lo:g}"
+
+
+def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, float]:
+    """Point estimate, posterior SD and interval of flat draws."""
+    lo, hi = _qnames(prob)
+    q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2])
+    est = float(np.median(draws)) if point == "median" else float(np.mean(draws))
+    return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
+
+
+def _num(x: float, digits: int = 4) -> str:
+    """Significant digits without exponent clutter, as R prints summaries."""
+    if not np.isfinite(x):
+        return "NA"
+    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-4):
+        return f"{x:.{digits - 1}e}"
+    return np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
+
+
+@dataclass
+class Diagnostics:
+    """Sampler diagnostics over the headline parameters (fixef, SDs, correlations, sigma)."""
+
+    divergences: int
+    draws: int
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    table: pd.DataFrame  # per parameter: rhat, ess_bulk, ess_tail
+
+
+class Summary:
+    """An lmer-style summary; prints as text and shows as HTML in notebooks.
+
+    Attributes
+    ----------
+    random, fixed : pandas.DataFrame
+        The random-effects and fixed-effects tables.
+    """
+
+    def __init__(self, header: list[str], random: pd.DataFrame, fixed: pd.DataFrame,
+                 random_text: str, fixed_text: str, footer: list[str]) -> None:
+        self.header, self.random, self.fixed = header, random, fixed
+        self._random_text, self._fixed_text, self.footer = random_text, fixed_text, footer
+
+    def __str__(self) -> str:
+        return "\n".join(
+            [*self.header, "Random effects:", self._random_text, "Fixed effects:",
+             self._fixed_text, *self.footer]
+        )
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        head = "<br>".join(self.header)
+        return (
+            f"<div><p style='font-family:monospace'>{head}</p><b>Random effects</b>"
+            f"{self.random.to_html(index=False, float_format=_num)}<b>Fixed effects</b>"
+            f"{self.fixed.to_html(float_format=_num)}<p>{'<br>'.join(self.footer)}</p></div>"
+        )
+
+
+class BayesFit:
+    """A posterior from :meth:`hierbayes.Model.fit`.
+
+    Attributes
+    ----------
+    model : Model
+        The model that was fitted.
+    idata : arviz.InferenceData
+        Posterior, sample stats, observed data and pointwise log-likelihood.
+    info : SamplingInfo
+        Sampler, settings, seed and timings.
+    """
+
+    def __init__(self, model: Model, idata: Any, info: SamplingInfo) -> None:
+        self.model = model
+        self.idata = idata
+        self.info = info
+        self._diagnostics: Diagnostics | None = None
+
+    @property
+    def design(self):
+        return self.model.design
+
+    def _flat(self, name: str) -> np.ndarray:
+        """Draws of a posterior variable with chains and draws merged into the first axis."""
+        values = self.idata.posterior[name].to_numpy()
+        return values.reshape(-1, *values.shape[2:])
+
+    def _headline(self) -> dict[str, np.ndarray]:
+        """Each headline scalar's (chain, draw) draws, keyed by a readable name."""
+        post = self.idata.posterior
+        out: dict[str, np.ndarray] = {}
+        if "fixef" in post:
+            for i, n in enumerate(self.design.fixef_names):
+                out[f"fixef[{n}]"] = post["fixef"].to_numpy()[:, :, i]
+        for b in self.design.blocks:
+            sd = post[f"sd_{b.group}"].to_numpy()
+            for i, t in enumerate(b.terms):
+                out[f"sd_{b.group}[{t}]"] = sd[:, :, i]
+            if b.correlated:
+                cor = post[f"cor_{b.group}"].to_numpy()
+                for i in range(b.n_terms):
+                    for j in range(i + 1, b.n_terms):
+                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, i, j]
+        if "sigma" in post:
+            out["sigma"] = post["sigma"].to_numpy()
+        return out
+
+    def diagnostics(self) -> Diagnostics:
+        """Divergences, R-hat and ESS over fixed effects, SDs, correlations and sigma."""
+        if self._diagnostics is None:
+            import arviz as az
+
+            rows = {}
+            for name, draws in self._headline().items():
+                rows[name] = {
+                    "rhat": float(az.rhat(draws)) if draws.shape[0] > 1 else np.nan,
+                    "ess_bulk": float(az.ess(draws, method="bulk")),
+                    "ess_tail": float(az.ess(draws, method="tail")),
+                }
+            table = pd.DataFrame(rows).T
+            stats = self.idata.sample_stats
+            div = int(stats["diverging"].sum()) if "diverging" in stats else 0
+            self._diagnostics = Diagnostics(
+                divergences=div,
+                draws=int(stats.sizes["chain"] * stats.sizes["draw"]),
+                max_rhat=float(np.nanmax(table["rhat"])) if table["rhat"].notna().any() else np.nan,
+                min_ess_bulk=float(table["ess_bulk"].min()),
+                min_ess_tail=float(table["ess_tail"].min()),
+                table=table,
+            )
+        return self._diagnostics
+
+    def check_convergence(self, rhat: float = 1.01, ess: float = 400) -> list[str]:
+        """Warn (one :class:`ConvergenceWarning` each) about divergences, high R-hat, low ESS.
+
+        Returns the messages, empty when all is well.
+        """
+        d = self.diagnostics()
+        messages = []
+        if d.divergences:
+            messages.append(
+                f"{d.divergences} of {d.draws} post-warmup draws ended in a divergence, so the "
+                "posterior may be biased. Refit with a higher target_accept (e.g. "
+                "fit(target_accept=0.95)), give tighter priors to the SDs, or simplify the "
+                "random-effect structure."
+            )
+        high = d.table.index[d.table["rhat"] > rhat].tolist()
+        if high:
+            messages.append(
+                f"R-hat above {rhat} for {', '.join(high)}: the chains disagree. Draw more "
+                "(larger tune and draws) or reparameterise before trusting the estimates."
+            )
+        low = d.table.index[d.table["ess_bulk"] < ess].tolist()
+        if low:
+            messages.append(
+                f"Bulk ESS below {ess:g} for {', '.join(low)}: too few effective draws for "
+                "reliable estimates and intervals. Increase draws (and tune)."
+            )
+        for m in messages:
+            warnings.warn(m, ConvergenceWarning, stacklevel=3)
+        return messages
+
+    def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
+        """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""
+        draws = self._flat("fixef") if "fixef" in self.idata.posterior else np.zeros((1, 0))
+        rows = {n: _describe(draws[:, i], prob, point) for i, n in enumerate(self.design.fixef_names)}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def ranef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
+        """Group effects of every level, as ``ranef(condVar = TRUE)`` in long form.
+
+        Columns: group (the grouping factor), term, level, Estimate, Est.Error
+        and the interval. ``group`` keeps one grouping factor.
+        """
+        rows = []
+        for b in self.design.blocks:
+            if group is not None and group not in (b.factor, b.group):
+                continue
+            r = self._flat(f"r_{b.group}")
+            for j, t in enumerate(b.terms):
+                for k, level in enumerate(b.levels):
+                    rows.append({"group": b.factor, "term": t, "level": level,
+                                 **_describe(r[:, k, j], prob, point)})
+        if group is not None and not rows:
+            raise KeyError(f"No grouping factor '{group}'. Factors: {list(self.design.ngrps())}")
+        return pd.DataFrame(rows)
+
+    def coef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
+        """Fixed plus group effects for every level, as lme4's ``coef``, in long form."""
+        d = self.design
+        fixef = self._flat("fixef") if "fixef" in self.idata.posterior else None
+        rows = []
+        for factor in d.ngrps():
+            if group is not None and group != factor:
+                continue
+            blocks = [b for b in d.blocks if b.factor == factor]
+            terms = list(d.fixef_names) + [t for b in blocks for t in b.terms if t not in d.fixef_names]
+            levels = blocks[0].levels
+            for t in terms:
+                base = fixef[:, d.fixef_names.index(t)] if t in d.fixef_names else 0.0
+                for k, level in enumerate(levels):
+                    total = np.zeros(self._flat(f"r_{blocks[0].group}").shape[0]) + base
+                    for b in blocks:
+                        if t in b.terms:
+                            total = total + self._flat(f"r_{b.group}")[:, k, b.terms.index(t)]
+                    rows.append({"group": factor, "term": t, "level": level,
+                                 **_describe(total, prob, point)})
+        return pd.DataFrame(rows)
+
+    def varcorr(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
+        """Variance components as ``as.data.frame(VarCorr(m))``, with posterior uncertainty.
+
+        Columns grp, var1, var2, vcov (variance or covariance), sdcor (SD or
+        correlation), then Est.Error and the interval of sdcor.
+        """
+        rows = []
+        for grp, v1, v2 in self.design.varcorr_index():
+            if grp == "Residual":
+                sd = self._flat("sigma")
+                vcov, sdcor = sd**2, sd
+            else:
+                b = self.design.block(grp)
+                sds = self._flat(f"sd_{grp}")
+                i = b.terms.index(v1)
+                if v2 is None:
+                    sdcor = sds[:, i]
+                    vcov = sdcor**2
+                else:
+                    j = b.terms.index(v2)
+                    sdcor = self._flat(f"cor_{grp}")[:, i, j]
+                    vcov = sdcor * sds[:, i] * sds[:, j]
+            desc = _describe(sdcor, prob, point)
+            rows.append({"grp": grp, "var1": v1, "var2": v2,
+                         "vcov": float(np.median(vcov) if point == "median" else np.mean(vcov)),
+                         "sdcor": desc.pop("Estimate"), **desc})
+        out = pd.DataFrame(rows)
+        for col in ("var1", "var2"):  # keep None (R's NA), which pandas would turn into NaN
+            out[col] = pd.Series([r[col] for r in rows], dtype=object)
+        return out
+
+    def summary(self, prob: float = 0.95, point: str = "mean") -> Summary:
+        """lmer's summary with posterior estimates, credible intervals and diagnostics."""
+        d, info = self.design, self.info
+        lo, hi = _qnames(prob)
+        pct = f"{prob * 100:g}%"
+        header = [
+            f"Bayesian {'linear' if d.family.name == 'gaussian' else 'generalized linear'} mixed "
+            f"model fit by NUTS ({info.sampler}; {info.chains} chains x {info.draws} draws "
+            f"after {info.tune} warm-up)",
+            f"  Family: {d.family}",
+            f" Formula: {d.formula.formula}",
+            f"    Data: {d.data_name}",
+            f"Estimates are posterior {'medians' if point == 'median' else 'means'}; "
+            f"intervals are {pct} equal-tailed credible intervals.",
+        ]
+        vc = self.varcorr(prob, point)
+        text = lambda v: v if isinstance(v, str) else ""  # noqa: E731 (NaN/None for Residual)
+        table, cells = [], []
+        for _, row in vc[vc["var2"].map(lambda v: not isinstance(v, str))].iterrows():
+            grp, name = row["grp"], text(row["var1"])
+            cors = []
+            if grp != "Residual":
+                b = d.block(grp)
+                i = b.terms.index(name)
+                for j in range(i):
+                    c = vc[(vc["grp"] == grp) & (vc["var1"] == b.terms[j]) & (vc["var2"] == name)].iloc[0]
+                    cors.append(f"{c['sdcor']:.2f} [{c[lo]:.2f}, {c[hi]:.2f}]")
+            cells.append([grp, name, _num(row["vcov"]), _num(row["sdcor"]),
+                          f"[{_num(row[lo])}, {_num(row[hi])}]", "  ".join(cors)])
+            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
+                          "Std.Dev.": row["sdcor"], lo: row[lo], hi: row[hi], "Corr": "  ".join(cors)})
+        heads = ["Groups", "Name", "Variance", "Std.Dev.", f"[{pct} CrI]", "Corr"]
+        widths = [max(len(heads[k]), *(len(c[k]) for c in cells)) for k in range(6)]
+        right = {2, 3}
+
+        def line(values: list[str]) -> str:
+            out = [v.rjust(w) if k in right else v.ljust(w) for k, (v, w) in enumerate(zip(values, widths, strict=True))]
+            return " " + " ".join(out).rstrip()
+
+        lines = [line(heads)]
+        previous = None
+        for c in cells:
+            shown = c[0] if c[0] != previous else ""
+            previous = c[0]
+            lines.append(line([shown, *c[1:]]))
+        groups = ", ".join(f"{k}, {v}" for k, v in d.ngrps().items())
+        lines.append(f"Number of obs: {d.n_obs}{', groups:  ' + groups if groups else ''}")
+
+        diag = self.diagnostics()
+        fx = self.fixef(prob, point)
+        fx["R-hat"] = [diag.table.loc[f"fixef[{n}]", "rhat"] for n in fx.index]
+        fx["ESS-bulk"] = [diag.table.loc[f"fixef[{n}]", "ess_bulk"] for n in fx.index]
+        fx_text = fx.copy()
+        for col in ["Estimate", "Est.Error", lo, hi]:
+            fx_text[col] = [_num(v) for v in fx[col]]
+        fx_text["R-hat"] = [f"{v:.2f}" if np.isfinite(v) else "NA" for v in fx["R-hat"]]
+        fx_text["ESS-bulk"] = [f"{v:.0f}" for v in fx["ESS-bulk"]]
+        fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
+        footer = [
+            f"{diag.divergences} divergences; max R-hat {diag.max_rhat:.2f}; "
+            f"min ESS-bulk {diag.min_ess_bulk:.0f}; min ESS-tail {diag.min_ess_tail:.0f}"
+        ]
+        if d.dropped_rows:
+            footer.append(f"{d.dropped_rows} rows with missing values were dropped.")
+        if d.dropped_columns:
+            footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
+        return Summary(header, pd.DataFrame(table), fx, "\n".join(lines), fx_text.to_string(), footer)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()

@@ -1,0 +1,64 @@
+"""Shared fixtures: reference values from R, and fitted models reused across tests.
+
+Fitting compiles a model (15-30 s with numba), so each fitted model here is
+built once per session and shared.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+import hierbayes as hb
+
+SHARED = Path(os.environ.get("HIERBAYES_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+BRMS_PRIORS = {
+    "Intercept": "normal(250, 100)",
+    "b": "normal(0, 50)",
+    "sd": "student_t(3, 0, 50)",
+    "sigma": "student_t(3, 0, 50)",
+    "cor": "lkj(2)",
+}
+
+
+def _load(name: str) -> dict:
+    path = SHARED / "refs" / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"Reference file {path} is missing: the tests need ../shared/refs beside the "
+            "checkout (or HIERBAYES_SHARED pointing at shared/)."
+        )
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def lme4_refs() -> dict:
+    return _load("lme4.json")
+
+
+@pytest.fixture(scope="session")
+def bayes_refs() -> dict:
+    return _load("bayes.json")
+
+
+@pytest.fixture(scope="session")
+def sleepstudy():
+    return hb.datasets.load("sleepstudy")
+
+
+@pytest.fixture(scope="session")
+def sleep_model(sleepstudy):
+    return hb.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+
+
+@pytest.fixture(scope="session")
+def sleep_fit(sleep_model):
+    """Default priors, enough draws for the accessors' checks; shared by many tests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.ConvergenceWarning)
+        return sleep_model.fit(draws=500, tune=500, chains=4, seed=11, progressbar=False)

@@ -1,0 +1,98 @@
+"""The fit: InferenceData contents, lmer-style summary, accessors and their consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytest
+
+
+def test_idata_groups_and_coords(sleep_fit):
+    idata = sleep_fit.idata
+    assert {"posterior", "sample_stats", "observed_data", "log_likelihood"} <= set(idata.groups())
+    post = idata.posterior
+    assert list(post["fixef"].coords["fixef_term"].values) == ["(Intercept)", "Days"]
+    assert post["r_Subject"].sizes == {"chain": 4, "draw": 500, "Subject__level": 18, "Subject__term": 2}
+    assert list(post["r_Subject"].coords["Subject__level"].values[:2]) == ["308", "309"]
+    assert idata.log_likelihood["Reaction"].shape == (4, 500, 180)
+    assert np.allclose(idata.observed_data["Reaction"], sleep_fit.design.y)
+
+
+def test_pointwise_loglik_matches_pymc(sleep_fit):
+    sub = sleep_fit.idata.sel(draw=slice(0, 20))
+    with sleep_fit.model.pymc_model:
+        ref = pm.compute_log_likelihood(sub.copy(), progressbar=False, extend_inferencedata=False)
+    np.testing.assert_allclose(sub.log_likelihood["Reaction"], ref["Reaction"], rtol=1e-8)
+
+
+def test_summary_reads_like_lmer(sleep_fit):
+    text = str(sleep_fit.summary())
+    for piece in [
+        "Bayesian linear mixed model fit by NUTS (nutpie; 4 chains x 500 draws",
+        "Formula: Reaction ~ Days + (Days | Subject)",
+        "Data: sleepstudy",
+        "posterior means",
+        "Random effects:",
+        "Groups", "Name", "Variance", "Std.Dev.", "[95% CrI]", "Corr",
+        "Residual",
+        "Number of obs: 180, groups:  Subject, 18",
+        "Fixed effects:",
+        "Estimate", "Est.Error", "2.5%", "97.5%", "R-hat", "ESS-bulk",
+        "divergences; max R-hat",
+    ]:
+        assert piece in text, piece
+    lines = text.splitlines()
+    days = next(line for line in lines if line.strip().startswith("Days") and "[" in line)
+    cor = sleep_fit.varcorr().query("var2 == 'Days'")["sdcor"].iloc[0]
+    assert f"{cor:.2f} [" in days
+    assert "medians" in str(sleep_fit.summary(point="median"))
+    assert "[90% CrI]" in str(sleep_fit.summary(prob=0.9))
+
+
+def test_summary_html(sleep_fit):
+    html = sleep_fit.summary()._repr_html_()
+    assert "<table" in html and "Fixed effects" in html and "(Intercept)" in html
+
+
+def test_fixef_matches_draws(sleep_fit):
+    fx = sleep_fit.fixef()
+    assert list(fx.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
+    draws = sleep_fit.idata.posterior["fixef"].sel(fixef_term="Days").to_numpy().ravel()
+    assert fx.loc["Days", "Estimate"] == pytest.approx(draws.mean())
+    assert fx.loc["Days", "Q97.5"] == pytest.approx(np.quantile(draws, 0.975))
+    assert fx.loc["Days", "Estimate"] == pytest.approx(10.47, abs=1.0)
+
+
+def test_ranef_and_coef(sleep_fit):
+    re = sleep_fit.ranef()
+    assert len(re) == 36 and set(re["term"]) == {"(Intercept)", "Days"}
+    assert abs(re.groupby("term")["Estimate"].mean()).max() < 5  # centred on zero
+    co = sleep_fit.coef()
+    fx = sleep_fit.fixef()
+    merged = co.merge(re, on=["group", "term", "level"], suffixes=("_coef", "_ranef"))
+    merged["fixef"] = fx.loc[merged["term"], "Estimate"].to_numpy()
+    np.testing.assert_allclose(merged["Estimate_coef"], merged["Estimate_ranef"] + merged["fixef"], rtol=1e-9)
+    assert sleep_fit.ranef(group="Subject").shape == re.shape
+    with pytest.raises(KeyError, match="No grouping factor 'Animal'"):
+        sleep_fit.ranef(group="Animal")
+
+
+def test_varcorr_rows_and_values(sleep_fit, lme4_refs):
+    vc = sleep_fit.varcorr()
+    rows = [(r["grp"], r["var1"], r["var2"]) for r in lme4_refs["sleep_slope"]["varcorr"]]
+    assert list(zip(vc["grp"], vc["var1"], vc["var2"], strict=True)) == rows
+    sd = sleep_fit.idata.posterior["sd_Subject"].to_numpy().reshape(-1, 2)
+    assert vc.loc[0, "sdcor"] == pytest.approx(sd[:, 0].mean())
+    assert vc.loc[0, "vcov"] == pytest.approx((sd[:, 0] ** 2).mean())
+    assert -1 < vc.loc[2, "sdcor"] < 1
+    assert isinstance(vc, pd.DataFrame)
+
+
+def test_diagnostics(sleep_fit):
+    d = sleep_fit.diagnostics()
+    assert d.draws == 2000
+    assert set(d.table.index) == {
+        "fixef[(Intercept)]", "fixef[Days]", "sd_Subject[(Intercept)]", "sd_Subject[Days]",
+        "cor_Subject[(Intercept), Days]", "sigma"}
+    assert d.max_rhat < 1.05 and d.min_ess_bulk > 100

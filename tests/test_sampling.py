@@ -1,0 +1,77 @@
+"""Sampling: reproducible draws, sampler choice, settings checked, convergence warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import hierbayes as hb
+
+
+def quiet_fit(model, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", hb.ConvergenceWarning)
+        return model.fit(progressbar=False, **kw)
+
+
+def test_same_seed_same_draws(sleep_model, sleep_fit):
+    a = quiet_fit(sleep_model, draws=50, tune=50, chains=2, seed=5)
+    b = quiet_fit(sleep_model, draws=50, tune=50, chains=2, seed=5)
+    c = quiet_fit(sleep_model, draws=50, tune=50, chains=2, seed=6)
+    for name in ("fixef", "sd_Subject", "r_Subject", "sigma"):
+        np.testing.assert_array_equal(a.idata.posterior[name], b.idata.posterior[name])
+    assert not np.array_equal(a.idata.posterior["fixef"], c.idata.posterior["fixef"])
+    assert a.info.seed == 5 and a.info.sampler == "nutpie"
+
+
+def test_default_sampler_is_the_fastest_installed():
+    assert hb.available_samplers()[0] == "nutpie"
+
+
+@pytest.mark.parametrize(
+    ("kw", "words"),
+    [
+        ({"sampler": "stan"}, "Unknown sampler 'stan'"),
+        ({"draws": 0}, "draws must be an integer of at least 1"),
+        ({"chains": 1.5}, "chains must be an integer"),
+        ({"target_accept": 1.2}, "target_accept must lie between 0 and 1"),
+    ],
+)
+def test_bad_settings_raise_before_sampling(sleep_model, kw, words):
+    with pytest.raises(hb.SamplerError, match=words):
+        sleep_model.fit(progressbar=False, **kw)
+
+
+def test_unavailable_sampler_says_how_to_install(sleep_model):
+    if "numpyro" in hb.available_samplers():
+        pytest.skip("numpyro is installed here, so it is not unavailable")
+    with pytest.raises(hb.SamplerError, match="pip install numpyro"):
+        sleep_model.fit(sampler="numpyro", progressbar=False)
+
+
+def test_short_runs_warn_with_advice(sleep_model, sleep_fit):
+    with pytest.warns(hb.ConvergenceWarning, match="Bulk ESS below 400 for .*Increase draws"):
+        sleep_model.fit(draws=40, tune=40, chains=2, seed=3, progressbar=False)
+
+
+def test_warnings_name_divergences(sleepstudy):
+    # A tiny step-size target on a funnel-prone model with few levels provokes divergences.
+    df = sleepstudy[sleepstudy["Subject"].isin(sleepstudy["Subject"].cat.categories[:3])]
+    model = hb.Model("Reaction ~ Days + (Days | Subject)", df, priors={"sd": "half_cauchy(100)"})
+    fit = quiet_fit(model, draws=300, tune=300, chains=2, seed=2, target_accept=0.5)
+    if fit.diagnostics().divergences == 0:
+        pytest.fail("expected divergences with target_accept=0.5 on 3 subjects")
+    messages = fit.check_convergence()
+    assert any("divergence" in m and "target_accept" in m for m in messages)
+
+
+@pytest.mark.slow
+def test_pymc_sampler_runs_and_agrees(sleepstudy):
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    fit = quiet_fit(model, draws=300, tune=300, chains=2, seed=1, sampler="pymc", cores=1)
+    assert fit.info.sampler == "pymc"
+    fx = fit.fixef()
+    assert fx.loc["Days", "Estimate"] == pytest.approx(10.47, abs=0.5)
+    assert {"posterior", "log_likelihood", "observed_data"} <= set(fit.idata.groups())
