@@ -24,7 +24,8 @@ from .families import get_family
 from .formula import ParsedFormula, RandomTerm, parse_formula
 from .model import Model
 from .priors import Prior, PriorTable
-from .results import BayesFit, Summary
+from .reml import lmer
+from .results import BayesFit, LmerFit, Summary
 from .sampling import available_samplers
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "FormulaError",
     "HierbayesError",
     "HierbayesWarning",
+    "LmerFit",
     "Model",
     "ParsedFormula",
     "Prior",
@@ -49,5 +51,6 @@ __all__ = [
     "build_design",
     "datasets",
     "get_family",
+    "lmer",
     "parse_formula",
 ]

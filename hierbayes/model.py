@@ -247,6 +247,18 @@ class Model:
             f"{d.n_obs} observations; groups: {groups or 'none'}"
         )
 
+    def fit_reml(self):
+        """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.reml`)."""
+        from .reml import fit_design
+
+        return fit_design(self.design, reml=True)
+
+    def fit_ml(self):
+        """Fit the same formula by maximum likelihood with the lme4-style engine."""
+        from .reml import fit_design
+
+        return fit_design(self.design, reml=False)
+
     def fit(
         self,
         draws: int = 1000,

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import ConvergenceWarning
+from ..errors import ConvergenceWarning
+from ._format import Summary, aligned, num
 
 if TYPE_CHECKING:
-    from .model import Model
-    from .sampling import SamplingInfo
+    from ..model import Model
+    from ..sampling import SamplingInfo
 
 
 def _qnames(prob: float) -> tuple[str, str]:
@@ -44,15 +45,6 @@ def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, 
     return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
 
 
-def _num(x: float, digits: int = 4) -> str:
-    """Significant digits without exponent clutter, as R prints summaries."""
-    if not np.isfinite(x):
-        return "NA"
-    if x != 0 and (abs(x) >= 1e6 or abs(x) < 1e-4):
-        return f"{x:.{digits - 1}e}"
-    return np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
-
-
 @dataclass
 class Diagnostics:
     """Sampler diagnostics over the headline parameters (fixef, SDs, correlations, sigma)."""
@@ -63,37 +55,6 @@ class Diagnostics:
     min_ess_bulk: float
     min_ess_tail: float
     table: pd.DataFrame  # per parameter: rhat, ess_bulk, ess_tail
-
-
-class Summary:
-    """An lmer-style summary; prints as text and shows as HTML in notebooks.
-
-    Attributes
-    ----------
-    random, fixed : pandas.DataFrame
-        The random-effects and fixed-effects tables.
-    """
-
-    def __init__(self, header: list[str], random: pd.DataFrame, fixed: pd.DataFrame,
-                 random_text: str, fixed_text: str, footer: list[str]) -> None:
-        self.header, self.random, self.fixed = header, random, fixed
-        self._random_text, self._fixed_text, self.footer = random_text, fixed_text, footer
-
-    def __str__(self) -> str:
-        return "\n".join(
-            [*self.header, "Random effects:", self._random_text, "Fixed effects:",
-             self._fixed_text, *self.footer]
-        )
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        head = "<br>".join(self.header)
-        return (
-            f"<div><p style='font-family:monospace'>{head}</p><b>Random effects</b>"
-            f"{self.random.to_html(index=False, float_format=_num)}<b>Fixed effects</b>"
-            f"{self.fixed.to_html(float_format=_num)}<p>{'<br>'.join(self.footer)}</p></div>"
-        )
 
 
 class BayesFit:
@@ -304,24 +265,11 @@ class BayesFit:
                 for j in range(i):
                     c = vc[(vc["grp"] == grp) & (vc["var1"] == b.terms[j]) & (vc["var2"] == name)].iloc[0]
                     cors.append(f"{c['sdcor']:.2f} [{c[lo]:.2f}, {c[hi]:.2f}]")
-            cells.append([grp, name, _num(row["vcov"]), _num(row["sdcor"]),
-                          f"[{_num(row[lo])}, {_num(row[hi])}]", "  ".join(cors)])
+            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]),
+                          f"[{num(row[lo])}, {num(row[hi])}]", "  ".join(cors)])
             table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
                           "Std.Dev.": row["sdcor"], lo: row[lo], hi: row[hi], "Corr": "  ".join(cors)})
-        heads = ["Groups", "Name", "Variance", "Std.Dev.", f"[{pct} CrI]", "Corr"]
-        widths = [max(len(heads[k]), *(len(c[k]) for c in cells)) for k in range(6)]
-        right = {2, 3}
-
-        def line(values: list[str]) -> str:
-            out = [v.rjust(w) if k in right else v.ljust(w) for k, (v, w) in enumerate(zip(values, widths, strict=True))]
-            return " " + " ".join(out).rstrip()
-
-        lines = [line(heads)]
-        previous = None
-        for c in cells:
-            shown = c[0] if c[0] != previous else ""
-            previous = c[0]
-            lines.append(line([shown, *c[1:]]))
+        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", f"[{pct} CrI]", "Corr"], cells, {2, 3})
         groups = ", ".join(f"{k}, {v}" for k, v in d.ngrps().items())
         lines.append(f"Number of obs: {d.n_obs}{', groups:  ' + groups if groups else ''}")
 
@@ -331,7 +279,7 @@ class BayesFit:
         fx["ESS-bulk"] = [diag.table.loc[f"fixef[{n}]", "ess_bulk"] for n in fx.index]
         fx_text = fx.copy()
         for col in ["Estimate", "Est.Error", lo, hi]:
-            fx_text[col] = [_num(v) for v in fx[col]]
+            fx_text[col] = [num(v) for v in fx[col]]
         fx_text["R-hat"] = [f"{v:.2f}" if np.isfinite(v) else "NA" for v in fx["R-hat"]]
         fx_text["ESS-bulk"] = [f"{v:.0f}" for v in fx["ESS-bulk"]]
         fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
@@ -343,7 +291,8 @@ class BayesFit:
             footer.append(f"{d.dropped_rows} rows with missing values were dropped.")
         if d.dropped_columns:
             footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
-        return Summary(header, pd.DataFrame(table), fx, "\n".join(lines), fx_text.to_string(), footer)
+        sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
+        return Summary(header, sections, pd.DataFrame(table), fx, footer)
 
     def __repr__(self) -> str:
         return str(self.summary())

@@ -1,0 +1,420 @@
+"""REML and ML fits of linear mixed models, by lme4's method.
+
+The profiled deviance of Bates, Maechler, Bolker & Walker (2015, JSS 67(1)) is
+a function of the relative covariance factor's parameters ``theta`` alone:
+for each ``theta`` a penalised least-squares problem gives the conditional
+modes, the fixed effects and the penalised residual sum of squares ``r^2``,
+through the Cholesky factor ``L`` of
+
+    [Lambda'Z'Z Lambda + I   Lambda'Z'X   Lambda'Z'y]
+    [X'Z Lambda              X'X          X'y       ]
+    [y'Z Lambda              y'X          y'y       ]
+
+and then
+
+    ML:   d(theta) = log|L_Z|^2 + n (1 + log(2 pi r^2 / n))
+    REML: d(theta) = log|L_Z|^2 + log|L_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))).
+
+The factorisation is blocked as in MixedModels.jl: the random-effect term with
+the most levels comes first and its block of ``Z'Z`` is block diagonal (one
+small block per level), so it is factored level by level; its coupling to the
+rest is sparse; the Schur complement of the other terms, X and y is dense and
+small (InstEval: 1,142 + 3 columns beside 2,972 levels).
+
+Stages can be called alone, as lme4's ``mkLmerDevfun`` and ``optimizeLmer``:
+:class:`Deviance` is the objective, :func:`optimize_theta` fits ``theta`` and
+returns an :class:`OptSummary`, :func:`lmer` does everything.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> round(fit.deviance, 3)  # the REML criterion
+1743.628
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import optimize
+from scipy.linalg import solve_triangular
+
+from .design import Design, build_design
+from .errors import DataError
+from .formula import parse_formula
+
+if TYPE_CHECKING:
+    from .results.lmer import LmerFit
+
+
+def _tril_index(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each theta entry: lme4's column-wise lower triangle."""
+    rows, cols = [], []
+    for j in range(p):
+        for i in range(j, p):
+            rows.append(i)
+            cols.append(j)
+    return np.array(rows), np.array(cols)
+
+
+@dataclass
+class _Factor:
+    """The blocked Cholesky factor at one theta, kept for extracting estimates."""
+
+    theta: np.ndarray
+    T: list[np.ndarray]  # per block, the p x p relative covariance factor
+    L11: np.ndarray  # (levels_1, p_1, p_1) lower Cholesky blocks of the first term
+    LD1: sp.csr_matrix  # rows: rest of Z, X, y; columns: first term
+    LDD: np.ndarray  # dense lower factor of rest of Z, X, y
+    ld_z: float
+    ld_x: float
+    r2: float
+
+
+class Deviance:
+    """The profiled deviance (REML criterion or -2 log-likelihood) as a function of theta.
+
+    Parameters
+    ----------
+    design
+        A gaussian design with at least one random-effect term.
+    reml
+        REML criterion (True) or ML deviance (False).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.design import build_design
+    >>> from hierbayes.formula import parse_formula
+    >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), hb.datasets.load("sleepstudy"))
+    >>> dev = Deviance(d, reml=True)
+    >>> dev.theta0, round(float(dev(dev.theta0)), 4)
+    (array([1.]), 1787.3989)
+    """
+
+    def __init__(self, design: Design, reml: bool = True) -> None:
+        if design.family.name != "gaussian":
+            raise DataError(
+                f"REML and ML fits here are for gaussian models; this one is {design.family.name}."
+            )
+        if not design.blocks:
+            raise DataError("The formula has no random-effect term; use ordinary least squares.")
+        self.design = design
+        self.reml = reml
+        self.n = design.n_obs
+        self.p = design.X.shape[1]
+        blocks = design.blocks
+        self.sizes = [b.n_terms for b in blocks]
+        self.levels = [b.n_levels for b in blocks]
+        self.tril = [_tril_index(p) for p in self.sizes]
+        self.n_theta = sum(p * (p + 1) // 2 for p in self.sizes)
+        self.theta0 = np.concatenate([(r == c).astype(float) for r, c in self.tril])
+        self.lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in self.tril])
+
+        first = blocks[0]
+        p1, L1 = first.n_terms, first.n_levels
+        # A11: per level of the first term, Z_l' Z_l.
+        self.A11 = np.zeros((L1, p1, p1))
+        np.add.at(self.A11, first.index, first.Z[:, :, None] * first.Z[:, None, :])
+        Z1 = self._sparse_z(first)
+        rest = [self._sparse_z(b) for b in blocks[1:]]
+        XY = np.column_stack([design.X, design.y])
+        D = sp.hstack([*rest, sp.csr_matrix(XY)], format="csr")
+        self.q_rest = sum(b.n_levels * b.n_terms for b in blocks[1:])
+        self.m = D.shape[1]
+        self.AD1 = (D.T @ Z1).tocsr()
+        self.ADD = (D.T @ D).toarray()
+        self.evaluations = 0
+
+    @staticmethod
+    def _sparse_z(block) -> sp.csr_matrix:
+        """Z of one term, columns level-major (each level's p columns together), as lme4."""
+        n, p = block.Z.shape
+        rows = np.repeat(np.arange(n), p)
+        cols = (block.index[:, None] * p + np.arange(p)).ravel()
+        return sp.csr_matrix((block.Z.ravel(), (rows, cols)), shape=(n, block.n_levels * p))
+
+    def T(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The relative covariance factors (lower triangular, one per term) of theta."""
+        out, k = [], 0
+        for p, (r, c) in zip(self.sizes, self.tril, strict=True):
+            T = np.zeros((p, p))
+            T[r, c] = theta[k : k + len(r)]
+            out.append(T)
+            k += len(r)
+        return out
+
+    def _lambda_rest(self, T: list[np.ndarray]) -> sp.csr_matrix:
+        parts = [sp.kron(sp.identity(L, format="csr"), sp.csr_matrix(t))
+                 for t, L in zip(T[1:], self.levels[1:], strict=True)]
+        parts.append(sp.identity(self.p + 1, format="csr"))
+        return sp.block_diag(parts, format="csr")
+
+    def factor(self, theta: np.ndarray) -> _Factor:
+        """The blocked Cholesky factor at theta."""
+        theta = np.asarray(theta, dtype=float)
+        T = self.T(theta)
+        T1 = T[0]
+        p1 = T1.shape[0]
+        M = np.einsum("ji,ljk,kh->lih", T1, self.A11, T1) + np.eye(p1)
+        L11 = np.linalg.cholesky(M)
+        L11_inv_t = np.linalg.inv(L11).transpose(0, 2, 1)
+        lam_rest = self._lambda_rest(T)
+        lam1 = sp.kron(sp.identity(self.levels[0], format="csr"), sp.csr_matrix(T1))
+        C = lam_rest.T @ self.AD1 @ lam1
+        LD1 = (C @ sp.block_diag(list(L11_inv_t), format="csr")).tocsr()
+        S = lam_rest.T @ (lam_rest.T @ self.ADD.T).T  # Lambda' A Lambda, dense
+        S = np.asarray(S)
+        S[np.arange(self.q_rest), np.arange(self.q_rest)] += 1.0
+        S -= (LD1 @ LD1.T).toarray()
+        LDD = np.linalg.cholesky(S)
+        diag = np.diag(LDD)
+        ld_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(diag[: self.q_rest]).sum()
+        ld_x = 2 * np.log(diag[self.q_rest : self.q_rest + self.p]).sum()
+        return _Factor(theta, T, L11, LD1, LDD, float(ld_z), float(ld_x), float(diag[-1] ** 2))
+
+    def objective(self, f: _Factor) -> float:
+        n, p = self.n, self.p
+        if self.reml:
+            return f.ld_z + f.ld_x + (n - p) * (1 + np.log(2 * np.pi * f.r2 / (n - p)))
+        return f.ld_z + n * (1 + np.log(2 * np.pi * f.r2 / n))
+
+    def __call__(self, theta: np.ndarray) -> float:
+        self.evaluations += 1
+        try:
+            return self.objective(self.factor(theta))
+        except np.linalg.LinAlgError:
+            return np.inf
+
+
+@dataclass
+class OptSummary:
+    """A record of one optimisation, as MixedModels.jl's OptSummary.
+
+    Attributes
+    ----------
+    initial, final
+        Starting and final theta.
+    f_initial, f_final
+        Objective (REML criterion or deviance) at those points.
+    evaluations
+        Number of deviance evaluations.
+    optimizer
+        What ran (method and polishing steps).
+    message
+        The optimizer's own words.
+    seconds
+        Wall time of the optimisation.
+    """
+
+    initial: np.ndarray
+    final: np.ndarray
+    f_initial: float
+    f_final: float
+    evaluations: int
+    optimizer: str
+    message: str
+    seconds: float
+    lower: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+
+    def __str__(self) -> str:
+        return (
+            f"Optimizer: {self.optimizer}\n"
+            f"  initial theta {np.round(self.initial, 6).tolist()}  objective {self.f_initial:.6f}\n"
+            f"  final theta   {np.round(self.final, 6).tolist()}  objective {self.f_final:.6f}\n"
+            f"  {self.evaluations} evaluations in {self.seconds:.3f} s: {self.message}"
+        )
+
+
+def _bobyqa(dev: Deviance, start: np.ndarray) -> tuple[np.ndarray, str]:
+    import nlopt
+
+    opt = nlopt.opt(nlopt.LN_BOBYQA, dev.n_theta)
+    opt.set_lower_bounds(dev.lower.tolist())
+    opt.set_min_objective(lambda x, grad: dev(np.asarray(x)))
+    # lme4's nloptwrap sets xtol_abs, ftol_abs and maxeval and leaves nloptr's default
+    # xtol_rel = 1e-4 in force; the same stopping rules make fits stop where lme4's do.
+    opt.set_xtol_abs(1e-8)
+    opt.set_ftol_abs(1e-8)
+    opt.set_xtol_rel(1e-4)
+    opt.set_maxeval(100_000)
+    x = np.asarray(opt.optimize(start.tolist()))
+    codes = {1: "success", 2: "stopval reached", 3: "ftol reached", 4: "xtol reached", 5: "maxeval reached"}
+    return x, f"NLopt BOBYQA: {codes.get(opt.last_optimize_result(), opt.last_optimize_result())}"
+
+
+def _lbfgsb(dev: Deviance, start: np.ndarray) -> tuple[np.ndarray, str]:
+    # Central differences: scipy's default forward differences with a tiny step carry rounding
+    # noise of order eps * |d| / h (about 0.02 for a criterion near 2000). The deviance is defined,
+    # and even, for negative diagonal theta, so steps across the bound are harmless.
+    def gradient(x: np.ndarray) -> np.ndarray:
+        g = np.empty_like(x)
+        for i in range(len(x)):
+            h = 1e-5 * max(1.0, abs(x[i]))
+            e = np.zeros_like(x)
+            e[i] = h
+            g[i] = (dev(x + e) - dev(x - e)) / (2 * h)
+        return g
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in dev.lower]
+    x, messages = start, []
+    for _ in range(2):  # the restart rebuilds the curvature estimate where the criterion is flat
+        res = optimize.minimize(dev, x, jac=gradient, method="L-BFGS-B", bounds=bounds,
+                                options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 5000})
+        x = res.x
+        messages.append(str(res.message))
+    return x, "scipy L-BFGS-B (central differences): " + "; ".join(messages)
+
+
+OPTIMIZERS = ("bobyqa", "lbfgsb")
+
+
+def optimize_theta(dev: Deviance, start: np.ndarray | None = None,
+                   optimizer: str = "bobyqa") -> OptSummary:
+    """Minimise the profiled deviance over theta under its bounds.
+
+    ``"bobyqa"`` (default) is NLopt's BOBYQA with lme4's ``nloptwrap``
+    settings (``xtol_abs = ftol_abs = 1e-8``, and nloptr's ``xtol_rel = 1e-4``):
+    the same method and stopping rules as lme4, so fits agree with lme4's even
+    where lme4 stops short of the exact optimum.
+    ``"lbfgsb"`` runs scipy's L-BFGS-B to a tighter optimum (more evaluations).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {optimizer!r}")
+    start = dev.theta0 if start is None else np.asarray(start, dtype=float)
+    t0 = time.perf_counter()
+    count0 = dev.evaluations
+    f0 = dev(start)
+    x, message = (_bobyqa if optimizer == "bobyqa" else _lbfgsb)(dev, start)
+    theta = np.where(np.isfinite(dev.lower), np.maximum(x, dev.lower), x)
+    return OptSummary(
+        initial=start,
+        final=theta,
+        f_initial=float(f0),
+        f_final=float(dev(theta)),
+        evaluations=dev.evaluations - count0,
+        optimizer=optimizer,
+        message=message,
+        seconds=time.perf_counter() - t0,
+        lower=dev.lower,
+    )
+
+
+@dataclass
+class Estimates:
+    """Everything a fit reports, computed at the optimum."""
+
+    beta: np.ndarray
+    vcov_beta: np.ndarray
+    sigma: float
+    u: list[np.ndarray]  # per block, (levels, p) spherical random effects
+    b: list[np.ndarray]  # per block, (levels, p) conditional modes
+    cond_var: list[np.ndarray] | None = None  # per block, (levels, p, p)
+
+
+def estimates(dev: Deviance, f: _Factor, cond_var: bool = True) -> Estimates:
+    """Fixed effects, sigma, conditional modes (and their conditional variances) at a factor."""
+    q_rest, p = dev.q_rest, dev.p
+    LDD, LD1 = f.LDD, f.LD1
+    l_y = LDD[-1, :-1]  # y row against rest of Z and X
+    l_y1 = LD1[-1].toarray().ravel()
+    L_rr = LDD[:q_rest, :q_rest]
+    L_Xr = LDD[q_rest : q_rest + p, :q_rest]
+    L_XX = LDD[q_rest : q_rest + p, q_rest : q_rest + p]
+    beta = solve_triangular(L_XX, l_y[q_rest:], lower=True, trans="T") if p else np.zeros(0)
+    u_rest = (solve_triangular(L_rr, l_y[:q_rest] - L_Xr.T @ beta, lower=True, trans="T")
+              if q_rest else np.zeros(0))
+    LD1_top = LD1[:-1]  # rows: rest of Z then X
+    rhs = l_y1 - LD1_top.T @ np.concatenate([u_rest, beta])
+    L1, p1 = dev.levels[0], dev.sizes[0]
+    u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs.reshape(L1, p1)[..., None])[..., 0]
+    n, reml = dev.n, dev.reml
+    sigma2 = f.r2 / (n - p if reml else n)
+    if p:
+        L_XX_inv = solve_triangular(L_XX, np.eye(p), lower=True)
+        vcov = sigma2 * L_XX_inv.T @ L_XX_inv
+    else:
+        vcov = np.zeros((0, 0))
+    us = [u1]
+    k = 0
+    for L, q in zip(dev.levels[1:], dev.sizes[1:], strict=True):
+        us.append(u_rest[k : k + L * q].reshape(L, q))
+        k += L * q
+    bs = [u @ T.T for u, T in zip(us, f.T, strict=True)]
+    cv = _cond_var(dev, f, sigma2) if cond_var else None
+    return Estimates(beta, vcov, float(np.sqrt(sigma2)), us, bs, cv)
+
+
+def _cond_var(dev: Deviance, f: _Factor, sigma2: float) -> list[np.ndarray]:
+    """Conditional variances of the modes: diagonal blocks of sigma^2 Lambda (L_Z L_Z')^-1 Lambda'.
+
+    As lme4's ranef(condVar = TRUE): conditional on the fixed effects.
+    """
+    q_rest = dev.q_rest
+    L1, p1 = dev.levels[0], dev.sizes[0]
+    L11_inv = np.linalg.inv(f.L11)  # (L1, p1, p1)
+    first = np.einsum("lji,ljk->lik", L11_inv, L11_inv)  # L11^-T L11^-1 per level
+    out = []
+    if q_rest:
+        L_rr = f.LDD[:q_rest, :q_rest]
+        L_r1 = f.LD1[:q_rest]
+        # W = -L_rr^-1 L_r1 L11^-1, columns of the first term's part of L_Z^-1 below its block
+        L_r1_L11inv = (L_r1 @ sp.block_diag(list(L11_inv), format="csr")).toarray()
+        W = solve_triangular(L_rr, L_r1_L11inv, lower=True)
+        Wb = W.reshape(q_rest, L1, p1)
+        first = first + np.einsum("rli,rlj->lij", Wb, Wb)
+        V = solve_triangular(L_rr, np.eye(q_rest), lower=True)
+    out.append(first)
+    k = 0
+    for L, q in zip(dev.levels[1:], dev.sizes[1:], strict=True):
+        Vb = V[:, k : k + L * q].reshape(q_rest, L, q)
+        out.append(np.einsum("rli,rlj->lij", Vb, Vb))
+        k += L * q
+    return [sigma2 * np.einsum("ij,ljk,hk->lih", T, c, T) for T, c in zip(f.T, out, strict=True)]
+
+
+def fit_design(design: Design, reml: bool = True, start: np.ndarray | None = None,
+               optimizer: str = "bobyqa") -> LmerFit:
+    """Fit a design by REML or ML (lme4's ``optimizeLmer`` and ``mkMerMod``)."""
+    from .results.lmer import LmerFit
+
+    dev = Deviance(design, reml=reml)
+    opt = optimize_theta(dev, start, optimizer)
+    factor = dev.factor(opt.final)
+    return LmerFit(design=design, deviance_function=dev, opt=opt, factor=factor,
+                   estimates=estimates(dev, factor))
+
+
+def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",
+         optimizer: str = "bobyqa") -> LmerFit:
+    """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
+
+    Parameters
+    ----------
+    formula
+        An lme4 formula.
+    data
+        The data (never modified).
+    reml
+        REML (True) or maximum likelihood (False).
+    na_action
+        ``"omit"`` (drop rows with missing values, with a warning) or ``"raise"``.
+    optimizer
+        ``"bobyqa"`` (lme4's default method and settings) or ``"lbfgsb"``.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+    >>> fit.fixef().round(3)["Estimate"].tolist()
+    [251.405, 10.467]
+    """
+    design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action)
+    return fit_design(design, reml=reml, optimizer=optimizer)
+

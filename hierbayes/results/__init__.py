@@ -1,0 +1,10 @@
+"""What fits report: summaries, accessors (fixef, ranef, coef, varcorr) and comparisons.
+
+``bayes`` holds the posterior's report (:class:`BayesFit`), ``lmer`` the REML
+and ML fit's (:class:`LmerFit`).
+"""
+
+from .bayes import BayesFit, Diagnostics, Summary
+from .lmer import LmerFit
+
+__all__ = ["BayesFit", "Diagnostics", "LmerFit", "Summary"]

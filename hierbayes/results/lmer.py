@@ -1,0 +1,246 @@
+"""What a REML or ML fit reports, as lme4's merMod does.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> fit.varcorr()[["grp", "var1", "var2"]].values.tolist()[:2]
+[['Subject', '(Intercept)', None], ['Subject', 'Days', None]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._format import Summary, aligned, num
+
+
+@dataclass
+class LmerFit:
+    """A linear mixed model fitted by REML or ML.
+
+    Attributes
+    ----------
+    design
+        The evaluated formula.
+    deviance_function
+        The objective (:class:`hierbayes.reml.Deviance`), callable on theta.
+    opt
+        The optimisation record (:class:`hierbayes.reml.OptSummary`).
+    """
+
+    design: Any
+    deviance_function: Any
+    opt: Any
+    factor: Any
+    estimates: Any
+
+    @property
+    def reml(self) -> bool:
+        """True for a REML fit, False for ML."""
+        return self.deviance_function.reml
+
+    @property
+    def theta(self) -> np.ndarray:
+        """lme4's theta: each term's relative covariance factor, column-wise lower triangle."""
+        return self.opt.final.copy()
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation."""
+        return self.estimates.sigma
+
+    @property
+    def deviance(self) -> float:
+        """The criterion at convergence: REML criterion (REML fits) or -2 log-likelihood (ML)."""
+        return self.opt.f_final
+
+    @property
+    def nobs(self) -> int:
+        return self.design.n_obs
+
+    @property
+    def n_params(self) -> int:
+        """Fixed effects, theta and sigma: the parameter count in AIC and BIC."""
+        return self.design.X.shape[1] + len(self.theta) + 1
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (the REML log-likelihood for a REML fit, as lme4's logLik)."""
+        return -self.deviance / 2
+
+    @property
+    def aic(self) -> float:
+        return self.deviance + 2 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return self.deviance + self.n_params * np.log(self.nobs)
+
+    def ngrps(self) -> dict[str, int]:
+        """Levels of each grouping factor."""
+        return self.design.ngrps()
+
+    def is_singular(self, tol: float = 1e-4) -> bool:
+        """True when a variance component sits on its boundary (a theta of about zero), as lme4."""
+        on_bound = np.isfinite(self.opt.lower)
+        return bool(np.any(self.theta[on_bound] < tol))
+
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects with standard errors and t values."""
+        est = self.estimates
+        se = np.sqrt(np.diag(est.vcov_beta))
+        return pd.DataFrame({"Estimate": est.beta, "Std. Error": se, "t value": est.beta / se},
+                            index=self.design.fixef_names)
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects."""
+        names = self.design.fixef_names
+        return pd.DataFrame(self.estimates.vcov_beta, index=names, columns=names)
+
+    def ranef(self, cond_var: bool = True) -> pd.DataFrame:
+        """Conditional modes of the group effects, in long form; with their conditional SDs.
+
+        Columns: group (grouping factor), term, level, Estimate and, with
+        ``cond_var``, Cond.SD (lme4's condsd, conditional on the fixed effects).
+        """
+        rows = []
+        cv = self.estimates.cond_var
+        for k, blk in enumerate(self.design.blocks):
+            b = self.estimates.b[k]
+            for j, term in enumerate(blk.terms):
+                for lv, level in enumerate(blk.levels):
+                    row = {"group": blk.factor, "term": term, "level": level, "Estimate": b[lv, j]}
+                    if cond_var:
+                        row["Cond.SD"] = float(np.sqrt(cv[k][lv, j, j]))
+                    rows.append(row)
+        return pd.DataFrame(rows)
+
+    def coef(self) -> pd.DataFrame:
+        """Fixed plus group effects per level, as lme4's ``coef``, in long form."""
+        d = self.design
+        beta = dict(zip(d.fixef_names, self.estimates.beta, strict=True))
+        rows = []
+        for factor in d.ngrps():
+            ks = [k for k, b in enumerate(d.blocks) if b.factor == factor]
+            terms = list(d.fixef_names) + [t for k in ks for t in d.blocks[k].terms if t not in beta]
+            for term in terms:
+                for lv, level in enumerate(d.blocks[ks[0]].levels):
+                    value = beta.get(term, 0.0)
+                    for k in ks:
+                        if term in d.blocks[k].terms:
+                            value += self.estimates.b[k][lv, d.blocks[k].terms.index(term)]
+                    rows.append({"group": factor, "term": term, "level": level, "Estimate": value})
+        return pd.DataFrame(rows)
+
+    def covariance(self) -> list[np.ndarray]:
+        """Each term's covariance matrix of group effects: sigma^2 T T'."""
+        f = self.factor
+        return [self.sigma**2 * T @ T.T for T in f.T]
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
+        covs = dict(zip([b.group for b in self.design.blocks], self.covariance(), strict=True))
+        rows = []
+        for grp, v1, v2 in self.design.varcorr_index():
+            if grp == "Residual":
+                rows.append({"grp": grp, "var1": None, "var2": None, "vcov": self.sigma**2,
+                             "sdcor": self.sigma})
+                continue
+            terms = self.design.block(grp).terms
+            S = covs[grp]
+            i = terms.index(v1)
+            if v2 is None:
+                rows.append({"grp": grp, "var1": v1, "var2": None, "vcov": S[i, i],
+                             "sdcor": np.sqrt(S[i, i])})
+            else:
+                j = terms.index(v2)
+                denom = np.sqrt(S[i, i] * S[j, j])
+                rows.append({"grp": grp, "var1": v1, "var2": v2, "vcov": S[i, j],
+                             "sdcor": S[i, j] / denom if denom > 0 else np.nan})
+        out = pd.DataFrame(rows)
+        for col in ("var1", "var2"):
+            out[col] = pd.Series([r[col] for r in rows], dtype=object)
+        return out
+
+    def fitted(self) -> np.ndarray:
+        """Fitted values with group effects: X beta + Z b."""
+        d = self.design
+        eta = d.X @ self.estimates.beta
+        for blk, b in zip(d.blocks, self.estimates.b, strict=True):
+            eta = eta + (blk.Z * b[blk.index]).sum(axis=1)
+        return eta
+
+    def residuals(self) -> np.ndarray:
+        """Response minus fitted values."""
+        return self.design.y - self.fitted()
+
+    def summary(self) -> Summary:
+        """lmer's summary: criterion, scaled residuals, random and fixed effects, their correlation."""
+        d = self.design
+        method = "REML" if self.reml else "maximum likelihood"
+        header = [
+            f"Linear mixed model fit by {method}",
+            f"Formula: {d.formula.formula}",
+            f"   Data: {d.data_name}",
+            "",
+        ]
+        if self.reml:
+            header.append(f"REML criterion at convergence: {self.deviance:.1f}")
+        else:
+            header += [
+                "     AIC      BIC   logLik deviance df.resid",
+                f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} "
+                f"{self.nobs - self.n_params:9d}",
+            ]
+        q = np.quantile(self.residuals() / self.sigma, [0, 0.25, 0.5, 0.75, 1])
+        resid = aligned(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], {0, 1, 2, 3, 4})
+        vc = self.varcorr()
+        cells, table = [], []
+        for _, row in vc[vc["var2"].map(lambda v: v is None)].iterrows():
+            grp, name = row["grp"], row["var1"] or ""
+            cors = []
+            if grp != "Residual":
+                terms = d.block(grp).terms
+                i = terms.index(name)
+                cors = [f"{vc[(vc.grp == grp) & (vc.var1 == terms[j]) & (vc.var2 == name)].sdcor.iloc[0]:.2f}"
+                        for j in range(i)]
+            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]), " ".join(cors)])
+            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
+                          "Std.Dev.": row["sdcor"], "Corr": " ".join(cors)})
+        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", "Corr"], cells, {2, 3})
+        groups = ", ".join(f"{k}, {v}" for k, v in d.ngrps().items())
+        lines.append(f"Number of obs: {d.n_obs}, groups:  {groups}")
+        fx = self.fixef()
+        fx_text = fx.map(num).to_string()
+        sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", "\n".join(lines)),
+                    ("\nFixed effects:", fx_text)]
+        if len(fx) > 1:
+            se = np.sqrt(np.diag(self.estimates.vcov_beta))
+            corr = self.estimates.vcov_beta / np.outer(se, se)
+            short = [_abbreviate(n) for n in fx.index]
+            rows = [[fx.index[i], *[f"{corr[i, j]:.3f}" for j in range(i)]] for i in range(1, len(fx))]
+            heads = ["", *short[:-1]]
+            rows = [r + [""] * (len(heads) - len(r)) for r in rows]
+            sections.append(("\nCorrelation of Fixed Effects:", "\n".join(aligned(heads, rows, set(range(1, len(heads)))))))
+        footer = []
+        if self.is_singular():
+            footer.append("boundary (singular) fit: see help('isSingular')")
+        return Summary(header, sections, pd.DataFrame(table), fx, footer)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+def _abbreviate(name: str, width: int = 6) -> str:
+    """R's abbreviate() for column heads, roughly: (Intercept) -> (Intr)."""
+    if name == "(Intercept)":
+        return "(Intr)"
+    return name if len(name) <= width else name[:width]
