@@ -25,6 +25,13 @@ lint: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-.PHONY: bench
-bench: $(STAMP)
+.PHONY: bench bench-reml bench-deps
+# Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
+bench-deps: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+
+bench: bench-deps
 	$(PY) benchmarks/sleepstudy.py
+
+bench-reml: bench-deps
+	$(PY) benchmarks/reml.py

@@ -15,12 +15,10 @@ import argparse
 import importlib.util
 import json
 import shutil
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+from _common import OUT, run
+
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
 HIERBAYES = """
@@ -62,16 +60,6 @@ m <- lmer({formula}, df)
 print(summary(m))
 cat("RESULT {{}}\\n")
 """
-
-
-def run(cmd: list[str]) -> dict:
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        return {"status": "failed", "wall_s": wall, "error": proc.stderr[-2000:]}
-    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), "RESULT {}")
-    return {"status": "ok", "wall_s": round(wall, 2), **json.loads(line[len("RESULT "):])}
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ from .formula import ParsedFormula, RandomTerm, parse_formula
 from .model import Model
 from .priors import Prior, PriorTable
 from .reml import lmer
-from .results import BayesFit, LmerFit, Summary
+from .results import BayesFit, LmerFit, Sims, Summary
+from .results.compare import anova, compare
 from .sampling import available_samplers
 
 __version__ = "0.1.0"
@@ -46,9 +47,12 @@ __all__ = [
     "PriorTable",
     "RandomTerm",
     "SamplerError",
+    "Sims",
     "Summary",
+    "anova",
     "available_samplers",
     "build_design",
+    "compare",
     "datasets",
     "get_family",
     "lmer",

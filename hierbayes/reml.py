@@ -318,37 +318,74 @@ class Estimates:
     cond_var: list[np.ndarray] | None = None  # per block, (levels, p, p)
 
 
+def back_solve(dev: Deviance, f: _Factor, rhs: np.ndarray) -> np.ndarray:
+    """Solve ``R x = rhs`` with ``R = L'`` the upper factor of the [u, beta] system.
+
+    ``rhs`` has one column per right-hand side and rows ordered as the
+    spherical random effects (first term level-major, then the other terms),
+    then the fixed effects. The y row of the factor gives the conditional
+    modes and beta; standard normal columns give draws from N(0, (L L')^-1).
+    """
+    rhs = np.asarray(rhs, dtype=float).reshape(rhs.shape[0], -1)
+    L1, p1 = dev.levels[0], dev.sizes[0]
+    q1, q_rest, p = L1 * p1, dev.q_rest, dev.p
+    LDD = f.LDD
+    r1, rr, rx = rhs[:q1], rhs[q1 : q1 + q_rest], rhs[q1 + q_rest :]
+    x_x = solve_triangular(LDD[q_rest : q_rest + p, q_rest : q_rest + p], rx, lower=True, trans="T") if p else rx
+    x_r = (solve_triangular(LDD[:q_rest, :q_rest], rr - LDD[q_rest : q_rest + p, :q_rest].T @ x_x,
+                            lower=True, trans="T") if q_rest else rr)
+    r1 = r1 - f.LD1[:-1].T @ np.vstack([x_r, x_x])
+    k = rhs.shape[1]
+    x_1 = np.linalg.solve(f.L11.transpose(0, 2, 1), r1.reshape(L1, p1, k))
+    return np.vstack([x_1.reshape(q1, k), x_r, x_x])
+
+
+def split_u(dev: Deviance, u: np.ndarray) -> list[np.ndarray]:
+    """Cut stacked spherical effects (q, ...) into per-term (levels, p, ...) arrays."""
+    out, k = [], 0
+    for L, q in zip(dev.levels, dev.sizes, strict=True):
+        out.append(u[k : k + L * q].reshape(L, q, *u.shape[1:]))
+        k += L * q
+    return out
+
+
 def estimates(dev: Deviance, f: _Factor, cond_var: bool = True) -> Estimates:
     """Fixed effects, sigma, conditional modes (and their conditional variances) at a factor."""
-    q_rest, p = dev.q_rest, dev.p
-    LDD, LD1 = f.LDD, f.LD1
-    l_y = LDD[-1, :-1]  # y row against rest of Z and X
-    l_y1 = LD1[-1].toarray().ravel()
-    L_rr = LDD[:q_rest, :q_rest]
-    L_Xr = LDD[q_rest : q_rest + p, :q_rest]
-    L_XX = LDD[q_rest : q_rest + p, q_rest : q_rest + p]
-    beta = solve_triangular(L_XX, l_y[q_rest:], lower=True, trans="T") if p else np.zeros(0)
-    u_rest = (solve_triangular(L_rr, l_y[:q_rest] - L_Xr.T @ beta, lower=True, trans="T")
-              if q_rest else np.zeros(0))
-    LD1_top = LD1[:-1]  # rows: rest of Z then X
-    rhs = l_y1 - LD1_top.T @ np.concatenate([u_rest, beta])
-    L1, p1 = dev.levels[0], dev.sizes[0]
-    u1 = np.linalg.solve(f.L11.transpose(0, 2, 1), rhs.reshape(L1, p1)[..., None])[..., 0]
-    n, reml = dev.n, dev.reml
-    sigma2 = f.r2 / (n - p if reml else n)
+    p = dev.p
+    l_y = np.concatenate([np.asarray(f.LD1[-1].todense()).ravel(), f.LDD[-1, :-1]])
+    sol = back_solve(dev, f, l_y[:, None])[:, 0]
+    beta = sol[len(sol) - p :]
+    sigma2 = f.r2 / (dev.n - p if dev.reml else dev.n)
     if p:
+        L_XX = f.LDD[dev.q_rest : dev.q_rest + p, dev.q_rest : dev.q_rest + p]
         L_XX_inv = solve_triangular(L_XX, np.eye(p), lower=True)
         vcov = sigma2 * L_XX_inv.T @ L_XX_inv
     else:
         vcov = np.zeros((0, 0))
-    us = [u1]
-    k = 0
-    for L, q in zip(dev.levels[1:], dev.sizes[1:], strict=True):
-        us.append(u_rest[k : k + L * q].reshape(L, q))
-        k += L * q
+    us = split_u(dev, sol[: len(sol) - p])
     bs = [u @ T.T for u, T in zip(us, f.T, strict=True)]
     cv = _cond_var(dev, f, sigma2) if cond_var else None
     return Estimates(beta, vcov, float(np.sqrt(sigma2)), us, bs, cv)
+
+
+def simulate_arm(dev: Deviance, f: _Factor, est: Estimates, n_sims: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """arm::sim draws: sigma, fixed effects and group effects, theta held at its estimate.
+
+    sigma^2 = pwrss / chi^2(n - p) (the posterior under p(sigma^2) ~ 1/sigma^2),
+    then [u, beta] ~ N(modes, sigma^2 (L L')^-1) and b = Lambda u.
+
+    Returns ``sigma`` (n_sims,), ``beta`` (n_sims, p) and per term ``b``
+    (n_sims, levels, terms).
+    """
+    df = dev.n - dev.p
+    sigma = np.sqrt(1.0 / rng.gamma(shape=df / 2.0, scale=2.0 / f.r2, size=n_sims))
+    total = sum(L * q for L, q in zip(dev.levels, dev.sizes, strict=True)) + dev.p
+    draws = back_solve(dev, f, rng.standard_normal((total, n_sims)) * sigma)
+    beta = draws[total - dev.p :].T + est.beta
+    bs = [np.einsum("ij,ljs->sli", T, u) + b[None]
+          for T, u, b in zip(f.T, split_u(dev, draws[: total - dev.p]), est.b, strict=True)]
+    return sigma, beta, bs
 
 
 def _cond_var(dev: Deviance, f: _Factor, sigma2: float) -> list[np.ndarray]:
@@ -377,6 +414,93 @@ def _cond_var(dev: Deviance, f: _Factor, sigma2: float) -> list[np.ndarray]:
         out.append(np.einsum("rli,rlj->lij", Vb, Vb))
         k += L * q
     return [sigma2 * np.einsum("ij,ljk,hk->lih", T, c, T) for T, c in zip(f.T, out, strict=True)]
+
+
+def varcomp_wald(dev: Deviance, f: _Factor, sigma: float, level: float = 0.95) -> pd.DataFrame:
+    """Approximate intervals for SDs, correlations and sigma from the curvature of the deviance.
+
+    The deviance (not profiled over sigma) is written in log-SDs, atanh-correlations
+    and log-sigma; its numerical Hessian H gives covariance 2 H^-1 on that scale, and
+    the intervals are mapped back, so they stay in range. lme4's Wald intervals give
+    NA here; profile intervals are better with few groups. Boundary (singular)
+    components get NA.
+    """
+    from scipy.stats import norm
+
+    design = dev.design
+    rows = design.varcorr_index()
+    covs = [sigma**2 * T @ T.T for T in f.T]
+    phi, kinds = [], []
+    for grp, v1, v2 in rows:
+        if grp == "Residual":
+            phi.append(np.log(sigma))
+            kinds.append("log")
+            continue
+        k = [b.group for b in design.blocks].index(grp)
+        terms = design.blocks[k].terms
+        S = covs[k]
+        i = terms.index(v1)
+        if v2 is None:
+            phi.append(0.5 * np.log(S[i, i]) if S[i, i] > 0 else -np.inf)
+            kinds.append("log")
+        else:
+            j = terms.index(v2)
+            r = S[i, j] / np.sqrt(S[i, i] * S[j, j]) if S[i, i] * S[j, j] > 0 else 0.0
+            phi.append(np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12)))
+            kinds.append("atanh")
+    phi = np.array(phi)
+    n, p = dev.n, dev.p
+
+    def full_deviance(x: np.ndarray) -> float:
+        k, theta = 0, []
+        log_sigma = x[-1]
+        s2 = np.exp(2 * log_sigma)
+        for blk in design.blocks:
+            q = blk.n_terms
+            sd = np.exp(x[k : k + q])
+            C = np.eye(q)
+            m = k + q
+            for a_ in range(q):
+                for b_ in range(a_ + 1, q):
+                    C[a_, b_] = C[b_, a_] = np.tanh(x[m])
+                    m += 1
+            k = m
+            L = np.linalg.cholesky(np.outer(sd, sd) * C / s2)
+            r_, c_ = _tril_index(q)
+            theta.append(L[r_, c_])
+        g = dev.factor(np.concatenate(theta))
+        if dev.reml:
+            return g.ld_z + g.ld_x + (n - p) * np.log(2 * np.pi * s2) + g.r2 / s2
+        return g.ld_z + n * np.log(2 * np.pi * s2) + g.r2 / s2
+
+    z = norm.ppf(0.5 + level / 2)
+    lo = np.full(len(phi), np.nan)
+    hi = np.full(len(phi), np.nan)
+    if np.all(np.isfinite(phi)):
+        try:
+            k = len(phi)
+            h = 1e-4
+            H = np.empty((k, k))
+            for i in range(k):
+                for j in range(i, k):
+                    ei = np.zeros(k)
+                    ej = np.zeros(k)
+                    ei[i] = h
+                    ej[j] = h
+                    H[i, j] = H[j, i] = (full_deviance(phi + ei + ej) - full_deviance(phi + ei - ej)
+                                         - full_deviance(phi - ei + ej) + full_deviance(phi - ei - ej)) / (4 * h * h)
+            se = np.sqrt(np.diag(2 * np.linalg.inv(H)))
+            lo, hi = phi - z * se, phi + z * se
+        except np.linalg.LinAlgError:
+            pass
+    back = [np.exp if kind == "log" else np.tanh for kind in kinds]
+    est = [fn(x) if np.isfinite(x) else 0.0 for fn, x in zip(back, phi, strict=True)]
+    return pd.DataFrame({
+        "grp": [r[0] for r in rows], "var1": [r[1] for r in rows], "var2": [r[2] for r in rows],
+        "estimate": est,
+        "lower": [fn(x) for fn, x in zip(back, lo, strict=True)],
+        "upper": [fn(x) for fn, x in zip(back, hi, strict=True)],
+    })
 
 
 def fit_design(design: Design, reml: bool = True, start: np.ndarray | None = None,

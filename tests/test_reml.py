@@ -135,3 +135,35 @@ def test_refuses_non_gaussian_and_no_random_terms(sleepstudy):
     design = build_design(parse_formula("slow ~ Days + (1 | Subject)"), df, family="bernoulli")
     with pytest.raises(hb.DataError, match="gaussian"):
         Deviance(design)
+
+
+def test_sim_reproduces_arm_sim(fits):
+    import json
+
+    from tests.conftest import SHARED
+
+    ref = json.loads((SHARED / "refs" / "extra.json").read_text())["arm_sim"]["sleep_slope"]
+    sims = fits["sleep_slope"].sim(n_sims=4000, seed=1)
+    targets = {"(Intercept)": sims.fixef["(Intercept)"].to_numpy(), "Days": sims.fixef["Days"].to_numpy()}
+    refs = {**ref["fixef"], "sigma": ref["sigma"]}
+    targets["sigma"] = sims.sigma
+    for name, draws in targets.items():
+        r = refs[name]
+        assert abs(draws.mean() - r["mean"]) < 0.1 * r["sd"], name
+        assert abs(np.quantile(draws, 0.025) - r["q2.5"]) < 0.15 * r["sd"], name
+        assert abs(np.quantile(draws, 0.975) - r["q97.5"]) < 0.15 * r["sd"], name
+
+
+def test_sim_is_reproducible_and_centred(fits):
+    fit = fits["sleep_slope"]
+    a, b = fit.sim(n_sims=500, seed=7), fit.sim(n_sims=500, seed=7)
+    np.testing.assert_array_equal(a.fixef, b.fixef)
+    np.testing.assert_array_equal(a.ranef["Subject"], b.ranef["Subject"])
+    summary = fit.sim(n_sims=4000, seed=2).summary()
+    assert set(summary["kind"]) == {"fixef", "sigma", "ranef", "coef"}
+    re = summary[summary.kind == "ranef"].set_index(["term", "level"])["mean"]
+    modes = fit.ranef().set_index(["term", "level"])["Estimate"]
+    cond_sd = fit.ranef().set_index(["term", "level"])["Cond.SD"]
+    assert (abs(re - modes[re.index]) < 0.1 * cond_sd[re.index]).all()
+    with pytest.raises(ValueError, match="n_sims"):
+        fit.sim(n_sims=0)

@@ -5,6 +5,6 @@ and ML fit's (:class:`LmerFit`).
 """
 
 from .bayes import BayesFit, Diagnostics, Summary
-from .lmer import LmerFit
+from .lmer import LmerFit, Sims
 
-__all__ = ["BayesFit", "Diagnostics", "LmerFit", "Summary"]
+__all__ = ["BayesFit", "Diagnostics", "LmerFit", "Sims", "Summary"]

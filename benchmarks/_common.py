@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmark scripts: fresh-process timing, peak memory, tables."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def run(cmd: list[str], timeout: float | None = None) -> dict:
+    """Run one contender in a fresh process; wall time, its RESULT line and peak memory."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"stopped after {timeout:.0f} s", "wall_s": round(time.perf_counter() - t, 1)}
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        return {"status": "failed", "wall_s": round(wall, 2), "error": proc.stderr[-2000:]}
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), "RESULT {}")
+    out = {"status": "ok", "wall_s": round(wall, 2), **json.loads(line[len("RESULT "):])}
+    if after > before:  # ru_maxrss of children is the largest so far, in KiB on Linux
+        out["peak_mib"] = round(after / 1024)
+    return out
+
+
+def table(results: dict[str, dict], base: str, columns: list[tuple[str, str, str]]) -> str:
+    """A markdown table; ``columns`` are (key, heading, format) beside wall time and ratio."""
+    ref = results.get(base, {}).get("wall_s")
+    head = ["contender", "status", "wall (s)", f"x {base}", *[h for _, h, _ in columns]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        wall = r.get("wall_s")
+        cells = [name, r["status"], f"{wall:.1f}" if wall else "",
+                 f"{wall / ref:.2f}" if wall and ref and r["status"] == "ok" else ""]
+        cells += [format(r[k], fmt) if k in r else "" for k, _, fmt in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save(name: str, record: dict) -> Path:
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2))
+    return path

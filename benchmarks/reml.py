@@ -1,0 +1,104 @@
+"""REML fits: hierbayes beside statsmodels MixedLM and lme4 (through Rscript), in one run.
+
+Each contender fits in a fresh process (interpreter start to estimates); the
+fit time alone is reported too. statsmodels is stopped after --cap seconds
+(on InstEval it has run past 10 minutes and 11 GB). Peers that are not
+installed are reported as such.
+
+    make bench-reml     # or: python benchmarks/reml.py [--cap 120]
+
+Writes benchmarks/out/reml.json and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+
+from _common import OUT, run, save, table
+
+CASES = {
+    "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "Subject"),
+    "InstEval": ("y ~ service + (1 | s) + (1 | d) + (1 | dept)", None),
+}
+
+HIERBAYES = """
+import json, time, hierbayes as hb
+df = hb.datasets.load("{data}")
+t = time.perf_counter()
+fit = hb.lmer("{formula}", df)
+fit_s = time.perf_counter() - t
+print(fit.summary())
+print("RESULT", json.dumps({{"fit_s": round(fit_s, 3), "criterion": fit.deviance, "evaluations": fit.opt.evaluations}}))
+"""
+
+STATSMODELS_SLEEP = """
+import json, time, pandas as pd, statsmodels.formula.api as smf
+df = pd.read_csv("{csv}")
+t = time.perf_counter()
+fit = smf.mixedlm("Reaction ~ Days", df, groups=df["Subject"], re_formula="~Days").fit(reml=True)
+print(fit.summary())
+print("RESULT", json.dumps({{"fit_s": round(time.perf_counter() - t, 3), "criterion": -2 * fit.llf}}))
+"""
+
+STATSMODELS_INSTEVAL = """
+import json, time, numpy as np, pandas as pd, statsmodels.formula.api as smf
+df = pd.read_csv("{csv}")
+for c in ["s", "d", "dept", "service"]:
+    df[c] = df[c].astype(str)
+t = time.perf_counter()
+vc = {{"s": "0 + C(s)", "d": "0 + C(d)", "dept": "0 + C(dept)"}}
+fit = smf.mixedlm("y ~ service", df, groups=np.ones(len(df)), vc_formula=vc).fit(reml=True)
+print(fit.summary())
+print("RESULT", json.dumps({{"fit_s": round(time.perf_counter() - t, 3), "criterion": -2 * fit.llf}}))
+"""
+
+LME4 = """
+suppressMessages(library(lme4))
+df <- read.csv("{csv}")
+for (c in c({factors})) df[[c]] <- factor(df[[c]])
+t <- proc.time()[["elapsed"]]
+m <- lmer({formula}, df)
+fit_s <- proc.time()[["elapsed"]] - t
+print(summary(m))
+cat(sprintf("RESULT {{\\"fit_s\\": %.3f, \\"criterion\\": %.6f}}\\n", fit_s, REMLcrit(m)))
+"""
+
+FACTORS = {"sleepstudy": '"Subject"', "InstEval": '"s", "d", "dept", "service"'}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cap", type=float, default=120.0, help="seconds before statsmodels is stopped")
+    args = parser.parse_args()
+    import hierbayes as hb
+
+    OUT.mkdir(exist_ok=True)
+    py = sys.executable
+    record = {"python": sys.version.split()[0], "cap_s": args.cap, "cases": {}}
+    for data, (formula, _) in CASES.items():
+        csv = OUT / f"{data}.csv"
+        hb.datasets.load(data).to_csv(csv, index=False)
+        fmt = {"data": data, "formula": formula, "csv": csv, "factors": FACTORS[data]}
+        results = {"hierbayes": run([py, "-c", HIERBAYES.format(**fmt)])}
+        if importlib.util.find_spec("statsmodels"):
+            code = STATSMODELS_SLEEP if data == "sleepstudy" else STATSMODELS_INSTEVAL
+            results["statsmodels MixedLM"] = run([py, "-c", code.format(**fmt)], timeout=args.cap)
+        else:
+            results["statsmodels MixedLM"] = {"status": "not installed"}
+        if shutil.which("Rscript"):
+            results["lme4"] = run(["Rscript", "-e", LME4.format(**fmt)])
+        else:
+            results["lme4"] = {"status": "Rscript not found"}
+        record["cases"][data] = {"formula": formula, "results": results}
+        print(f"\n{data}: {formula} (REML)\n")
+        print(table(results, "hierbayes", [("fit_s", "fit only (s)", ".2f"),
+                                           ("criterion", "REML criterion", ".4f"),
+                                           ("peak_mib", "peak MiB", "d")]))
+    print(f"\nJSON: {save('reml', record)}")
+
+
+if __name__ == "__main__":
+    main()
