@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import time
 from pathlib import Path
@@ -11,23 +10,25 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"
 
 
+# Appended to each contender's RESULT line: its own peak resident memory. (The parent's
+# RUSAGE_CHILDREN maximum only ever grows, so it cannot give one child's peak.)
+PY_PEAK = "__import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss // 1024"
+R_PEAK = ('as.integer(sub("[^0-9]*([0-9]+).*", "\\\\1", grep("VmHWM", readLines("/proc/self/status"), '
+          'value = TRUE))) %/% 1024')
+
+
 def run(cmd: list[str], timeout: float | None = None) -> dict:
-    """Run one contender in a fresh process; wall time, its RESULT line and peak memory."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run one contender in a fresh process; wall time and its RESULT line (with peak_mib)."""
     t = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": f"stopped after {timeout:.0f} s", "wall_s": round(time.perf_counter() - t, 1)}
     wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
         return {"status": "failed", "wall_s": round(wall, 2), "error": proc.stderr[-2000:]}
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), "RESULT {}")
-    out = {"status": "ok", "wall_s": round(wall, 2), **json.loads(line[len("RESULT "):])}
-    if after > before:  # ru_maxrss of children is the largest so far, in KiB on Linux
-        out["peak_mib"] = round(after / 1024)
-    return out
+    return {"status": "ok", "wall_s": round(wall, 2), **json.loads(line[len("RESULT "):])}
 
 
 def table(results: dict[str, dict], base: str, columns: list[tuple[str, str, str]]) -> str:

@@ -17,7 +17,7 @@ import importlib.util
 import shutil
 import sys
 
-from _common import OUT, run, save, table
+from _common import OUT, PY_PEAK, R_PEAK, run, save, table
 
 CASES = {
     "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "Subject"),
@@ -31,7 +31,7 @@ t = time.perf_counter()
 fit = hb.lmer("{formula}", df)
 fit_s = time.perf_counter() - t
 print(fit.summary())
-print("RESULT", json.dumps({{"fit_s": round(fit_s, 3), "criterion": fit.deviance, "evaluations": fit.opt.evaluations}}))
+print("RESULT", json.dumps({{"fit_s": round(fit_s, 3), "criterion": fit.deviance, "evaluations": fit.opt.evaluations, "peak_mib": {peak}}}))
 """
 
 STATSMODELS_SLEEP = """
@@ -40,7 +40,7 @@ df = pd.read_csv("{csv}")
 t = time.perf_counter()
 fit = smf.mixedlm("Reaction ~ Days", df, groups=df["Subject"], re_formula="~Days").fit(reml=True)
 print(fit.summary())
-print("RESULT", json.dumps({{"fit_s": round(time.perf_counter() - t, 3), "criterion": -2 * fit.llf}}))
+print("RESULT", json.dumps({{"fit_s": round(time.perf_counter() - t, 3), "criterion": -2 * fit.llf, "peak_mib": {peak}}}))
 """
 
 STATSMODELS_INSTEVAL = """
@@ -52,7 +52,7 @@ t = time.perf_counter()
 vc = {{"s": "0 + C(s)", "d": "0 + C(d)", "dept": "0 + C(dept)"}}
 fit = smf.mixedlm("y ~ service", df, groups=np.ones(len(df)), vc_formula=vc).fit(reml=True)
 print(fit.summary())
-print("RESULT", json.dumps({{"fit_s": round(time.perf_counter() - t, 3), "criterion": -2 * fit.llf}}))
+print("RESULT", json.dumps({{"fit_s": round(time.perf_counter() - t, 3), "criterion": -2 * fit.llf, "peak_mib": {peak}}}))
 """
 
 LME4 = """
@@ -63,7 +63,7 @@ t <- proc.time()[["elapsed"]]
 m <- lmer({formula}, df)
 fit_s <- proc.time()[["elapsed"]] - t
 print(summary(m))
-cat(sprintf("RESULT {{\\"fit_s\\": %.3f, \\"criterion\\": %.6f}}\\n", fit_s, REMLcrit(m)))
+cat(sprintf("RESULT {{\\"fit_s\\": %.3f, \\"criterion\\": %.6f, \\"peak_mib\\": %d}}\\n", fit_s, REMLcrit(m), {rpeak}))
 """
 
 FACTORS = {"sleepstudy": '"Subject"', "InstEval": '"s", "d", "dept", "service"'}
@@ -78,10 +78,12 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     py = sys.executable
     record = {"python": sys.version.split()[0], "cap_s": args.cap, "cases": {}}
+    markdown = []
     for data, (formula, _) in CASES.items():
         csv = OUT / f"{data}.csv"
         hb.datasets.load(data).to_csv(csv, index=False)
-        fmt = {"data": data, "formula": formula, "csv": csv, "factors": FACTORS[data]}
+        fmt = {"data": data, "formula": formula, "csv": csv, "factors": FACTORS[data],
+               "peak": PY_PEAK, "rpeak": R_PEAK}
         results = {"hierbayes": run([py, "-c", HIERBAYES.format(**fmt)])}
         if importlib.util.find_spec("statsmodels"):
             code = STATSMODELS_SLEEP if data == "sleepstudy" else STATSMODELS_INSTEVAL
@@ -93,11 +95,13 @@ def main() -> None:
         else:
             results["lme4"] = {"status": "Rscript not found"}
         record["cases"][data] = {"formula": formula, "results": results}
-        print(f"\n{data}: {formula} (REML)\n")
-        print(table(results, "hierbayes", [("fit_s", "fit only (s)", ".2f"),
-                                           ("criterion", "REML criterion", ".4f"),
-                                           ("peak_mib", "peak MiB", "d")]))
-    print(f"\nJSON: {save('reml', record)}")
+        text = table(results, "hierbayes", [("fit_s", "fit only (s)", ".2f"),
+                                            ("criterion", "REML criterion", ".4f"),
+                                            ("peak_mib", "peak MiB", "d")])
+        markdown.append(f"{data}: `{formula}` (REML)\n\n{text}\n")
+        print(f"\n{markdown[-1]}")
+    (OUT / "reml.md").write_text("\n".join(markdown))
+    print(f"JSON: {save('reml', record)}; table: {OUT / 'reml.md'}")
 
 
 if __name__ == "__main__":

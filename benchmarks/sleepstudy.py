@@ -17,7 +17,7 @@ import json
 import shutil
 import sys
 
-from _common import OUT, run
+from _common import OUT, PY_PEAK, R_PEAK, run
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -28,7 +28,7 @@ fit = hb.Model("{formula}", df).fit(draws={draws}, tune={draws}, chains=4, seed=
 d = fit.diagnostics()
 print(fit.summary())
 print("RESULT", json.dumps({{"sampling_s": fit.info.sampling_seconds, "compile_s": fit.info.compile_seconds,
-      "min_ess_bulk": d.min_ess_bulk, "divergences": d.divergences}}))
+      "min_ess_bulk": d.min_ess_bulk, "divergences": d.divergences, "peak_mib": {peak}}}))
 """
 
 BAMBI = """
@@ -42,7 +42,7 @@ s = time.perf_counter() - t
 summ = az.summary(idata, var_names=["Intercept", "Days", "sigma"])
 print(summ)
 print("RESULT", json.dumps({{"sampling_s": s, "min_ess_bulk": float(summ["ess_bulk"].min()),
-      "divergences": int(idata.sample_stats["diverging"].sum())}}))
+      "divergences": int(idata.sample_stats["diverging"].sum()), "peak_mib": {peak}}}))
 """
 
 STATSMODELS = """
@@ -50,7 +50,7 @@ import json, pandas as pd, statsmodels.formula.api as smf
 df = pd.read_csv("{csv}")
 fit = smf.mixedlm("Reaction ~ Days", df, groups=df["Subject"], re_formula="~Days").fit(reml=True)
 print(fit.summary())
-print("RESULT", json.dumps({{}}))
+print("RESULT", json.dumps({{"peak_mib": {peak}}}))
 """
 
 LME4 = """
@@ -58,7 +58,7 @@ suppressMessages(library(lme4))
 df <- read.csv("{csv}"); df$Subject <- factor(df$Subject)
 m <- lmer({formula}, df)
 print(summary(m))
-cat("RESULT {{}}\\n")
+cat(sprintf("RESULT {{\\"peak_mib\\": %d}}\\n", {rpeak}))
 """
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     csv = OUT / "sleepstudy.csv"
     hb.datasets.load("sleepstudy").to_csv(csv, index=False)
-    fmt = {"formula": FORMULA, "draws": args.draws, "csv": csv}
+    fmt = {"formula": FORMULA, "draws": args.draws, "csv": csv, "peak": PY_PEAK, "rpeak": R_PEAK}
     py = sys.executable
     results: dict[str, dict] = {}
     # Twice: the first run may fill numba's and PyTensor's caches (cold), the second uses them.
