@@ -66,6 +66,25 @@ def observed_name(design: Design, taken: set[str]) -> str:
     return "y"
 
 
+def quiet_blas_search() -> None:
+    """Let PyTensor look for a BLAS once, without its warning.
+
+    A pip-installed PyTensor finds no BLAS to link and warns ("could not link
+    to a BLAS installation ... severely degraded") the first time a graph
+    rewrite asks. nutpie's numba backend, our default, does not use that BLAS,
+    so the warning only alarms. PyTensor caches the answer of the first
+    lookup, so doing it here under a filter for that one message silences it
+    without changing what PyTensor uses; a BLAS that is found is used as before.
+    """
+    import warnings
+
+    import pytensor
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+        _ = pytensor.config.blas__ldflags
+
+
 def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str, np.ndarray]]:
     """Build the PyMC model of a design under its priors.
 
@@ -78,6 +97,7 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
     import pymc as pm
     import pytensor.tensor as pt
 
+    quiet_blas_search()
     X = design.X
     names = design.fixef_names
     slopes = [j for j, n in enumerate(names) if n != "(Intercept)"]

@@ -75,3 +75,18 @@ def test_pymc_sampler_runs_and_agrees(sleepstudy):
     fx = fit.fixef()
     assert fx.loc["Days", "Estimate"] == pytest.approx(10.47, abs=0.5)
     assert {"posterior", "log_likelihood", "observed_data"} <= set(fit.idata.groups())
+
+
+def test_no_blas_warning_during_a_fit(sleepstudy):
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('error', UserWarning)\n"
+        "import hierbayes as hb\n"
+        "m = hb.Model('Reaction ~ 1 + (1 | Subject)', hb.datasets.load('sleepstudy'))\n"
+        "m.fit(draws=20, tune=20, chains=1, seed=1, progressbar=False, check=False)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "BLAS" not in proc.stderr
