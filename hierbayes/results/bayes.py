@@ -284,7 +284,7 @@ class BayesFit:
         fx_text["ESS-bulk"] = [f"{v:.0f}" for v in fx["ESS-bulk"]]
         fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
         footer = [
-            f"{diag.divergences} divergences; max R-hat {diag.max_rhat:.2f}; "
+            f"{diag.divergences} divergences; max R-hat {diag.max_rhat:.3f}; "
             f"min ESS-bulk {diag.min_ess_bulk:.0f}; min ESS-tail {diag.min_ess_tail:.0f}"
         ]
         if d.dropped_rows:
