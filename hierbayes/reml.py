@@ -36,7 +36,7 @@ Examples
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,7 +67,6 @@ def _tril_index(p: int) -> tuple[np.ndarray, np.ndarray]:
 class _Factor:
     """The blocked Cholesky factor at one theta, kept for extracting estimates."""
 
-    theta: np.ndarray
     T: list[np.ndarray]  # per block, the p x p relative covariance factor
     L11: np.ndarray  # (levels_1, p_1, p_1) lower Cholesky blocks of the first term
     LD1: sp.csr_matrix  # rows: rest of Z, X, y; columns: first term
@@ -127,7 +126,6 @@ class Deviance:
         XY = np.column_stack([design.X, design.y])
         D = sp.hstack([*rest, sp.csr_matrix(XY)], format="csr")
         self.q_rest = sum(b.n_levels * b.n_terms for b in blocks[1:])
-        self.m = D.shape[1]
         self.AD1 = (D.T @ Z1).tocsr()
         self.ADD = (D.T @ D).toarray()
         self.evaluations = 0
@@ -169,21 +167,29 @@ class Deviance:
         lam1 = sp.kron(sp.identity(self.levels[0], format="csr"), sp.csr_matrix(T1))
         C = lam_rest.T @ self.AD1 @ lam1
         LD1 = (C @ sp.block_diag(list(L11_inv_t), format="csr")).tocsr()
-        S = lam_rest.T @ (lam_rest.T @ self.ADD.T).T  # Lambda' A Lambda, dense
-        S = np.asarray(S)
+        S = np.asarray(lam_rest.T @ self.ADD @ lam_rest)
         S[np.arange(self.q_rest), np.arange(self.q_rest)] += 1.0
         S -= (LD1 @ LD1.T).toarray()
         LDD = np.linalg.cholesky(S)
         diag = np.diag(LDD)
         ld_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(diag[: self.q_rest]).sum()
         ld_x = 2 * np.log(diag[self.q_rest : self.q_rest + self.p]).sum()
-        return _Factor(theta, T, L11, LD1, LDD, float(ld_z), float(ld_x), float(diag[-1] ** 2))
+        return _Factor(T, L11, LD1, LDD, float(ld_z), float(ld_x), float(diag[-1] ** 2))
 
-    def objective(self, f: _Factor) -> float:
-        n, p = self.n, self.p
-        if self.reml:
-            return f.ld_z + f.ld_x + (n - p) * (1 + np.log(2 * np.pi * f.r2 / (n - p)))
-        return f.ld_z + n * (1 + np.log(2 * np.pi * f.r2 / n))
+    @property
+    def dof(self) -> int:
+        """Residual degrees of freedom behind sigma: n - p (REML) or n (ML)."""
+        return self.n - self.p if self.reml else self.n
+
+    def objective(self, f: _Factor, sigma2: float | None = None) -> float:
+        """The criterion at a factor; profiled over sigma unless ``sigma2`` is given.
+
+        ``log|L_Z|^2 (+ log|L_X|^2 for REML) + dof log(2 pi sigma^2) + r^2 / sigma^2``,
+        which at ``sigma^2 = r^2 / dof`` is the profiled form in the module docstring.
+        """
+        s2 = f.r2 / self.dof if sigma2 is None else sigma2
+        ld = f.ld_z + (f.ld_x if self.reml else 0.0)
+        return ld + self.dof * np.log(2 * np.pi * s2) + f.r2 / s2
 
     def __call__(self, theta: np.ndarray) -> float:
         self.evaluations += 1
@@ -221,7 +227,6 @@ class OptSummary:
     optimizer: str
     message: str
     seconds: float
-    lower: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
     def __str__(self) -> str:
         return (
@@ -302,7 +307,6 @@ def optimize_theta(dev: Deviance, start: np.ndarray | None = None,
         optimizer=optimizer,
         message=message,
         seconds=time.perf_counter() - t0,
-        lower=dev.lower,
     )
 
 
@@ -355,7 +359,7 @@ def estimates(dev: Deviance, f: _Factor, cond_var: bool = True) -> Estimates:
     l_y = np.concatenate([np.asarray(f.LD1[-1].todense()).ravel(), f.LDD[-1, :-1]])
     sol = back_solve(dev, f, l_y[:, None])[:, 0]
     beta = sol[len(sol) - p :]
-    sigma2 = f.r2 / (dev.n - p if dev.reml else dev.n)
+    sigma2 = f.r2 / dev.dof
     if p:
         L_XX = f.LDD[dev.q_rest : dev.q_rest + p, dev.q_rest : dev.q_rest + p]
         L_XX_inv = solve_triangular(L_XX, np.eye(p), lower=True)
@@ -416,62 +420,37 @@ def _cond_var(dev: Deviance, f: _Factor, sigma2: float) -> list[np.ndarray]:
     return [sigma2 * np.einsum("ij,ljk,hk->lih", T, c, T) for T, c in zip(f.T, out, strict=True)]
 
 
-def varcomp_wald(dev: Deviance, f: _Factor, sigma: float, level: float = 0.95) -> pd.DataFrame:
+def varcomp_wald(dev: Deviance, varcorr: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Approximate intervals for SDs, correlations and sigma from the curvature of the deviance.
 
     The deviance (not profiled over sigma) is written in log-SDs, atanh-correlations
-    and log-sigma; its numerical Hessian H gives covariance 2 H^-1 on that scale, and
-    the intervals are mapped back, so they stay in range. lme4's Wald intervals give
-    NA here; profile intervals are better with few groups. Boundary (singular)
-    components get NA.
+    and log-sigma, starting from the fit's ``varcorr()`` table; its numerical Hessian
+    H gives covariance 2 H^-1 on that scale, and the intervals are mapped back, so
+    they stay in range. lme4's Wald intervals give NA here; profile intervals are
+    better with few groups. Boundary (singular) components get NA.
     """
     from scipy.stats import norm
 
-    design = dev.design
-    rows = design.varcorr_index()
-    covs = [sigma**2 * T @ T.T for T in f.T]
-    phi, kinds = [], []
-    for grp, v1, v2 in rows:
-        if grp == "Residual":
-            phi.append(np.log(sigma))
-            kinds.append("log")
-            continue
-        k = [b.group for b in design.blocks].index(grp)
-        terms = design.blocks[k].terms
-        S = covs[k]
-        i = terms.index(v1)
-        if v2 is None:
-            phi.append(0.5 * np.log(S[i, i]) if S[i, i] > 0 else -np.inf)
-            kinds.append("log")
-        else:
-            j = terms.index(v2)
-            r = S[i, j] / np.sqrt(S[i, i] * S[j, j]) if S[i, i] * S[j, j] > 0 else 0.0
-            phi.append(np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12)))
-            kinds.append("atanh")
-    phi = np.array(phi)
-    n, p = dev.n, dev.p
+    is_cor = np.array([isinstance(v, str) for v in varcorr["var2"]])
+    sdcor = varcorr["sdcor"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore"):
+        phi = np.where(is_cor, np.arctanh(np.clip(np.nan_to_num(sdcor), -1 + 1e-12, 1 - 1e-12)),
+                       np.log(sdcor))
 
     def full_deviance(x: np.ndarray) -> float:
+        # x follows varcorr's rows: per term its SDs, then its correlations; log sigma last.
         k, theta = 0, []
-        log_sigma = x[-1]
-        s2 = np.exp(2 * log_sigma)
-        for blk in design.blocks:
-            q = blk.n_terms
+        s2 = np.exp(2 * x[-1])
+        for q, (r_, c_) in zip(dev.sizes, dev.tril, strict=True):
             sd = np.exp(x[k : k + q])
             C = np.eye(q)
-            m = k + q
+            k += q
             for a_ in range(q):
                 for b_ in range(a_ + 1, q):
-                    C[a_, b_] = C[b_, a_] = np.tanh(x[m])
-                    m += 1
-            k = m
-            L = np.linalg.cholesky(np.outer(sd, sd) * C / s2)
-            r_, c_ = _tril_index(q)
-            theta.append(L[r_, c_])
-        g = dev.factor(np.concatenate(theta))
-        if dev.reml:
-            return g.ld_z + g.ld_x + (n - p) * np.log(2 * np.pi * s2) + g.r2 / s2
-        return g.ld_z + n * np.log(2 * np.pi * s2) + g.r2 / s2
+                    C[a_, b_] = C[b_, a_] = np.tanh(x[k])
+                    k += 1
+            theta.append(np.linalg.cholesky(np.outer(sd, sd) * C / s2)[r_, c_])
+        return dev.objective(dev.factor(np.concatenate(theta)), sigma2=s2)
 
     z = norm.ppf(0.5 + level / 2)
     lo = np.full(len(phi), np.nan)
@@ -493,14 +472,11 @@ def varcomp_wald(dev: Deviance, f: _Factor, sigma: float, level: float = 0.95) -
             lo, hi = phi - z * se, phi + z * se
         except np.linalg.LinAlgError:
             pass
-    back = [np.exp if kind == "log" else np.tanh for kind in kinds]
-    est = [fn(x) if np.isfinite(x) else 0.0 for fn, x in zip(back, phi, strict=True)]
-    return pd.DataFrame({
-        "grp": [r[0] for r in rows], "var1": [r[1] for r in rows], "var2": [r[2] for r in rows],
-        "estimate": est,
-        "lower": [fn(x) for fn, x in zip(back, lo, strict=True)],
-        "upper": [fn(x) for fn, x in zip(back, hi, strict=True)],
-    })
+    back = np.where(is_cor, np.tanh(lo), np.exp(lo)), np.where(is_cor, np.tanh(hi), np.exp(hi))
+    out = varcorr[["grp", "var1", "var2"]].copy()
+    out["estimate"] = np.nan_to_num(sdcor)
+    out["lower"], out["upper"] = back
+    return out
 
 
 def fit_design(design: Design, reml: bool = True, start: np.ndarray | None = None,

@@ -144,7 +144,7 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     for i, name in enumerate(bayes.design.fixef_names):
         e, se = fx.loc[name, "Estimate"], fx.loc[name, "Std. Error"]
         add(name, post_fx[:, i], e, e - z * se, e + z * se)
-    ci = varcomp_wald(reml.deviance_function, reml.factor, reml.sigma, prob)
+    ci = varcomp_wald(reml.deviance_function, reml.varcorr(), prob)
     for r in ci.itertuples():
         if r.grp == "Residual":
             add("sigma", bayes._flat("sigma"), r.estimate, r.lower, r.upper)

@@ -87,7 +87,7 @@ class LmerFit:
 
     def is_singular(self, tol: float = 1e-4) -> bool:
         """True when a variance component sits on its boundary (a theta of about zero), as lme4."""
-        on_bound = np.isfinite(self.opt.lower)
+        on_bound = np.isfinite(self.deviance_function.lower)
         return bool(np.any(self.theta[on_bound] < tol))
 
     def fixef(self) -> pd.DataFrame:
