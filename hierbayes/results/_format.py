@@ -71,3 +71,55 @@ class Summary:
             f"{self.random.to_html(index=False, float_format=num)}<b>Fixed effects</b>"
             f"{self.fixed.to_html(float_format=num)}<p>{'<br>'.join(self.footer)}</p></div>"
         )
+
+
+def random_effects_rows(vc: pd.DataFrame, design) -> list[tuple[str, str, pd.Series, list[pd.Series]]]:
+    """lmer's Random effects rows: ``(group, term, sd_row, correlation rows with earlier terms)``.
+
+    ``vc`` is a varcorr table (grp, var1, var2, ...); None (or NaN) marks the
+    Residual's missing names.
+    """
+    out = []
+    for _, row in vc[vc["var2"].map(lambda v: not isinstance(v, str))].iterrows():
+        grp = row["grp"]
+        name = row["var1"] if isinstance(row["var1"], str) else ""
+        cors = []
+        if grp != "Residual":
+            terms = design.block(grp).terms
+            cors = [vc[(vc["grp"] == grp) & (vc["var1"] == terms[j]) & (vc["var2"] == name)].iloc[0]
+                    for j in range(terms.index(name))]
+        out.append((grp, name, row, cors))
+    return out
+
+
+def obs_line(design) -> str:
+    """lmer's ``Number of obs: 180, groups:  Subject, 18``."""
+    groups = ", ".join(f"{k}, {v}" for k, v in design.ngrps().items())
+    return f"Number of obs: {design.n_obs}{', groups:  ' + groups if groups else ''}"
+
+
+def coefficients(design, fixef: np.ndarray, ranef: list[np.ndarray]) -> dict[str, tuple]:
+    """Fixed plus group effects per grouping factor, as lme4's ``coef``.
+
+    ``fixef`` is ``(..., p)`` and ``ranef`` one ``(..., levels, terms)`` array per
+    random-effect block, with the same leading shape (none for point
+    estimates, draws for posterior or simulated ones). Every block on a factor
+    adds its effects (``(Days || Subject)`` has two). Returns, per factor,
+    ``(terms, levels, array of shape (..., levels, len(terms)))``.
+    """
+    names = list(design.fixef_names)
+    lead = np.shape(fixef)[:-1]
+    out = {}
+    for factor in design.ngrps():
+        blocks = [(k, b) for k, b in enumerate(design.blocks) if b.factor == factor]
+        terms = names + [t for _, b in blocks for t in b.terms if t not in names]
+        levels = blocks[0][1].levels
+        values = np.zeros((*lead, len(levels), len(terms)))
+        for j, t in enumerate(terms):
+            if t in names:
+                values[..., j] += fixef[..., names.index(t), None]
+            for k, b in blocks:
+                if t in b.terms:
+                    values[..., j] += ranef[k][..., b.terms.index(t)]
+        out[factor] = (terms, levels, values)
+    return out

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConvergenceWarning
-from ._format import Summary, aligned, num
+from ._format import Summary, aligned, coefficients, num, obs_line, random_effects_rows
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -188,23 +188,17 @@ class BayesFit:
     def coef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
         """Fixed plus group effects for every level, as lme4's ``coef``, in long form."""
         d = self.design
-        fixef = self._flat("fixef") if "fixef" in self.idata.posterior else None
+        post = self.idata.posterior
+        fixef = self._flat("fixef") if "fixef" in post else np.zeros((post.sizes["chain"] * post.sizes["draw"], 0))
+        ranef = [self._flat(f"r_{b.group}") for b in d.blocks]
         rows = []
-        for factor in d.ngrps():
+        for factor, (terms, levels, draws) in coefficients(d, fixef, ranef).items():
             if group is not None and group != factor:
                 continue
-            blocks = [b for b in d.blocks if b.factor == factor]
-            terms = list(d.fixef_names) + [t for b in blocks for t in b.terms if t not in d.fixef_names]
-            levels = blocks[0].levels
-            for t in terms:
-                base = fixef[:, d.fixef_names.index(t)] if t in d.fixef_names else 0.0
+            for j, t in enumerate(terms):
                 for k, level in enumerate(levels):
-                    total = np.zeros(self._flat(f"r_{blocks[0].group}").shape[0]) + base
-                    for b in blocks:
-                        if t in b.terms:
-                            total = total + self._flat(f"r_{b.group}")[:, k, b.terms.index(t)]
                     rows.append({"group": factor, "term": t, "level": level,
-                                 **_describe(total, prob, point)})
+                                 **_describe(draws[:, k, j], prob, point)})
         return pd.DataFrame(rows)
 
     def varcorr(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
@@ -254,24 +248,15 @@ class BayesFit:
             f"intervals are {pct} equal-tailed credible intervals.",
         ]
         vc = self.varcorr(prob, point)
-        text = lambda v: v if isinstance(v, str) else ""  # noqa: E731 (NaN/None for Residual)
         table, cells = [], []
-        for _, row in vc[vc["var2"].map(lambda v: not isinstance(v, str))].iterrows():
-            grp, name = row["grp"], text(row["var1"])
-            cors = []
-            if grp != "Residual":
-                b = d.block(grp)
-                i = b.terms.index(name)
-                for j in range(i):
-                    c = vc[(vc["grp"] == grp) & (vc["var1"] == b.terms[j]) & (vc["var2"] == name)].iloc[0]
-                    cors.append(f"{c['sdcor']:.2f} [{c[lo]:.2f}, {c[hi]:.2f}]")
+        for grp, name, row, cor_rows in random_effects_rows(vc, d):
+            cors = "  ".join(f"{c['sdcor']:.2f} [{c[lo]:.2f}, {c[hi]:.2f}]" for c in cor_rows)
             cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]),
-                          f"[{num(row[lo])}, {num(row[hi])}]", "  ".join(cors)])
+                          f"[{num(row[lo])}, {num(row[hi])}]", cors])
             table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
-                          "Std.Dev.": row["sdcor"], lo: row[lo], hi: row[hi], "Corr": "  ".join(cors)})
+                          "Std.Dev.": row["sdcor"], lo: row[lo], hi: row[hi], "Corr": cors})
         lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", f"[{pct} CrI]", "Corr"], cells, {2, 3})
-        groups = ", ".join(f"{k}, {v}" for k, v in d.ngrps().items())
-        lines.append(f"Number of obs: {d.n_obs}{', groups:  ' + groups if groups else ''}")
+        lines.append(obs_line(d))
 
         diag = self.diagnostics()
         fx = self.fixef(prob, point)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._format import Summary, aligned, num
+from ._format import Summary, aligned, coefficients, num, obs_line, random_effects_rows
 
 
 @dataclass
@@ -122,19 +122,12 @@ class LmerFit:
 
     def coef(self) -> pd.DataFrame:
         """Fixed plus group effects per level, as lme4's ``coef``, in long form."""
-        d = self.design
-        beta = dict(zip(d.fixef_names, self.estimates.beta, strict=True))
+        est = self.estimates
         rows = []
-        for factor in d.ngrps():
-            ks = [k for k, b in enumerate(d.blocks) if b.factor == factor]
-            terms = list(d.fixef_names) + [t for k in ks for t in d.blocks[k].terms if t not in beta]
-            for term in terms:
-                for lv, level in enumerate(d.blocks[ks[0]].levels):
-                    value = beta.get(term, 0.0)
-                    for k in ks:
-                        if term in d.blocks[k].terms:
-                            value += self.estimates.b[k][lv, d.blocks[k].terms.index(term)]
-                    rows.append({"group": factor, "term": term, "level": level, "Estimate": value})
+        for factor, (terms, levels, values) in coefficients(self.design, est.beta, est.b).items():
+            for j, term in enumerate(terms):
+                for k, level in enumerate(levels):
+                    rows.append({"group": factor, "term": term, "level": level, "Estimate": values[k, j]})
         return pd.DataFrame(rows)
 
     def covariance(self) -> list[np.ndarray]:
@@ -226,20 +219,13 @@ class LmerFit:
         resid = aligned(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], {0, 1, 2, 3, 4})
         vc = self.varcorr()
         cells, table = [], []
-        for _, row in vc[vc["var2"].map(lambda v: v is None)].iterrows():
-            grp, name = row["grp"], row["var1"] or ""
-            cors = []
-            if grp != "Residual":
-                terms = d.block(grp).terms
-                i = terms.index(name)
-                cors = [f"{vc[(vc.grp == grp) & (vc.var1 == terms[j]) & (vc.var2 == name)].sdcor.iloc[0]:.2f}"
-                        for j in range(i)]
-            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]), " ".join(cors)])
+        for grp, name, row, cor_rows in random_effects_rows(vc, d):
+            cors = " ".join(f"{c['sdcor']:.2f}" for c in cor_rows)
+            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]), cors])
             table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
-                          "Std.Dev.": row["sdcor"], "Corr": " ".join(cors)})
+                          "Std.Dev.": row["sdcor"], "Corr": cors})
         lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", "Corr"], cells, {2, 3})
-        groups = ", ".join(f"{k}, {v}" for k, v in d.ngrps().items())
-        lines.append(f"Number of obs: {d.n_obs}, groups:  {groups}")
+        lines.append(obs_line(d))
         fx = self.fixef()
         fx_text = fx.map(num).to_string()
         sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", "\n".join(lines)),
@@ -290,22 +276,12 @@ class Sims:
         self.fixef = pd.DataFrame(beta, columns=design.fixef_names)
         self.ranef = {blk.group: b for blk, b in zip(design.blocks, bs, strict=True)}
 
-    def coef(self) -> dict[str, np.ndarray]:
-        """Per grouping factor, (n_sims, levels, terms) of fixed plus group effects."""
-        out = {}
-        d = self.design
-        for factor in d.ngrps():
-            blocks = [b for b in d.blocks if b.factor == factor]
-            terms = list(d.fixef_names) + [t for b in blocks for t in b.terms if t not in d.fixef_names]
-            draws = np.zeros((len(self.sigma), blocks[0].n_levels, len(terms)))
-            for j, t in enumerate(terms):
-                if t in d.fixef_names:
-                    draws[:, :, j] += self.fixef[t].to_numpy()[:, None]
-                for b in blocks:
-                    if t in b.terms:
-                        draws[:, :, j] += self.ranef[b.group][:, :, b.terms.index(t)]
-            out[factor] = (terms, draws)
-        return out
+    def coef(self) -> dict[str, tuple]:
+        """Per grouping factor, ``(terms, levels, draws)`` of fixed plus group effects.
+
+        ``draws`` has shape (n_sims, levels, terms).
+        """
+        return coefficients(self.design, self.fixef.to_numpy(), list(self.ranef.values()))
 
     def summary(self) -> pd.DataFrame:
         """Mean, sd, 2.5% and 97.5% of every fixed effect, sigma, group effect and coefficient."""
@@ -323,8 +299,7 @@ class Sims:
             for j, t in enumerate(blk.terms):
                 for k, level in enumerate(blk.levels):
                     add("ranef", blk.factor, t, level, self.ranef[blk.group][:, k, j])
-        for factor, (terms, draws) in self.coef().items():
-            levels = next(b.levels for b in self.design.blocks if b.factor == factor)
+        for factor, (terms, levels, draws) in self.coef().items():
             for j, t in enumerate(terms):
                 for k, level in enumerate(levels):
                     add("coef", factor, t, level, draws[:, k, j])
