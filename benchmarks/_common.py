@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +32,20 @@ def run(cmd: list[str], timeout: float | None = None) -> dict:
         return {"status": "failed", "wall_s": round(wall, 2), "error": proc.stderr[-2000:]}
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), "RESULT {}")
     return {"status": "ok", "wall_s": round(wall, 2), **json.loads(line[len("RESULT "):])}
+
+
+def python_peer(module: str, code: str, timeout: float | None = None) -> dict:
+    """Run a Python peer in a fresh interpreter, or report that its package is missing."""
+    if importlib.util.find_spec(module) is None:
+        return {"status": "not installed"}
+    return run([sys.executable, "-c", code], timeout)
+
+
+def r_peer(code: str) -> dict:
+    """Run an R peer through Rscript, or report that R is missing."""
+    if shutil.which("Rscript") is None:
+        return {"status": "Rscript not found"}
+    return run(["Rscript", "-e", code])
 
 
 def table(results: dict[str, dict], base: str, columns: list[tuple[str, str, str]]) -> str:

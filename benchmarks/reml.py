@@ -13,11 +13,9 @@ Writes benchmarks/out/reml.json and prints markdown tables.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import shutil
 import sys
 
-from _common import OUT, PY_PEAK, R_PEAK, run, save, table
+from _common import OUT, PY_PEAK, R_PEAK, python_peer, r_peer, run, save, table
 
 CASES = {
     "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "Subject"),
@@ -85,15 +83,9 @@ def main() -> None:
         fmt = {"data": data, "formula": formula, "csv": csv, "factors": FACTORS[data],
                "peak": PY_PEAK, "rpeak": R_PEAK}
         results = {"hierbayes": run([py, "-c", HIERBAYES.format(**fmt)])}
-        if importlib.util.find_spec("statsmodels"):
-            code = STATSMODELS_SLEEP if data == "sleepstudy" else STATSMODELS_INSTEVAL
-            results["statsmodels MixedLM"] = run([py, "-c", code.format(**fmt)], timeout=args.cap)
-        else:
-            results["statsmodels MixedLM"] = {"status": "not installed"}
-        if shutil.which("Rscript"):
-            results["lme4"] = run(["Rscript", "-e", LME4.format(**fmt)])
-        else:
-            results["lme4"] = {"status": "Rscript not found"}
+        code = STATSMODELS_SLEEP if data == "sleepstudy" else STATSMODELS_INSTEVAL
+        results["statsmodels MixedLM"] = python_peer("statsmodels", code.format(**fmt), timeout=args.cap)
+        results["lme4"] = r_peer(LME4.format(**fmt))
         record["cases"][data] = {"formula": formula, "results": results}
         text = table(results, "hierbayes", [("fit_s", "fit only (s)", ".2f"),
                                             ("criterion", "REML criterion", ".4f"),

@@ -12,12 +12,9 @@ Writes benchmarks/out/sleepstudy.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import shutil
 import sys
 
-from _common import OUT, PY_PEAK, R_PEAK, run
+from _common import OUT, PY_PEAK, R_PEAK, python_peer, r_peer, run, save, table
 
 FORMULA = "Reaction ~ Days + (Days | Subject)"
 
@@ -77,36 +74,17 @@ def main() -> None:
     # Twice: the first run may fill numba's and PyTensor's caches (cold), the second uses them.
     results["hierbayes (first run)"] = run([py, "-c", HIERBAYES.format(**fmt)])
     results["hierbayes (warm cache)"] = run([py, "-c", HIERBAYES.format(**fmt)])
-    if importlib.util.find_spec("bambi"):
-        results["bambi + nutpie"] = run([py, "-c", BAMBI.format(**fmt)])
-    else:
-        results["bambi + nutpie"] = {"status": "not installed"}
-    if importlib.util.find_spec("statsmodels"):
-        results["statsmodels MixedLM (REML)"] = run([py, "-c", STATSMODELS.format(**fmt)])
-    else:
-        results["statsmodels MixedLM (REML)"] = {"status": "not installed"}
-    if shutil.which("Rscript"):
-        results["lme4 (REML)"] = run(["Rscript", "-e", LME4.format(**fmt)])
-    else:
-        results["lme4 (REML)"] = {"status": "Rscript not found"}
+    results["bambi + nutpie"] = python_peer("bambi", BAMBI.format(**fmt))
+    results["statsmodels MixedLM (REML)"] = python_peer("statsmodels", STATSMODELS.format(**fmt))
+    results["lme4 (REML)"] = r_peer(LME4.format(**fmt))
 
     record = {"dataset": "sleepstudy", "formula": FORMULA, "chains": 4, "draws": args.draws,
               "tune": args.draws, "python": sys.version.split()[0], "results": results}
-    (OUT / "sleepstudy.json").write_text(json.dumps(record, indent=2))
-    base = results["hierbayes (warm cache)"].get("wall_s")
     print(f"sleepstudy, {FORMULA}, 4 chains x {args.draws} draws + {args.draws} tuning\n")
-    print("| contender | status | wall (s) | x hierbayes | sampling (s) | min ESS-bulk | divergences |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in results.items():
-        wall = r.get("wall_s")
-        ratio = f"{wall / base:.2f}" if wall and base else ""
-        cells = [name, r["status"], f"{wall:.1f}" if wall else "", ratio,
-                 f"{r['sampling_s']:.2f}" if "sampling_s" in r else "",
-                 f"{r['min_ess_bulk']:.0f}" if "min_ess_bulk" in r else "",
-                 str(r.get("divergences", ""))]
-        print("| " + " | ".join(cells) + " |")
-    print(f"\nJSON: {OUT / 'sleepstudy.json'}")
-
+    print(table(results, "hierbayes (warm cache)", [
+        ("sampling_s", "sampling (s)", ".2f"), ("min_ess_bulk", "min ESS-bulk", ".0f"),
+        ("divergences", "divergences", "d"), ("peak_mib", "peak MiB", "d")]))
+    print(f"\nJSON: {save('sleepstudy', record)}")
 
 if __name__ == "__main__":
     main()
