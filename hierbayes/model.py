@@ -85,6 +85,10 @@ def quiet_blas_search() -> None:
         _ = pytensor.config.blas__ldflags
 
 
+def _model_vars(model) -> set[str]:
+    return {v.name for v in model.free_RVs + model.observed_RVs + model.deterministics + model.potentials}
+
+
 def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str, np.ndarray]]:
     """Build the PyMC model of a design under its priors.
 
@@ -175,7 +179,8 @@ def linear_predictor(
     design
         The fitted design.
     posterior
-        ``idata.posterior`` (an xarray Dataset with ``fixef`` and ``r_<group>``).
+        Draws by name (``fit.posterior`` or ``idata.posterior``) with ``fixef``
+        and ``r_<group>``.
     X, blocks
         Fixed-effect matrix and, per block, ``(Z, index)`` for other rows;
         the fitted data's when omitted. An index of -1 adds no group effect.
@@ -188,12 +193,14 @@ def linear_predictor(
     X = design.X if X is None else X
     if blocks is None:
         blocks = [(b.Z, b.index) for b in design.blocks]
-    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    first = np.asarray(posterior["sigma" if "sigma" in posterior else f"r_{design.blocks[0].group}"]
+                       if "fixef" not in posterior else posterior["fixef"])
+    chains, draws = first.shape[:2]
     eta = np.zeros((chains, draws, X.shape[0]))
     if "fixef" in posterior:
-        eta += np.einsum("cdp,np->cdn", posterior["fixef"].to_numpy(), X)
+        eta += np.einsum("cdp,np->cdn", np.asarray(posterior["fixef"]), X)
     for blk, (Z, index) in zip(design.blocks, blocks, strict=True):
-        r = posterior[f"r_{blk.group}"].to_numpy()
+        r = np.asarray(posterior[f"r_{blk.group}"])
         seen = index >= 0
         gathered = r[:, :, np.where(seen, index, 0), :]
         eta += np.einsum("cdnq,nq->cdn", gathered, Z * seen[:, None])
@@ -251,13 +258,82 @@ class Model:
         self.design = build_design(self.formula, data, family=family, na_action=na_action)
         self.family = self.design.family
         self.priors = resolve_priors(self.design, priors)
-        self._pymc_model, self.initial_points = build_pymc_model(self.design, self.priors)
+        self._pymc_model = None
+        self._initial_points: dict[str, np.ndarray] = {}
+        self._pymc_vars: set[str] = set()
         self._compiled: dict[str, Any] = {}
 
     @property
     def pymc_model(self):
-        """The ``pm.Model``; add to it inside ``with model.pymc_model:`` before fitting."""
+        """The ``pm.Model``; add to it inside ``with model.pymc_model:`` before fitting.
+
+        Built on first access (importing PyMC takes seconds). A model extended
+        here is sampled by nutpie (or ``sampler="pymc"``), which see the
+        additions; hierbayes's own sampler only knows the unextended model.
+        """
+        if self._pymc_model is None:
+            self._pymc_model, self._initial_points = build_pymc_model(self.design, self.priors)
+            self._pymc_vars = _model_vars(self._pymc_model)
         return self._pymc_model
+
+    @property
+    def initial_points(self) -> dict[str, np.ndarray]:
+        """Starting values for the PyMC samplers (the LKJ blocks' partial correlations)."""
+        _ = self.pymc_model
+        return self._initial_points
+
+    @property
+    def observed_name(self) -> str:
+        """The observed variable's name in the InferenceData (the response, if a safe name)."""
+        taken = {f"{p}_{b.group}" for b in self.design.blocks for p in ("z", "sd", "r", "cor", "cpc")}
+        return observed_name(self.design, taken | {"fixef", "Intercept", "b", "sigma"})
+
+    def own_sampler_obstacle(self) -> str | None:
+        """Why hierbayes's own sampler cannot sample this model, or None when it can."""
+        from .logdensity import supported
+
+        if self._pymc_model is not None and _model_vars(self._pymc_model) != self._pymc_vars:
+            return "its pm.Model was extended"
+        return supported(self.priors)
+
+    def use_marginal(self, marginal: bool | None = None) -> bool:
+        """Whether hierbayes's sampler integrates the group effects out.
+
+        ``None`` chooses: yes for Gaussian models whose blocked factorisation
+        is cheap (:func:`hierbayes.logdensity.marginal_cost` at most 1e5 flops: one grouping factor, or small crossed or nested ones),
+        where it removes the funnel between SDs and group effects.
+        """
+        from .logdensity import marginal_cost
+
+        gaussian = self.family.name == "gaussian"
+        if marginal is None:
+            return gaussian and bool(self.design.blocks) and marginal_cost(self.design) <= 1e5
+        if marginal and not gaussian:
+            raise ValueError("marginal=True needs a Gaussian model: only there do the group "
+                             "effects integrate out in closed form.")
+        return bool(marginal)
+
+    def centring(self, centred: Any = None) -> list[bool]:
+        """Per random-effect block, whether its effects are sampled centred.
+
+        ``centred`` is None (choose from the data,
+        :func:`hierbayes.logdensity.choose_centring`), a bool for all blocks,
+        or a dict from block name (``"Subject"``, ``"Subject.1"``) to bool.
+        """
+        from .logdensity import choose_centring
+
+        blocks = self.design.blocks
+        if centred is None:
+            return choose_centring(self.design)
+        if isinstance(centred, bool):
+            return [centred] * len(blocks)
+        if isinstance(centred, dict):
+            names = [b.group for b in blocks]
+            unknown = set(centred) - set(names)
+            if unknown:
+                raise ValueError(f"centred names unknown blocks {sorted(unknown)}; blocks: {names}")
+            return [bool(centred.get(n, False)) for n in names]
+        raise TypeError("centred must be None, a bool, or a dict from block name to bool")
 
     def __repr__(self) -> str:
         d = self.design
@@ -290,6 +366,8 @@ class Model:
         cores: int | None = None,
         progressbar: bool = True,
         check: bool = True,
+        centred: bool | dict[str, bool] | None = None,
+        marginal: bool | None = None,
     ):
         """Sample the posterior by NUTS.
 
@@ -301,7 +379,10 @@ class Model:
             Seed; the same seed gives the same draws. A random one is chosen
             and recorded in ``fit.info.seed`` when omitted.
         sampler
-            ``"nutpie"`` (default when installed), ``"pymc"`` or ``"numpyro"``.
+            ``"hierbayes"`` (the default: one numba kernel for every model,
+            compiled once and cached on disk), ``"nutpie"`` (compiles this
+            model's PyMC graph; the default when the ``pm.Model`` was
+            extended), ``"pymc"`` or ``"numpyro"``.
         target_accept
             NUTS's target acceptance rate. 0.9 by default (brms uses 0.8,
             rstanarm's stan_lmer 0.95): on sleepstudy with brms's priors, 0.8
@@ -315,6 +396,16 @@ class Model:
         check
             Warn after sampling about divergences, R-hat above 1.01 or
             ESS-bulk below 400.
+        centred
+            hierbayes's sampler only: sample group effects centred (True),
+            non-centred (False), per block (``{"dept": True}``), or as the
+            data suggest (None; :func:`hierbayes.logdensity.choose_centring`).
+            The posterior is the same; only the sampler's efficiency differs.
+        marginal
+            hierbayes's sampler, Gaussian models only: integrate the group
+            effects out and sample fixed effects, SDs, correlations and sigma,
+            then draw the group effects exactly for each draw. None (default)
+            does so where the factorisation is cheap (:meth:`use_marginal`).
 
         Returns
         -------
@@ -323,7 +414,7 @@ class Model:
         from .results import BayesFit
         from .sampling import run_nuts
 
-        idata, info = run_nuts(
+        posterior, info, idata = run_nuts(
             self,
             draws=draws,
             tune=tune,
@@ -333,8 +424,10 @@ class Model:
             target_accept=target_accept,
             cores=cores,
             progressbar=progressbar,
+            centred=centred,
+            marginal=marginal,
         )
-        fit = BayesFit(self, idata, info)
+        fit = BayesFit(self, posterior, info, idata)
         if check:
             fit.check_convergence()
         return fit

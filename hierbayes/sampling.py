@@ -1,29 +1,32 @@
-"""Running NUTS: nutpie (the default), PyMC's own sampler, or numpyro.
+"""Running NUTS: hierbayes's own (the default), nutpie, PyMC's sampler, or numpyro.
 
-nutpie compiles the model's log-density with numba and samples chains in
-parallel threads; it is the fastest route on a CPU. PyMC's sampler is there for
-step methods and settings nutpie lacks; numpyro when JAX is installed.
+``"hierbayes"`` samples the model's log density from one numba kernel that
+serves every model and is cached on disk (:mod:`hierbayes.logdensity`,
+:mod:`hierbayes.nuts`): nothing is compiled per model, and neither PyMC nor
+ArviZ is imported to get a summary. It is used whenever it can express the
+model; a ``pm.Model`` that the user extended, or a prior it lacks (uniform),
+goes to nutpie, which compiles the PyMC model with numba. PyMC's sampler is
+there for step methods and settings nutpie lacks; numpyro when JAX is installed.
 
-After sampling, the InferenceData gets the observed data and the pointwise
-log-likelihood (computed in NumPy from the draws, so no second compile), and a
-record of the run in ``idata.attrs``.
+Draws are kept as NumPy arrays (:class:`Posterior`); ``fit.idata`` builds the
+ArviZ InferenceData, with the observed data and the pointwise log-likelihood
+(computed in NumPy from the draws), when first asked for.
 
 Examples
 --------
 >>> from hierbayes.sampling import available_samplers
->>> "nutpie" in available_samplers()
-True
+>>> available_samplers()[:2]
+['hierbayes', 'nutpie']
 """
 
 from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats
 
 from .errors import SamplerError
 from .model import linear_predictor
@@ -31,14 +34,14 @@ from .model import linear_predictor
 if TYPE_CHECKING:
     from .model import Model
 
-SAMPLERS = ("nutpie", "pymc", "numpyro")
+SAMPLERS = ("hierbayes", "nutpie", "pymc", "numpyro")
 
 
 def available_samplers() -> list[str]:
     """The samplers that can run here, fastest first."""
     found = []
     for name in SAMPLERS:
-        module = {"nutpie": "nutpie", "pymc": "pymc", "numpyro": "numpyro"}[name]
+        module = {"hierbayes": "numba", "nutpie": "nutpie", "pymc": "pymc", "numpyro": "numpyro"}[name]
         if importlib.util.find_spec(module) is not None:
             found.append(name)
     return found
@@ -56,6 +59,53 @@ class SamplingInfo:
     target_accept: float
     compile_seconds: float
     sampling_seconds: float
+    centred: dict[str, bool] = field(default_factory=dict)
+    marginal: bool = False
+
+
+@dataclass
+class Posterior:
+    """Posterior draws as NumPy arrays shaped ``(chain, draw, *shape)``.
+
+    Attributes
+    ----------
+    variables
+        Name -> draws.
+    dims
+        Name -> dimension names of the trailing axes (as in the InferenceData).
+    coords
+        Dimension name -> labels.
+    stats
+        Sampler statistics (``diverging``, ``tree_depth``, ...), each ``(chain, draw)``.
+    """
+
+    variables: dict[str, np.ndarray]
+    dims: dict[str, tuple[str, ...]]
+    coords: dict[str, list]
+    stats: dict[str, np.ndarray]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.variables[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.variables
+
+    @property
+    def n_chains(self) -> int:
+        return next(iter(self.variables.values())).shape[0]
+
+    @property
+    def n_draws(self) -> int:
+        return next(iter(self.variables.values())).shape[1]
+
+    @classmethod
+    def from_idata(cls, idata: Any) -> Posterior:
+        post = idata.posterior
+        variables = {k: v.to_numpy() for k, v in post.data_vars.items()}
+        dims = {k: tuple(v.dims[2:]) for k, v in post.data_vars.items()}
+        coords = {k: list(v.to_numpy()) for k, v in post.coords.items() if k not in ("chain", "draw")}
+        stats = {k: v.to_numpy() for k, v in idata.sample_stats.data_vars.items()} if "sample_stats" in idata.groups() else {}
+        return cls(variables, dims, coords, stats)
 
 
 def _check_settings(draws: int, tune: int, chains: int, target_accept: float) -> None:
@@ -66,7 +116,57 @@ def _check_settings(draws: int, tune: int, chains: int, target_accept: float) ->
         raise SamplerError(f"target_accept must lie between 0 and 1, not {target_accept!r}.")
 
 
-def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar):
+def variable_dims(model: Model) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
+    """Dimension names and coordinates of the posterior variables, as the PyMC model names them."""
+    d = model.design
+    names = d.fixef_names
+    slopes = [n for n in names if n != "(Intercept)"]
+    dims: dict[str, tuple[str, ...]] = {}
+    coords: dict[str, list] = {}
+    if names:
+        dims["fixef"] = ("fixef_term",)
+        coords["fixef_term"] = list(names)
+    if d.intercept:
+        dims["Intercept"] = ()
+    if slopes:
+        dims["b"] = ("b_term",)
+        coords["b_term"] = slopes
+    for blk in d.blocks:
+        g = blk.group
+        coords[blk.level_dim] = list(blk.levels)
+        coords[blk.term_dim] = list(blk.terms)
+        dims[f"sd_{g}"] = (blk.term_dim,)
+        dims[f"z_{g}"] = dims[f"r_{g}"] = (blk.level_dim, blk.term_dim)
+        if blk.correlated:
+            k = blk.n_terms * (blk.n_terms - 1) // 2
+            dims[f"cpc_{g}"] = (f"cpc_{g}_dim_0",)
+            coords[f"cpc_{g}_dim_0"] = list(range(k))
+            dims[f"cor_{g}"] = (blk.term_dim, blk.term_dim + "_")
+            coords[blk.term_dim + "_"] = list(blk.terms)
+    if d.family.has_sigma:
+        dims["sigma"] = ()
+    return dims, coords
+
+
+def _hierbayes(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
+               marginal=False):
+    from .logdensity import pack
+    from .nuts import sample
+
+    packed = pack(model.design, model.priors, centred=centred, marginal=marginal)
+    run = sample(packed, draws=draws, tune=tune, chains=chains, seed=seed,
+                 target_accept=target_accept, cores=cores, progressbar=progressbar)
+    t0 = time.perf_counter()
+    variables = packed.constrain(run.draws, seed=seed)
+    run.sampling_seconds += time.perf_counter() - t0
+    dims, coords = variable_dims(model)
+    stats = dict(run.stats)
+    stats["diverging"] = stats["diverging"].astype(bool)
+    post = Posterior({k: variables[k] for k in dims}, dims, coords, stats)
+    return post, None, run.compile_seconds, run.sampling_seconds
+
+
+def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, centred):
     import nutpie
 
     t0 = time.perf_counter()
@@ -88,10 +188,11 @@ def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progr
         progress_bar=progressbar,
         save_warmup=False,
     )
-    return idata, t1 - t0, time.perf_counter() - t1
+    return Posterior.from_idata(idata), idata, t1 - t0, time.perf_counter() - t1
 
 
-def _pymc(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, numpyro):
+def _pymc(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
+          numpyro=False):
     import pymc as pm
 
     t0 = time.perf_counter()
@@ -112,7 +213,7 @@ def _pymc(model: Model, draws, tune, chains, seed, target_accept, cores, progres
             **kwargs,
         )
     # PyMC compiles inside pm.sample; its time is counted as sampling here.
-    return idata, 0.0, time.perf_counter() - t0
+    return Posterior.from_idata(idata), idata, 0.0, time.perf_counter() - t0
 
 
 def pointwise_loglik(model: Model, posterior: Any) -> np.ndarray:
@@ -121,12 +222,50 @@ def pointwise_loglik(model: Model, posterior: Any) -> np.ndarray:
     eta = linear_predictor(design, posterior)
     y = design.y
     if design.family.name == "gaussian":
-        sigma = posterior["sigma"].to_numpy()[:, :, None]
-        return stats.norm.logpdf(y, loc=eta, scale=sigma)
+        sigma = np.asarray(posterior["sigma"])[:, :, None]
+        return -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((y - eta) / sigma) ** 2
     if design.family.name == "bernoulli":
         # log p = -log(1 + exp(-eta)) for y = 1, -log(1 + exp(eta)) for y = 0
         return -np.logaddexp(0.0, np.where(y == 1, -eta, eta))
-    return stats.poisson.logpmf(y, np.exp(eta))
+    from scipy.special import gammaln
+
+    return y * eta - np.exp(eta) - gammaln(y + 1)
+
+
+def build_idata(model: Model, posterior: Posterior, info: SamplingInfo, idata: Any = None):
+    """The ArviZ InferenceData of a fit: posterior, sample stats, observed data, log-likelihood."""
+    import arviz as az
+    import xarray as xr
+
+    design = model.design
+    obs_name = model.observed_name
+    chain = np.arange(posterior.n_chains)
+    draw = np.arange(posterior.n_draws)
+    if idata is None:
+        base = {"chain": chain, "draw": draw}
+        data_vars = {}
+        for name, values in posterior.variables.items():
+            d = posterior.dims[name]
+            data_vars[name] = (("chain", "draw", *d), values)
+        coords = {**base, **{k: v for k, v in posterior.coords.items()}}
+        post = xr.Dataset(data_vars, coords=coords)
+        stats = xr.Dataset({k: (("chain", "draw"), v) for k, v in posterior.stats.items()},
+                           coords=base)
+        idata = az.InferenceData(posterior=post, sample_stats=stats)
+    loglik = pointwise_loglik(model, posterior)
+    obs = [str(r) for r in design.rows]
+    coords = {"chain": idata.posterior["chain"].to_numpy(), "draw": idata.posterior["draw"].to_numpy(),
+              "obs": obs}
+    ll = xr.Dataset({obs_name: (("chain", "draw", "obs"), loglik)}, coords=coords)
+    observed = xr.Dataset({obs_name: (("obs",), design.y)}, coords={"obs": obs})
+    for group, data in (("log_likelihood", ll), ("observed_data", observed)):
+        if group in idata.groups():
+            delattr(idata, group)
+        idata.add_groups({group: data})
+    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()
+                                  if not isinstance(v, dict)})
+    idata.posterior.attrs["formula"] = design.formula.formula
+    return idata
 
 
 def run_nuts(
@@ -139,45 +278,47 @@ def run_nuts(
     target_accept: float = 0.9,
     cores: int | None = None,
     progressbar: bool = True,
+    centred: Any = None,
+    marginal: bool | None = None,
 ):
-    """Sample a model's posterior; return the InferenceData and a :class:`SamplingInfo`."""
-    import arviz as az
-    import xarray as xr
+    """Sample a model's posterior.
 
+    Returns
+    -------
+    posterior, info, idata
+        The draws (:class:`Posterior`), a :class:`SamplingInfo`, and the
+        sampler's own InferenceData (None for ``"hierbayes"``, which builds
+        one on request).
+    """
     _check_settings(draws, tune, chains, target_accept)
     available = available_samplers()
-    if sampler is None:
-        sampler = available[0]
-    if sampler not in SAMPLERS:
+    if sampler is not None and sampler not in SAMPLERS:
         raise SamplerError(f"Unknown sampler '{sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
-    if sampler not in available:
+    if sampler is not None and sampler not in available:
         raise SamplerError(
             f"The sampler '{sampler}' is not installed (pip install {sampler}). "
             f"Installed: {', '.join(available)}."
         )
+    own_reason = model.own_sampler_obstacle()
+    if sampler is None:
+        sampler = "hierbayes" if own_reason is None and "hierbayes" in available else \
+            next(s for s in available if s != "hierbayes")
+    elif sampler == "hierbayes" and own_reason is not None:
+        raise SamplerError(f"sampler='hierbayes' cannot sample this model: {own_reason}. "
+                           "Use sampler='nutpie' or 'pymc'.")
+    blocks = model.design.blocks
+    flags = model.centring(centred) if sampler == "hierbayes" else [False] * len(blocks)
+    marginal = model.use_marginal(marginal) if sampler == "hierbayes" else False
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
     seed = int(seed)
-    args = (model, draws, tune, chains, seed, target_accept, cores, progressbar)
-    if sampler == "nutpie":
-        idata, compile_s, sample_s = _nutpie(*args)
+    args = (model, draws, tune, chains, seed, target_accept, cores, progressbar, flags)
+    if sampler == "hierbayes":
+        posterior, idata, compile_s, sample_s = _hierbayes(*args, marginal=marginal)
+    elif sampler == "nutpie":
+        posterior, idata, compile_s, sample_s = _nutpie(*args)
     else:
-        idata, compile_s, sample_s = _pymc(*args, numpyro=sampler == "numpyro")
-
-    design = model.design
-    obs_name = next(iter(model.pymc_model.observed_RVs)).name
-    loglik = pointwise_loglik(model, idata.posterior)
-    coords = {
-        "chain": idata.posterior["chain"].to_numpy(),
-        "draw": idata.posterior["draw"].to_numpy(),
-        "obs": [str(r) for r in design.rows],
-    }
-    ll = xr.Dataset({obs_name: (("chain", "draw", "obs"), loglik)}, coords=coords)
-    observed = xr.Dataset({obs_name: (("obs",), design.y)}, coords={"obs": coords["obs"]})
-    for group, data in (("log_likelihood", ll), ("observed_data", observed)):
-        if group in idata.groups():
-            delattr(idata, group)
-        idata.add_groups({group: data})
+        posterior, idata, compile_s, sample_s = _pymc(*args, numpyro=sampler == "numpyro")
     info = SamplingInfo(
         sampler=sampler,
         draws=draws,
@@ -187,8 +328,7 @@ def run_nuts(
         target_accept=target_accept,
         compile_seconds=round(compile_s, 3),
         sampling_seconds=round(sample_s, 3),
+        centred={} if marginal else {b.group: bool(f) for b, f in zip(blocks, flags, strict=True)},
+        marginal=marginal,
     )
-    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()})
-    idata.posterior.attrs["formula"] = design.formula.formula
-    assert isinstance(idata, az.InferenceData)
-    return idata, info
+    return posterior, info, idata

@@ -29,7 +29,7 @@ def test_pointwise_loglik_matches_pymc(sleep_fit):
 def test_summary_reads_like_lmer(sleep_fit):
     text = str(sleep_fit.summary())
     for piece in [
-        "Bayesian linear mixed model fit by NUTS (nutpie; 4 chains x 500 draws",
+        "Bayesian linear mixed model fit by NUTS (hierbayes; 4 chains x 500 draws",
         "Formula: Reaction ~ Days + (Days | Subject)",
         "Data: sleepstudy",
         "posterior means",

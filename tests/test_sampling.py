@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hierbayes as hb
@@ -21,13 +22,46 @@ def test_same_seed_same_draws(sleep_model, sleep_fit):
     b = quiet_fit(sleep_model, draws=50, tune=50, chains=2, seed=5)
     c = quiet_fit(sleep_model, draws=50, tune=50, chains=2, seed=6)
     for name in ("fixef", "sd_Subject", "r_Subject", "sigma"):
-        np.testing.assert_array_equal(a.idata.posterior[name], b.idata.posterior[name])
-    assert not np.array_equal(a.idata.posterior["fixef"], c.idata.posterior["fixef"])
-    assert a.info.seed == 5 and a.info.sampler == "nutpie"
+        np.testing.assert_array_equal(a.posterior[name], b.posterior[name])
+    assert not np.array_equal(a.posterior["fixef"], c.posterior["fixef"])
+    assert a.info.seed == 5 and a.info.sampler == "hierbayes"
 
 
-def test_default_sampler_is_the_fastest_installed():
-    assert hb.available_samplers()[0] == "nutpie"
+def test_default_sampler_is_our_own_then_nutpie():
+    assert hb.available_samplers()[:2] == ["hierbayes", "nutpie"]
+
+
+def test_gaussian_single_factor_models_are_sampled_marginally(sleep_model, sleep_fit):
+    assert sleep_fit.info.marginal and sleep_model.use_marginal()
+    bern = hb.Model("y ~ x + (1 | g)", pd.DataFrame({"y": [0, 1] * 10, "x": range(20),
+                                                     "g": list("abcde") * 4}), family="bernoulli")
+    assert not bern.use_marginal()
+    with pytest.raises(ValueError, match="needs a Gaussian model"):
+        bern.use_marginal(True)
+
+
+def test_an_extended_pymc_model_is_not_sampled_by_our_kernel(sleepstudy):
+    import pymc as pm
+
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    assert model.own_sampler_obstacle() is None
+    with model.pymc_model:
+        pm.Potential("pull", -0.5 * model.pymc_model["Intercept"] ** 2 / 1e4)
+    assert "extended" in model.own_sampler_obstacle()
+    with pytest.raises(hb.SamplerError, match="extended.*sampler='nutpie'"):
+        model.fit(sampler="hierbayes", progressbar=False)
+
+
+@pytest.mark.slow
+def test_nutpie_sampler_agrees_with_ours(sleep_model, sleep_fit):
+    fit = quiet_fit(sleep_model, draws=500, tune=500, chains=4, seed=3, sampler="nutpie")
+    assert fit.info.sampler == "nutpie"
+    ours, theirs = sleep_fit.varcorr(), fit.varcorr()
+    # both posteriors' SD estimates within 0.25 posterior SD of each other
+    diff = np.abs(ours["sdcor"] - theirs["sdcor"]) / ours["Est.Error"]
+    assert diff.max() < 0.25, diff
+    fx = np.abs(sleep_fit.fixef()["Estimate"] - fit.fixef()["Estimate"]) / sleep_fit.fixef()["Est.Error"]
+    assert fx.max() < 0.15, fx
 
 
 @pytest.mark.parametrize(
@@ -62,7 +96,9 @@ def test_warnings_name_divergences(sleepstudy):
     # A tiny step-size target on a funnel-prone model with few levels provokes divergences.
     df = sleepstudy[sleepstudy["Subject"].isin(sleepstudy["Subject"].cat.categories[:3])]
     model = hb.Model("Reaction ~ Days + (Days | Subject)", df, priors={"sd": "half_cauchy(100)"})
-    fit = quiet_fit(model, draws=300, tune=300, chains=2, seed=2, target_accept=0.5)
+    # Non-centred and not marginalised: the form with a funnel between SDs and effects.
+    fit = quiet_fit(model, draws=300, tune=300, chains=2, seed=2, target_accept=0.5,
+                    marginal=False, centred=False)
     if fit.diagnostics().divergences == 0:
         pytest.fail("expected divergences with target_accept=0.5 on 3 subjects")
     messages = fit.check_convergence()

@@ -27,7 +27,7 @@ from ._format import Summary, aligned, coefficients, num, obs_line, random_effec
 
 if TYPE_CHECKING:
     from ..model import Model
-    from ..sampling import SamplingInfo
+    from ..sampling import Posterior, SamplingInfo
 
 
 def _qnames(prob: float) -> tuple[str, str]:
@@ -64,17 +64,32 @@ class BayesFit:
     ----------
     model : Model
         The model that was fitted.
+    posterior : Posterior
+        The draws as NumPy arrays, by variable name.
     idata : arviz.InferenceData
-        Posterior, sample stats, observed data and pointwise log-likelihood.
+        Posterior, sample stats, observed data and pointwise log-likelihood;
+        built on first access.
     info : SamplingInfo
         Sampler, settings, seed and timings.
     """
 
-    def __init__(self, model: Model, idata: Any, info: SamplingInfo) -> None:
+    def __init__(self, model: Model, posterior: Posterior, info: SamplingInfo,
+                 idata: Any = None) -> None:
         self.model = model
-        self.idata = idata
+        self.posterior = posterior
         self.info = info
+        self._sampler_idata = idata
+        self._idata = None
         self._diagnostics: Diagnostics | None = None
+
+    @property
+    def idata(self):
+        """The ArviZ InferenceData (built on first access; ArviZ's import takes seconds)."""
+        if self._idata is None:
+            from ..sampling import build_idata
+
+            self._idata = build_idata(self.model, self.posterior, self.info, self._sampler_idata)
+        return self._idata
 
     @property
     def design(self):
@@ -82,47 +97,44 @@ class BayesFit:
 
     def _flat(self, name: str) -> np.ndarray:
         """Draws of a posterior variable with chains and draws merged into the first axis."""
-        values = self.idata.posterior[name].to_numpy()
+        values = self.posterior[name]
         return values.reshape(-1, *values.shape[2:])
 
     def _headline(self) -> dict[str, np.ndarray]:
         """Each headline scalar's (chain, draw) draws, keyed by a readable name."""
-        post = self.idata.posterior
+        post = self.posterior
         out: dict[str, np.ndarray] = {}
         if "fixef" in post:
             for i, n in enumerate(self.design.fixef_names):
-                out[f"fixef[{n}]"] = post["fixef"].to_numpy()[:, :, i]
+                out[f"fixef[{n}]"] = post["fixef"][:, :, i]
         for b in self.design.blocks:
-            sd = post[f"sd_{b.group}"].to_numpy()
+            sd = post[f"sd_{b.group}"]
             for i, t in enumerate(b.terms):
                 out[f"sd_{b.group}[{t}]"] = sd[:, :, i]
             if b.correlated:
-                cor = post[f"cor_{b.group}"].to_numpy()
+                cor = post[f"cor_{b.group}"]
                 for i in range(b.n_terms):
                     for j in range(i + 1, b.n_terms):
                         out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, i, j]
         if "sigma" in post:
-            out["sigma"] = post["sigma"].to_numpy()
+            out["sigma"] = post["sigma"]
         return out
 
     def diagnostics(self) -> Diagnostics:
         """Divergences, R-hat and ESS over fixed effects, SDs, correlations and sigma."""
         if self._diagnostics is None:
-            import arviz as az
+            from ..diagnostics import ess_bulk, ess_tail, rhat
 
             rows = {}
             for name, draws in self._headline().items():
-                rows[name] = {
-                    "rhat": float(az.rhat(draws)) if draws.shape[0] > 1 else np.nan,
-                    "ess_bulk": float(az.ess(draws, method="bulk")),
-                    "ess_tail": float(az.ess(draws, method="tail")),
-                }
+                rows[name] = {"rhat": rhat(draws), "ess_bulk": ess_bulk(draws),
+                              "ess_tail": ess_tail(draws)}
             table = pd.DataFrame(rows).T
-            stats = self.idata.sample_stats
+            stats = self.posterior.stats
             div = int(stats["diverging"].sum()) if "diverging" in stats else 0
             self._diagnostics = Diagnostics(
                 divergences=div,
-                draws=int(stats.sizes["chain"] * stats.sizes["draw"]),
+                draws=self.posterior.n_chains * self.posterior.n_draws,
                 max_rhat=float(np.nanmax(table["rhat"])) if table["rhat"].notna().any() else np.nan,
                 min_ess_bulk=float(table["ess_bulk"].min()),
                 min_ess_tail=float(table["ess_tail"].min()),
@@ -162,7 +174,7 @@ class BayesFit:
 
     def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""
-        draws = self._flat("fixef") if "fixef" in self.idata.posterior else np.zeros((1, 0))
+        draws = self._flat("fixef") if "fixef" in self.posterior else np.zeros((1, 0))
         rows = {n: _describe(draws[:, i], prob, point) for i, n in enumerate(self.design.fixef_names)}
         return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -188,8 +200,8 @@ class BayesFit:
     def coef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
         """Fixed plus group effects for every level, as lme4's ``coef``, in long form."""
         d = self.design
-        post = self.idata.posterior
-        fixef = self._flat("fixef") if "fixef" in post else np.zeros((post.sizes["chain"] * post.sizes["draw"], 0))
+        post = self.posterior
+        fixef = self._flat("fixef") if "fixef" in post else np.zeros((post.n_chains * post.n_draws, 0))
         ranef = [self._flat(f"r_{b.group}") for b in d.blocks]
         rows = []
         for factor, (terms, levels, draws) in coefficients(d, fixef, ranef).items():

@@ -1,0 +1,499 @@
+"""The model's log density and its gradient, compiled once for every model.
+
+PyMC builds a new graph for every model, and nutpie compiles it with numba in
+13 to 30 seconds, with nothing cached across processes. Our models all share
+one structure, so this module writes that structure down once: a single numba
+function reads the model from arrays (the fixed-effect matrix, each block's
+level index and columns, prior codes) and returns the log density and its
+gradient. It is compiled on first use and cached on disk by numba
+(:func:`cache_dir`), so a new process, a new formula or new data compiles
+nothing.
+
+Parameter vector (unconstrained, the sampler's space), in order:
+
+* fixed effects: ``Intercept`` (of the centred design, as in brms) then ``b``;
+* per random-effect block: ``log sd`` (one per term), the unconstrained
+  partial correlations ``cpc`` of an LKJ block (:mod:`hierbayes.lkj`), then
+  the group effects, levels x terms: ``z`` (non-centred, ``r = z (diag(sd) L)'``)
+  or ``r`` itself (centred, ``r ~ N(0, diag(sd) L L' diag(sd))``);
+* ``log sigma`` (Gaussian family).
+
+The density equals the PyMC model's (:func:`hierbayes.model.build_pymc_model`)
+up to a constant when every block is non-centred; ``tests/test_logdensity.py``
+checks values and gradients against PyTensor's.
+
+Examples
+--------
+>>> import numpy as np, hierbayes as hb
+>>> from hierbayes.logdensity import pack
+>>> m = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> packed = pack(m.design, m.priors)
+>>> packed.dim
+42
+>>> lp, grad = packed.logp_grad(packed.initial_point(seed=1))
+>>> bool(np.isfinite(lp)) and grad.shape == (42,)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .design import Design
+from .priors import PriorTable
+
+# Prior codes, shared with the numba kernel. Parameters a, b, c as listed.
+NORMAL, STUDENT_T, CAUCHY, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5
+EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL = 6, 7, 8, 9
+_CODES = {
+    "normal": (NORMAL, ("mu", "sigma")),
+    "student_t": (STUDENT_T, ("nu", "mu", "sigma")),
+    "cauchy": (CAUCHY, ("alpha", "beta")),
+    "half_normal": (HALF_NORMAL, ("sigma",)),
+    "half_student_t": (HALF_STUDENT_T, ("nu", "sigma")),
+    "half_cauchy": (HALF_CAUCHY, ("beta",)),
+    "exponential": (EXPONENTIAL, ("lam",)),
+    "gamma": (GAMMA, ("alpha", "beta")),
+    "inv_gamma": (INV_GAMMA, ("alpha", "beta")),
+    "lognormal": (LOGNORMAL, ("mu", "sigma")),
+}
+FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
+# Columns of the per-block table.
+B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR = range(8)
+
+_kernel = None
+
+
+def supported(priors: PriorTable) -> str | None:
+    """Why the compiled density cannot express these priors, or None when it can."""
+    for e in priors.entries:
+        if e.cls == "cor":
+            continue
+        if e.prior.dist not in _CODES:
+            return f"the prior {e.prior} on {e.cls} (only PyMC's sampler path handles it)"
+    return None
+
+
+def _kernels():
+    """Compile (or load from numba's disk cache) the numba kernels on first use."""
+    global _kernel
+    if _kernel is None:
+        from . import _marginal_kernel
+
+        _kernel = _marginal_kernel
+    return _kernel
+
+
+@dataclass
+class Packed:
+    """A model as the arrays the compiled log density reads, plus its layout.
+
+    Attributes
+    ----------
+    data
+        The tuple handed to the kernel.
+    dim
+        Number of unconstrained parameters.
+    layout
+        Name -> ``(offset, shape)`` of each parameter block in the vector.
+    centred
+        Per block, whether its group effects are centred.
+    """
+
+    data: tuple
+    dim: int
+    layout: dict[str, tuple[int, tuple[int, ...]]]
+    centred: list[bool]
+    start: np.ndarray
+    start_scale: np.ndarray
+    x_means: np.ndarray
+    slopes: list[int]
+    intercept: bool
+    blocks: list = field(default_factory=list)
+
+    def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density and gradient at one unconstrained point."""
+        k = _kernels()
+        grad = np.zeros(self.dim)
+        lp = k.density(np.ascontiguousarray(theta, dtype=float), grad, self.data)
+        return float(lp), grad
+
+    def initial_point(self, seed: int, jitter: float = 1.0) -> np.ndarray:
+        """A start: central values plus uniform jitter scaled per coordinate."""
+        rng = np.random.default_rng(seed)
+        return self.start + jitter * self.start_scale * rng.uniform(-1, 1, self.dim)
+
+    def constrain(self, draws: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+        """Posterior variables from unconstrained draws of shape ``(chains, draws, dim)``.
+
+        Returns the variables of the PyMC model: ``Intercept``, ``b``,
+        ``fixef``, and per block ``sd_``, ``cpc_``, ``cor_``, ``z_``, ``r_``,
+        and ``sigma``. A marginal model's group effects are drawn here, one
+        exact draw from their conditional posterior per draw (``seed``).
+        """
+        out: dict[str, np.ndarray] = {}
+        lead = draws.shape[:-1]
+        effects = {}
+        if self.marginal and self.blocks:
+            flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
+            marg = self.data[2]
+            q = marg[4].shape[0]
+            b = np.empty((flat.shape[0], q))
+            _kernels().draw_effects(flat, marg, seed, b)
+            off = 0
+            for g in self.order:
+                blk = self.blocks[g]
+                size = blk.n_levels * blk.n_terms
+                effects[blk.group] = b[:, off:off + size].reshape(*lead, blk.n_levels, blk.n_terms)
+                off += size
+
+        def take(name: str) -> np.ndarray:
+            off, shape = self.layout[name]
+            size = int(np.prod(shape)) if shape else 1
+            return draws[..., off:off + size].reshape(*lead, *shape)
+
+        if self.intercept:
+            out["Intercept"] = take("Intercept")
+        if self.slopes:
+            out["b"] = take("b")
+        n_fix = len(self.slopes) + int(self.intercept)
+        if n_fix:
+            fixef = np.empty((*lead, n_fix))
+            col = 0
+            for j in range(n_fix):
+                if j == self.fixef_intercept_pos:
+                    # back to the uncentred design's intercept
+                    fixef[..., j] = out["Intercept"] - (out["b"] @ self.x_means if self.slopes else 0.0)
+                else:
+                    fixef[..., j] = out["b"][..., col]
+                    col += 1
+            out["fixef"] = fixef
+        for blk, centred in zip(self.blocks, self.centred, strict=True):
+            g, K = blk.group, blk.n_terms
+            sd = np.exp(take(f"sd_{g}"))
+            out[f"sd_{g}"] = sd
+            if blk.correlated:
+                cpc = take(f"cpc_{g}")
+                out[f"cpc_{g}"] = cpc
+                L = cpc_cholesky_np(cpc, K)
+                out[f"cor_{g}"] = L @ np.swapaxes(L, -1, -2)
+            else:
+                L = np.broadcast_to(np.eye(K), (*lead, K, K))
+            T = sd[..., :, None] * L
+            if self.marginal:
+                r = effects[g]
+                z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
+            elif centred:
+                eff = take(f"eff_{g}")
+                r = eff
+                z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
+            else:
+                z = take(f"eff_{g}")
+                r = z @ np.swapaxes(T, -1, -2)
+            out[f"z_{g}"] = z
+            out[f"r_{g}"] = r
+        if "sigma" in self.layout:
+            out["sigma"] = np.exp(take("sigma"))
+        return out
+
+    fixef_intercept_pos: int = 0
+    marginal: bool = False
+    order: list = field(default_factory=list)
+
+
+def cpc_cholesky_np(y: np.ndarray, n: int) -> np.ndarray:
+    """Cholesky factors of correlation matrices from partial correlations, batched."""
+    z = np.tanh(y)
+    L = np.zeros((*y.shape[:-1], n, n))
+    L[..., 0, 0] = 1.0
+    k = 0
+    for i in range(1, n):
+        sum_sq = np.zeros(y.shape[:-1])
+        for j in range(i):
+            value = z[..., k] if j == 0 else z[..., k] * np.sqrt(1.0 - sum_sq)
+            L[..., i, j] = value
+            sum_sq = sum_sq + value**2
+            k += 1
+        L[..., i, i] = np.sqrt(np.maximum(1.0 - sum_sq, 0.0))
+    return L
+
+
+def _prior_row(prior) -> tuple[int, list[float]]:
+    code, names = _CODES[prior.dist]
+    vals = [float(prior.params[n]) for n in names]
+    return code, vals + [0.0] * (3 - len(vals))
+
+
+def _central(prior) -> float:
+    """Start value of a real parameter: its prior's location."""
+    p = prior.params
+    return float(p.get("mu", p.get("alpha", 0.0))) if prior.dist != "gamma" else 0.0
+
+
+def _spread(prior) -> float:
+    p = prior.params
+    for k in ("sigma", "beta"):
+        if k in p:
+            return float(p[k])
+    return 1.0
+
+
+def _dummy_full() -> tuple:
+    i2 = np.zeros((0, 0), dtype=np.int64)
+    f2 = np.zeros((0, 0))
+    return (f2, np.zeros(0), i2, f2, np.zeros((0, 8), dtype=np.int64), np.zeros(0),
+            np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3)), np.zeros(2, dtype=np.int64))
+
+
+def _dummy_marginal() -> tuple:
+    f2 = np.zeros((0, 0))
+    return (f2, np.zeros(0), 0.0, f2, np.zeros(0), np.zeros((0, 0, 0)), f2, f2,
+            np.zeros((0, 6), dtype=np.int64), np.zeros(0), np.zeros((0, 3), dtype=np.int64),
+            np.zeros((0, 3)), np.zeros(2, dtype=np.int64))
+
+
+def marginal_cost(design: Design) -> float:
+    """Rough flops of one marginal evaluation: first block level by level, the rest dense."""
+    if not design.blocks:
+        return 0.0
+    first = max(design.blocks, key=lambda b: b.n_levels * b.n_terms)
+    q1 = first.n_levels * first.n_terms
+    q2 = sum(b.n_levels * b.n_terms for b in design.blocks) - q1
+    return first.n_levels * first.n_terms**3 + 2.0 * q2 * q2 * q1 + q2**3
+
+
+def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
+         marginal: bool = False) -> Packed:
+    """Lay a design and its priors out as the compiled log density's arrays.
+
+    Parameters
+    ----------
+    design, priors
+        The model's design and priors in force.
+    centred
+        Per random-effect block, whether to sample its group effects centred;
+        all non-centred when omitted (see :func:`choose_centring`).
+    marginal
+        Gaussian models only: integrate the group effects out
+        (:mod:`hierbayes._marginal_kernel`); the sampler then moves over the
+        fixed effects, SDs, correlations and sigma, and the group effects are
+        drawn exactly afterwards (:meth:`Packed.constrain`).
+    """
+    reason = supported(priors)
+    if reason is not None:
+        raise ValueError(f"The compiled log density cannot express {reason}.")
+    if marginal and design.family.name != "gaussian":
+        raise ValueError("Only Gaussian models have their group effects integrated out.")
+    names = design.fixef_names
+    X = design.X
+    slopes = [j for j, n in enumerate(names) if n != "(Intercept)"]
+    intercept = design.intercept
+    x_means = X[:, slopes].mean(axis=0) if slopes else np.zeros(0)
+    cols = []
+    if intercept:
+        cols.append(np.ones(design.n_obs))
+    for j in slopes:
+        cols.append(X[:, j] - x_means[slopes.index(j)] if intercept else X[:, j])
+    Xc = np.column_stack(cols) if cols else np.zeros((design.n_obs, 0))
+
+    layout: dict[str, tuple[int, tuple[int, ...]]] = {}
+    pri_i: list[list[int]] = []
+    pri_f: list[list[float]] = []
+    start: list[float] = []
+    scale: list[float] = []
+    off = 0
+
+    def add_prior(index: int, prior, positive: bool) -> None:
+        code, vals = _prior_row(prior)
+        pri_i.append([index, code, int(positive)])
+        pri_f.append(vals)
+
+    if intercept:
+        layout["Intercept"] = (off, ())
+        p = priors.get("Intercept")
+        add_prior(off, p, False)
+        start.append(_central(p))
+        scale.append(0.1 * _spread(p))
+        off += 1
+    if slopes:
+        layout["b"] = (off, (len(slopes),))
+        for j in slopes:
+            p = priors.get("b", coef=names[j])
+            add_prior(off, p, False)
+            start.append(_central(p))
+            scale.append(0.1 * _spread(p))
+            off += 1
+
+    blocks = list(design.blocks)
+    centred = [False] * len(blocks) if centred is None else list(centred)
+    if len(centred) != len(blocks):
+        raise ValueError("centred needs one flag per random-effect block")
+    blk_rows, blk_eta = [], []
+    for g, blk in enumerate(blocks):
+        K, L = blk.n_terms, blk.n_levels
+        row = [0] * 8
+        row[B_K], row[B_L] = K, L
+        row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.correlated)
+        row[B_SD] = off
+        layout[f"sd_{blk.group}"] = (off, (K,))
+        for t in blk.terms:
+            p = priors.get("sd", blk.group, t)
+            add_prior(off, p, True)
+            start.append(math.log(p.typical()))
+            scale.append(1.0)
+            off += 1
+        row[B_CPC] = off
+        eta_lkj = 1.0
+        if blk.correlated:
+            m = K * (K - 1) // 2
+            layout[f"cpc_{blk.group}"] = (off, (m,))
+            eta_lkj = float(priors.get("cor", blk.group).params["eta"])
+            start.extend([0.0] * m)
+            scale.extend([0.5] * m)
+            off += m
+        blk_rows.append(row)
+        blk_eta.append(eta_lkj)
+    if not marginal:
+        col = 0
+        for g, blk in enumerate(blocks):
+            K, L = blk.n_terms, blk.n_levels
+            blk_rows[g][B_COL] = col
+            blk_rows[g][B_EFF] = off
+            layout[f"eff_{blk.group}"] = (off, (L, K))
+            start.extend([0.0] * (L * K))
+            # centred effects start near zero: their scale is unknown before sampling
+            scale.extend([0.1 if centred[g] else 1.0] * (L * K))
+            off += L * K
+            col += K
+    misc = np.array([FAMILY_CODES[design.family.name], -1], dtype=np.int64)
+    if design.family.has_sigma:
+        layout["sigma"] = (off, ())
+        p = priors.get("sigma")
+        add_prior(off, p, True)
+        misc[1] = off
+        start.append(math.log(p.typical()))
+        scale.append(1.0)
+        off += 1
+    pri = (np.array(pri_i, dtype=np.int64).reshape(-1, 3), np.array(pri_f, dtype=float).reshape(-1, 3))
+    # fresh, writable, C-ordered copies: numba types read-only arrays apart, which would
+    # compile (and cache) the kernels a second time
+    y = np.array(design.y, dtype=float, order="C")
+    Xc = np.array(Xc, dtype=float, order="C")
+    order = list(range(len(blocks)))
+    if marginal:
+        full = _dummy_full()
+        # the block with the most effects goes first: it is factored level by level
+        if blocks:
+            first = max(order, key=lambda g: blocks[g].n_levels * blocks[g].n_terms)
+            order = [first] + [g for g in order if g != first]
+        marg = _cross_products(Xc, y, [blocks[g] for g in order],
+                               [blk_rows[g] for g in order], [blk_eta[g] for g in order], pri,
+                               np.array([design.n_obs, misc[1]], dtype=np.int64))
+        data = (1, full, marg)
+    else:
+        idx = np.zeros((len(blocks), design.n_obs), dtype=np.int64)
+        for g, blk in enumerate(blocks):
+            idx[g] = blk.index
+        Zv = np.column_stack([b.Z for b in blocks]) if blocks else np.zeros((design.n_obs, 0))
+        full = (Xc, y, idx, np.array(Zv, dtype=float, order="C"),
+                np.array(blk_rows, dtype=np.int64).reshape(-1, 8), np.array(blk_eta, dtype=float),
+                pri[0], pri[1], misc)
+        data = (0, full, _dummy_marginal())
+    packed = Packed(
+        data=data,
+        dim=off,
+        layout=layout,
+        centred=centred,
+        start=np.array(start),
+        start_scale=np.array(scale),
+        x_means=x_means,
+        slopes=slopes,
+        intercept=intercept,
+        blocks=blocks,
+    )
+    packed.fixef_intercept_pos = names.index("(Intercept)") if intercept else -1
+    packed.marginal = marginal
+    packed.order = order
+    return packed
+
+
+def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:
+    """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first)."""
+    n, p = Xc.shape
+    sizes = [b.n_levels * b.n_terms for b in blocks]
+    offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]
+    q = int(sum(sizes))
+    table = np.zeros((len(blocks), 6), dtype=np.int64)
+    for g, (b, row) in enumerate(zip(blocks, rows, strict=True)):
+        table[g] = [b.n_terms, b.n_levels, offsets[g], row[B_SD], row[B_CPC], int(b.correlated)]
+    # Z as (row, column, value) triplets; every row has K_g entries per block
+    cols = [offsets[g] + b.index[:, None] * b.n_terms + np.arange(b.n_terms)[None, :]
+            for g, b in enumerate(blocks)]
+    vals = [b.Z for b in blocks]
+    Zcols = np.concatenate(cols, axis=1) if blocks else np.zeros((n, 0), dtype=np.int64)
+    Zvals = np.concatenate(vals, axis=1) if blocks else np.zeros((n, 0))
+    ZtX = np.zeros((q, p))
+    Zty = np.zeros(q)
+    for k in range(Zcols.shape[1]):
+        np.add.at(ZtX, Zcols[:, k], Zvals[:, k, None] * Xc)
+        np.add.at(Zty, Zcols[:, k], Zvals[:, k] * y)
+    K1, L1 = (blocks[0].n_terms, blocks[0].n_levels) if blocks else (0, 0)
+    q1 = K1 * L1
+    q2 = q - q1
+    G11 = np.zeros((L1, K1, K1))
+    if blocks:
+        b0 = blocks[0]
+        for a in range(K1):
+            for c in range(K1):
+                G11[:, a, c] = np.bincount(b0.index, weights=b0.Z[:, a] * b0.Z[:, c], minlength=L1)
+    G21 = np.zeros((q2, q1))
+    G22 = np.zeros((q2, q2))
+    if q2:
+        from scipy import sparse
+
+        Zs = sparse.csr_matrix((Zvals.ravel(), (np.repeat(np.arange(n), Zcols.shape[1]), Zcols.ravel())),
+                               shape=(n, q))
+        Z1, Z2 = Zs[:, :q1], Zs[:, q1:]
+        G21 = (Z2.T @ Z1).toarray()
+        G22 = (Z2.T @ Z2).toarray()
+    def c(a):
+        return np.array(a, dtype=float, order="C")
+
+    return (c(Xc.T @ Xc), c(Xc.T @ y), float(y @ y), c(ZtX), c(Zty), c(G11), c(G21), c(G22), table,
+            np.array(etas, dtype=float), pri[0], pri[1], misc)
+
+
+def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
+    """Per block, centre its group effects when the data say more than the prior.
+
+    A level's effect is informed by its rows in proportion to ``n_j sd^2 /
+    sigma^2`` (data precision over prior precision). Where that is large for
+    the typical level, the centred form samples well and the non-centred one
+    has a funnel-like coupling between ``z`` and ``sd``; where it is small the
+    reverse holds (Papaspiliopoulos, Roberts & Skold 2007; Betancourt &
+    Girolami 2013). Before sampling, SDs are unknown, so the ratio uses a
+    cheap moment guess: the block's share of the residual variance of the
+    response after the fixed effects, split evenly over the blocks.
+    """
+    if not design.blocks:
+        return []
+    if design.family.name != "gaussian":
+        return [False] * len(design.blocks)
+    X, y = design.X, design.y
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None) if X.shape[1] else (np.zeros(0),)
+    resid = y - X @ beta if X.shape[1] else y - y.mean()
+    out = []
+    for blk in design.blocks:
+        counts = np.bincount(blk.index, minlength=blk.n_levels).astype(float)
+        # between-level share of the residual variance, by a one-way ANOVA on this factor
+        means = np.bincount(blk.index, weights=resid, minlength=blk.n_levels) / np.maximum(counts, 1)
+        within = resid - means[blk.index]
+        s2_within = float(within @ within) / max(len(y) - blk.n_levels, 1)
+        n_bar = float(np.median(counts))
+        s2_between = max(float(np.var(means[counts > 0], ddof=1)) - s2_within / n_bar, 0.0)
+        ratio = n_bar * s2_between / max(s2_within, 1e-300)
+        out.append(bool(ratio > threshold))
+    return out

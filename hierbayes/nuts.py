@@ -1,0 +1,196 @@
+"""Run hierbayes's own NUTS (:mod:`hierbayes._nuts_kernel`) on a packed model.
+
+Chains run in parallel threads (the kernel releases the GIL); a progress bar
+on stderr follows them. Kernels are compiled by numba once and cached on disk:
+:func:`cache_dir` says where, :func:`clear_cache` empties it.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> from hierbayes.logdensity import pack
+>>> from hierbayes.nuts import sample
+>>> m = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> out = sample(pack(m.design, m.priors), draws=100, tune=100, chains=2, seed=1,
+...              progressbar=False)
+>>> out.draws.shape
+(2, 100, 42)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SamplerError
+
+STAT_NAMES = ("lp", "acceptance_rate", "n_steps", "tree_depth", "diverging", "energy", "step_size")
+
+
+@dataclass
+class NutsRun:
+    """Raw output of :func:`sample`: unconstrained draws, per-draw statistics, timings."""
+
+    draws: np.ndarray  # (chains, draws, dim)
+    stats: dict[str, np.ndarray]  # each (chains, draws)
+    metric: np.ndarray  # (chains, dim): adapted inverse metric
+    step_size: np.ndarray  # (chains,)
+    compile_seconds: float
+    sampling_seconds: float
+
+
+def _load_kernels():
+    from . import _nuts_kernel
+
+    return _nuts_kernel
+
+
+def compile_kernels(packed) -> float:
+    """Load the kernels (compiling them if numba's cache has none); return the seconds it took."""
+    t0 = time.perf_counter()
+    k = _load_kernels()
+    # One call each makes numba load (or compile) the machine code now, not inside a thread.
+    x = packed.start.copy()
+    packed.logp_grad(x)
+    d = np.zeros((1, packed.dim))
+    s = np.zeros((1, 7))
+    m = np.zeros(packed.dim)
+    k.run_chain(x, 1, 0, 1, 0.8, 1, packed.data, d, s, m, np.zeros(1, dtype=np.int64), 0)
+    return time.perf_counter() - t0
+
+
+class _Progress:
+    """A one-line text progress bar over all chains, redrawn from a polling thread."""
+
+    def __init__(self, total: int, chains: int, enabled: bool) -> None:
+        self.total, self.chains, self.enabled = total, chains, enabled
+        self.start = time.perf_counter()
+        # Redraw in place on a terminal or in Jupyter; elsewhere (logs, pipes) print the last line only.
+        self.live = sys.stderr.isatty() or "ipykernel" in sys.modules
+
+    def draw(self, done: int, final: bool = False) -> None:
+        if not self.enabled or not (self.live or final):
+            return
+        frac = done / max(self.total, 1)
+        width = 30
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        sys.stderr.write(
+            f"\rSampling {self.chains} chains |{bar}| {frac:4.0%} "
+            f"{done}/{self.total} [{elapsed:4.1f}s elapsed, {eta:4.1f}s left]"
+        )
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def sample(
+    packed,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 0,
+    target_accept: float = 0.9,
+    cores: int | None = None,
+    progressbar: bool = True,
+    max_treedepth: int = 10,
+    init_jitter: float = 1.0,
+) -> NutsRun:
+    """Sample a packed model's posterior by NUTS.
+
+    Parameters
+    ----------
+    packed
+        A :class:`hierbayes.logdensity.Packed` model.
+    draws, tune, chains, seed, target_accept
+        As :meth:`hierbayes.Model.fit`.
+    cores
+        Threads to run chains in; all the machine's cores by default.
+    max_treedepth
+        Stan's limit on the trajectory's doublings.
+    init_jitter
+        Starts are the model's central values plus uniform jitter of this size
+        (in units of each coordinate's scale).
+    """
+    compile_s = compile_kernels(packed)
+    k = _load_kernels()
+    ss = np.random.SeedSequence(seed)
+    children = ss.spawn(chains)
+    seeds = [int(c.generate_state(1)[0] % (2**31 - 1)) for c in children]
+    inits = []
+    for c, s in enumerate(seeds):
+        for attempt in range(20):
+            q = packed.initial_point(s + attempt, jitter=init_jitter)
+            lp, g = packed.logp_grad(q)
+            if np.isfinite(lp) and np.all(np.isfinite(g)):
+                break
+        else:
+            raise SamplerError(
+                f"Chain {c}: no finite log density at 20 starting points. Check that the "
+                "priors and data are on sensible scales."
+            )
+        inits.append(q)
+    dim = packed.dim
+    out = np.empty((chains, draws, dim))
+    stats = np.empty((chains, draws, len(STAT_NAMES)))
+    metric = np.empty((chains, dim))
+    progress = np.zeros(chains, dtype=np.int64)
+    step = np.empty(chains)
+    bar = _Progress(chains * (draws + tune), chains, progressbar)
+    workers = cores or min(chains, os.cpu_count() or 1)
+
+    def one(c: int) -> None:
+        step[c] = k.run_chain(inits[c], seeds[c], tune, draws, target_accept, max_treedepth,
+                              packed.data, out[c], stats[c], metric[c], progress, c)
+
+    t0 = time.perf_counter()
+    done = threading.Event()
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        futures = [ex.submit(one, c) for c in range(chains)]
+        while not all(f.done() for f in futures):
+            bar.draw(int(progress.sum()))
+            done.wait(0.1)
+        for f in futures:
+            f.result()
+    bar.draw(int(progress.sum()), final=True)
+    sampling_s = time.perf_counter() - t0
+    return NutsRun(
+        draws=out,
+        stats={name: stats[:, :, i] for i, name in enumerate(STAT_NAMES)},
+        metric=metric,
+        step_size=step,
+        compile_seconds=compile_s,
+        sampling_seconds=sampling_s,
+    )
+
+
+def cache_dir() -> Path:
+    """Where numba keeps hierbayes's compiled kernels (created on first use).
+
+    numba writes its cache into ``__pycache__`` beside the kernels' source when
+    that is writable, else under ``$NUMBA_CACHE_DIR`` or the user's cache
+    folder; this returns the folder in use.
+    """
+    k = _load_kernels()
+    return Path(k.run_chain._cache._cache_path)
+
+
+def clear_cache() -> int:
+    """Delete hierbayes's compiled kernels from numba's cache; return how many files went.
+
+    The next fit compiles them again (about 20 seconds).
+    """
+    removed = 0
+    folder = cache_dir()
+    for f in folder.glob("_*_kernel.*"):
+        if f.suffix in (".nbi", ".nbc"):
+            f.unlink()
+            removed += 1
+    return removed
