@@ -31,7 +31,7 @@ bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 
 bench: bench-deps
-	$(PY) benchmarks/sleepstudy.py
+	$(PY) benchmarks/run.py
 
 bench-reml: bench-deps
 	$(PY) benchmarks/reml.py

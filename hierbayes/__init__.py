@@ -24,12 +24,21 @@ from .families import get_family
 from .formula import ParsedFormula, RandomTerm, parse_formula
 from .model import Model
 from .priors import Prior, PriorTable
-from .reml import lmer
 from .results import BayesFit, LmerFit, Sims, Summary
 from .results.compare import anova, compare
 from .sampling import available_samplers
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # The REML engine pulls in SciPy's optimisers and sparse matrices (half a second);
+    # load it when first used, so a Bayesian fit does not pay for it.
+    if name == "lmer":
+        from .reml import lmer
+
+        return lmer
+    raise AttributeError(f"module 'hierbayes' has no attribute {name!r}")
 
 __all__ = [
     "BayesFit",

@@ -62,7 +62,7 @@ _CODES = {
 }
 FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
 # Columns of the per-block table.
-B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR = range(8)
+B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
 
 _kernel = None
 
@@ -81,9 +81,9 @@ def _kernels():
     """Compile (or load from numba's disk cache) the numba kernels on first use."""
     global _kernel
     if _kernel is None:
-        from . import _marginal_kernel
+        from . import _kernels
 
-        _kernel = _marginal_kernel
+        _kernel = _kernels
     return _kernel
 
 
@@ -171,7 +171,7 @@ class Packed:
                     fixef[..., j] = out["b"][..., col]
                     col += 1
             out["fixef"] = fixef
-        for blk, centred in zip(self.blocks, self.centred, strict=True):
+        for gi, (blk, centred) in enumerate(zip(self.blocks, self.centred, strict=True)):
             g, K = blk.group, blk.n_terms
             sd = np.exp(take(f"sd_{g}"))
             out[f"sd_{g}"] = sd
@@ -186,9 +186,20 @@ class Packed:
             if self.marginal:
                 r = effects[g]
                 z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
+            elif gi == self.collapsed:
+                flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
+                r = np.empty((flat.shape[0], blk.n_levels))
+                _kernels().draw_collapsed(flat, self.data[1], seed, r)
+                r = r.reshape(*lead, blk.n_levels, 1)
+                z = r / sd[..., None, :]
             elif centred:
-                eff = take(f"eff_{g}")
-                r = eff
+                r = take(f"eff_{g}").copy()
+                if self.absorb[0] == gi:
+                    r[..., self.absorb[1]] -= out["Intercept"][..., None]
+                h, mapping = self.parents[gi]
+                if h >= 0:
+                    parent_vals = take(f"eff_{self.blocks[h].group}")[..., 0]
+                    r[..., 0] -= parent_vals[..., mapping]
                 z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
             else:
                 z = take(f"eff_{g}")
@@ -202,6 +213,9 @@ class Packed:
     fixef_intercept_pos: int = 0
     marginal: bool = False
     order: list = field(default_factory=list)
+    absorb: tuple = (-1, -1)
+    parents: list = field(default_factory=list)
+    collapsed: int = -1
 
 
 def cpc_cholesky_np(y: np.ndarray, n: int) -> np.ndarray:
@@ -242,10 +256,11 @@ def _spread(prior) -> float:
 
 
 def _dummy_full() -> tuple:
-    i2 = np.zeros((0, 0), dtype=np.int64)
+    i2 = np.zeros((0, 0), dtype=np.int32)
     f2 = np.zeros((0, 0))
-    return (f2, np.zeros(0), i2, f2, np.zeros((0, 8), dtype=np.int64), np.zeros(0),
-            np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3)), np.zeros(2, dtype=np.int64))
+    return (f2, np.zeros(0), i2, f2, np.zeros((0, 13), dtype=np.int64), np.zeros(0),
+            np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3)), np.zeros(3, dtype=np.int64),
+            np.zeros(0, dtype=np.int32))
 
 
 def _dummy_marginal() -> tuple:
@@ -266,7 +281,7 @@ def marginal_cost(design: Design) -> float:
 
 
 def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
-         marginal: bool = False) -> Packed:
+         marginal: bool = False, collapse: bool | None = None) -> Packed:
     """Lay a design and its priors out as the compiled log density's arrays.
 
     Parameters
@@ -278,9 +293,14 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         all non-centred when omitted (see :func:`choose_centring`).
     marginal
         Gaussian models only: integrate the group effects out
-        (:mod:`hierbayes._marginal_kernel`); the sampler then moves over the
+        (:mod:`hierbayes._kernels`); the sampler then moves over the
         fixed effects, SDs, correlations and sigma, and the group effects are
         drawn exactly afterwards (:meth:`Packed.constrain`).
+    collapse
+        Gaussian models sampled without ``marginal``: integrate one random
+        intercept block out row by row (per level, ``sigma^2 I + tau^2 11'``
+        has a closed-form inverse and determinant), the one with the most
+        levels. None (default) does so whenever such a block exists.
     """
     reason = supported(priors)
     if reason is not None:
@@ -334,7 +354,10 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     blk_rows, blk_eta = [], []
     for g, blk in enumerate(blocks):
         K, L = blk.n_terms, blk.n_levels
-        row = [0] * 8
+        row = [0] * 13
+        row[B_ABSORB] = -1
+        row[B_PARENT] = -1
+        row[B_ONES] = int(K == 1 and bool(np.all(blk.Z[:, 0] == 1.0)))
         row[B_K], row[B_L] = K, L
         row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.correlated)
         row[B_SD] = off
@@ -356,19 +379,57 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             off += m
         blk_rows.append(row)
         blk_eta.append(eta_lkj)
+    absorb = (-1, -1)
+    cg = -1
     if not marginal:
+        if design.family.name == "gaussian" and collapse is not False:
+            simple = [g for g, b in enumerate(blocks) if _simple_intercept_block(b)]
+            if simple:
+                cg = max(simple, key=lambda g: blocks[g].n_levels)
+        # the collapsed block takes no part in centring, absorbing or nesting
+        centred = [c and g != cg for g, c in enumerate(centred)]
+        absorb = _absorbing_block(blocks, centred, intercept)
         col = 0
         for g, blk in enumerate(blocks):
             K, L = blk.n_terms, blk.n_levels
             blk_rows[g][B_COL] = col
+            if g == cg:
+                blk_rows[g][B_EFF] = -1
+                blk_rows[g][B_SKIP] = 1
+                col += K
+                continue
             blk_rows[g][B_EFF] = off
             layout[f"eff_{blk.group}"] = (off, (L, K))
-            start.extend([0.0] * (L * K))
-            # centred effects start near zero: their scale is unknown before sampling
-            scale.extend([0.1 if centred[g] else 1.0] * (L * K))
+            for _ in range(L):
+                for k in range(K):
+                    if g == absorb[0] and k == absorb[1]:
+                        # this block's level means carry the intercept: start them there
+                        start.append(start[0])
+                        scale.append(scale[0])
+                    else:
+                        start.append(0.0)
+                        # centred effects start near zero: their scale is unknown before sampling
+                        scale.append(0.1 if centred[g] else 1.0)
+            if g == absorb[0]:
+                blk_rows[g][B_ABSORB] = absorb[1]
             off += L * K
             col += K
-    misc = np.array([FAMILY_CODES[design.family.name], -1], dtype=np.int64)
+        parents = _nested_parents(blocks, centred, absorb)
+        pmaps = []
+        pos = 0
+        for g, (h, mapping) in enumerate(parents):
+            if h < 0:
+                continue
+            blk_rows[g][B_PARENT] = h
+            blk_rows[h][B_SKIP] = 1
+            blk_rows[g][B_PMAP] = pos
+            pmaps.append(mapping)
+            pos += len(mapping)
+            # a child's level values carry its parent's: start them at the parent's start
+            og = blk_rows[g][B_EFF]
+            oh = blk_rows[h][B_EFF]
+            start[og:og + len(mapping)] = [start[oh + m] for m in mapping]
+    misc = np.array([FAMILY_CODES[design.family.name], -1, cg], dtype=np.int64)
     if design.family.has_sigma:
         layout["sigma"] = (off, ())
         p = priors.get("sigma")
@@ -394,13 +455,14 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
                                np.array([design.n_obs, misc[1]], dtype=np.int64))
         data = (1, full, marg)
     else:
-        idx = np.zeros((len(blocks), design.n_obs), dtype=np.int64)
+        idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
         for g, blk in enumerate(blocks):
-            idx[g] = blk.index
+            idx[:, g] = blk.index
         Zv = np.column_stack([b.Z for b in blocks]) if blocks else np.zeros((design.n_obs, 0))
         full = (Xc, y, idx, np.array(Zv, dtype=float, order="C"),
-                np.array(blk_rows, dtype=np.int64).reshape(-1, 8), np.array(blk_eta, dtype=float),
-                pri[0], pri[1], misc)
+                np.array(blk_rows, dtype=np.int64).reshape(-1, 13), np.array(blk_eta, dtype=float),
+                pri[0], pri[1], misc,
+                np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
         data = (0, full, _dummy_marginal())
     packed = Packed(
         data=data,
@@ -417,7 +479,75 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     packed.fixef_intercept_pos = names.index("(Intercept)") if intercept else -1
     packed.marginal = marginal
     packed.order = order
+    packed.absorb = absorb
+    packed.collapsed = cg
+    packed.parents = [] if marginal else [(h, m) for h, m in _nested_parents(blocks, centred, absorb)]
     return packed
+
+
+def _simple_intercept_block(blk) -> bool:
+    return blk.n_terms == 1 and blk.terms[0] == "(Intercept)" and bool(np.all(blk.Z[:, 0] == 1.0))
+
+
+def _nested_parents(blocks, centred, absorb) -> list[tuple[int, np.ndarray]]:
+    """Per block, a centred parent block its factor is nested in, and the level map.
+
+    When both blocks are centred random intercepts and every level of the
+    child's factor lies within one level of the parent's (instructors within
+    departments), the child's level values are sampled as ``a_j = a_parent(j) +
+    r_j``: the parent's effects then enter the likelihood only through their
+    children, which removes the ridge between a parent level and the mean of its
+    children's effects. Each parent takes at most one child; the nearest parent
+    (most levels) is chosen.
+    """
+    out: list[tuple[int, np.ndarray]] = [(-1, np.zeros(0, dtype=np.int64)) for _ in blocks]
+    taken: set[int] = set()
+    order = sorted(range(len(blocks)), key=lambda g: blocks[g].n_levels)
+    for g in order:
+        if not centred[g] or not _simple_intercept_block(blocks[g]):
+            continue
+        best = -1
+        for h in order:
+            if h == g or h in taken or not centred[h] or not _simple_intercept_block(blocks[h]):
+                continue
+            if blocks[h].n_levels >= blocks[g].n_levels:
+                continue
+            pairs = np.unique(np.stack([blocks[g].index, blocks[h].index]), axis=1)
+            if pairs.shape[1] != len(np.unique(blocks[g].index)):
+                continue  # some child level lies in two parent levels: not nested
+            if best < 0 or blocks[h].n_levels > blocks[best].n_levels:
+                best = h
+        if best >= 0:
+            mapping = np.zeros(blocks[g].n_levels, dtype=np.int64)
+            mapping[blocks[g].index] = blocks[best].index
+            out[g] = (best, mapping)
+            taken.add(best)
+    return out
+
+
+def _absorbing_block(blocks, centred, intercept) -> tuple[int, int]:
+    """The centred block whose level means carry the intercept, and its intercept term.
+
+    With a centred block, the intercept and the mean of that block's effects
+    are confounded: the sampler crawls along the ridge (on InstEval, an ESS of
+    about 100 for the intercept from 1000 draws). Sampling the level means
+    ``a_j = Intercept + r_j`` instead, with ``a_j ~ N(Intercept, sd)``, makes the
+    intercept the mean of well-determined quantities (Gelfand, Sahu & Carlin
+    1995). The centred block with the fewest levels, where the confounding is
+    strongest, takes it.
+    """
+    if not intercept:
+        return (-1, -1)
+    best = (-1, -1)
+    for g, blk in enumerate(blocks):
+        if not centred[g] or "(Intercept)" not in blk.terms:
+            continue
+        k = blk.terms.index("(Intercept)")
+        if not np.all(blk.Z[:, k] == 1.0):
+            continue
+        if best[0] < 0 or blk.n_levels < blocks[best[0]].n_levels:
+            best = (g, k)
+    return best
 
 
 def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:

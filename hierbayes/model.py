@@ -300,14 +300,14 @@ class Model:
         """Whether hierbayes's sampler integrates the group effects out.
 
         ``None`` chooses: yes for Gaussian models whose blocked factorisation
-        is cheap (:func:`hierbayes.logdensity.marginal_cost` at most 1e5 flops: one grouping factor, or small crossed or nested ones),
+        is cheap (:func:`hierbayes.logdensity.marginal_cost` at most 2e5 flops: one grouping factor, or small crossed or nested ones),
         where it removes the funnel between SDs and group effects.
         """
         from .logdensity import marginal_cost
 
         gaussian = self.family.name == "gaussian"
         if marginal is None:
-            return gaussian and bool(self.design.blocks) and marginal_cost(self.design) <= 1e5
+            return gaussian and bool(self.design.blocks) and marginal_cost(self.design) <= 2e5
         if marginal and not gaussian:
             raise ValueError("marginal=True needs a Gaussian model: only there do the group "
                              "effects integrate out in closed form.")

@@ -1,4 +1,4 @@
-"""Run hierbayes's own NUTS (:mod:`hierbayes._nuts_kernel`) on a packed model.
+"""Run hierbayes's own NUTS (:mod:`hierbayes._kernels`) on a packed model.
 
 Chains run in parallel threads (the kernel releases the GIL); a progress bar
 on stderr follows them. Kernels are compiled by numba once and cached on disk:
@@ -46,9 +46,9 @@ class NutsRun:
 
 
 def _load_kernels():
-    from . import _nuts_kernel
+    from . import _kernels
 
-    return _nuts_kernel
+    return _kernels
 
 
 def compile_kernels(packed) -> float:
@@ -189,7 +189,7 @@ def clear_cache() -> int:
     """
     removed = 0
     folder = cache_dir()
-    for f in folder.glob("_*_kernel.*"):
+    for f in folder.glob("_kernels.*"):
         if f.suffix in (".nbi", ".nbc"):
             f.unlink()
             removed += 1

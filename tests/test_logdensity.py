@@ -64,7 +64,7 @@ CASES = [
 @pytest.mark.parametrize(("formula", "family", "priors"), CASES)
 def test_log_density_and_gradient_equal_pymc(extra_data, formula, family, priors):
     model = hb.Model(formula, extra_data, family=family, priors=priors)
-    packed = pack(model.design, model.priors)
+    packed = pack(model.design, model.priors, collapse=False)
     logp = model.pymc_model.compile_logp()
     dlogp = model.pymc_model.compile_dlogp()
     rng = np.random.default_rng(0)
@@ -98,7 +98,11 @@ def test_centred_form_is_the_same_density_in_other_coordinates(sleep_model):
     post = nc.constrain(theta[None, None, :])
     theta_c = theta.copy()
     off, (L, K) = nc.layout["eff_Subject"]
-    theta_c[off:off + L * K] = post["r_Subject"].ravel()
+    # the centred block carries the intercept in its level means: a_j = Intercept + r_j
+    assert c.absorb == (0, 0)
+    a = post["r_Subject"][0, 0].copy()
+    a[:, 0] += theta[c.layout["Intercept"][0]]
+    theta_c[off:off + L * K] = a.ravel()
     # r = T z: the centred density is the non-centred one less L log|T|
     sd = post["sd_Subject"].ravel()
     Lc = cpc_cholesky_np(theta[nc.layout["cpc_Subject"][0]:][:1], 2)
@@ -106,6 +110,9 @@ def test_centred_form_is_the_same_density_in_other_coordinates(sleep_model):
     assert c.logp_grad(theta_c)[0] == pytest.approx(nc.logp_grad(theta)[0] - L * log_det_T, abs=1e-8)
     grad = c.logp_grad(theta_c)[1]
     np.testing.assert_allclose(grad, _fd_grad(c, theta_c), rtol=1e-5, atol=1e-5)
+    # and back: constrain() recovers the same group effects
+    np.testing.assert_allclose(c.constrain(theta_c[None, None, :])["r_Subject"], post["r_Subject"],
+                               rtol=1e-10, atol=1e-10)
 
 
 def _dense_marginal_loglik(design, priors, packed, theta):
@@ -138,7 +145,7 @@ def _dense_marginal_loglik(design, priors, packed, theta):
 def test_marginal_density_is_the_integrated_likelihood(extra_data, formula):
     model = hb.Model(formula, extra_data)
     marg = pack(model.design, model.priors, marginal=True)
-    full = pack(model.design, model.priors)
+    full = pack(model.design, model.priors, collapse=False)
     rng = np.random.default_rng(5)
     gaps = []
     for seed in range(3):
@@ -201,3 +208,74 @@ def test_unsupported_priors_are_named():
     df = pd.DataFrame({"y": np.arange(12.0), "g": list("abc") * 4})
     model = hb.Model("y ~ 1 + (1 | g)", df, priors={"sd": "uniform(0, 10)"})
     assert "uniform" in model.own_sampler_obstacle()
+
+
+def test_nested_centred_blocks_carry_their_parents():
+    # teachers nested in schools, crossed with pupils' cohorts; all centred
+    rng = np.random.default_rng(7)
+    n = 400
+    teacher = rng.integers(0, 12, n)
+    school = teacher // 3
+    cohort = rng.integers(0, 5, n)
+    y = 10 + rng.normal(size=4)[school] + rng.normal(size=12)[teacher] + rng.normal(size=5)[cohort] \
+        + rng.normal(size=n)
+    df = pd.DataFrame({"y": y, "school": school.astype(str), "teacher": teacher.astype(str),
+                       "cohort": cohort.astype(str)})
+    model = hb.Model("y ~ 1 + (1 | school) + (1 | teacher) + (1 | cohort)", df)
+    nc = pack(model.design, model.priors, collapse=False)
+    c = pack(model.design, model.priors, centred=[True] * 3, collapse=False)
+    names = [b.group for b in model.design.blocks]
+    parent_of = {names[g]: names[h] for g, (h, _) in enumerate(c.parents) if h >= 0}
+    assert parent_of == {"teacher": "school"}
+    assert names[c.absorb[0]] == "school"  # the centred block with the fewest levels takes the intercept
+    rng = np.random.default_rng(8)
+    theta = nc.initial_point(1) + rng.normal(0, 0.3, nc.dim)
+    post = nc.constrain(theta[None, None, :])
+    theta_c = theta.copy()
+    mu = theta[nc.layout["Intercept"][0]]
+    school_r = post["r_school"][0, 0, :, 0]
+    cohort_r = post["r_cohort"][0, 0, :, 0]
+    a_school = mu + school_r
+    a = {"cohort": cohort_r, "school": a_school,
+         "teacher": post["r_teacher"][0, 0, :, 0] + a_school[c.parents[names.index("teacher")][1]]}
+    log_det = 0.0
+    for b in model.design.blocks:
+        off, (L, _) = nc.layout[f"eff_{b.group}"]
+        theta_c[off:off + L] = a[b.group]
+        log_det += L * np.log(post[f"sd_{b.group}"][0, 0, 0])
+    assert c.logp_grad(theta_c)[0] == pytest.approx(nc.logp_grad(theta)[0] - log_det, abs=1e-8)
+    np.testing.assert_allclose(c.logp_grad(theta_c)[1], _fd_grad(c, theta_c), rtol=1e-5, atol=1e-5)
+    back = c.constrain(theta_c[None, None, :])
+    for b in model.design.blocks:
+        np.testing.assert_allclose(back[f"r_{b.group}"], post[f"r_{b.group}"], atol=1e-10)
+
+
+def test_collapsed_intercept_block_is_the_marginal_likelihood(sleep_model, extra_data):
+    # one random-intercept factor integrated out row by row equals the blocked marginal
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", extra_data)
+    col = pack(model.design, model.priors)
+    marg = pack(model.design, model.priors, marginal=True)
+    assert col.collapsed == 0 and col.dim == marg.dim
+    rng = np.random.default_rng(9)
+    gaps = []
+    for seed in range(3):
+        theta = marg.initial_point(seed) + rng.normal(0, 0.3, marg.dim)
+        (lp1, g1), (lp2, g2) = col.logp_grad(theta), marg.logp_grad(theta)
+        gaps.append(lp1 - lp2)
+        np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9)
+    assert np.ptp(gaps) < 1e-8
+    # the effects drawn afterwards follow the same conditional as the marginal form's
+    theta = marg.initial_point(4)
+    a = col.constrain(np.tile(theta, (1, 4000, 1)), seed=1)["r_Subject"].reshape(4000, -1)
+    b = marg.constrain(np.tile(theta, (1, 4000, 1)), seed=2)["r_Subject"].reshape(4000, -1)
+    se = np.sqrt(a.var(axis=0) / 4000 + b.var(axis=0) / 4000)
+    assert np.abs((a.mean(axis=0) - b.mean(axis=0)) / se).max() < 4.5
+    np.testing.assert_allclose(a.std(axis=0), b.std(axis=0), rtol=0.1)
+
+
+def test_collapsed_block_beside_others_has_an_exact_gradient(extra_data):
+    model = hb.Model("Reaction ~ Days + (1 | Subject) + (Days | g2) + (1 | g3)", extra_data)
+    packed = pack(model.design, model.priors, centred=[False, True, False])
+    assert [b.group for b in model.design.blocks][packed.collapsed] == "Subject"
+    theta = packed.initial_point(2) + np.random.default_rng(3).normal(0, 0.3, packed.dim)
+    np.testing.assert_allclose(packed.logp_grad(theta)[1], _fd_grad(packed, theta), rtol=1e-5, atol=1e-5)

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..errors import DataError, HierbayesWarning
 from ._format import num
@@ -61,6 +60,8 @@ def anova(*fits: Any, **named: Any) -> Table:
     Table
         Columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
     """
+    from scipy.stats import chi2
+
     from ..reml import fit_design
     from .lmer import LmerFit
 
@@ -91,7 +92,7 @@ def anova(*fits: Any, **named: Any) -> Table:
             prev = items[i - 1][1]
             chisq = max(prev.deviance - f.deviance, 0.0)
             df = f.n_params - prev.n_params
-            row.update({"Chisq": chisq, "Df": df, "Pr(>Chisq)": stats.chi2.sf(chisq, df) if df > 0 else np.nan})
+            row.update({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chi2.sf(chisq, df) if df > 0 else np.nan})
         rows.append(row)
     table = Table(rows, index=[name for name, _ in items])
     table.heading = "Models:\n" + "\n".join(f"{name}: {f.design.formula.formula}" for name, f in items)
@@ -123,7 +124,9 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
         raise DataError("compare(bayes_fit, reml_fit): a Model.fit() result, then a hb.lmer / fit_reml result.")
     if bayes.design.formula.formula != reml.design.formula.formula or bayes.design.n_obs != reml.design.n_obs:
         raise DataError("compare needs the same formula fitted to the same data both ways.")
-    z = stats.norm.ppf(0.5 + prob / 2)
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + prob / 2)
     lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
     rows = []
 
