@@ -150,6 +150,43 @@ def cpc_cholesky(y, K, eta, L, dL):
     return lp, gy
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _priors(theta, grad, pri_i, pri_f):
+    """Priors on fixed effects, SDs and sigma; positive ones are sampled on the log scale."""
+    lp = 0.0
+    for q in range(pri_i.shape[0]):
+        t = pri_i[q, 0]
+        if pri_i[q, 2] == 1:
+            x = math.exp(theta[t])
+            lpq, d = prior_logp_dx(pri_i[q, 1], x, pri_f[q, 0], pri_f[q, 1], pri_f[q, 2])
+            lp += lpq + theta[t]
+            grad[t] += d * x + 1.0
+        else:
+            lpq, d = prior_logp_dx(pri_i[q, 1], theta[t], pri_f[q, 0], pri_f[q, 1], pri_f[q, 2])
+            lp += lpq
+            grad[t] += d
+    return lp
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _chain_T(theta, grad, gT, K, osd, ocpc, corr, L, dL, gy):
+    """Gradient in T = diag(sd) L carried to log sd and to the partial correlations."""
+    for a in range(K):
+        sd = math.exp(theta[osd + a])
+        acc = 0.0
+        for b in range(a + 1):
+            acc += gT[a, b] * L[a, b]
+        grad[osd + a] += acc * sd
+    if corr == 1:
+        for m in range(K * (K - 1) // 2):
+            acc = gy[m]
+            for a in range(K):
+                sd = math.exp(theta[osd + a])
+                for b in range(a + 1):
+                    acc += gT[a, b] * sd * dL[m, a, b]
+            grad[ocpc + m] += acc
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys):
     """Each block's T = diag(sd) L (with LKJ terms) and its group effects r; returns the LKJ log density."""
@@ -385,36 +422,9 @@ def logp_grad(theta, grad, data):
                         acc += g_r[base + a] * T[a, b]
                         gT[a, b] += g_r[base + a] * zb
                     grad[base + b] += acc - zb
-        # T = diag(sd) L: chain rule to log sd and to L
-        for a in range(K):
-            sd = math.exp(theta[osd + a])
-            acc = 0.0
-            for b in range(a + 1):
-                acc += gT[a, b] * Ls[g, a, b]
-            grad[osd + a] += acc * sd
-        if blk[g, B_CORR] == 1:
-            M = K * (K - 1) // 2
-            ocpc = blk[g, B_CPC]
-            for m in range(M):
-                acc = gys[g, m]
-                for a in range(K):
-                    sd = math.exp(theta[osd + a])
-                    for b in range(a + 1):
-                        acc += gT[a, b] * sd * dLs[g, m, a, b]
-                grad[ocpc + m] += acc
+        _chain_T(theta, grad, gT, K, osd, blk[g, B_CPC], blk[g, B_CORR], Ls[g], dLs[g], gys[g])
 
-    # priors on fixed effects, SDs and sigma; positive ones are sampled on the log scale
-    for q in range(pri_i.shape[0]):
-        t = pri_i[q, 0]
-        if pri_i[q, 2] == 1:
-            x = math.exp(theta[t])
-            lpq, d = prior_logp_dx(pri_i[q, 1], x, pri_f[q, 0], pri_f[q, 1], pri_f[q, 2])
-            lp += lpq + theta[t]
-            grad[t] += d * x + 1.0
-        else:
-            lpq, d = prior_logp_dx(pri_i[q, 1], theta[t], pri_f[q, 0], pri_f[q, 1], pri_f[q, 2])
-            lp += lpq
-            grad[t] += d
+    lp += _priors(theta, grad, pri_i, pri_f)
     return lp
 
 
@@ -834,38 +844,10 @@ def logp_grad_marginal(theta, grad, mdata):
                         gT[g, a, m] += -acc / sigma2 + za[q1 + r0 + a] * u[q1 + r0 + m]
     grad[osig] += -(n - q + tr) + (rr - sigma2 * (uc + uu)) / sigma2
 
-    # T_g = diag(sd) L_g: to log sd and the partial correlations
     for g in range(G):
-        K = blk[g, M_K]
-        osd = blk[g, M_SD]
-        for a in range(K):
-            sd = math.exp(theta[osd + a])
-            acc = 0.0
-            for m in range(a + 1):
-                acc += gT[g, a, m] * Ls[g, a, m]
-            grad[osd + a] += acc * sd
-        if blk[g, M_CORR] == 1:
-            M = K * (K - 1) // 2
-            o = blk[g, M_CPC]
-            for mm in range(M):
-                acc = gys[g, mm]
-                for a in range(K):
-                    sd = math.exp(theta[osd + a])
-                    for m in range(a + 1):
-                        acc += gT[g, a, m] * sd * dLs[g, mm, a, m]
-                grad[o + mm] += acc
-
-    for k in range(pri_i.shape[0]):
-        t = pri_i[k, 0]
-        if pri_i[k, 2] == 1:
-            x = math.exp(theta[t])
-            lpk, d = prior_logp_dx(pri_i[k, 1], x, pri_f[k, 0], pri_f[k, 1], pri_f[k, 2])
-            lp += lpk + theta[t]
-            grad[t] += d * x + 1.0
-        else:
-            lpk, d = prior_logp_dx(pri_i[k, 1], theta[t], pri_f[k, 0], pri_f[k, 1], pri_f[k, 2])
-            lp += lpk
-            grad[t] += d
+        _chain_T(theta, grad, gT[g], blk[g, M_K], blk[g, M_SD], blk[g, M_CPC], blk[g, M_CORR],
+                 Ls[g], dLs[g], gys[g])
+    lp += _priors(theta, grad, pri_i, pri_f)
     return lp
 
 
