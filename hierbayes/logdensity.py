@@ -280,6 +280,25 @@ def marginal_cost(design: Design) -> float:
     return first.n_levels * first.n_terms**3 + 2.0 * q2 * q2 * q1 + q2**3
 
 
+def first_block_nested(design: Design) -> bool:
+    """Whether every level of the largest block lies within one level of each other block.
+
+    Nested designs (wards within hospitals) couple their blocks through one
+    entry per level, so the marginal form's Schur complement is cheap to use;
+    crossed ones (pupils' primary and secondary schools) fill it.
+    """
+    if len(design.blocks) < 2:
+        return True
+    first = max(design.blocks, key=lambda b: b.n_levels * b.n_terms)
+    for other in design.blocks:
+        if other is first:
+            continue
+        pairs = np.unique(np.stack([first.index, other.index]), axis=1)
+        if pairs.shape[1] != len(np.unique(first.index)):
+            return False
+    return True
+
+
 def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
          marginal: bool = False, collapse: bool | None = None) -> Packed:
     """Lay a design and its priors out as the compiled log density's arrays.

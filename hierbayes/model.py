@@ -300,14 +300,21 @@ class Model:
         """Whether hierbayes's sampler integrates the group effects out.
 
         ``None`` chooses: yes for Gaussian models whose blocked factorisation
-        is cheap (:func:`hierbayes.logdensity.marginal_cost` at most 2e5 flops: one grouping factor, or small crossed or nested ones),
-        where it removes the funnel between SDs and group effects.
+        is cheap (:func:`hierbayes.logdensity.marginal_cost` at most 1e5
+        flops, e.g. one grouping factor), or at most 2e5 when the design is
+        nested (:func:`hierbayes.logdensity.first_block_nested`). There it
+        removes the funnel between SDs and group effects; on crossed designs
+        the full model with centring from the data was faster (pupils: 5.7 s
+        against 16.1 s, benchmarks/results.md).
         """
-        from .logdensity import marginal_cost
+        from .logdensity import first_block_nested, marginal_cost
 
         gaussian = self.family.name == "gaussian"
         if marginal is None:
-            return gaussian and bool(self.design.blocks) and marginal_cost(self.design) <= 2e5
+            if not (gaussian and self.design.blocks):
+                return False
+            cost = marginal_cost(self.design)
+            return cost <= 1e5 or (cost <= 2e5 and first_block_nested(self.design))
         if marginal and not gaussian:
             raise ValueError("marginal=True needs a Gaussian model: only there do the group "
                              "effects integrate out in closed form.")
