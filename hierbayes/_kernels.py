@@ -187,6 +187,41 @@ def _chain_T(theta, grad, gT, K, osd, ocpc, corr, L, dL, gy):
             grad[ocpc + m] += acc
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _t_arrays(blk):
+    """Work arrays for every block's T, L, dL/dcpc and LKJ gradient (K is column 0 of both block tables)."""
+    G = blk.shape[0]
+    Kmax = 1
+    for g in range(G):
+        Kmax = max(Kmax, blk[g, 0])
+    Mmax = max(Kmax * (Kmax - 1) // 2, 1)
+    return (np.zeros((G, Kmax, Kmax)), np.zeros((G, Kmax, Kmax)), np.zeros((G, Mmax, Kmax, Kmax)),
+            np.zeros((G, Mmax)), Kmax)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _block_T(theta, g, K, osd, ocpc, corr, eta, Ts, Ls, dLs, gys):
+    """T_g = diag(sd) L_g into Ts[g], L_g from partial correlations if correlated; returns the LKJ term."""
+    lp = 0.0
+    Ls[g, :, :] = 0.0
+    for a in range(K):
+        Ls[g, a, a] = 1.0
+    if corr == 1:
+        M = K * (K - 1) // 2
+        Lc = np.zeros((K, K))
+        dL = np.zeros((M, K, K))
+        lp, gy = cpc_cholesky(theta[ocpc:ocpc + M], K, eta, Lc, dL)
+        Ls[g, :K, :K] = Lc
+        dLs[g, :M, :K, :K] = dL
+        gys[g, :M] = gy
+    Ts[g, :, :] = 0.0
+    for a in range(K):
+        sd = math.exp(theta[osd + a])
+        for b in range(a + 1):
+            Ts[g, a, b] = sd * Ls[g, a, b]
+    return lp
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys):
     """Each block's T = diag(sd) L (with LKJ terms) and its group effects r; returns the LKJ log density."""
@@ -197,22 +232,7 @@ def _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys):
         Lv = blk[g, B_L]
         osd = blk[g, B_SD]
         oeff = blk[g, B_EFF]
-        for a in range(K):
-            Ls[g, a, a] = 1.0
-        if blk[g, B_CORR] == 1:
-            M = K * (K - 1) // 2
-            Lc = np.zeros((K, K))
-            dL = np.zeros((M, K, K))
-            ocpc = blk[g, B_CPC]
-            lkj, gy = cpc_cholesky(theta[ocpc:ocpc + M], K, blk_eta[g], Lc, dL)
-            lp += lkj
-            Ls[g, :K, :K] = Lc
-            dLs[g, :M, :K, :K] = dL
-            gys[g, :M] = gy
-        for a in range(K):
-            sd = math.exp(theta[osd + a])
-            for b in range(a + 1):
-                Ts[g, a, b] = sd * Ls[g, a, b]
+        lp += _block_T(theta, g, K, osd, blk[g, B_CPC], blk[g, B_CORR], blk_eta[g], Ts, Ls, dLs, gys)
         if oeff < 0:
             continue  # integrated out: no effects in theta
         if blk[g, B_CENTRED] == 1:
@@ -285,14 +305,7 @@ def logp_grad(theta, grad, data):
             absorb = g
     j0 = 1 if absorb >= 0 else 0
 
-    Kmax = 1
-    for g in range(G):
-        Kmax = max(Kmax, blk[g, B_K])
-    Mmax = max(Kmax * (Kmax - 1) // 2, 1)
-    Ts = np.zeros((G, Kmax, Kmax))
-    Ls = np.zeros((G, Kmax, Kmax))
-    dLs = np.zeros((G, Mmax, Kmax, Kmax))
-    gys = np.zeros((G, Mmax))
+    Ts, Ls, dLs, gys, Kmax = _t_arrays(blk)
     r = np.zeros(theta.shape[0])
     lp += _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys)
 
@@ -441,14 +454,7 @@ def draw_collapsed(thetas, data, seed, out):
     for g in range(G):
         if blk[g, B_ABSORB] >= 0:
             j0 = 1
-    Kmax = 1
-    for g in range(G):
-        Kmax = max(Kmax, blk[g, B_K])
-    Mmax = max(Kmax * (Kmax - 1) // 2, 1)
-    Ts = np.zeros((G, Kmax, Kmax))
-    Ls = np.zeros((G, Kmax, Kmax))
-    dLs = np.zeros((G, Mmax, Kmax, Kmax))
-    gys = np.zeros((G, Mmax))
+    Ts, Ls, dLs, gys, Kmax = _t_arrays(blk)
     Lc = blk[cg, B_L]
     S = np.zeros(Lc)
     cnt = np.zeros(Lc)
@@ -501,25 +507,8 @@ def _factor(theta, mdata, Ts, Ls, dLs, gys):
     (XtX, Xty, yty, ZtX, Zty, G11, G21, G22, blk, blk_eta, pri_i, pri_f, misc) = mdata
     lp = 0.0
     for g in range(blk.shape[0]):
-        K = blk[g, M_K]
-        Ls[g, :, :] = 0.0
-        for a in range(K):
-            Ls[g, a, a] = 1.0
-        if blk[g, M_CORR] == 1:
-            M = K * (K - 1) // 2
-            Lc = np.zeros((K, K))
-            dL = np.zeros((M, K, K))
-            o = blk[g, M_CPC]
-            lkj, gy = cpc_cholesky(theta[o:o + M], K, blk_eta[g], Lc, dL)
-            lp += lkj
-            Ls[g, :K, :K] = Lc
-            dLs[g, :M, :K, :K] = dL
-            gys[g, :M] = gy
-        Ts[g, :, :] = 0.0
-        for a in range(K):
-            sd = math.exp(theta[blk[g, M_SD] + a])
-            for b in range(a + 1):
-                Ts[g, a, b] = sd * Ls[g, a, b]
+        lp += _block_T(theta, g, blk[g, M_K], blk[g, M_SD], blk[g, M_CPC], blk[g, M_CORR], blk_eta[g],
+                       Ts, Ls, dLs, gys)
     return lp
 
 
@@ -700,14 +689,9 @@ def _solve(K1, L1, L11, W, LS, c, u):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _workspace(blk, q2, q1):
-    G = blk.shape[0]
-    Kmax = 1
-    for g in range(G):
-        Kmax = max(Kmax, blk[g, M_K])
-    Mmax = max(Kmax * (Kmax - 1) // 2, 1)
+    Ts, Ls, dLs, gys, Kmax = _t_arrays(blk)
     K1, L1 = blk[0, M_K], blk[0, M_L]
-    return (np.zeros((G, Kmax, Kmax)), np.zeros((G, Kmax, Kmax)), np.zeros((G, Mmax, Kmax, Kmax)),
-            np.zeros((G, Mmax)), np.zeros((L1, K1, K1)), np.zeros((q2, q1)), np.zeros((q2, q2)),
+    return (Ts, Ls, dLs, gys, np.zeros((L1, K1, K1)), np.zeros((q2, q1)), np.zeros((q2, q2)),
             np.zeros((q2, q1)), Kmax)
 
 
