@@ -248,6 +248,18 @@ def _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys):
     return lp
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _first_fixed_column(blk):
+    """1 when a centred block carries the intercept in its level means (hierarchical centring), else 0.
+
+    The rows then skip the fixed-effect intercept column (column 0).
+    """
+    for g in range(blk.shape[0]):
+        if blk[g, B_ABSORB] >= 0:
+            return 1
+    return 0
+
+
 # Inlined into their callers: a call per row that passes arrays costs more than the row's work.
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _eta_row(i, theta, X, j0, p, G, blk, idx, Zv, r):
@@ -298,12 +310,7 @@ def logp_grad(theta, grad, data):
     G = blk.shape[0]
     grad[:] = 0.0
     lp = 0.0
-    # a centred block may carry the intercept inside its level means (hierarchical centring)
-    absorb = -1
-    for g in range(G):
-        if blk[g, B_ABSORB] >= 0:
-            absorb = g
-    j0 = 1 if absorb >= 0 else 0
+    j0 = _first_fixed_column(blk)
 
     Ts, Ls, dLs, gys, Kmax = _t_arrays(blk)
     r = np.zeros(theta.shape[0])
@@ -450,10 +457,7 @@ def draw_collapsed(thetas, data, seed, out):
     G = blk.shape[0]
     cg = misc[2]
     osig = misc[1]
-    j0 = 0
-    for g in range(G):
-        if blk[g, B_ABSORB] >= 0:
-            j0 = 1
+    j0 = _first_fixed_column(blk)
     Ts, Ls, dLs, gys, Kmax = _t_arrays(blk)
     Lc = blk[cg, B_L]
     S = np.zeros(Lc)

@@ -101,6 +101,18 @@ class Packed:
         Name -> ``(offset, shape)`` of each parameter block in the vector.
     centred
         Per block, whether its group effects are centred.
+    fixef_intercept_pos
+        Position of ``(Intercept)`` among the fixed effects (-1: none).
+    marginal
+        Whether the group effects are integrated out.
+    order
+        Blocks in the marginal kernel's order (the largest first).
+    absorb
+        ``(block, term)`` whose level means carry the intercept, or ``(-1, -1)``.
+    parents
+        Per block, ``(parent block, level map)`` when nested-centred, else ``(-1, ...)``.
+    collapsed
+        The random-intercept block integrated out row by row, or -1.
     """
 
     data: tuple
@@ -113,6 +125,12 @@ class Packed:
     slopes: list[int]
     intercept: bool
     blocks: list = field(default_factory=list)
+    fixef_intercept_pos: int = -1
+    marginal: bool = False
+    order: list = field(default_factory=list)
+    absorb: tuple = (-1, -1)
+    parents: list = field(default_factory=list)
+    collapsed: int = -1
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density and gradient at one unconstrained point."""
@@ -209,13 +227,6 @@ class Packed:
         if "sigma" in self.layout:
             out["sigma"] = np.exp(take("sigma"))
         return out
-
-    fixef_intercept_pos: int = 0
-    marginal: bool = False
-    order: list = field(default_factory=list)
-    absorb: tuple = (-1, -1)
-    parents: list = field(default_factory=list)
-    collapsed: int = -1
 
 
 def cpc_cholesky_np(y: np.ndarray, n: int) -> np.ndarray:
@@ -400,6 +411,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         blk_eta.append(eta_lkj)
     absorb = (-1, -1)
     cg = -1
+    parents: list[tuple[int, np.ndarray]] = []
     if not marginal:
         if design.family.name == "gaussian" and collapse is not False:
             simple = [g for g, b in enumerate(blocks) if _simple_intercept_block(b)]
@@ -483,7 +495,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
                 pri[0], pri[1], misc,
                 np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
         data = (0, full, _dummy_marginal())
-    packed = Packed(
+    return Packed(
         data=data,
         dim=off,
         layout=layout,
@@ -494,14 +506,13 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         slopes=slopes,
         intercept=intercept,
         blocks=blocks,
+        fixef_intercept_pos=names.index("(Intercept)") if intercept else -1,
+        marginal=marginal,
+        order=order,
+        absorb=absorb,
+        parents=parents,
+        collapsed=cg,
     )
-    packed.fixef_intercept_pos = names.index("(Intercept)") if intercept else -1
-    packed.marginal = marginal
-    packed.order = order
-    packed.absorb = absorb
-    packed.collapsed = cg
-    packed.parents = [] if marginal else [(h, m) for h, m in _nested_parents(blocks, centred, absorb)]
-    return packed
 
 
 def _simple_intercept_block(blk) -> bool:
