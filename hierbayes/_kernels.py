@@ -55,12 +55,25 @@ from numba import njit
 # numba compiles only the legacy np.random API (seeded per thread inside the kernel).
 # ruff: noqa: NPY002
 
+
+def _inner(fn=None, **extra):
+    """numba's njit for kernels called only from other kernels.
+
+    They get no CPython wrapper: unboxing a tuple of a dozen arrays from Python
+    objects is code numba would otherwise generate, and compile, for each one.
+    """
+    opts = dict(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, **extra)
+    if fn is None:
+        return lambda f: njit(**opts)(f)
+    return njit(**opts)(fn)
+
+
 # ---- part 1: the log density ----
 
 B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def prior_logp_dx(code, x, a, b, c):
     """Log density (up to a constant) of a prior at x and its derivative in x."""
     if code == 0:  # normal(mu, sigma)
@@ -93,19 +106,56 @@ def prior_logp_dx(code, x, a, b, c):
     return -lx - 0.5 * d * d, (-1.0 - d / b) / x
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def cpc_cholesky(y, K, eta, L, dL):
-    """Correlation Cholesky factor from partial correlations, with forward derivatives.
+# Loops rather than array expressions, slice assignments and ``@`` throughout: each of
+# those brings numba's broadcasting machinery (with its error-message formatting) or a
+# BLAS call into the compiled code, and compiling them cost most of the cold start.
+@_inner
+def _fill(a, v):
+    for i in range(a.shape[0]):
+        a[i] = v
 
-    Fills ``L`` (K x K) and ``dL[m]`` = dL/dy_m; returns the LKJ(eta) log
-    density of ``L L'`` plus the log-Jacobian (Stan's cholesky_corr_constrain),
-    up to a constant, and writes its gradient in y into ``gy``'s place:
-    returned as the second value.
+
+@_inner
+def _copy(dst, src):
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@_inner
+def _matvec(A, x, out, transpose):
+    """out = A x, or A' x."""
+    n, m = A.shape
+    if transpose:
+        for j in range(m):
+            out[j] = 0.0
+        for i in range(n):
+            xi = x[i]
+            for j in range(m):
+                out[j] += A[i, j] * xi
+    else:
+        for i in range(n):
+            acc = 0.0
+            for j in range(m):
+                acc += A[i, j] * x[j]
+            out[i] = acc
+
+
+@_inner
+def cpc_cholesky(y, off, K, eta, L, dL, gy):
+    """Correlation Cholesky factor from the partial correlations ``y[off:off + K(K-1)/2]``.
+
+    Fills ``L[:K, :K]``, its forward derivatives ``dL[m]`` = dL/dy_m and the
+    gradient ``gy`` of the returned value: the LKJ(eta) log density of ``L L'``
+    plus the log-Jacobian (Stan's cholesky_corr_constrain), up to a constant.
     """
     M = K * (K - 1) // 2
-    gy = np.zeros(M)
-    L[:, :] = 0.0
-    dL[:, :, :] = 0.0
+    for a in range(K):
+        for b in range(K):
+            L[a, b] = 0.0
+            for m in range(M):
+                dL[m, a, b] = 0.0
+    for m in range(M):
+        gy[m] = 0.0
     L[0, 0] = 1.0
     lp = 0.0
     # exponent of log L[i, i] in the LKJ density times Jacobian: K - i + 2 eta - 3
@@ -113,9 +163,9 @@ def cpc_cholesky(y, K, eta, L, dL):
     dsum = np.zeros(M)
     for i in range(1, K):
         s = 0.0
-        dsum[:] = 0.0
+        _fill(dsum, 0.0)
         for j in range(i):
-            z = math.tanh(y[k])
+            z = math.tanh(y[off + k])
             dz = 1.0 - z * z
             lp += math.log(dz)
             gy[k] += -2.0 * z
@@ -147,10 +197,10 @@ def cpc_cholesky(y, K, eta, L, dL):
             if dsum[m] != 0.0:
                 dL[m, i, i] = -dsum[m] / (2.0 * diag)
                 gy[m] += -expo * 0.5 * dsum[m] / (1.0 - s)
-    return lp, gy
+    return lp
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _priors(theta, grad, pri_i, pri_f):
     """Priors on fixed effects, SDs and sigma; positive ones are sampled on the log scale."""
     lp = 0.0
@@ -168,7 +218,7 @@ def _priors(theta, grad, pri_i, pri_f):
     return lp
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _chain_T(theta, grad, gT, K, osd, ocpc, corr, L, dL, gy):
     """Gradient in T = diag(sd) L carried to log sd and to the partial correlations."""
     for a in range(K):
@@ -187,7 +237,7 @@ def _chain_T(theta, grad, gT, K, osd, ocpc, corr, L, dL, gy):
             grad[ocpc + m] += acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _t_arrays(blk):
     """Work arrays for every block's T, L, dL/dcpc and LKJ gradient (K is column 0 of both block tables)."""
     G = blk.shape[0]
@@ -199,30 +249,24 @@ def _t_arrays(blk):
             np.zeros((G, Mmax)), Kmax)
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _block_T(theta, g, K, osd, ocpc, corr, eta, Ts, Ls, dLs, gys):
     """T_g = diag(sd) L_g into Ts[g], L_g from partial correlations if correlated; returns the LKJ term."""
     lp = 0.0
-    Ls[g, :, :] = 0.0
-    for a in range(K):
-        Ls[g, a, a] = 1.0
     if corr == 1:
-        M = K * (K - 1) // 2
-        Lc = np.zeros((K, K))
-        dL = np.zeros((M, K, K))
-        lp, gy = cpc_cholesky(theta[ocpc:ocpc + M], K, eta, Lc, dL)
-        Ls[g, :K, :K] = Lc
-        dLs[g, :M, :K, :K] = dL
-        gys[g, :M] = gy
-    Ts[g, :, :] = 0.0
+        lp = cpc_cholesky(theta, ocpc, K, eta, Ls[g], dLs[g], gys[g])
+    else:
+        for a in range(K):
+            for b in range(K):
+                Ls[g, a, b] = 1.0 if a == b else 0.0
     for a in range(K):
         sd = math.exp(theta[osd + a])
-        for b in range(a + 1):
-            Ts[g, a, b] = sd * Ls[g, a, b]
+        for b in range(K):
+            Ts[g, a, b] = sd * Ls[g, a, b] if b <= a else 0.0
     return lp
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys):
     """Each block's T = diag(sd) L (with LKJ terms) and its group effects r; returns the LKJ log density."""
     lp = 0.0
@@ -248,7 +292,7 @@ def _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys):
     return lp
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _first_fixed_column(blk):
     """1 when a centred block carries the intercept in its level means (hierarchical centring), else 0.
 
@@ -261,7 +305,7 @@ def _first_fixed_column(blk):
 
 
 # Inlined into their callers: a call per row that passes arrays costs more than the row's work.
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _eta_row(i, theta, X, j0, p, G, blk, idx, Zv, r):
     e = 0.0
     for j in range(j0, p):
@@ -280,7 +324,7 @@ def _eta_row(i, theta, X, j0, p, G, blk, idx, Zv, r):
     return e
 
 
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_inner(inline="always")
 def _scatter_row(i, ge, X, j0, p, G, blk, idx, Zv, grad, g_r):
     for j in range(j0, p):
         grad[j] += X[i, j] * ge
@@ -297,7 +341,6 @@ def _scatter_row(i, ge, X, j0, p, G, blk, idx, Zv, grad, g_r):
                 g_r[base + a] += ge * Zv[i, c0 + a]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def logp_grad(theta, grad, data):
     """Log density at ``theta``; its gradient is written into ``grad``.
 
@@ -308,7 +351,7 @@ def logp_grad(theta, grad, data):
     X, y, idx, Zv, blk, blk_eta, pri_i, pri_f, misc, pmap = data
     n, p = X.shape
     G = blk.shape[0]
-    grad[:] = 0.0
+    _fill(grad, 0.0)
     lp = 0.0
     j0 = _first_fixed_column(blk)
 
@@ -466,8 +509,8 @@ def draw_collapsed(thetas, data, seed, out):
         theta = thetas[d]
         r = np.zeros(theta.shape[0])
         _build_r(theta, blk, blk_eta, r, Ts, Ls, dLs, gys)
-        S[:] = 0.0
-        cnt[:] = 0.0
+        _fill(S, 0.0)
+        _fill(cnt, 0.0)
         for i in range(n):
             j = idx[i, cg]
             S[j] += y[i] - _eta_row(i, theta, X, j0, p, G, blk, idx, Zv, r)
@@ -485,7 +528,20 @@ def draw_collapsed(thetas, data, seed, out):
 M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR = range(6)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
+def _z_resid(Zty, ZtX, theta):
+    """Z'(y - X beta), beta the first columns of theta."""
+    q, p = ZtX.shape
+    out = np.empty(q)
+    for i in range(q):
+        acc = Zty[i]
+        for j in range(p):
+            acc -= ZtX[i, j] * theta[j]
+        out[i] = acc
+    return out
+
+
+@_inner
 def _chol_small(A, out):
     """Cholesky of a small SPD matrix into ``out``; False if not positive definite."""
     K = A.shape[0]
@@ -505,7 +561,7 @@ def _chol_small(A, out):
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _factor(theta, mdata, Ts, Ls, dLs, gys):
     """T for every block (and LKJ terms); returns the LKJ log density."""
     (XtX, Xty, yty, ZtX, Zty, G11, G21, G22, blk, blk_eta, pri_i, pri_f, misc) = mdata
@@ -516,7 +572,7 @@ def _factor(theta, mdata, Ts, Ls, dLs, gys):
     return lp
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _tvec(Ts, blk, u, out, transpose):
     """out = T u (or T' u) for the block-diagonal T."""
     for g in range(blk.shape[0]):
@@ -534,7 +590,7 @@ def _tvec(Ts, blk, u, out, transpose):
                 out[base + a] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _rest_left(Ts, blk, q1, Mat, out, transpose):
     """out = Tr Mat (or Tr' Mat) for the rest blocks' block-diagonal T; Mat is q2 x m."""
     m = Mat.shape[1]
@@ -554,7 +610,7 @@ def _rest_left(Ts, blk, q1, Mat, out, transpose):
                     out[base + a, c] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _first_right(T1, K1, L1, Mat, out):
     """out = Mat T1blk, T1 repeated over the first block's levels; Mat is m x q1."""
     for r in range(Mat.shape[0]):
@@ -567,12 +623,13 @@ def _first_right(T1, K1, L1, Mat, out):
                 out[r, base + b] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _chol_dense(S, out):
     """Cholesky of a dense SPD matrix; False if it is not positive definite."""
     n = S.shape[0]
-    out[:, :] = 0.0
     for j in range(n):
+        for i in range(j):
+            out[i, j] = 0.0
         s = S[j, j]
         for k in range(j):
             s -= out[j, k] * out[j, k]
@@ -588,7 +645,7 @@ def _chol_dense(S, out):
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _lower_solve(L, b, out, transpose):
     """Solve L x = b (or L' x = b) for lower-triangular L."""
     n = L.shape[0]
@@ -606,7 +663,7 @@ def _lower_solve(L, b, out, transpose):
             out[i] = acc / L[i, i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _system(mdata, Ts, sigma2, L11, W, LS, A21):
     """Factor A = T'GT/sigma^2 + I in blocks, into L11 (L1,K1,K1), W = A21 A11^-1, LS.
 
@@ -638,7 +695,9 @@ def _system(mdata, Ts, sigma2, L11, W, LS, A21):
     tmp = np.empty((q2, q1))
     _rest_left(Ts, blk, q1, G21, tmp, True)
     _first_right(T1, K1, L1, tmp, A21)
-    A21 /= sigma2
+    for r in range(q2):
+        for c in range(q1):
+            A21[r, c] /= sigma2
     # W_j = A21_j A11_j^-1, row by row through the level's Cholesky factor
     row = np.empty(K1)
     t = np.empty(K1)
@@ -652,14 +711,21 @@ def _system(mdata, Ts, sigma2, L11, W, LS, A21):
             _lower_solve(L11[j], t, w, True)
             for a in range(K1):
                 W[r, base + a] = w[a]
+    # S = Tr' G22 Tr / sigma2 - W A21' + I, with Tr' G22 Tr = Tr' (Tr' G22)'
     S = np.empty((q2, q2))
     Tr22 = np.empty((q2, q2))
     _rest_left(Ts, blk, q1, G22, Tr22, True)
-    _rest_left(Ts, blk, q1, np.ascontiguousarray(Tr22.T), S, True)
-    S /= sigma2
-    S -= W @ A21.T
+    Tr22t = np.empty((q2, q2))
     for i in range(q2):
-        S[i, i] += 1.0
+        for k in range(q2):
+            Tr22t[i, k] = Tr22[k, i]
+    _rest_left(Ts, blk, q1, Tr22t, S, True)
+    for i in range(q2):
+        for k in range(q2):
+            acc = 0.0
+            for c in range(q1):
+                acc += W[i, c] * A21[k, c]
+            S[i, k] = S[i, k] / sigma2 - acc + (1.0 if i == k else 0.0)
     if not _chol_dense(S, LS):
         return False, 0.0
     for i in range(q2):
@@ -667,31 +733,40 @@ def _system(mdata, Ts, sigma2, L11, W, LS, A21):
     return True, logdet
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _solve(K1, L1, L11, W, LS, c, u):
     """u = A^-1 c with the blocked factors."""
     q1 = K1 * L1
     q2 = LS.shape[0]
     wu = np.zeros(q1)
     if q2 > 0:
-        rhs = c[q1:] - W @ c[:q1]
+        rhs = np.empty(q2)
+        for i in range(q2):
+            acc = c[q1 + i]
+            for k in range(q1):
+                acc -= W[i, k] * c[k]
+            rhs[i] = acc
         y = np.empty(q2)
         _lower_solve(LS, rhs, y, False)
         u2 = np.empty(q2)
         _lower_solve(LS, y, u2, True)
-        u[q1:] = u2
-        wu = W.T @ u2
+        for i in range(q2):
+            u[q1 + i] = u2[i]
+        _matvec(W, u2, wu, True)
     t = np.empty(K1)
     x = np.empty(K1)
+    ck = np.empty(K1)
     for j in range(L1):
         base = j * K1
-        _lower_solve(L11[j], c[base:base + K1], t, False)
+        for a in range(K1):
+            ck[a] = c[base + a]
+        _lower_solve(L11[j], ck, t, False)
         _lower_solve(L11[j], t, x, True)
         for a in range(K1):
             u[base + a] = x[a] - wu[base + a]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _workspace(blk, q2, q1):
     Ts, Ls, dLs, gys, Kmax = _t_arrays(blk)
     K1, L1 = blk[0, M_K], blk[0, M_L]
@@ -699,11 +774,10 @@ def _workspace(blk, q2, q1):
             np.zeros((q2, q1)), Kmax)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
 def logp_grad_marginal(theta, grad, mdata):
     """Marginal log density (group effects integrated out) and its gradient."""
     (XtX, Xty, yty, ZtX, Zty, G11, G21, G22, blk, blk_eta, pri_i, pri_f, misc) = mdata
-    grad[:] = 0.0
+    _fill(grad, 0.0)
     n = misc[0]
     osig = misc[1]
     p = XtX.shape[0]
@@ -715,30 +789,35 @@ def logp_grad_marginal(theta, grad, mdata):
     Ts, Ls, dLs, gys, L11, W, LS, A21, Kmax = _workspace(blk, q2, q1)
     lp = _factor(theta, mdata, Ts, Ls, dLs, gys)
     sigma2 = math.exp(2.0 * theta[osig])
-    beta = theta[:p]
-    XtXb = XtX @ beta if p > 0 else np.zeros(0)
+    XtXb = np.empty(p)
+    _matvec(XtX, theta, XtXb, False)
     rr = yty
     for j in range(p):
-        rr += beta[j] * (XtXb[j] - 2.0 * Xty[j])
-    Ztr = Zty - ZtX @ beta if p > 0 else Zty.copy()
+        rr += theta[j] * (XtXb[j] - 2.0 * Xty[j])
+    Ztr = _z_resid(Zty, ZtX, theta)
     c = np.empty(q)
     _tvec(Ts, blk, Ztr, c, True)
-    c /= sigma2
+    for i in range(q):
+        c[i] /= sigma2
     ok, logdet = _system(mdata, Ts, sigma2, L11, W, LS, A21)
     if not ok:
         return -np.inf
     u = np.empty(q)
     _solve(K1, L1, L11, W, LS, c, u)
-    uc = u @ c
-    uu = u @ u
+    uc = 0.0
+    uu = 0.0
+    for i in range(q):
+        uc += u[i] * c[i]
+        uu += u[i] * u[i]
     lp += -n * theta[osig] - 0.5 * logdet - 0.5 * (rr / sigma2 - uc)
 
     b = np.empty(q)
     _tvec(Ts, blk, u, b, False)
     if p > 0:
-        gb = (Xty - XtXb - ZtX.T @ b) / sigma2
+        ztb = np.empty(p)
+        _matvec(ZtX, b, ztb, True)
         for j in range(p):
-            grad[j] += gb[j]
+            grad[j] += (Xty[j] - XtXb[j] - ztb[j]) / sigma2
 
     # A^-1 where the gradient needs it: first block's diagonal blocks, A21 part, S^-1
     T1 = Ts[0, :K1, :K1]
@@ -749,12 +828,24 @@ def logp_grad_marginal(theta, grad, mdata):
         e = np.zeros(q2)
         col = np.empty(q2)
         for i in range(q2):
-            e[:] = 0.0
+            _fill(e, 0.0)
             e[i] = 1.0
             _lower_solve(LS, e, col, False)
-            LSinv[:, i] = col
-        Sinv = LSinv.T @ LSinv
-        SW = Sinv @ W  # = -A^-1 21
+            for k in range(q2):
+                LSinv[k, i] = col[k]
+        # S^-1 = LS^-T LS^-1, and SW = S^-1 W = -A^-1 21
+        for i in range(q2):
+            for k in range(q2):
+                acc = 0.0
+                for m in range(q2):
+                    acc += LSinv[m, i] * LSinv[m, k]
+                Sinv[i, k] = acc
+        for i in range(q2):
+            for k in range(q1):
+                acc = 0.0
+                for m in range(q2):
+                    acc += Sinv[i, m] * W[m, k]
+                SW[i, k] = acc
     tr = 0.0
     for i in range(q2):
         tr += Sinv[i, i]
@@ -772,10 +863,17 @@ def logp_grad_marginal(theta, grad, mdata):
             for m in range(K1):
                 acc += G11[j, a, m] * b[base + m]
             Gb[base + a] = acc
-    if q2 > 0:
-        Gb[:q1] += G21.T @ b[q1:]
-        Gb[q1:] += G21 @ b[:q1] + G22 @ b[q1:]
-    za = (Ztr - Gb) / sigma2
+    for r in range(q2):
+        acc = 0.0
+        for k in range(q1):
+            Gb[k] += G21[r, k] * b[q1 + r]
+            acc += G21[r, k] * b[k]
+        for k in range(q2):
+            acc += G22[r, k] * b[q1 + k]
+        Gb[q1 + r] += acc
+    za = np.empty(q)
+    for i in range(q):
+        za[i] = (Ztr[i] - Gb[i]) / sigma2
     TrSW = np.zeros((q2, q1))
     if q2 > 0:
         _rest_left(Ts, blk, q1, SW, TrSW, False)  # = -Tr A^-1 21
@@ -784,10 +882,12 @@ def logp_grad_marginal(theta, grad, mdata):
         base = j * K1
         # A11_j^-1 from its factor: columns of L^-T L^-1
         for a in range(K1):
-            ek[:] = 0.0
+            _fill(ek, 0.0)
             ek[a] = 1.0
             _lower_solve(L11[j], ek, colk, False)
-            _lower_solve(L11[j], colk, Linv[:, a], True)
+            _lower_solve(L11[j], colk, ek, True)
+            for m in range(K1):
+                Linv[m, a] = ek[m]
         for a in range(K1):
             for m in range(K1):
                 acc = Linv[a, m]
@@ -813,11 +913,13 @@ def logp_grad_marginal(theta, grad, mdata):
     if q2 > 0:
         GT21 = np.empty((q2, q1))
         _first_right(T1, K1, L1, G21, GT21)
-        G22Tr = np.empty((q2, q2))
         # (G22 Tr) = (Tr' G22)'
         tmp = np.empty((q2, q2))
         _rest_left(Ts, blk, q1, G22, tmp, True)
-        G22Tr = np.ascontiguousarray(tmp.T)
+        G22Tr = np.empty((q2, q2))
+        for i in range(q2):
+            for k in range(q2):
+                G22Tr[i, k] = tmp[k, i]
         for g in range(1, G):
             K, L, off = blk[g, M_K], blk[g, M_L], blk[g, M_OFF]
             for j in range(L):
@@ -845,7 +947,6 @@ def draw_effects(thetas, mdata, seed, out):
     (XtX, Xty, yty, ZtX, Zty, G11, G21, G22, blk, blk_eta, pri_i, pri_f, misc) = mdata
     np.random.seed(seed)
     osig = misc[1]
-    p = XtX.shape[0]
     q = Zty.shape[0]
     K1, L1 = blk[0, M_K], blk[0, M_L]
     q1 = K1 * L1
@@ -861,12 +962,14 @@ def draw_effects(thetas, mdata, seed, out):
         theta = thetas[d]
         _factor(theta, mdata, Ts, Ls, dLs, gys)
         sigma2 = math.exp(2.0 * theta[osig])
-        Ztr = Zty - ZtX @ theta[:p] if p > 0 else Zty.copy()
+        Ztr = _z_resid(Zty, ZtX, theta)
         _tvec(Ts, blk, Ztr, c, True)
-        c /= sigma2
+        for i in range(q):
+            c[i] /= sigma2
         ok, logdet = _system(mdata, Ts, sigma2, L11, W, LS, A21)
         if not ok:
-            out[d, :] = np.nan
+            for i in range(q):
+                out[d, i] = np.nan
             continue
         _solve(K1, L1, L11, W, LS, c, u)
         # noise with covariance A^-1: x = L^-T e for the blocked factor L of A
@@ -874,11 +977,15 @@ def draw_effects(thetas, mdata, seed, out):
             e[i] = np.random.normal()
         wx = np.zeros(q1)
         if q2 > 0:
+            e2 = np.empty(q2)
+            for i in range(q2):
+                e2[i] = e[q1 + i]
             x2 = np.empty(q2)
-            _lower_solve(LS, e[q1:], x2, True)
-            x[q1:] = x2
+            _lower_solve(LS, e2, x2, True)
+            for i in range(q2):
+                x[q1 + i] = x2[i]
             # L21' x2 = L11^-1 A12 x2 = L11' W' x2
-            wx = W.T @ x2
+            _matvec(W, x2, wx, True)
         for j in range(L1):
             base = j * K1
             for a in range(K1):
@@ -891,18 +998,13 @@ def draw_effects(thetas, mdata, seed, out):
                 x[base + a] = xk[a]
         for i in range(q):
             u[i] += x[i]
-        b = np.empty(q)
-        _tvec(Ts, blk, u, b, False)
-        out[d, :] = b
+        _tvec(Ts, blk, u, out[d], False)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def density(theta, grad, data):
-    """The sampler's entry point: ``data = (mode, full, marginal)``; mode 1 is marginal."""
-    mode, full, marg = data
-    if mode == 1:
-        return logp_grad_marginal(theta, grad, marg)
-    return logp_grad(theta, grad, full)
+def evaluate(fn, theta, grad, data):
+    """One call of a compiled density ``fn`` (see :func:`hierbayes.logdensity.density_function`)."""
+    return fn(theta, grad, data)
 
 
 # ---- part 3: NUTS ----
@@ -910,7 +1012,7 @@ def density(theta, grad, data):
 MAX_ENERGY_ERROR = 1000.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _kinetic(p, m_inv):
     acc = 0.0
     for i in range(p.shape[0]):
@@ -918,7 +1020,7 @@ def _kinetic(p, m_inv):
     return 0.5 * acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _is_turning(p_left, p_right, rho, m_inv):
     """Generalised U-turn criterion (Betancourt 2017) with a diagonal metric."""
     a = 0.0
@@ -929,18 +1031,18 @@ def _is_turning(p_left, p_right, rho, m_inv):
     return a <= 0.0 or b <= 0.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _leapfrog(q, p, g, eps, m_inv, data):
+@_inner
+def _leapfrog(fn, q, p, g, eps, m_inv, data):
     for i in range(q.shape[0]):
         p[i] += 0.5 * eps * g[i]
         q[i] += eps * m_inv[i] * p[i]
-    lp = density(q, g, data)
+    lp = fn(q, g, data)
     for i in range(q.shape[0]):
         p[i] += 0.5 * eps * g[i]
     return lp
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _popcount(n):
     c = 0
     while n:
@@ -949,7 +1051,7 @@ def _popcount(n):
     return c
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_inner
 def _trailing_ones(n):
     c = 0
     while n & 1:
@@ -958,8 +1060,8 @@ def _trailing_ones(n):
     return c
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws):
+@_inner
+def nuts_step(fn, q, lp, g, eps, m_inv, max_depth, data, ws):
     """One NUTS transition from (q, lp, g); the new state is written in place.
 
     ``ws`` is a work array of shape (9 + 2 * max_depth, dim). Returns
@@ -976,13 +1078,13 @@ def nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws):
     sub_rho = ws[8]
     ckpt_p = ws[9:9 + max_depth]
     ckpt_rho = ws[9 + max_depth:9 + 2 * max_depth]
-    q_l[:] = q
-    p_l[:] = p
-    g_l[:] = g
-    q_r[:] = q
-    p_r[:] = p
-    g_r[:] = g
-    rho[:] = p
+    _copy(q_l, q)
+    _copy(p_l, p)
+    _copy(g_l, g)
+    _copy(q_r, q)
+    _copy(p_r, p)
+    _copy(g_r, g)
+    _copy(rho, p)
     q_new = q.copy()
     g_new = g.copy()
     lp_new = lp
@@ -1000,22 +1102,22 @@ def nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws):
     while depth < max_depth:
         forward = np.random.random() < 0.5
         if forward:
-            qc[:] = q_r
-            pc[:] = p_r
-            gc[:] = g_r
+            _copy(qc, q_r)
+            _copy(pc, p_r)
+            _copy(gc, g_r)
             step = eps
         else:
-            qc[:] = q_l
-            pc[:] = p_l
-            gc[:] = g_l
+            _copy(qc, q_l)
+            _copy(pc, p_l)
+            _copy(gc, g_l)
             step = -eps
         sub_log_w = -np.inf
         lp_sub = 0.0
-        sub_rho[:] = 0.0
+        _fill(sub_rho, 0.0)
         turning = False
         n_steps = 1 << depth
         for n in range(n_steps):
-            lpc = _leapfrog(qc, pc, gc, step, m_inv, data)
+            lpc = _leapfrog(fn, qc, pc, gc, step, m_inv, data)
             n_leapfrog += 1
             H = -lpc + _kinetic(pc, m_inv)
             if not math.isfinite(H) or H - H0 > MAX_ENERGY_ERROR:
@@ -1026,16 +1128,16 @@ def nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws):
             # progressive uniform (multinomial) sampling within the subtree
             new_log_w = np.logaddexp(sub_log_w, lw)
             if math.log(np.random.random()) < lw - new_log_w:
-                q_sub[:] = qc
-                g_sub[:] = gc
+                _copy(q_sub, qc)
+                _copy(g_sub, gc)
                 lp_sub = lpc
             sub_log_w = new_log_w
             for i in range(dim):
                 sub_rho[i] += pc[i]
             if n % 2 == 0:
                 k = _popcount(n)
-                ckpt_p[k, :] = pc
-                ckpt_rho[k, :] = sub_rho
+                _copy(ckpt_p[k], pc)
+                _copy(ckpt_rho[k], sub_rho)
             else:
                 k_max = _popcount(n >> 1)
                 k_min = k_max - _trailing_ones(n) + 1
@@ -1049,19 +1151,19 @@ def nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws):
                 if turning:
                     break
         if forward:
-            q_r[:] = qc
-            p_r[:] = pc
-            g_r[:] = gc
+            _copy(q_r, qc)
+            _copy(p_r, pc)
+            _copy(g_r, gc)
         else:
-            q_l[:] = qc
-            p_l[:] = pc
-            g_l[:] = gc
+            _copy(q_l, qc)
+            _copy(p_l, pc)
+            _copy(g_l, gc)
         if diverged or turning:
             break
         # biased progressive sampling: prefer the new subtree
         if math.log(np.random.random()) < sub_log_w - log_w:
-            q_new[:] = q_sub
-            g_new[:] = g_sub
+            _copy(q_new, q_sub)
+            _copy(g_new, g_sub)
             lp_new = lp_sub
         log_w = np.logaddexp(log_w, sub_log_w)
         for i in range(dim):
@@ -1069,14 +1171,14 @@ def nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws):
         depth += 1
         if _is_turning(p_l, p_r, rho, m_inv):
             break
-    q[:] = q_new
-    g[:] = g_new
+    _copy(q, q_new)
+    _copy(g, g_new)
     accept = sum_accept / max(n_leapfrog, 1)
     return lp_new, accept, n_leapfrog, depth, diverged, H0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _find_step_size(q, lp, g, eps, m_inv, data):
+@_inner
+def _find_step_size(fn, q, lp, g, eps, m_inv, data):
     """Stan's heuristic: double or halve eps until one leapfrog's acceptance crosses 0.8."""
     dim = q.shape[0]
     qc = np.empty(dim)
@@ -1084,12 +1186,12 @@ def _find_step_size(q, lp, g, eps, m_inv, data):
     gc = np.empty(dim)
     direction = 0
     for _ in range(100):
-        qc[:] = q
-        gc[:] = g
+        _copy(qc, q)
+        _copy(gc, g)
         for i in range(dim):
             pc[i] = np.random.normal() / math.sqrt(m_inv[i])
         H0 = -lp + _kinetic(pc, m_inv)
-        lpc = _leapfrog(qc, pc, gc, eps, m_inv, data)
+        lpc = _leapfrog(fn, qc, pc, gc, eps, m_inv, data)
         H = -lpc + _kinetic(pc, m_inv)
         delta = H0 - H if math.isfinite(H) else -np.inf
         new_dir = 1 if delta > math.log(0.8) else -1
@@ -1104,7 +1206,7 @@ def _find_step_size(q, lp, g, eps, m_inv, data):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, stats, metric,
+def run_chain(fn, q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, stats, metric,
               progress, chain):
     """Warm up and sample one chain.
 
@@ -1117,10 +1219,10 @@ def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, 
     dim = q0.shape[0]
     q = q0.copy()
     g = np.zeros(dim)
-    lp = density(q, g, data)
+    lp = fn(q, g, data)
     m_inv = np.ones(dim)
     ws = np.zeros((9 + 2 * max_depth, dim))
-    eps = _find_step_size(q, lp, g, 1.0, m_inv, data)
+    eps = _find_step_size(fn, q, lp, g, 1.0, m_inv, data)
 
     # Stan's windows: fast init buffer, doubling slow windows, fast term buffer
     init_buf, term_buf, base_win = 75, 50, 25
@@ -1141,7 +1243,7 @@ def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, 
     t = 0
     gamma, t0, kappa = 0.05, 10.0, 0.75
     for it in range(n_tune + n_draws):
-        lp, accept, n_lf, depth, diverged, energy = nuts_step(q, lp, g, eps, m_inv, max_depth, data, ws)
+        lp, accept, n_lf, depth, diverged, energy = nuts_step(fn, q, lp, g, eps, m_inv, max_depth, data, ws)
         if it < n_tune:
             t += 1
             h_bar = (1.0 - 1.0 / (t + t0)) * h_bar + (target_accept - accept) / (t + t0)
@@ -1159,8 +1261,8 @@ def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, 
                 for i in range(dim):
                     var = m2[i] / max(count - 1, 1)
                     m_inv[i] = (count / (count + 5.0)) * var + 1e-3 * (5.0 / (count + 5.0))
-                mean[:] = 0.0
-                m2[:] = 0.0
+                _fill(mean, 0.0)
+                _fill(m2, 0.0)
                 count = 0
                 win_start = win_end
                 win_size *= 2
@@ -1168,7 +1270,7 @@ def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, 
                 if win_start + 2 * win_size >= n_tune - term_buf:
                     win_size = n_tune - term_buf - win_start
                 win_end = win_start + win_size
-                eps = _find_step_size(q, lp, g, eps, m_inv, data)
+                eps = _find_step_size(fn, q, lp, g, eps, m_inv, data)
                 mu = math.log(10.0 * eps)
                 h_bar = 0.0
                 log_eps_bar = 0.0
@@ -1177,7 +1279,7 @@ def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, 
                 eps = math.exp(log_eps_bar)
         else:
             k = it - n_tune
-            draws[k, :] = q
+            _copy(draws[k], q)
             stats[k, 0] = lp
             stats[k, 1] = accept
             stats[k, 2] = n_lf
@@ -1186,5 +1288,5 @@ def run_chain(q0, seed, n_tune, n_draws, target_accept, max_depth, data, draws, 
             stats[k, 5] = energy
             stats[k, 6] = eps
         progress[chain] = it + 1
-    metric[:] = m_inv
+    _copy(metric, m_inv)
     return eps

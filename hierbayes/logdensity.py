@@ -87,6 +87,29 @@ def _kernels():
     return _kernel
 
 
+_DENSITIES: dict = {}
+
+
+def density_function(marginal: bool, data: tuple):
+    """The log density for data laid out as ``data``, compiled as a numba ``cfunc``.
+
+    The sampler receives it as a first-class function, so numba compiles the
+    density and NUTS apart: neither is optimised again inside the other, and
+    a model needs only the density it uses. Compiled once per data type (two
+    in all: full and marginal) and cached on disk beside the kernels.
+    """
+    from numba import cfunc, typeof, types
+
+    ty = typeof(data)
+    key = (marginal, ty)
+    if key not in _DENSITIES:
+        k = _kernels()
+        body = k.logp_grad_marginal if marginal else k.logp_grad
+        sig = types.float64(types.float64[::1], types.float64[::1], ty)
+        _DENSITIES[key] = cfunc(sig, cache=True, error_model="numpy")(body)
+    return _DENSITIES[key]
+
+
 @dataclass
 class Packed:
     """A model as the arrays the compiled log density reads, plus its layout.
@@ -134,10 +157,14 @@ class Packed:
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density and gradient at one unconstrained point."""
-        k = _kernels()
         grad = np.zeros(self.dim)
-        lp = k.density(np.ascontiguousarray(theta, dtype=float), grad, self.data)
+        lp = _kernels().evaluate(self.density, np.ascontiguousarray(theta, dtype=float), grad, self.data)
         return float(lp), grad
+
+    @property
+    def density(self):
+        """The compiled log density (a numba ``cfunc``) that the sampler calls."""
+        return density_function(self.marginal, self.data)
 
     def initial_point(self, seed: int, jitter: float = 1.0) -> np.ndarray:
         """A start: central values plus uniform jitter scaled per coordinate."""
@@ -157,10 +184,9 @@ class Packed:
         effects = {}
         if self.marginal and self.blocks:
             flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
-            marg = self.data[2]
-            q = marg[4].shape[0]
+            q = self.data[4].shape[0]
             b = np.empty((flat.shape[0], q))
-            _kernels().draw_effects(flat, marg, seed, b)
+            _kernels().draw_effects(flat, self.data, seed, b)
             off = 0
             for g in self.order:
                 blk = self.blocks[g]
@@ -207,7 +233,7 @@ class Packed:
             elif gi == self.collapsed:
                 flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
                 r = np.empty((flat.shape[0], blk.n_levels))
-                _kernels().draw_collapsed(flat, self.data[1], seed, r)
+                _kernels().draw_collapsed(flat, self.data, seed, r)
                 r = r.reshape(*lead, blk.n_levels, 1)
                 z = r / sd[..., None, :]
             elif centred:
@@ -264,21 +290,6 @@ def _spread(prior) -> float:
         if k in p:
             return float(p[k])
     return 1.0
-
-
-def _dummy_full() -> tuple:
-    i2 = np.zeros((0, 0), dtype=np.int32)
-    f2 = np.zeros((0, 0))
-    return (f2, np.zeros(0), i2, f2, np.zeros((0, 13), dtype=np.int64), np.zeros(0),
-            np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3)), np.zeros(3, dtype=np.int64),
-            np.zeros(0, dtype=np.int32))
-
-
-def _dummy_marginal() -> tuple:
-    f2 = np.zeros((0, 0))
-    return (f2, np.zeros(0), 0.0, f2, np.zeros(0), np.zeros((0, 0, 0)), f2, f2,
-            np.zeros((0, 6), dtype=np.int64), np.zeros(0), np.zeros((0, 3), dtype=np.int64),
-            np.zeros((0, 3)), np.zeros(2, dtype=np.int64))
 
 
 def marginal_cost(design: Design) -> float:
@@ -476,25 +487,22 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     Xc = np.array(Xc, dtype=float, order="C")
     order = list(range(len(blocks)))
     if marginal:
-        full = _dummy_full()
         # the block with the most effects goes first: it is factored level by level
         if blocks:
             first = max(order, key=lambda g: blocks[g].n_levels * blocks[g].n_terms)
             order = [first] + [g for g in order if g != first]
-        marg = _cross_products(Xc, y, [blocks[g] for g in order],
+        data = _cross_products(Xc, y, [blocks[g] for g in order],
                                [blk_rows[g] for g in order], [blk_eta[g] for g in order], pri,
                                np.array([design.n_obs, misc[1]], dtype=np.int64))
-        data = (1, full, marg)
     else:
         idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
         for g, blk in enumerate(blocks):
             idx[:, g] = blk.index
         Zv = np.column_stack([b.Z for b in blocks]) if blocks else np.zeros((design.n_obs, 0))
-        full = (Xc, y, idx, np.array(Zv, dtype=float, order="C"),
+        data = (Xc, y, idx, np.array(Zv, dtype=float, order="C"),
                 np.array(blk_rows, dtype=np.int64).reshape(-1, 13), np.array(blk_eta, dtype=float),
                 pri[0], pri[1], misc,
                 np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
-        data = (0, full, _dummy_marginal())
     return Packed(
         data=data,
         dim=off,

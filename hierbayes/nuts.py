@@ -61,7 +61,7 @@ def compile_kernels(packed) -> float:
     d = np.zeros((1, packed.dim))
     s = np.zeros((1, 7))
     m = np.zeros(packed.dim)
-    k.run_chain(x, 1, 0, 1, 0.8, 1, packed.data, d, s, m, np.zeros(1, dtype=np.int64), 0)
+    k.run_chain(packed.density, x, 1, 0, 1, 0.8, 1, packed.data, d, s, m, np.zeros(1, dtype=np.int64), 0)
     return time.perf_counter() - t0
 
 
@@ -147,9 +147,10 @@ def sample(
     workers = cores or min(chains, os.cpu_count() or 1)
 
     def one(c: int) -> None:
-        step[c] = k.run_chain(inits[c], seeds[c], tune, draws, target_accept, max_treedepth,
+        step[c] = k.run_chain(fn, inits[c], seeds[c], tune, draws, target_accept, max_treedepth,
                               packed.data, out[c], stats[c], metric[c], progress, c)
 
+    fn = packed.density
     t0 = time.perf_counter()
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as ex:

@@ -117,7 +117,7 @@ def test_centred_form_is_the_same_density_in_other_coordinates(sleep_model):
 
 def _dense_marginal_loglik(design, priors, packed, theta):
     """log N(y | X beta, sigma^2 I + Z Sigma Z') by dense linear algebra."""
-    X = pack(design, priors).data[1][0]
+    X = pack(design, priors).data[0]
     lay = packed.layout
     sigma = np.exp(theta[lay["sigma"][0]])
     V = sigma**2 * np.eye(design.n_obs)
@@ -156,7 +156,7 @@ def test_marginal_density_is_the_integrated_likelihood(extra_data, formula):
             size = int(np.prod(shape)) if shape else 1
             theta_full[full.layout[name][0]:full.layout[name][0] + size] = theta[off:off + size]
         sigma = np.exp(theta[marg.layout["sigma"][0]])
-        resid = model.design.y - full.data[1][0] @ theta[:full.data[1][0].shape[1]]
+        resid = model.design.y - full.data[0] @ theta[:full.data[0].shape[1]]
         prior_part = full.logp_grad(theta_full)[0] - (
             -model.design.n_obs * np.log(sigma) - 0.5 * resid @ resid / sigma**2)
         lp, grad = marg.logp_grad(theta)
@@ -192,8 +192,8 @@ def test_marginal_effect_draws_follow_their_conditional(extra_data):
         S[o:o + len(s), o:o + len(s)] = s
         o += len(s)
     V = sigma**2 * np.eye(d.n_obs) + Z @ S @ Z.T
-    X = marg.data[2][0].shape[0]
-    Xc = pack(d, model.priors).data[1][0]
+    X = marg.data[0].shape[0]
+    Xc = pack(d, model.priors).data[0]
     r = d.y - Xc @ theta[:X]
     mean = S @ Z.T @ np.linalg.solve(V, r)
     cov = S - S @ Z.T @ np.linalg.solve(V, Z @ S)
