@@ -4,7 +4,7 @@ For sleepstudy, pupils (crossed) and InstEval (73,421 rows, crossed), every
 contender runs from interpreter start to printed estimates in its own process,
 in the same run, so the numbers compare as ratios:
 
-* hierbayes, default (warm numba cache), and with an empty cache (cold);
+* hierbayes, default (kernels already compiled), and with an empty cache (cold);
 * hierbayes variants side by side: group effects integrated out (marginal),
   the full model with centring chosen from the data, the full model all
   non-centred, and the PyMC model sampled by nutpie;
@@ -166,9 +166,9 @@ def bench_case(name: str, case: dict, cap: float, skip: set[str]) -> dict[str, d
             continue
         results[label] = run([py, "-c", HIERBAYES.format(kwargs=repr(kwargs), **fmt)], timeout=cap)
         if label == "hierbayes (default)" and "hierbayes (cold cache)" not in skip:
-            # the same with an empty numba cache: what a first fit after install costs
+            # the same with an empty kernel cache: what a first fit after install costs
             cold = tempfile.mkdtemp(prefix="hierbayes-cold-")
-            env_cmd = ["env", f"NUMBA_CACHE_DIR={cold}", py, "-c", HIERBAYES.format(kwargs="{}", **fmt)]
+            env_cmd = ["env", f"HIERBAYES_CACHE_DIR={cold}", py, "-c", HIERBAYES.format(kwargs="{}", **fmt)]
             results["hierbayes (cold cache)"] = run(env_cmd, timeout=cap)
     peer_cap = min(cap, case.get("peer_cap", cap))
     for method in ("nutpie", "pymc"):

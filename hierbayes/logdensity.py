@@ -2,12 +2,12 @@
 
 PyMC builds a new graph for every model, and nutpie compiles it with numba in
 13 to 30 seconds, with nothing cached across processes. Our models all share
-one structure, so this module writes that structure down once: a single numba
-function reads the model from arrays (the fixed-effect matrix, each block's
-level index and columns, prior codes) and returns the log density and its
-gradient. It is compiled on first use and cached on disk by numba
-(:func:`cache_dir`), so a new process, a new formula or new data compiles
-nothing.
+one structure, so this module writes that structure down once: a single C
+function (:mod:`hierbayes.native`) reads the model from arrays (the
+fixed-effect matrix, each block's level index and columns, prior codes) and
+returns the log density and its gradient. It is compiled once per
+installation, in about two seconds, so a new process, a new formula or new
+data compiles nothing.
 
 Parameter vector (unconstrained, the sampler's space), in order:
 
@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from .design import Design
 from .priors import PriorTable
 
-# Prior codes, shared with the numba kernel. Parameters a, b, c as listed.
+# Prior codes, shared with the C kernels (prior_logp_dx in _ckernels.c). Parameters a, b, c as listed.
 NORMAL, STUDENT_T, CAUCHY, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5
 EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL = 6, 7, 8, 9
 _CODES = {
@@ -64,9 +65,6 @@ FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
 # Columns of the per-block table.
 B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
 
-_kernel = None
-
-
 def supported(priors: PriorTable) -> str | None:
     """Why the compiled density cannot express these priors, or None when it can."""
     for e in priors.entries:
@@ -75,39 +73,6 @@ def supported(priors: PriorTable) -> str | None:
         if e.prior.dist not in _CODES:
             return f"the prior {e.prior} on {e.cls} (only PyMC's sampler path handles it)"
     return None
-
-
-def _kernels():
-    """Compile (or load from numba's disk cache) the numba kernels on first use."""
-    global _kernel
-    if _kernel is None:
-        from . import _kernels
-
-        _kernel = _kernels
-    return _kernel
-
-
-_DENSITIES: dict = {}
-
-
-def density_function(marginal: bool, data: tuple):
-    """The log density for data laid out as ``data``, compiled as a numba ``cfunc``.
-
-    The sampler receives it as a first-class function, so numba compiles the
-    density and NUTS apart: neither is optimised again inside the other, and
-    a model needs only the density it uses. Compiled once per data type (two
-    in all: full and marginal) and cached on disk beside the kernels.
-    """
-    from numba import cfunc, typeof, types
-
-    ty = typeof(data)
-    key = (marginal, ty)
-    if key not in _DENSITIES:
-        k = _kernels()
-        body = k.logp_grad_marginal if marginal else k.logp_grad
-        sig = types.float64(types.float64[::1], types.float64[::1], ty)
-        _DENSITIES[key] = cfunc(sig, cache=True, error_model="numpy")(body)
-    return _DENSITIES[key]
 
 
 @dataclass
@@ -157,14 +122,14 @@ class Packed:
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density and gradient at one unconstrained point."""
-        grad = np.zeros(self.dim)
-        lp = _kernels().evaluate(self.density, np.ascontiguousarray(theta, dtype=float), grad, self.data)
-        return float(lp), grad
+        return self.native.logp_grad(theta)
 
-    @property
-    def density(self):
-        """The compiled log density (a numba ``cfunc``) that the sampler calls."""
-        return density_function(self.marginal, self.data)
+    @cached_property
+    def native(self):
+        """The compiled kernels' view of this model (:class:`hierbayes.native.NativeModel`)."""
+        from .native import NativeModel
+
+        return NativeModel(self.marginal, self.data, self.dim)
 
     def initial_point(self, seed: int, jitter: float = 1.0) -> np.ndarray:
         """A start: central values plus uniform jitter scaled per coordinate."""
@@ -184,9 +149,7 @@ class Packed:
         effects = {}
         if self.marginal and self.blocks:
             flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
-            q = self.data[4].shape[0]
-            b = np.empty((flat.shape[0], q))
-            _kernels().draw_effects(flat, self.data, seed, b)
+            b = self.native.draw_effects(flat, seed)
             off = 0
             for g in self.order:
                 blk = self.blocks[g]
@@ -232,8 +195,7 @@ class Packed:
                 z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
             elif gi == self.collapsed:
                 flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
-                r = np.empty((flat.shape[0], blk.n_levels))
-                _kernels().draw_collapsed(flat, self.data, seed, r)
+                r = self.native.draw_collapsed(flat, blk.n_levels, seed)
                 r = r.reshape(*lead, blk.n_levels, 1)
                 z = r / sd[..., None, :]
             elif centred:
@@ -334,7 +296,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         all non-centred when omitted (see :func:`choose_centring`).
     marginal
         Gaussian models only: integrate the group effects out
-        (:mod:`hierbayes._kernels`); the sampler then moves over the
+        (``_ckernels.c``); the sampler then moves over the
         fixed effects, SDs, correlations and sigma, and the group effects are
         drawn exactly afterwards (:meth:`Packed.constrain`).
     collapse
@@ -481,8 +443,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         scale.append(1.0)
         off += 1
     pri = (np.array(pri_i, dtype=np.int64).reshape(-1, 3), np.array(pri_f, dtype=float).reshape(-1, 3))
-    # fresh, writable, C-ordered copies: numba types read-only arrays apart, which would
-    # compile (and cache) the kernels a second time
+    # fresh C-ordered copies: the kernels read them through raw pointers
     y = np.array(design.y, dtype=float, order="C")
     Xc = np.array(Xc, dtype=float, order="C")
     order = list(range(len(blocks)))

@@ -71,7 +71,7 @@ def quiet_blas_search() -> None:
 
     A pip-installed PyTensor finds no BLAS to link and warns ("could not link
     to a BLAS installation ... severely degraded") the first time a graph
-    rewrite asks. nutpie's numba backend, our default, does not use that BLAS,
+    rewrite asks. Our sampler does not use PyTensor, and nutpie's numba backend does not use that BLAS,
     so the warning only alarms. PyTensor caches the answer of the first
     lookup, so doing it here under a filter for that one message silences it
     without changing what PyTensor uses; a BLAS that is found is used as before.
@@ -386,8 +386,8 @@ class Model:
             Seed; the same seed gives the same draws. A random one is chosen
             and recorded in ``fit.info.seed`` when omitted.
         sampler
-            ``"hierbayes"`` (the default: one numba kernel for every model,
-            compiled once and cached on disk), ``"nutpie"`` (compiles this
+            ``"hierbayes"`` (the default: one C kernel for every model,
+            compiled once per installation and cached on disk), ``"nutpie"`` (compiles this
             model's PyMC graph; the default when the ``pm.Model`` was
             extended), ``"pymc"`` or ``"numpyro"``.
         target_accept

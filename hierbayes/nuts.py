@@ -1,8 +1,9 @@
-"""Run hierbayes's own NUTS (:mod:`hierbayes._kernels`) on a packed model.
+"""Run hierbayes's own NUTS (``_ckernels.c``, through :mod:`hierbayes.native`) on a packed model.
 
-Chains run in parallel threads (the kernel releases the GIL); a progress bar
-on stderr follows them. Kernels are compiled by numba once and cached on disk:
-:func:`cache_dir` says where, :func:`clear_cache` empties it.
+Chains run in parallel threads (ctypes releases the GIL during each call); a
+progress bar on stderr follows them. The kernels are compiled once per
+installation and cached on disk: :func:`cache_dir` says where,
+:func:`clear_cache` empties it.
 
 Examples
 --------
@@ -45,23 +46,12 @@ class NutsRun:
     sampling_seconds: float
 
 
-def _load_kernels():
-    from . import _kernels
+def compile_kernels(packed=None) -> float:
+    """Load the kernels (compiling them if the cache has none); return the seconds it took."""
+    from . import native
 
-    return _kernels
-
-
-def compile_kernels(packed) -> float:
-    """Load the kernels (compiling them if numba's cache has none); return the seconds it took."""
     t0 = time.perf_counter()
-    k = _load_kernels()
-    # One call each makes numba load (or compile) the machine code now, not inside a thread.
-    x = packed.start.copy()
-    packed.logp_grad(x)
-    d = np.zeros((1, packed.dim))
-    s = np.zeros((1, 7))
-    m = np.zeros(packed.dim)
-    k.run_chain(packed.density, x, 1, 0, 1, 0.8, 1, packed.data, d, s, m, np.zeros(1, dtype=np.int64), 0)
+    native.load()
     return time.perf_counter() - t0
 
 
@@ -119,8 +109,8 @@ def sample(
         Starts are the model's central values plus uniform jitter of this size
         (in units of each coordinate's scale).
     """
-    compile_s = compile_kernels(packed)
-    k = _load_kernels()
+    compile_s = compile_kernels()
+    model = packed.native
     ss = np.random.SeedSequence(seed)
     children = ss.spawn(chains)
     seeds = [int(c.generate_state(1)[0] % (2**31 - 1)) for c in children]
@@ -147,10 +137,9 @@ def sample(
     workers = cores or min(chains, os.cpu_count() or 1)
 
     def one(c: int) -> None:
-        step[c] = k.run_chain(fn, inits[c], seeds[c], tune, draws, target_accept, max_treedepth,
-                              packed.data, out[c], stats[c], metric[c], progress, c)
+        step[c] = model.run_chain(inits[c], seeds[c], tune, out[c], stats[c], metric[c],
+                                  target_accept, max_treedepth, progress, c)
 
-    fn = packed.density
     t0 = time.perf_counter()
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as ex:
@@ -173,25 +162,14 @@ def sample(
 
 
 def cache_dir() -> Path:
-    """Where numba keeps hierbayes's compiled kernels (created on first use).
+    """Where the compiled kernels are kept (see :mod:`hierbayes.native`)."""
+    from . import native
 
-    numba writes its cache into ``__pycache__`` beside the kernels' source when
-    that is writable, else under ``$NUMBA_CACHE_DIR`` or the user's cache
-    folder; this returns the folder in use.
-    """
-    k = _load_kernels()
-    return Path(k.run_chain._cache._cache_path)
+    return native.cache_dir()
 
 
 def clear_cache() -> int:
-    """Delete hierbayes's compiled kernels from numba's cache; return how many files went.
+    """Delete the compiled kernels; return how many files went. The next fit compiles them (2 s)."""
+    from . import native
 
-    The next fit compiles them again (about 20 seconds).
-    """
-    removed = 0
-    folder = cache_dir()
-    for f in folder.glob("_kernels.*"):
-        if f.suffix in (".nbi", ".nbc"):
-            f.unlink()
-            removed += 1
-    return removed
+    return native.clear_cache()

@@ -1,6 +1,6 @@
 """Running NUTS: hierbayes's own (the default), nutpie, PyMC's sampler, or numpyro.
 
-``"hierbayes"`` samples the model's log density from one numba kernel that
+``"hierbayes"`` samples the model's log density from one compiled C kernel that
 serves every model and is cached on disk (:mod:`hierbayes.logdensity`,
 :mod:`hierbayes.nuts`): nothing is compiled per model, and neither PyMC nor
 ArviZ is imported to get a summary. It is used whenever it can express the
@@ -39,10 +39,11 @@ SAMPLERS = ("hierbayes", "nutpie", "pymc", "numpyro")
 
 def available_samplers() -> list[str]:
     """The samplers that can run here, fastest first."""
-    found = []
-    for name in SAMPLERS:
-        module = {"hierbayes": "numba", "nutpie": "nutpie", "pymc": "pymc", "numpyro": "numpyro"}[name]
-        if importlib.util.find_spec(module) is not None:
+    from . import native
+
+    found = ["hierbayes"] if native.available() else []
+    for name in SAMPLERS[1:]:
+        if importlib.util.find_spec(name) is not None:
             found.append(name)
     return found
 

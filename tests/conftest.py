@@ -1,7 +1,7 @@
 """Shared fixtures: reference values from R, and fitted models reused across tests.
 
-Fitting compiles a model (15-30 s with numba), so each fitted model here is
-built once per session and shared.
+Fitting takes seconds (nutpie and PyMC compile each model for 15-30 s), so
+each fitted model here is built once per session and shared.
 """
 
 from __future__ import annotations
