@@ -51,9 +51,13 @@ typedef struct {
     int64_t dim;
     /* full */
     int64_t n, p, G, nz, npri;
-    const double *X, *y;
-    const int32_t *idx;
-    const double *Zv;
+    /* column-major (one contiguous column per fixed effect, block, Z column): the
+     * row loops run as passes over columns, which the compiler vectorises */
+    const double *Xt, *y;
+    const int32_t *idxT;
+    const double *ZvT;
+    const double *ccnt;  /* rows per level of the collapsed block */
+    const int64_t *cseg; /* rows sorted by the collapsed block: level j's rows are cseg[j] .. cseg[j+1] */
     const int64_t *blk;
     const double *blk_eta;
     const int64_t *pri_i;
@@ -385,47 +389,96 @@ static void rows_init(const Model *d, Rows *rw) {
     }
 }
 
-static inline double eta_row(int64_t i, const double *theta, const Model *d, int64_t j0, const Rows *rw,
-                             const double *r) {
-    const double *Xi = d->X + i * d->p;
-    const int32_t *ix = d->idx + i * d->G;
-    double e = 0.0;
-    for (int64_t j = j0; j < d->p; j++) e += Xi[j] * theta[j];
+/* eta = X[:, j0:] theta[j0:] + Z r over all rows, a column at a time. */
+static void linear_predictor(const Model *d, const double *theta, int64_t j0, const Rows *rw,
+                             const double *r, double *restrict eta) {
+    int64_t n = d->n;
+    for (int64_t i = 0; i < n; i++) eta[i] = 0.0;
+    for (int64_t j = j0; j < d->p; j++) {
+        const double *restrict x = d->Xt + j * n;
+        double b = theta[j];
+        for (int64_t i = 0; i < n; i++) eta[i] += x[i] * b;
+    }
     for (int64_t k = 0; k < rw->G; k++) {
+        const int32_t *restrict ix = d->idxT + rw->gi[k] * n;
         int64_t K = rw->K[k];
-        int64_t base = rw->eff[k] + (int64_t)ix[rw->gi[k]] * K;
         if (rw->ones[k]) {
-            e += r[base];
+            const double *rr = r + rw->eff[k];
+            for (int64_t i = 0; i < n; i++) eta[i] += rr[ix[i]];
         } else {
-            const double *z = d->Zv + i * d->nz + rw->col[k];
-            for (int64_t a = 0; a < K; a++) e += z[a] * r[base + a];
+            for (int64_t a = 0; a < K; a++) {
+                const double *restrict z = d->ZvT + (rw->col[k] + a) * n;
+                const double *rr = r + rw->eff[k] + a;
+                for (int64_t i = 0; i < n; i++) eta[i] += z[i] * rr[(int64_t)ix[i] * K];
+            }
         }
     }
-    return e;
 }
 
-static inline void scatter_row(int64_t i, double ge, const Model *d, int64_t j0, const Rows *rw,
-                               double *grad, double *g_r) {
-    const double *Xi = d->X + i * d->p;
-    const int32_t *ix = d->idx + i * d->G;
-    for (int64_t j = j0; j < d->p; j++) grad[j] += Xi[j] * ge;
+/* The adjoint: grad[j0:] += X[:, j0:]' ge and g_r += Z' ge. */
+static void scatter(const Model *d, const double *restrict ge, int64_t j0, const Rows *rw, double *grad,
+                    double *g_r) {
+    int64_t n = d->n;
+    for (int64_t j = j0; j < d->p; j++) {
+        const double *restrict x = d->Xt + j * n;
+        double acc = 0.0;
+        for (int64_t i = 0; i < n; i++) acc += x[i] * ge[i];
+        grad[j] += acc;
+    }
     for (int64_t k = 0; k < rw->G; k++) {
+        const int32_t *restrict ix = d->idxT + rw->gi[k] * n;
         int64_t K = rw->K[k];
-        int64_t base = rw->eff[k] + (int64_t)ix[rw->gi[k]] * K;
         if (rw->ones[k]) {
-            g_r[base] += ge;
+            double *gr = g_r + rw->eff[k];
+            for (int64_t i = 0; i < n; i++) gr[ix[i]] += ge[i];
         } else {
-            const double *z = d->Zv + i * d->nz + rw->col[k];
-            for (int64_t a = 0; a < K; a++) g_r[base + a] += ge * z[a];
+            for (int64_t a = 0; a < K; a++) {
+                const double *restrict z = d->ZvT + (rw->col[k] + a) * n;
+                double *gr = g_r + rw->eff[k] + a;
+                for (int64_t i = 0; i < n; i++) gr[(int64_t)ix[i] * K] += ge[i] * z[i];
+            }
         }
     }
+}
+
+/* S_j = sum of v over level j's rows of the collapsed block (rows sorted by level). */
+static void level_sums(const Model *d, int64_t Lc, const double *restrict v, double *S) {
+    const int64_t *seg = d->cseg;
+    for (int64_t j = 0; j < Lc; j++) {
+        double a0 = 0.0, a1 = 0.0;
+        int64_t i = seg[j];
+        for (; i + 1 < seg[j + 1]; i += 2) {
+            a0 += v[i];
+            a1 += v[i + 1];
+        }
+        if (i < seg[j + 1]) a0 += v[i];
+        S[j] = a0 + a1;
+    }
+}
+
+/* Two row-length work vectors, kept across evaluations by the sampler. */
+typedef struct {
+    int64_t n;
+    double *eta, *ge;
+} Work;
+
+static int work_alloc(Work *w, const Model *d) {
+    w->n = d->mode == 1 ? 0 : d->n;
+    w->eta = malloc((w->n + 1) * sizeof(double));
+    w->ge = malloc((w->n + 1) * sizeof(double));
+    return !w->eta || !w->ge;
+}
+
+static void work_free(Work *w) {
+    free(w->eta);
+    free(w->ge);
 }
 
 /* Log density at theta; the gradient is written into grad. One pass over the
  * rows computes the linear predictor, the likelihood and the gradient's
  * scatter into fixed and group effects: large data sets are read once per
  * evaluation, which is what bounds the speed there. */
-static double logp_full(const Model *d, const double *theta, double *grad) {
+static double logp_full(const Model *d, const double *theta, double *grad, Work *wk) {
     int64_t n = d->n, G = d->G, dim = d->dim;
     memset(grad, 0, dim * sizeof(double));
     double lp = 0.0;
@@ -437,15 +490,14 @@ static double logp_full(const Model *d, const double *theta, double *grad) {
     double *g_r = calloc(dim, sizeof(double));
     int bad = tw_alloc(&w, d->blk, G, B_N) || !r || !g_r;
     int64_t fam = d->misc[0], osig = d->misc[1], cg = d->misc[2];
-    double *S = NULL, *cnt = NULL, *res = NULL, *cj = NULL;
+    double *S = NULL, *cj = NULL;
     double *gT = NULL, *wv = NULL, *vv = NULL;
+    double *eta = wk->eta, *ge = wk->ge;
     if (!bad && cg >= 0) {
         int64_t Lc = d->blk[cg * B_N + B_L];
         S = calloc(Lc, sizeof(double));
-        cnt = calloc(Lc, sizeof(double));
         cj = calloc(Lc, sizeof(double));
-        res = malloc(n * sizeof(double));
-        bad = !S || !cnt || !res || !cj;
+        bad = !S || !cj;
     }
     if (!bad) {
         gT = malloc(w.Kmax * w.Kmax * sizeof(double));
@@ -464,65 +516,64 @@ static double logp_full(const Model *d, const double *theta, double *grad) {
         sigma = exp(theta[osig]);
         inv2 = 1.0 / (sigma * sigma);
     }
-    double ss = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = eta_row(i, theta, d, j0, &rw, r);
-        double ge;
-        if (fam == 0) {
-            double dd = d->y[i] - e;
+    linear_predictor(d, theta, j0, &rw, r, eta);
+    const double *y = d->y;
+    if (fam == 0) {
+        double ss = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            double dd = y[i] - eta[i];
             ss += dd * dd;
-            if (cg >= 0) {
-                /* the collapsed block's level sums; the gradient needs them all: second pass */
-                int64_t j = d->idx[i * G + cg];
-                res[i] = dd;
-                S[j] += dd;
-                cnt[j] += 1.0;
-                continue;
+            ge[i] = dd;
+        }
+        if (cg < 0) {
+            lp += -(double)n * theta[osig] - 0.5 * ss * inv2;
+            grad[osig] += -(double)n + ss * inv2;
+            for (int64_t i = 0; i < n; i++) ge[i] *= inv2;
+        } else {
+            /* y_j ~ N(eta_j, sigma^2 I + tau^2 11') per level j of the collapsed block:
+             * log det = (n_j - 1) log sigma^2 + log D_j, D_j = sigma^2 + n_j tau^2, and
+             * the quadratic form is (d'd - tau^2 S_j^2 / D_j) / sigma^2 (Woodbury),
+             * S_j the level's sum of residuals. */
+            int64_t Lc = d->blk[cg * B_N + B_L];
+            const int32_t *cix = d->idxT + cg * n;
+            const double *cnt = d->ccnt;
+            level_sums(d, Lc, ge, S);
+            double s2 = sigma * sigma;
+            double tau = w.T[TIX(&w, cg, 0, 0)];
+            double t2 = tau * tau;
+            double dsig2 = 0.5 * ss / (s2 * s2), dtau2 = 0.0;
+            for (int64_t j = 0; j < Lc; j++) {
+                if (cnt[j] == 0.0) continue;
+                double D = s2 + cnt[j] * t2;
+                double SS = S[j] * S[j];
+                lp += -0.5 * ((cnt[j] - 1.0) * log(s2) + log(D));
+                lp += 0.5 * t2 * SS / (s2 * D);
+                dsig2 += -0.5 * ((cnt[j] - 1.0) / s2 + 1.0 / D);
+                dsig2 += -0.5 * t2 * SS * (D + s2) / ((s2 * D) * (s2 * D));
+                dtau2 += -0.5 * cnt[j] / D + 0.5 * SS / (D * D);
+                cj[j] = t2 * S[j] / D;
             }
-            ge = dd * inv2;
-        } else if (fam == 1) {
+            lp += -0.5 * ss / s2;
+            grad[osig] += 2.0 * s2 * dsig2;
+            grad[d->blk[cg * B_N + B_SD]] += 2.0 * t2 * dtau2;
+            for (int64_t i = 0; i < n; i++) ge[i] = (ge[i] - cj[cix[i]]) * inv2;
+        }
+    } else if (fam == 1) {
+        for (int64_t i = 0; i < n; i++) {
+            double e = eta[i];
             /* log sigmoid, computed stably */
             double log1pexp = e > 0 ? e + log1p(exp(-e)) : log1p(exp(e));
-            lp += d->y[i] * e - log1pexp;
-            ge = d->y[i] - exp(e - log1pexp);
-        } else {
-            double mu = exp(e);
-            lp += d->y[i] * e - mu;
-            ge = d->y[i] - mu;
+            lp += y[i] * e - log1pexp;
+            ge[i] = y[i] - exp(e - log1pexp);
         }
-        scatter_row(i, ge, d, j0, &rw, grad, g_r);
-    }
-    if (fam == 0 && cg < 0) {
-        lp += -(double)n * theta[osig] - 0.5 * ss * inv2;
-        grad[osig] += -(double)n + ss * inv2;
-    } else if (fam == 0) {
-        /* y_j ~ N(eta_j, sigma^2 I + tau^2 11') per level j of the collapsed block:
-         * log det = (n_j - 1) log sigma^2 + log D_j, D_j = sigma^2 + n_j tau^2, and
-         * the quadratic form is (d'd - tau^2 S_j^2 / D_j) / sigma^2 (Woodbury). */
-        int64_t Lc = d->blk[cg * B_N + B_L];
-        double s2 = sigma * sigma;
-        double tau = w.T[TIX(&w, cg, 0, 0)];
-        double t2 = tau * tau;
-        double dsig2 = 0.5 * ss / (s2 * s2), dtau2 = 0.0;
-        for (int64_t j = 0; j < Lc; j++) {
-            if (cnt[j] == 0.0) continue;
-            double D = s2 + cnt[j] * t2;
-            double SS = S[j] * S[j];
-            lp += -0.5 * ((cnt[j] - 1.0) * log(s2) + log(D));
-            lp += 0.5 * t2 * SS / (s2 * D);
-            dsig2 += -0.5 * ((cnt[j] - 1.0) / s2 + 1.0 / D);
-            dsig2 += -0.5 * t2 * SS * (D + s2) / ((s2 * D) * (s2 * D));
-            dtau2 += -0.5 * cnt[j] / D + 0.5 * SS / (D * D);
-            cj[j] = t2 / D;
-        }
-        lp += -0.5 * ss / s2;
-        grad[osig] += 2.0 * s2 * dsig2;
-        grad[d->blk[cg * B_N + B_SD]] += 2.0 * t2 * dtau2;
+    } else {
         for (int64_t i = 0; i < n; i++) {
-            int64_t j = d->idx[i * G + cg];
-            scatter_row(i, (res[i] - cj[j] * S[j]) * inv2, d, j0, &rw, grad, g_r);
+            double mu = exp(eta[i]);
+            lp += y[i] * eta[i] - mu;
+            ge[i] = y[i] - mu;
         }
     }
+    scatter(d, ge, j0, &rw, grad, g_r);
 
     int64_t ld = w.Kmax;
     for (int64_t g = 0; g < G; g++) {
@@ -584,9 +635,7 @@ done:
     free(r);
     free(g_r);
     free(S);
-    free(cnt);
     free(cj);
-    free(res);
     free(gT);
     free(wv);
     free(vv);
@@ -604,19 +653,19 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
     Rows rw;
     rows_init(d, &rw);
     TW w;
-    double *S = calloc(Lc, sizeof(double)), *cnt = calloc(Lc, sizeof(double));
+    double *S = calloc(Lc, sizeof(double));
     double *r = calloc(dim, sizeof(double));
-    int bad = tw_alloc(&w, d->blk, G, B_N) || !S || !cnt || !r;
+    const double *cnt = d->ccnt;
+    Work wk;
+    int bad = work_alloc(&wk, d);
+    bad = tw_alloc(&w, d->blk, G, B_N) || bad || !S || !r;
     if (!bad) {
         for (int64_t s = 0; s < ndraws; s++) {
             const double *theta = thetas + s * dim;
             build_r(theta, d, r, &w);
-            for (int64_t j = 0; j < Lc; j++) S[j] = cnt[j] = 0.0;
-            for (int64_t i = 0; i < d->n; i++) {
-                int64_t j = d->idx[i * G + cg];
-                S[j] += d->y[i] - eta_row(i, theta, d, j0, &rw, r);
-                cnt[j] += 1.0;
-            }
+            linear_predictor(d, theta, j0, &rw, r, wk.eta);
+            for (int64_t i = 0; i < d->n; i++) wk.ge[i] = d->y[i] - wk.eta[i];
+            level_sums(d, Lc, wk.ge, S);
             double s2 = exp(2.0 * theta[osig]);
             double tau = w.T[TIX(&w, cg, 0, 0)];
             double t2 = tau * tau;
@@ -627,8 +676,8 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
         }
     }
     free(S);
-    free(cnt);
     free(r);
+    work_free(&wk);
     tw_free(&w);
     return bad;
 }
@@ -1146,11 +1195,16 @@ int hb_draw_effects(const Model *d, const double *thetas, int64_t ndraws, uint64
 
 /* ---- the density either way ---- */
 
-static double density(const Model *d, const double *theta, double *grad) {
-    return d->mode == 1 ? logp_marg(d, theta, grad) : logp_full(d, theta, grad);
+static double density(const Model *d, const double *theta, double *grad, Work *wk) {
+    return d->mode == 1 ? logp_marg(d, theta, grad) : logp_full(d, theta, grad, wk);
 }
 
-double hb_logp(const Model *d, const double *theta, double *grad) { return density(d, theta, grad); }
+double hb_logp(const Model *d, const double *theta, double *grad) {
+    Work wk;
+    double lp = work_alloc(&wk, d) ? -INFINITY : density(d, theta, grad, &wk);
+    work_free(&wk);
+    return lp;
+}
 
 /* ---- part 3: NUTS ---- */
 
@@ -1173,13 +1227,13 @@ static int is_turning(const double *p_left, const double *p_right, const double 
     return a <= 0.0 || b <= 0.0;
 }
 
-static double leapfrog(const Model *d, double *q, double *p, double *g, double eps, const double *m_inv) {
+static double leapfrog(const Model *d, Work *wk, double *q, double *p, double *g, double eps, const double *m_inv) {
     int64_t dim = d->dim;
     for (int64_t i = 0; i < dim; i++) {
         p[i] += 0.5 * eps * g[i];
         q[i] += eps * m_inv[i] * p[i];
     }
-    double lp = density(d, q, g);
+    double lp = density(d, q, g, wk);
     for (int64_t i = 0; i < dim; i++) p[i] += 0.5 * eps * g[i];
     return lp;
 }
@@ -1219,7 +1273,7 @@ typedef struct {
 
 /* One NUTS transition from (q, lp, g); the new state is written in place.
  * ws holds (16 + 2 * max_depth) * dim doubles. */
-static Transition nuts_step(const Model *d, Rng *rng, double *q, double lp, double *g, double eps,
+static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, double lp, double *g, double eps,
                             const double *m_inv, int64_t max_depth, double *ws) {
     int64_t dim = d->dim;
     double *p = ws, *q_l = ws + dim, *p_l = ws + 2 * dim, *g_l = ws + 3 * dim;
@@ -1263,7 +1317,7 @@ static Transition nuts_step(const Model *d, Rng *rng, double *q, double lp, doub
         int turning = 0;
         uint64_t n_steps = (uint64_t)1 << depth;
         for (uint64_t n = 0; n < n_steps; n++) {
-            double lpc = leapfrog(d, qc, pc, gc, step, m_inv);
+            double lpc = leapfrog(d, wk, qc, pc, gc, step, m_inv);
             n_leapfrog++;
             double H = -lpc + kinetic(pc, m_inv, dim);
             if (!isfinite(H) || H - H0 > MAX_ENERGY_ERROR) {
@@ -1333,7 +1387,7 @@ static Transition nuts_step(const Model *d, Rng *rng, double *q, double lp, doub
 }
 
 /* Stan's heuristic: double or halve eps until one leapfrog's acceptance crosses 0.8. */
-static double find_step_size(const Model *d, Rng *rng, const double *q, double lp, const double *g, double eps,
+static double find_step_size(const Model *d, Work *wk, Rng *rng, const double *q, double lp, const double *g, double eps,
                              const double *m_inv, double *ws) {
     int64_t dim = d->dim;
     double *qc = ws, *pc = ws + dim, *gc = ws + 2 * dim;
@@ -1343,7 +1397,7 @@ static double find_step_size(const Model *d, Rng *rng, const double *q, double l
         COPY(gc, g);
         for (int64_t i = 0; i < dim; i++) pc[i] = rng_normal(rng) / sqrt(m_inv[i]);
         double H0 = -lp + kinetic(pc, m_inv, dim);
-        double lpc = leapfrog(d, qc, pc, gc, eps, m_inv);
+        double lpc = leapfrog(d, wk, qc, pc, gc, eps, m_inv);
         double H = -lpc + kinetic(pc, m_inv, dim);
         double delta = isfinite(H) ? H0 - H : -INFINITY;
         int new_dir = delta > log(0.8) ? 1 : -1;
@@ -1355,6 +1409,30 @@ static double find_step_size(const Model *d, Rng *rng, const double *q, double l
         if (eps > 1e7 || eps < 1e-10) break;
     }
     return eps;
+}
+
+/* The first metric, before any draws: where the log density's curvature at the
+ * start is above 1 (the diagonal of -H, from finite differences of the
+ * gradient along random +-1 probes: E[v (H v)] = diag H), the inverse metric
+ * takes its reciprocal; elsewhere it stays 1. A unit metric on a model whose
+ * log sigma has curvature 2n (n rows) forces a step size of about 1/sqrt(2n)
+ * and trajectories of hundreds of steps through the first windows. */
+static void initial_metric(const Model *d, Work *wk, Rng *rng, const double *q, const double *g,
+                           double *m_inv, double *ws) {
+    int64_t dim = d->dim;
+    double *qc = ws, *gc = ws + dim, *v = ws + 2 * dim, *diag = ws + 3 * dim;
+    const int probes = 8;
+    const double h = 1e-5;
+    for (int64_t i = 0; i < dim; i++) diag[i] = 0.0;
+    for (int k = 0; k < probes; k++) {
+        for (int64_t i = 0; i < dim; i++) {
+            v[i] = rng_uniform(rng) < 0.5 ? -1.0 : 1.0;
+            qc[i] = q[i] + h * v[i];
+        }
+        density(d, qc, gc, wk);
+        for (int64_t i = 0; i < dim; i++) diag[i] += -v[i] * (gc[i] - g[i]) / h / probes;
+    }
+    for (int64_t i = 0; i < dim; i++) m_inv[i] = isfinite(diag[i]) && diag[i] > 1.0 ? 1.0 / diag[i] : 1.0;
 }
 
 /* Warm up and sample one chain. draws (n_draws x dim) receives the kept
@@ -1372,7 +1450,10 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     double *m_inv = malloc(dim * sizeof(double)), *mean = calloc(dim, sizeof(double));
     double *m2 = calloc(dim, sizeof(double));
     double *ws = calloc((17 + 2 * max_depth) * dim, sizeof(double));
-    if (!q || !g || !m_inv || !mean || !m2 || !ws) {
+    Work wk;
+    int no_work = work_alloc(&wk, d);
+    if (!q || !g || !m_inv || !mean || !m2 || !ws || no_work) {
+        work_free(&wk);
         free(q);
         free(g);
         free(m_inv);
@@ -1382,9 +1463,9 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
         return 1;
     }
     COPY(q, q0);
-    double lp = density(d, q, g);
-    for (int64_t i = 0; i < dim; i++) m_inv[i] = 1.0;
-    double eps = find_step_size(d, &rng, q, lp, g, 1.0, m_inv, ws);
+    double lp = density(d, q, g, &wk);
+    initial_metric(d, &wk, &rng, q, g, m_inv, ws);
+    double eps = find_step_size(d, &wk, &rng, q, lp, g, 1.0, m_inv, ws);
 
     /* Stan's windows: fast init buffer, doubling slow windows, fast term buffer */
     int64_t init_buf = 75, term_buf = 50, base_win = 25;
@@ -1400,7 +1481,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     int64_t t = 0;
     const double gamma = 0.05, t0 = 10.0, kappa = 0.75;
     for (int64_t it = 0; it < n_tune + n_draws; it++) {
-        Transition tr = nuts_step(d, &rng, q, lp, g, eps, m_inv, max_depth, ws);
+        Transition tr = nuts_step(d, &wk, &rng, q, lp, g, eps, m_inv, max_depth, ws);
         lp = tr.lp;
         if (it < n_tune) {
             t++;
@@ -1430,7 +1511,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
                 /* as Stan: a window that would leave less than its double takes the rest */
                 if (win_start + 2 * win_size >= n_tune - term_buf) win_size = n_tune - term_buf - win_start;
                 win_end = win_start + win_size;
-                eps = find_step_size(d, &rng, q, lp, g, eps, m_inv, ws);
+                eps = find_step_size(d, &wk, &rng, q, lp, g, eps, m_inv, ws);
                 mu = log(10.0 * eps);
                 h_bar = 0.0;
                 log_eps_bar = 0.0;
@@ -1453,6 +1534,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     }
     COPY(metric, m_inv);
     *step_out = eps;
+    work_free(&wk);
     free(q);
     free(g);
     free(m_inv);

@@ -58,7 +58,8 @@ class Model(ctypes.Structure):
     _fields_ = [
         ("mode", c_int64), ("dim", c_int64),
         ("n", c_int64), ("p", c_int64), ("G", c_int64), ("nz", c_int64), ("npri", c_int64),
-        ("X", c_void_p), ("y", c_void_p), ("idx", c_void_p), ("Zv", c_void_p), ("blk", c_void_p),
+        ("Xt", c_void_p), ("y", c_void_p), ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
+        ("cseg", c_void_p), ("blk", c_void_p),
         ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("misc", c_void_p),
         ("pmap", c_void_p),
         ("mp", c_int64), ("q", c_int64), ("q1", c_int64), ("q2", c_int64), ("mG", c_int64),
@@ -200,8 +201,20 @@ class NativeModel:
                 raise ValueError(f"at most {MAX_BLOCKS} group terms are supported, not {blk.shape[0]}")
             m.n, m.p = X.shape
             m.G, m.nz, m.npri = blk.shape[0], Zv.shape[1], pri_i.shape[0]
-            m.X, m.y, m.Zv = arr(X, np.float64), arr(y, np.float64), arr(Zv, np.float64)
-            m.idx, m.pmap = arr(idx, np.int32), arr(pmap, np.int32)
+            cg = int(misc[2])
+            if cg >= 0:
+                # rows sorted by the collapsed block's level, so its level sums run over
+                # contiguous rows (the likelihood does not depend on the rows' order)
+                order = np.argsort(idx[:, cg], kind="stable")
+                X, y, idx, Zv = X[order], y[order], idx[order], Zv[order]
+                counts = np.bincount(idx[:, cg], minlength=int(blk[cg, 1]))
+            else:
+                counts = np.zeros(1, dtype=np.int64)
+            m.ccnt = arr(counts, np.float64)
+            m.cseg = arr(np.concatenate(([0], np.cumsum(counts))), np.int64)
+            # column-major copies: the kernel's row loops run a column at a time
+            m.Xt, m.y, m.ZvT = arr(X.T, np.float64), arr(y, np.float64), arr(Zv.T, np.float64)
+            m.idxT, m.pmap = arr(idx.T, np.int32), arr(pmap, np.int32)
             m.blk, m.blk_eta = arr(blk, np.int64), arr(etas, np.float64)
             m.pri_i, m.pri_f, m.misc = arr(pri_i, np.int64), arr(pri_f, np.float64), arr(misc, np.int64)
         self.record = m
