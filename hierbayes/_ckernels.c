@@ -1272,7 +1272,7 @@ typedef struct {
 } Transition;
 
 /* One NUTS transition from (q, lp, g); the new state is written in place.
- * ws holds (16 + 2 * max_depth) * dim doubles. */
+ * ws holds (18 + 2 * max_depth) * dim doubles. */
 static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, double lp, double *g, double eps,
                             const double *m_inv, int64_t max_depth, double *ws) {
     int64_t dim = d->dim;
@@ -1280,8 +1280,8 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
     double *q_r = ws + 4 * dim, *p_r = ws + 5 * dim, *g_r = ws + 6 * dim;
     double *rho = ws + 7 * dim, *sub_rho = ws + 8 * dim, *q_new = ws + 9 * dim, *g_new = ws + 10 * dim;
     double *q_sub = ws + 11 * dim, *g_sub = ws + 12 * dim, *qc = ws + 13 * dim, *pc = ws + 14 * dim;
-    double *gc = ws + 15 * dim, *tmp = ws + 16 * dim;
-    double *ckpt_p = ws + 17 * dim, *ckpt_rho = ws + (17 + max_depth) * dim;
+    double *gc = ws + 15 * dim, *tmp = ws + 16 * dim, *old_near = ws + 17 * dim;
+    double *ckpt_p = ws + 18 * dim, *ckpt_rho = ws + (18 + max_depth) * dim;
     for (int64_t i = 0; i < dim; i++) p[i] = rng_normal(rng) / sqrt(m_inv[i]);
     double H0 = -lp + kinetic(p, m_inv, dim);
     COPY(q_l, q);
@@ -1353,6 +1353,8 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
                 if (turning) break;
             }
         }
+        /* the old tree's end next to the new subtree, for the checks across the join */
+        COPY(old_near, forward ? p_r : p_l);
         if (forward) {
             COPY(q_r, qc);
             COPY(p_r, pc);
@@ -1373,6 +1375,14 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
         for (int64_t i = 0; i < dim; i++) rho[i] += sub_rho[i];
         depth++;
         if (is_turning(p_l, p_r, rho, m_inv, dim)) break;
+        /* Stan's checks across the join (since Stan 2.26): the old tree with the new
+         * subtree's first state, and the new subtree with the old tree's near end.
+         * ckpt_p[0] is the subtree's first state; pc its last. */
+        const double *old_far = forward ? p_l : p_r;
+        for (int64_t i = 0; i < dim; i++) tmp[i] = rho[i] - sub_rho[i] + ckpt_p[i];
+        if (is_turning(old_far, ckpt_p, tmp, m_inv, dim)) break;
+        for (int64_t i = 0; i < dim; i++) tmp[i] = sub_rho[i] + old_near[i];
+        if (is_turning(old_near, pc, tmp, m_inv, dim)) break;
     }
     COPY(q, q_new);
     COPY(g, g_new);
@@ -1449,7 +1459,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     double *q = malloc(dim * sizeof(double)), *g = calloc(dim, sizeof(double));
     double *m_inv = malloc(dim * sizeof(double)), *mean = calloc(dim, sizeof(double));
     double *m2 = calloc(dim, sizeof(double));
-    double *ws = calloc((17 + 2 * max_depth) * dim, sizeof(double));
+    double *ws = calloc((18 + 2 * max_depth) * dim, sizeof(double));
     Work wk;
     int no_work = work_alloc(&wk, d);
     if (!q || !g || !m_inv || !mean || !m2 || !ws || no_work) {
