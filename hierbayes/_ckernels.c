@@ -50,7 +50,7 @@ typedef struct {
     int64_t mode; /* 0: full, 1: marginal */
     int64_t dim;
     /* full */
-    int64_t n, p, G, nz, npri;
+    int64_t n, p, G, npri;
     /* column-major (one contiguous column per fixed effect, block, Z column): the
      * row loops run as passes over columns, which the compiler vectorises */
     const double *Xt, *y;
@@ -199,7 +199,7 @@ static double priors(const double *theta, double *grad, const int64_t *pri_i, co
 
 /* Work arrays for every block's T = diag(sd) L, L, dL/dcpc and LKJ gradient. */
 typedef struct {
-    int64_t G, Kmax, Mmax;
+    int64_t Kmax, Mmax;
     double *T, *L, *dL, *gy;
 } TW;
 
@@ -211,7 +211,6 @@ static int tw_alloc(TW *w, const int64_t *blk, int64_t G, int64_t stride) {
         if (blk[g * stride] > Kmax) Kmax = blk[g * stride];
     int64_t Mmax = Kmax * (Kmax - 1) / 2;
     if (Mmax < 1) Mmax = 1;
-    w->G = G;
     w->Kmax = Kmax;
     w->Mmax = Mmax;
     int64_t G1 = G > 0 ? G : 1;

@@ -57,7 +57,7 @@ class Model(ctypes.Structure):
 
     _fields_ = [
         ("mode", c_int64), ("dim", c_int64),
-        ("n", c_int64), ("p", c_int64), ("G", c_int64), ("nz", c_int64), ("npri", c_int64),
+        ("n", c_int64), ("p", c_int64), ("G", c_int64), ("npri", c_int64),
         ("Xt", c_void_p), ("y", c_void_p), ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
         ("cseg", c_void_p), ("blk", c_void_p),
         ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("misc", c_void_p),
@@ -99,11 +99,12 @@ def clear_cache() -> int:
 
 
 def available() -> bool:
-    """Whether the kernels are built or a C compiler can build them."""
+    """Whether a C compiler is there to build (or find in the cache) the kernels."""
     try:
-        return library_path().exists() or bool(_compiler())
+        _compiler()
     except SamplerError:
         return False
+    return True
 
 
 def _compiler() -> str:
@@ -132,9 +133,8 @@ def _build(cc: str, target: Path) -> None:
     raise SamplerError(f"Compiling hierbayes's kernels with {cc} failed:\n{errors[-2000:]}")
 
 
-def library_path() -> Path:
-    """Where the shared library for this source, compiler and machine lives in the cache."""
-    cc = _compiler()
+def library_path(cc: str) -> Path:
+    """Where the shared library for this source, compiler ``cc`` and machine lives in the cache."""
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
     key.update(" ".join([cc, *FLAGS, *NATIVE, platform.machine(), platform.system()]).encode())
@@ -146,9 +146,10 @@ def load() -> ctypes.CDLL:
     global _lib
     with _lock:
         if _lib is None:
-            path = library_path()
+            cc = _compiler()
+            path = library_path(cc)
             if not path.exists():
-                _build(_compiler(), path)
+                _build(cc, path)
             lib = ctypes.CDLL(str(path))
             M = POINTER(Model)
             lib.hb_logp.argtypes = [M, c_void_p, c_void_p]
@@ -200,7 +201,7 @@ class NativeModel:
             if blk.shape[0] > MAX_BLOCKS:
                 raise ValueError(f"at most {MAX_BLOCKS} group terms are supported, not {blk.shape[0]}")
             m.n, m.p = X.shape
-            m.G, m.nz, m.npri = blk.shape[0], Zv.shape[1], pri_i.shape[0]
+            m.G, m.npri = blk.shape[0], pri_i.shape[0]
             cg = int(misc[2])
             if cg >= 0:
                 # rows sorted by the collapsed block's level, so its level sums run over
@@ -221,7 +222,6 @@ class NativeModel:
         self.ref = ctypes.byref(m)
         self._keep = keep
         self.dim = dim
-        self.marginal = marginal
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.ascontiguousarray(theta, dtype=np.float64)

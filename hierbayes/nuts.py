@@ -25,11 +25,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from . import native
 from .errors import SamplerError
+from .native import cache_dir, clear_cache  # noqa: F401  (re-exported: the cache's place and clearing)
 
 STAT_NAMES = ("lp", "acceptance_rate", "n_steps", "tree_depth", "diverging", "energy", "step_size")
 
@@ -46,10 +47,8 @@ class NutsRun:
     sampling_seconds: float
 
 
-def compile_kernels(packed=None) -> float:
+def compile_kernels() -> float:
     """Load the kernels (compiling them if the cache has none); return the seconds it took."""
-    from . import native
-
     t0 = time.perf_counter()
     native.load()
     return time.perf_counter() - t0
@@ -159,17 +158,3 @@ def sample(
         compile_seconds=compile_s,
         sampling_seconds=sampling_s,
     )
-
-
-def cache_dir() -> Path:
-    """Where the compiled kernels are kept (see :mod:`hierbayes.native`)."""
-    from . import native
-
-    return native.cache_dir()
-
-
-def clear_cache() -> int:
-    """Delete the compiled kernels; return how many files went. The next fit compiles them (2 s)."""
-    from . import native
-
-    return native.clear_cache()
