@@ -273,6 +273,26 @@ def test_collapsed_intercept_block_is_the_marginal_likelihood(sleep_model, extra
     np.testing.assert_allclose(a.std(axis=0), b.std(axis=0), rtol=0.1)
 
 
+def test_collapsed_block_with_unequal_level_sizes(extra_data):
+    # the kernel takes D_j's log and reciprocal once per distinct level size: with
+    # sizes that differ and repeat, the value and gradient must still be the marginal's
+    data = extra_data.sample(frac=0.6, random_state=4)
+    sizes = data.groupby("Subject", observed=True).size()
+    assert sizes.nunique() > 2 and sizes.duplicated().any()
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", data)
+    col = pack(model.design, model.priors)
+    marg = pack(model.design, model.priors, marginal=True)
+    assert col.collapsed == 0
+    rng = np.random.default_rng(5)
+    gaps = []
+    for seed in range(3):
+        theta = marg.initial_point(seed) + rng.normal(0, 0.3, marg.dim)
+        (lp1, g1), (lp2, g2) = col.logp_grad(theta), marg.logp_grad(theta)
+        gaps.append(lp1 - lp2)
+        np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9)
+    assert np.ptp(gaps) < 1e-8
+
+
 def test_collapsed_block_beside_others_has_an_exact_gradient(extra_data):
     model = hb.Model("Reaction ~ Days + (1 | Subject) + (Days | g2) + (1 | g3)", extra_data)
     packed = pack(model.design, model.priors, centred=[False, True, False])
