@@ -1606,6 +1606,16 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
                 log_eps_bar = 0.0;
                 t = 0;
             }
+            /* the start's curvature is a poor guess when the start is far from the
+             * posterior: take it again once the chain has moved in */
+            if ((it + 1 == 10 || it + 1 == 30) && it + 1 < win_start) {
+                initial_metric(d, &wk, &rng, q, g, m_inv, ws);
+                eps = find_step_size(d, &wk, &rng, q, lp, g, eps, m_inv, ws);
+                mu = log(10.0 * eps);
+                h_bar = 0.0;
+                log_eps_bar = 0.0;
+                t = 0;
+            }
             if (it + 1 == n_tune) eps = exp(log_eps_bar);
         } else {
             int64_t k = it - n_tune;
