@@ -88,8 +88,19 @@ def test_unavailable_sampler_says_how_to_install(sleep_model, monkeypatch):
 
 
 def test_short_runs_warn_with_advice(sleep_model, sleep_fit):
-    with pytest.warns(hb.ConvergenceWarning, match="Bulk ESS below 400 for .*Increase draws"):
-        sleep_model.fit(draws=40, tune=40, chains=2, seed=3, progressbar=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sleep_model.fit(draws=40, tune=40, chains=2, seed=3, progressbar=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+    table = fit.diagnostics().table
+    high = table.index[table["rhat"] > 1.01].tolist()
+    low = table.index[table["ess_bulk"] < 400].tolist()
+    assert high and low  # 40 draws: both problems, each in one warning
+    (rhat_msg,) = [m for m in messages if m.startswith("R-hat")]
+    (ess_msg,) = [m for m in messages if m.startswith("Bulk ESS")]
+    assert rhat_msg.split(":")[0].endswith(", ".join(high)) and "centred=" in rhat_msg
+    assert ", ".join(low) in ess_msg and "Increase draws" in ess_msg
+    assert not any("divergence" in m for m in messages) or fit.diagnostics().divergences > 0
 
 
 def test_warnings_name_divergences(sleepstudy):

@@ -160,7 +160,8 @@ class BayesFit:
         if high:
             messages.append(
                 f"R-hat above {rhat} for {', '.join(high)}: the chains disagree. Draw more "
-                "(larger tune and draws) or reparameterise before trusting the estimates."
+                "(larger tune and draws), or reparameterise (fit(centred=...) per block, or a "
+                "simpler random-effect structure), before trusting the estimates."
             )
         low = d.table.index[d.table["ess_bulk"] < ess].tolist()
         if low:

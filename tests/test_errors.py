@@ -1,0 +1,206 @@
+"""Bad input, one row per case: what the user passed, what hierbayes raises (or
+warns), and words its message must hold.
+
+Every case also checks that the user's DataFrame is left exactly as it was, and
+that nothing reached a sampler: the samplers are replaced by a function that
+fails the test if called.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierbayes as hb
+import hierbayes.sampling as sampling
+
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+
+
+@dataclass
+class Case:
+    id: str
+    call: Callable[[dict[str, pd.DataFrame]], Any]
+    expect: type
+    words: tuple[str, ...]
+
+
+def model(formula: str, data: str = "sleep", **kw) -> Callable:
+    return lambda d: hb.Model(formula, d[data], **kw)
+
+
+def fit(formula: str = SLEEP, data: str = "sleep", **kw) -> Callable:
+    return lambda d: hb.Model(formula, d[data]).fit(progressbar=False, **kw)
+
+
+def with_column(name: str, make: Callable[[pd.DataFrame], Any], formula: str, **kw) -> Callable:
+    """A model on a copy of sleepstudy with one column added or replaced (the case's own data)."""
+    def call(d):
+        d["own"] = d["sleep"].assign(**{name: make(d["sleep"])})
+        d["own_before"] = d["own"].copy(deep=True)
+        return hb.Model(formula, d["own"], **kw)
+    return call
+
+
+def with_data(make: Callable[[pd.DataFrame], pd.DataFrame], formula: str = SLEEP, **kw) -> Callable:
+    def call(d):
+        d["own"] = make(d["sleep"])
+        d["own_before"] = d["own"].copy(deep=True)
+        return hb.Model(formula, d["own"], **kw)
+    return call
+
+
+def _inf_days(df: pd.DataFrame) -> pd.Series:
+    x = df["Days"].astype(float)
+    x.iloc[3] = np.inf
+    return x
+
+
+def _nan_days(df: pd.DataFrame) -> pd.Series:
+    x = df["Days"].astype(float)
+    x.iloc[[0, 5, 9]] = np.nan
+    return x
+
+
+CASES = [
+    # formula
+    Case("unclosed parenthesis", model("Reaction ~ Days + (Days | Subject"), hb.FormulaError,
+         ("never closed", "^")),
+    Case("stray closing parenthesis", model("Reaction ~ Days + Days | Subject)"), hb.FormulaError,
+         ("closes nothing",)),
+    Case("bar without grouping factor", model("Reaction ~ Days + (Days | )"), hb.FormulaError,
+         ("no grouping factor", "(Days | )")),
+    Case("bar without terms", model("Reaction ~ Days + ( | Subject)"), hb.FormulaError,
+         ("nothing before '|'",)),
+    Case("empty formula", model(""), hb.FormulaError, ("empty", "y ~ x + (1 | g)")),
+    Case("no response", model("~ Days + (1 | Subject)"), hb.FormulaError, ("no response",)),
+    Case("no tilde", model("Reaction Days + (1 | Subject)"), hb.FormulaError, ("no '~'",)),
+    Case("two tildes", model("Reaction ~ Days ~ Subject"), hb.FormulaError, ("more than one '~'",)),
+    Case("bar outside parentheses", model("Reaction ~ Days + 1 | Subject"), hb.FormulaError,
+         ("inside its own parentheses",)),
+    Case("subtracted bar", model("Reaction ~ Days - (1 | Subject)"), hb.FormulaError,
+         ("cannot be subtracted",)),
+    Case("two bars in one term", model("Reaction ~ Days + (1 | Subject | Days)"), hb.FormulaError,
+         ("more than one bar",)),
+    Case("formula not a string", lambda d: hb.Model(42, d["sleep"]), hb.FormulaError,
+         ("must be a string",)),
+    Case("fixed column not in data", model("Reaction ~ Day + (1 | Subject)"), hb.FormulaError,
+         ("'Day'", "Did you mean 'Days'")),
+    Case("grouping factor not in data", model("Reaction ~ Days + (1 | Subjet)"), hb.FormulaError,
+         ("'Subjet'", "'Subject'")),
+    Case("response not in data", model("Reactoin ~ Days + (1 | Subject)"), hb.FormulaError,
+         ("'Reactoin'", "'Reaction'")),
+    Case("random-term column not in data", model("Reaction ~ Days + (Dayz | Subject)"), hb.FormulaError,
+         ("'Dayz'", "'Days'")),
+    Case("double bar on a factor", model("stress ~ 1 + (hospsize || hospital)", "nurses"), hb.FormulaError,
+         ("'||'", "(1 | hospital:<factor>)")),
+    # data
+    Case("data not a DataFrame", lambda d: hb.Model(SLEEP, d["sleep"].to_dict()), hb.DataError,
+         ("pandas DataFrame",)),
+    Case("empty DataFrame", with_data(lambda df: df.iloc[:0]), hb.DataError, ("no rows",)),
+    Case("response not numeric", with_column("Reaction", lambda df: df["Reaction"].astype(str), SLEEP),
+         hb.DataError, ("not numeric", "pd.to_numeric")),
+    Case("bernoulli response not 0/1", model("Reaction ~ Days + (1 | Subject)", family="bernoulli"),
+         hb.DataError, ("other than 0 and 1", "0/1")),
+    Case("bernoulli factor with three levels",
+         with_column("Reaction", lambda df: pd.cut(df["Reaction"], 3, labels=["lo", "mid", "hi"]),
+                     "Reaction ~ Days + (1 | Subject)", family="bernoulli"),
+         hb.DataError, ("3 levels", "needs two")),
+    Case("poisson response negative", with_column("Reaction", lambda df: df["Reaction"] - 300,
+                                                  "Reaction ~ Days + (1 | Subject)", family="poisson"),
+         hb.DataError, ("non-negative integers",)),
+    Case("unknown family", model(SLEEP, family="gamma_ish"), hb.DataError, ("Unknown family", "gaussian")),
+    Case("infinite predictor", with_column("Days", _inf_days, SLEEP), hb.DataError,
+         ("'Days' has 1 infinite",)),
+    Case("missing values, na_action='raise'", with_column("Days", _nan_days, SLEEP, na_action="raise"),
+         hb.DataError, ("3 of 180 rows have missing values",)),
+    Case("missing values dropped with a count", with_column("Days", _nan_days, SLEEP), hb.HierbayesWarning,
+         ("Dropped 3 of 180 rows",)),
+    Case("unknown na_action", model(SLEEP, na_action="drop"), hb.DataError, ("'omit' or 'raise'",)),
+    Case("grouping factor with one level", with_column("one", lambda df: "a", "Reaction ~ Days + (1 | one)"),
+         hb.DataError, ("'one' has only 1 level",)),
+    Case("more random effects than observations",
+         with_data(lambda df: df.groupby("Subject", observed=True).head(2)), hb.DataError,
+         ("not more than the number of random effects",)),
+    Case("rank-deficient fixed effects dropped and named",
+         with_column("Days2", lambda df: 2 * df["Days"], "Reaction ~ Days + Days2 + (1 | Subject)"),
+         hb.HierbayesWarning, ("rank deficient", "Days2")),
+    # priors
+    Case("unknown prior key", model(SLEEP, priors={"beta": "normal(0, 1)"}), hb.PriorError,
+         ("Unknown prior key 'beta'",)),
+    Case("prior on a coefficient not in the model", model(SLEEP, priors={"b[Dayz]": "normal(0, 1)"}),
+         hb.PriorError, ("names no parameter", "b[Days]")),
+    Case("prior on a grouping factor not in the model", model(SLEEP, priors={"sd[Animal]": "normal(0, 1)"}),
+         hb.PriorError, ("names no parameter", "sd[Subject]")),
+    Case("prior not a distribution", model(SLEEP, priors={"b": 3}), hb.PriorError, ("must be a distribution",)),
+    Case("unknown distribution", model(SLEEP, priors={"b": "wobble(1)"}), hb.PriorError,
+         ("Unknown prior distribution 'wobble'",)),
+    Case("negative scale", model(SLEEP, priors={"b": "normal(0, -1)"}), hb.PriorError, ("must be positive",)),
+    Case("missing distribution argument", model(SLEEP, priors={"sigma": "normal(0)"}), hb.PriorError,
+         ("missing sigma",)),
+    Case("lkj on correlations the model lacks", model("Reaction ~ Days + (1 | Subject)", priors={"cor": "lkj(2)"}),
+         hb.PriorError, ("no random-effect block has two",)),
+    Case("intercept prior without an intercept",
+         model("Reaction ~ 0 + Days + (1 | Subject)", priors={"Intercept": "normal(0, 1)"}), hb.PriorError,
+         ("no intercept",)),
+    Case("priors not a dict", model(SLEEP, priors="normal(0, 1)"), hb.PriorError, ("must be a dict",)),
+    # sampler settings
+    Case("zero draws", fit(draws=0), hb.SamplerError, ("draws", "at least")),
+    Case("zero chains", fit(chains=0), hb.SamplerError, ("chains", "at least")),
+    Case("target_accept above 1", fit(target_accept=1.5), hb.SamplerError, ("target_accept", "between 0 and 1")),
+    Case("unknown sampler", fit(sampler="stan"), hb.SamplerError, ("Unknown sampler 'stan'", "nutpie")),
+]
+
+
+@pytest.fixture
+def frames() -> dict[str, pd.DataFrame]:
+    return {"sleep": hb.datasets.load("sleepstudy"), "nurses": hb.datasets.load("nurses")}
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sampler was started before the bad input was caught")
+
+    for name in ("_hierbayes", "_nutpie", "_pymc"):
+        monkeypatch.setattr(sampling, name, refuse)
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, frames, no_sampling):
+    before = {k: v.copy(deep=True) for k, v in frames.items()}
+    if issubclass(case.expect, Warning):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            case.call(frames)
+        hits = [w for w in caught if issubclass(w.category, case.expect)]
+        assert len(hits) == 1, [str(w.message) for w in caught]
+        message = str(hits[0].message)
+    else:
+        with pytest.raises(case.expect) as info:
+            case.call(frames)
+        assert isinstance(info.value, hb.HierbayesError)
+        message = str(info.value)
+    for w in case.words:
+        assert w in message, f"{w!r} not in: {message}"
+    for k, v in before.items():
+        pd.testing.assert_frame_equal(frames[k], v)
+    if "own" in frames:
+        # the case's own data (a changed copy of sleepstudy) is left as it was passed
+        pd.testing.assert_frame_equal(frames["own"], frames["own_before"])
+
+
+def test_errors_share_one_base_and_builtin_classes():
+    for cls in (hb.FormulaError, hb.DataError, hb.PriorError, hb.SamplerError):
+        assert issubclass(cls, hb.HierbayesError) and issubclass(cls, ValueError)
