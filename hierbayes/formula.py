@@ -278,7 +278,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         )
     fixed: list[str] = []
     random: list[RandomTerm] = []
-    for sign, piece, start in _split_top(rhs, rhs_start, depth):
+    for k, (sign, piece, start) in enumerate(_split_top(rhs, rhs_start, depth)):
         text = piece.strip()
         lead = start + len(piece) - len(piece.lstrip())
         bar = _find_top(piece, "|", depth, start, 1)
@@ -299,7 +299,9 @@ def parse_formula(formula: str) -> ParsedFormula:
                 f"{caret(formula, where)}"
             )
         if not text:
-            if sign == "-" or start < len(formula) and formula[start - 1] in "+-" and fixed:
+            # only the first piece may be empty ("y ~ -1 + x", "y ~ +x"); any later one
+            # follows a sign with nothing after it ("y ~ x +", "y ~ (1 | g) + + x")
+            if k > 0:
                 raise FormulaError(
                     f"The formula has an empty term near position {start}.\n{caret(formula, start - 1)}"
                 )

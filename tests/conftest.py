@@ -12,8 +12,15 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import hierbayes as hb
+
+# Property tests draw the same examples on every run, so main's CI cannot turn
+# red by chance; HYPOTHESIS_PROFILE=explore draws new ones to hunt for bugs.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SHARED = Path(os.environ.get("HIERBAYES_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 

@@ -67,6 +67,9 @@ def test_response_and_round_trip():
         ("y ~ x + (1 | g + h)", ["grouping factor", "g + h"]),
         ("y ~ x + (1 | g | h)", ["more than one bar"]),
         ("y ~ x + ", ["empty term"]),
+        ("y ~ x +", ["empty term"]),
+        ("y ~ (1 | g) + ", ["empty term"]),  # found by test_formula_properties
+        ("y ~ (1 | g) + + x", ["empty term"]),
         ("y ~ x ~ z", ["more than one '~'"]),
     ],
 )

@@ -139,3 +139,32 @@ def test_no_blas_warning_during_a_fit(sleepstudy):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "BLAS" not in proc.stderr
+
+
+DIGEST = """
+import hashlib, sys, warnings
+import hierbayes as hb
+warnings.simplefilter("ignore")
+formula, marginal = sys.argv[1], {"none": None, "0": False}[sys.argv[2]]
+m = hb.Model(formula, hb.datasets.load("sleepstudy"))
+fit = m.fit(draws=150, tune=150, chains=2, seed=11, progressbar=False, check=False, marginal=marginal)
+h = hashlib.sha256()
+for name in sorted(fit.posterior.variables):
+    h.update(name.encode())
+    h.update(fit.posterior[name].tobytes())
+print(h.hexdigest())
+"""
+
+
+@pytest.mark.parametrize(("formula", "marginal"), [
+    ("Reaction ~ Days + (Days | Subject)", "none"),   # marginal form, effects drawn afterwards
+    ("Reaction ~ Days + (Days | Subject)", "0"),      # full model, chains in threads
+    ("Reaction ~ Days + (1 | Subject)", "none"),      # a collapsed intercept block
+])
+def test_same_seed_bit_identical_across_processes(formula, marginal):
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", DIGEST, formula, marginal], capture_output=True,
+                           text=True, check=True).stdout.strip() for _ in range(2)]
+    assert len(runs[0]) == 64 and runs[0] == runs[1]
