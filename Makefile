@@ -25,7 +25,7 @@ lint: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-.PHONY: bench bench-reml bench-deps
+.PHONY: bench bench-reml bench-deps sbc
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -35,3 +35,7 @@ bench: bench-deps
 
 bench-reml: bench-deps
 	$(PY) benchmarks/reml.py
+
+# Simulation-based calibration (about a minute per 200 replicates); results in docs/sbc/.
+sbc: $(STAMP)
+	$(PY) benchmarks/sbc.py
