@@ -502,21 +502,6 @@ static void scatter(const Model *d, const double *restrict ge, int64_t j0, const
     }
 }
 
-/* S_j = sum of v over level j's rows of the collapsed block (rows sorted by level). */
-static void level_sums(const Model *d, int64_t Lc, const double *restrict v, double *S) {
-    const int64_t *seg = d->cseg;
-    for (int64_t j = 0; j < Lc; j++) {
-        double a0 = 0.0, a1 = 0.0;
-        int64_t i = seg[j];
-        for (; i + 1 < seg[j + 1]; i += 2) {
-            a0 += v[i];
-            a1 += v[i + 1];
-        }
-        if (i < seg[j + 1]) a0 += v[i];
-        S[j] = a0 + a1;
-    }
-}
-
 /* Two row-length work vectors, kept across evaluations by the sampler. */
 typedef struct {
     int64_t n;
@@ -743,8 +728,7 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
             const double *theta = thetas + s * dim;
             build_r(theta, d, r, &w);
             linear_predictor(d, theta, j0, &rw, r, wk.eta);
-            for (int64_t i = 0; i < d->n; i++) wk.ge[i] = d->y[i] - wk.eta[i];
-            level_sums(d, Lc, wk.ge, S);
+            for (int64_t j = 0; j < Lc; j++) residuals_sum(d->y, wk.eta, wk.ge, d->cseg[j], d->cseg[j + 1], &S[j]);
             double s2 = exp(2.0 * theta[osig]);
             double tau = w.T[TIX(&w, cg, 0, 0)];
             double t2 = tau * tau;
