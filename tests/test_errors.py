@@ -39,21 +39,18 @@ def fit(formula: str = SLEEP, data: str = "sleep", **kw) -> Callable:
     return lambda d: hb.Model(formula, d[data]).fit(progressbar=False, **kw)
 
 
-def with_column(name: str, make: Callable[[pd.DataFrame], Any], formula: str, **kw) -> Callable:
-    """A model on a copy of sleepstudy with one column added or replaced (the case's own data)."""
-    def call(d):
-        d["own"] = d["sleep"].assign(**{name: make(d["sleep"])})
-        d["own_before"] = d["own"].copy(deep=True)
-        return hb.Model(formula, d["own"], **kw)
-    return call
-
-
 def with_data(make: Callable[[pd.DataFrame], pd.DataFrame], formula: str = SLEEP, **kw) -> Callable:
+    """A model on data made from sleepstudy (the case's own data, kept to check it is unchanged)."""
     def call(d):
         d["own"] = make(d["sleep"])
         d["own_before"] = d["own"].copy(deep=True)
         return hb.Model(formula, d["own"], **kw)
     return call
+
+
+def with_column(name: str, make: Callable[[pd.DataFrame], Any], formula: str, **kw) -> Callable:
+    """As :func:`with_data`, on sleepstudy with one column added or replaced."""
+    return with_data(lambda df: df.assign(**{name: make(df)}), formula, **kw)
 
 
 def _inf_days(df: pd.DataFrame) -> pd.Series:
