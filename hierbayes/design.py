@@ -217,11 +217,40 @@ class Design:
         return out
 
 
+def _python_names(expr: str) -> set[str]:
+    """Data names in a Python factor such as ``center(x)``: not functions, not module bases."""
+    import ast
+
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError:
+        return set()
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            skip.add(id(node.func))
+        elif isinstance(node, ast.Attribute):
+            skip.add(id(node.value))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
+
+
 def _variables(text: str, where: str) -> set[str]:
+    """The data columns a formula part uses.
+
+    formulaic's ``required_variables`` leaves out the arguments of its stateful
+    transforms (``center(x)``, ``scale(x)`` give nothing), so Python factors are
+    read here as well.
+    """
     from formulaic import Formula
 
     try:
-        return set(Formula(text).required_variables)
+        formula = Formula(text)
+        names = set(formula.required_variables)
+        for term in formula:
+            for factor in term.factors:
+                if getattr(factor.eval_method, "value", "") == "python":
+                    names |= _python_names(factor.expr)
+        return names
     except Exception as err:  # formulaic's parse errors, re-worded with the part they are in
         raise FormulaError(f"Cannot read the {where} '{text}': {err}") from None
 

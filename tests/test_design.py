@@ -10,6 +10,7 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.design import build_design, factor_codes, r_name
+from hierbayes.errors import FormulaError
 from hierbayes.formula import parse_formula
 
 
@@ -158,3 +159,15 @@ def test_fixed_part_transforms_and_interactions(sleepstudy):
         d = design("np.log(Reaction) ~ Days * I(Days**2) + (1 | Subject)", sleepstudy)
     assert d.fixef_names == ["(Intercept)", "Days", "I(Days ** 2)", "Days:I(Days ** 2)"]
     assert np.allclose(d.y, np.log(sleepstudy["Reaction"]))
+
+
+def test_columns_inside_stateful_transforms_are_found():
+    # formulaic's required_variables leaves out center()'s and scale()'s arguments
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"y": rng.normal(size=40), "x": rng.normal(size=40),
+                       "g": np.repeat(list("abcd"), 10)})
+    d = build_design(parse_formula("y ~ center(x) + (0 + scale(x) | g)"), df)
+    assert d.fixef_names == ["(Intercept)", "center(x)"]
+    np.testing.assert_allclose(d.X[:, 1], df["x"] - df["x"].mean())
+    with pytest.raises(FormulaError, match="Column 'z' in the fixed part is not in the data"):
+        build_design(parse_formula("y ~ center(z) + C(g, contr.treatment) + (1 | g)"), df)
