@@ -25,7 +25,7 @@ from .formula import ParsedFormula, RandomTerm, parse_formula
 from .model import Model
 from .priors import Prior, PriorTable
 from .results import BayesFit, LmerFit, Sims, Summary
-from .results.compare import anova, compare
+from .results.compare import anova, compare, loo_compare
 from .sampling import available_samplers
 
 __version__ = "0.1.0"
@@ -65,5 +65,6 @@ __all__ = [
     "datasets",
     "get_family",
     "lmer",
+    "loo_compare",
     "parse_formula",
 ]

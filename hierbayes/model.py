@@ -25,6 +25,8 @@ Examples
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -349,6 +351,59 @@ class Model:
             f"hierbayes.Model: {self.formula.formula}\n  family: {self.family}; "
             f"{d.n_obs} observations; groups: {groups or 'none'}"
         )
+
+    def prior_predictive(self, draws: int = 500, seed: int | None = None):
+        """Draws from the priors and of data sets from them (PyMC's ``sample_prior_predictive``).
+
+        Shows what the priors say before the data speak: a prior that puts
+        much mass on impossible responses (negative reaction times, means in
+        the millions) is worth tightening.
+
+        Returns
+        -------
+        arviz.InferenceData
+            Groups ``prior``, ``prior_predictive`` (under the observed
+            variable's name) and ``observed_data``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> m = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> m.prior_predictive(draws=50, seed=1).prior_predictive["Reaction"].shape  # doctest: +SKIP
+        (1, 50, 180)
+        """
+        import pymc as pm
+
+        if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+            raise ValueError(f"draws must be a positive integer, not {draws!r}")
+        log = logging.getLogger("pymc")
+        level = log.level
+        log.setLevel(logging.WARNING)  # PyMC logs the variables it samples; noise here
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return pm.sample_prior_predictive(draws=int(draws), model=self.pymc_model,
+                                                  random_seed=seed)
+        finally:
+            log.setLevel(level)
+
+    def plot_prior_predictive(self, draws: int = 500, seed: int | None = None, idata=None,
+                              num_pp_samples: int = 100, kind: str = "kde", **kwargs):
+        """ArviZ's ``plot_ppc`` of the prior predictive against the data; returns the Figure.
+
+        ``idata`` from :meth:`prior_predictive` is drawn when not given.
+        """
+        import arviz as az
+
+        idata = self.prior_predictive(draws, seed) if idata is None else idata
+        kwargs.setdefault("observed", True)  # ArviZ leaves the data out of prior checks
+        ax = az.plot_ppc(idata, group="prior", num_pp_samples=min(num_pp_samples, draws),
+                         random_seed=seed, kind=kind, **kwargs)
+        ax = np.ravel(ax)[0]
+        ax.set_title(f"Prior predictive check: {self.formula.formula}")
+        ax.set_ylabel("density" if kind == "kde" else "")
+        ax.set_xlabel(self.design.response_label)
+        return ax.figure
 
     def fit_reml(self):
         """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.reml`)."""

@@ -54,6 +54,11 @@ def bayes_refs() -> dict:
 
 
 @pytest.fixture(scope="session")
+def extra_refs() -> dict:
+    return _load("extra.json")
+
+
+@pytest.fixture(scope="session")
 def sleepstudy():
     return hb.datasets.load("sleepstudy")
 

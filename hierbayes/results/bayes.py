@@ -30,6 +30,25 @@ if TYPE_CHECKING:
     from ..sampling import Posterior, SamplingInfo
 
 
+def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
+    """Warn when PSIS-LOO's Pareto k is too high for some observations; return how many."""
+    from ..errors import HierbayesWarning
+
+    k = np.asarray(elpd.pareto_k)
+    threshold = float(getattr(elpd, "good_k", 0.7))
+    bad = int(np.sum(k > threshold))
+    if bad:
+        worst = [rows[i] for i in np.argsort(-k)[:5] if k[i] > threshold]
+        warnings.warn(
+            f"{label}: Pareto k above {threshold:.2f} for {bad} of {k.size} observations "
+            f"(worst rows {worst}, k up to {k.max():.2f}), so PSIS-LOO is unreliable "
+            "there. Those observations sway their groups' effects strongly; compare with "
+            "k-fold cross-validation (refit without each group) or a model with a heavier-"
+            "tailed response before trusting the ranking.",
+            HierbayesWarning, stacklevel=3)
+    return bad
+
+
 def _qnames(prob: float) -> tuple[str, str]:
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
@@ -291,6 +310,207 @@ class BayesFit:
             footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
         sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
         return Summary(header, sections, pd.DataFrame(table), fx, footer)
+
+    def predict_draws(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                      kind: str = "mean", allow_new_levels: bool = True,
+                      seed: int | None = None) -> np.ndarray:
+        """Posterior draws of predictions, ``(chains * draws, rows)``, as brms's
+        ``posterior_linpred`` / ``posterior_epred`` / ``posterior_predict``.
+
+        Arguments as :meth:`predict`.
+        """
+        from ..predict import posterior_draws
+
+        return posterior_draws(self, newdata, re_form, kind, allow_new_levels, seed)[0]
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None, kind: str = "mean",
+                allow_new_levels: bool = True, prob: float = 0.95, seed: int | None = None,
+                point: str = "mean") -> pd.DataFrame:
+        """Posterior predictions with credible intervals, one row per row of ``newdata``.
+
+        Parameters
+        ----------
+        newdata
+            Rows to predict (the fitted rows when None); contrasts and
+            transforms are the fit's.
+        re_form
+            None (all group effects), ``"~0"`` (population level, lme4's
+            ``re.form = NA``), or a formula naming some of the model's bars.
+        kind
+            ``"mean"``: the posterior of the expected response (the linear
+            predictor through the inverse link); ``"response"``: posterior
+            predictive draws of new observations (adds sigma or the family's
+            noise); ``"link"``: the linear predictor.
+        allow_new_levels
+            A level the fit never saw gets group effects drawn from the
+            fitted population distribution, per posterior draw (brms's
+            ``sample_new_levels = "gaussian"``), so its interval is wider than
+            a seen level's. False raises instead.
+        prob
+            Mass of the equal-tailed interval.
+        seed
+            Seed for new levels' effects and response draws.
+        point
+            ``"mean"`` or ``"median"`` for Estimate.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Estimate, Est.Error and the interval (``Q2.5``, ``Q97.5``), indexed
+            as ``newdata``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)",
+        ...                hb.datasets.load("sleepstudy")).fit(seed=1, progressbar=False)  # doctest: +SKIP
+        >>> fit.predict(pd.DataFrame({"Days": [5, 5], "Subject": ["308", "new"]}))  # doctest: +SKIP
+        """
+        from ..predict import iter_posterior_draws, prediction_rows
+
+        lo, hi = _qnames(prob)
+        if point not in ("mean", "median"):
+            raise ValueError(f"point must be 'mean' or 'median', not {point!r}.")
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
+        out = np.empty((rows.n_rows, 4))
+        for sl, draws in iter_posterior_draws(self, rows, kind, seed):
+            q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            est = np.median(draws, axis=0) if point == "median" else draws.mean(axis=0)
+            out[sl] = np.column_stack([est, draws.std(axis=0, ddof=1), q[0], q[1]])
+        return pd.DataFrame(out, index=rows.labels, columns=["Estimate", "Est.Error", lo, hi])
+
+    def posterior_predictive(self, seed: int | None = None):
+        """Draw a replicate of the data for every posterior draw; add them to ``idata``.
+
+        The draws use the fitted group effects (brms's ``posterior_predict``)
+        and land in ``idata.posterior_predictive`` under the observed
+        variable's name, ready for ArviZ's ``plot_ppc``.
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``self.idata``, now with a ``posterior_predictive`` group.
+        """
+        import xarray as xr
+
+        from ..predict import posterior_draws
+
+        idata = self.idata
+        y_rep, _ = posterior_draws(self, kind="response", seed=seed)
+        obs = idata.observed_data[self.model.observed_name].coords["obs"].to_numpy()
+        shape = (self.posterior.n_chains, self.posterior.n_draws, -1)
+        group = xr.Dataset(
+            {self.model.observed_name: (("chain", "draw", "obs"), y_rep.reshape(shape))},
+            coords={"chain": idata.posterior["chain"].to_numpy(),
+                    "draw": idata.posterior["draw"].to_numpy(), "obs": obs})
+        if "posterior_predictive" in idata.groups():
+            delattr(idata, "posterior_predictive")
+        idata.add_groups({"posterior_predictive": group})
+        return idata
+
+    def _y_rep(self, seed: int | None) -> np.ndarray:
+        idata = self.idata
+        if "posterior_predictive" not in idata.groups() or seed is not None:
+            self.posterior_predictive(seed)
+        values = idata.posterior_predictive[self.model.observed_name].to_numpy()
+        return values.reshape(-1, values.shape[-1])
+
+    def ppc_pvalues(self, group: str | bool | None = None,
+                    statistics: tuple[str, ...] = ("mean", "sd", "min", "max"),
+                    seed: int | None = None) -> pd.DataFrame:
+        """Posterior predictive p-values: ``P(T(y_rep) >= T(y))`` for each statistic.
+
+        Computed over the whole data and within each level of each grouping
+        factor (``group`` names one; False for the whole data only). Values
+        near 0 or 1 say the model does not reproduce that feature of the
+        data. Replicates come from ``idata.posterior_predictive`` (drawn with
+        ``seed`` when absent or when a seed is given).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns statistic, group (``"(all)"`` for the whole data), level,
+            observed, p.
+        """
+        from ..predict import ppc_pvalues
+
+        d = self.design
+        groups: dict[str, tuple[np.ndarray, list[str]]] = {}
+        if group is not False:
+            for b in d.blocks:
+                if group in (None, True, b.factor, b.group):
+                    groups.setdefault(b.factor, (b.index, b.levels))
+            if isinstance(group, str) and not groups:
+                raise KeyError(f"No grouping factor '{group}'. Factors: {list(d.ngrps())}")
+        return ppc_pvalues(d.y, self._y_rep(seed), groups, tuple(statistics))
+
+    def ppc_plot(self, num_pp_samples: int = 100, seed: int | None = None, kind: str = "kde",
+                 **kwargs: Any):
+        """ArviZ's posterior predictive plot (``plot_ppc``) of the response; returns the Figure.
+
+        ``kind`` is ``"kde"``, ``"cumulative"`` or ``"scatter"``; other
+        arguments go to :func:`arviz.plot_ppc`.
+        """
+        import arviz as az
+
+        self._y_rep(seed)
+        ax = az.plot_ppc(self.idata, num_pp_samples=num_pp_samples, random_seed=seed, kind=kind,
+                         **kwargs)
+        ax = np.ravel(ax)[0]
+        ax.set_title(f"Posterior predictive check: {self.design.formula.formula}")
+        ax.set_xlabel(self.design.response_label)
+        ax.set_ylabel("density" if kind == "kde" else ("cumulative probability" if kind == "cumulative"
+                                                       else ""))
+        return ax.figure
+
+    def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """``n`` new response vectors, each from a different posterior draw.
+
+        Each uses its draw's fixed and group effects and noise (brms's
+        ``posterior_predict`` with ``ndraws = n``), as lme4's ``simulate``
+        gives new responses from the fitted model.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_n``, one row per fitted observation.
+        """
+        from types import SimpleNamespace
+
+        from ..predict import posterior_draws
+        from ..sampling import Posterior
+
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"n must be a positive integer, not {n!r}")
+        post = self.posterior
+        S = post.n_chains * post.n_draws
+        if n > S:
+            raise ValueError(f"n ({n}) is more than the {S} posterior draws.")
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(S, size=n, replace=False))
+        # only the picked draws, as one chain, so a large data set is not predicted S times
+        chosen = Posterior({k: self._flat(k)[pick][None] for k in post.variables}, post.dims,
+                           post.coords, {})
+        y, labels = posterior_draws(SimpleNamespace(design=self.design, posterior=chosen),
+                                    kind="response", seed=rng)
+        return pd.DataFrame(y.T, index=labels, columns=[f"sim_{i + 1}" for i in range(n)])
+
+    def loo(self, warn: bool = True, label: str | None = None):
+        """PSIS-LOO (ArviZ's ``loo``, pointwise) on the conditional log-likelihood.
+
+        Warns (:class:`HierbayesWarning`) when Pareto k is above ArviZ's
+        threshold for some observations, naming how many, which rows, and
+        what to do; ``label`` names the fit in that message (its formula by
+        default).
+        """
+        import arviz as az
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            elpd = az.loo(self.idata, pointwise=True)
+        if warn:
+            warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
+        return elpd
 
     def __repr__(self) -> str:
         return str(self.summary())

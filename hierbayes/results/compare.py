@@ -168,3 +168,55 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
         "REML intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest."
     )
     return table
+
+
+def loo_compare(fits: dict[str, Any], warn: bool = True) -> pd.DataFrame:
+    """Compare Bayesian fits by PSIS-LOO, as ArviZ's ``compare`` (brms's ``loo_compare``).
+
+    Parameters
+    ----------
+    fits
+        Name -> :class:`~hierbayes.BayesFit`, all fitted to the same observations.
+    warn
+        Warn, per fit, when Pareto k is high for some observations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's table, best model first: rank, elpd_loo, p_loo, elpd_diff,
+        weight (stacking), se, dse, warning, scale.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> df = hb.datasets.load("sleepstudy")
+    >>> fits = {f: hb.Model(f, df).fit(seed=1, progressbar=False)
+    ...         for f in ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)"]}  # doctest: +SKIP
+    >>> hb.loo_compare(fits)  # doctest: +SKIP
+    """
+    import arviz as az
+
+    from .bayes import BayesFit
+
+    if not isinstance(fits, dict) or len(fits) < 2:
+        raise ValueError("loo_compare needs a dict of at least two named fits, e.g. "
+                         "{'slope': fit_a, 'intercept': fit_b}.")
+    for name, fit in fits.items():
+        if not isinstance(fit, BayesFit):
+            raise TypeError(f"'{name}' is a {type(fit).__name__}, not a Bayesian fit; LOO needs "
+                            "posterior draws. Compare REML/ML fits with hb.anova.")
+    sizes = {name: fit.design.n_obs for name, fit in fits.items()}
+    ys = [fit.design.y for fit in fits.values()]
+    if len(set(sizes.values())) > 1 or any(not np.array_equal(ys[0], y) for y in ys[1:]):
+        raise ValueError(f"The fits do not share their observations ({sizes} rows): LOO compares "
+                         "models of the same data only. Fit each on the same rows (drop missing "
+                         "values first).")
+    elpds = {name: fit.loo(warn=warn, label=f"'{name}' ({fit.design.formula.formula})")
+             for name, fit in fits.items()}
+    with warnings.catch_warnings():
+        # ArviZ repeats the Pareto k warning given above, and pandas warns about ArviZ's
+        # own calls; neither tells the user anything.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return az.compare(elpds, ic="loo")

@@ -197,6 +197,152 @@ class LmerFit:
         """Response minus fitted values."""
         return self.design.y - self.fitted()
 
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = True) -> pd.Series:
+        """Predictions as lme4's ``predict.merMod``: X beta plus the group effects kept.
+
+        Parameters
+        ----------
+        newdata
+            Rows to predict (the fitted rows when None). Contrasts and
+            transforms are those of the fit.
+        re_form
+            None (all group effects), ``"~0"`` (lme4's ``re.form = NA``:
+            population level), or a formula naming some of the model's bars.
+        allow_new_levels
+            A level the fit never saw gets the population prediction (its
+            group effect is 0, as lme4 with ``allow.new.levels = TRUE``);
+            False raises instead.
+
+        Returns
+        -------
+        pandas.Series
+            Indexed as ``newdata`` (or the fitted rows).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> new = pd.DataFrame({"Days": [0, 0], "Subject": ["308", "new"]})
+        >>> fit.predict(new).round(2).tolist()
+        [253.66, 251.41]
+        """
+        from ..predict import eta_point, prediction_rows
+
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
+        eta = eta_point(rows, self.estimates.beta, self.estimates.b)
+        return pd.Series(eta, index=rows.labels, name="fit")
+
+    def predict_interval(self, newdata: pd.DataFrame | None = None, n_sims: int = 1000,
+                         seed: int | None = None, prob: float = 0.95, re_form: Any = None,
+                         include_resid: bool = True, stat: str = "median") -> pd.DataFrame:
+        """Simulated prediction intervals, as merTools' ``predictInterval``.
+
+        Draws sigma, fixed effects and the fitted levels' group effects from
+        :meth:`sim` (arm::sim, theta held at its estimate), gives each new
+        level group effects from N(0, the fitted covariance), and adds a
+        residual N(0, sigma^2) draw unless ``include_resid`` is False.
+        merTools' default level is 0.8; ``prob`` here is 0.95 as elsewhere.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns fit (the draws' median, or mean with ``stat="mean"``),
+            lwr and upr, indexed as ``newdata``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> pi = fit.predict_interval(pd.DataFrame({"Days": [5], "Subject": ["308"]}), seed=1)
+        >>> list(pi.columns)
+        ['fit', 'lwr', 'upr']
+        """
+        from ..predict import eta_draws, new_level_effects, prediction_rows
+
+        if stat not in ("median", "mean"):
+            raise ValueError(f"stat must be 'median' or 'mean', not {stat!r}.")
+        if not 0 < prob < 1:
+            raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels=True)
+        rng = np.random.default_rng(seed)
+        sims = self.sim(n_sims, seed=rng)
+        b_new = []
+        for levels, S in zip(rows.new_levels, self.covariance(), strict=True):
+            chol = np.linalg.cholesky(S + 1e-12 * np.eye(len(S)))
+            b_new.append(new_level_effects(rng, len(levels), np.broadcast_to(chol, (n_sims, *chol.shape)))
+                         if levels else None)
+        draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
+        if include_resid:
+            draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None]
+        centre = np.median(draws, axis=0) if stat == "median" else draws.mean(axis=0)
+        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        return pd.DataFrame({"fit": centre, "lwr": lo, "upr": hi}, index=rows.labels)
+
+    def simulate(self, n: int = 1, seed: int | None = None, use_u: bool = False) -> pd.DataFrame:
+        """New responses from the fitted model, as lme4's ``simulate.merMod``.
+
+        Fixed effects and variance components stay at their estimates. With
+        ``use_u=False`` (lme4's default, ``re.form = NA``) every level gets new
+        group effects from N(0, the fitted covariance); with ``use_u=True`` the
+        fitted conditional modes are kept. Then a residual N(0, sigma^2) draw
+        is added.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_n``, one row per fitted observation.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.simulate(3, seed=1).shape
+        (180, 3)
+        """
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"n must be a positive integer, not {n!r}")
+        d = self.design
+        rng = np.random.default_rng(seed)
+        y = np.tile(d.X @ self.estimates.beta, (n, 1))
+        for blk, S, b_hat in zip(d.blocks, self.covariance(), self.estimates.b, strict=True):
+            if use_u:
+                b = np.broadcast_to(b_hat, (n, *b_hat.shape))
+            else:
+                chol = np.linalg.cholesky(S + 1e-12 * np.eye(len(S)))
+                b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
+            y += np.einsum("snq,nq->sn", b[:, blk.index], blk.Z)
+        y += rng.standard_normal(y.shape) * self.sigma
+        return pd.DataFrame(y.T, index=d.rows, columns=[f"sim_{i + 1}" for i in range(n)])
+
+    def refit(self, y: Any) -> LmerFit:
+        """The same model fitted to a new response vector, as lme4's ``refit``.
+
+        The optimiser starts at this fit's theta. ``y`` has one value per
+        fitted row (e.g. a column of :meth:`simulate`).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> again = fit.refit(fit.simulate(1, seed=2)["sim_1"])
+        >>> again.nobs
+        180
+        """
+        import dataclasses
+
+        from ..errors import DataError
+        from ..reml import fit_design
+
+        values = np.asarray(y, dtype=float).ravel()
+        if values.shape != (self.nobs,):
+            raise DataError(f"refit needs {self.nobs} response values (one per fitted row), "
+                            f"not {values.size}.")
+        if not np.isfinite(values).all():
+            raise DataError("refit's response has missing or infinite values.")
+        design = dataclasses.replace(self.design, y=values)
+        return fit_design(design, reml=self.reml, start=self.theta, optimizer=self.opt.optimizer)
+
     def summary(self) -> Summary:
         """lmer's summary: criterion, scaled residuals, random and fixed effects, their correlation."""
         d = self.design
