@@ -16,11 +16,11 @@ demo: $(STAMP)
 	$(PY) examples/sleepstudy.py
 
 test: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks
+	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks
+	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py
 
 clean-venv:
 	rm -rf $(VENV)

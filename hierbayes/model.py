@@ -392,6 +392,12 @@ class Model:
         """ArviZ's ``plot_ppc`` of the prior predictive against the data; returns the Figure.
 
         ``idata`` from :meth:`prior_predictive` is drawn when not given.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> m = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> m.plot_prior_predictive(draws=200, seed=1).savefig("prior.png")  # doctest: +SKIP
         """
         import arviz as az
 

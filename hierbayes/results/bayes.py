@@ -1,4 +1,4 @@
-"""What a Bayesian fit reports: lmer's summary, fixef, ranef, coef and varcorr.
+"""What a Bayesian fit reports: lmer's summary, fixef, ranef, coef and varcorr; predictions.
 
 Point estimates are posterior means (``point="median"`` for medians);
 intervals are equal-tailed credible intervals (95% unless ``prob`` says
@@ -9,8 +9,11 @@ Examples
 --------
 >>> import hierbayes as hb
 >>> model = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
->>> fit = model.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
->>> fit.fixef()  # doctest: +SKIP
+>>> fit = model.fit(draws=500, tune=500, chains=2, seed=1, progressbar=False, check=False)
+>>> fit.fixef().index.tolist()
+['(Intercept)', 'Days']
+
+The methods' examples use this ``fit`` (the doctests get it from ``conftest.py``).
 """
 
 from __future__ import annotations
@@ -318,6 +321,13 @@ class BayesFit:
         ``posterior_linpred`` / ``posterior_epred`` / ``posterior_predict``.
 
         Arguments as :meth:`predict`.
+
+        Examples
+        --------
+        >>> draws = fit.predict_draws(pd.DataFrame({"Days": [9], "Subject": ["new"]}),
+        ...                           kind="response", seed=1)
+        >>> draws.shape  # chains * draws, rows
+        (1000, 1)
         """
         from ..predict import posterior_draws
 
@@ -390,6 +400,11 @@ class BayesFit:
         -------
         arviz.InferenceData
             ``self.idata``, now with a ``posterior_predictive`` group.
+
+        Examples
+        --------
+        >>> fit.posterior_predictive(seed=1).posterior_predictive["Reaction"].shape
+        (2, 500, 180)
         """
         import xarray as xr
 
@@ -431,6 +446,14 @@ class BayesFit:
         pandas.DataFrame
             Columns statistic, group (``"(all)"`` for the whole data), level,
             observed, p.
+
+        Examples
+        --------
+        >>> p = fit.ppc_pvalues(seed=1)
+        >>> p[p["group"] == "(all)"]["statistic"].tolist()
+        ['mean', 'sd', 'min', 'max']
+        >>> bool(p["p"].between(0, 1).all())
+        True
         """
         from ..predict import ppc_pvalues
 
@@ -450,6 +473,12 @@ class BayesFit:
 
         ``kind`` is ``"kde"``, ``"cumulative"`` or ``"scatter"``; other
         arguments go to :func:`arviz.plot_ppc`.
+
+        Examples
+        --------
+        >>> fig = fit.ppc_plot(num_pp_samples=50, seed=1)
+        >>> fig.axes[0].get_xlabel()
+        'Reaction'
         """
         import arviz as az
 
@@ -474,6 +503,11 @@ class BayesFit:
         -------
         pandas.DataFrame
             Columns ``sim_1`` ... ``sim_n``, one row per fitted observation.
+
+        Examples
+        --------
+        >>> fit.simulate(10, seed=1).shape
+        (180, 10)
         """
         from types import SimpleNamespace
 
@@ -502,6 +536,15 @@ class BayesFit:
         threshold for some observations, naming how many, which rows, and
         what to do; ``label`` names the fit in that message (its formula by
         default).
+
+        Examples
+        --------
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # a few observations have high Pareto k
+        ...     elpd = fit.loo()
+        >>> len(elpd.pareto_k)
+        180
         """
         import arviz as az
 
