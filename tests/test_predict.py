@@ -336,3 +336,25 @@ def test_prediction_rows_for_fitted_data(reml):
     rows = prediction_rows(reml.design)
     np.testing.assert_array_equal(rows.index[0], reml.design.blocks[0].index)
     assert rows.new_levels == [[]]
+
+
+def test_blocks_of_rows_give_the_same_draws(brms_fit, newdata):
+    from hierbayes.predict import iter_posterior_draws
+
+    rows = prediction_rows(brms_fit.design, newdata)
+    whole = np.concatenate([d for _, d in iter_posterior_draws(brms_fit, rows, "response", seed=4)],
+                           axis=1)
+    # 4000 values per block: one row at a time; the new subject's effects stay shared
+    parts = list(iter_posterior_draws(brms_fit, rows, "response", seed=4, max_values=4000))
+    assert len(parts) == 6
+    blocks = np.concatenate([d for _, d in parts], axis=1)
+    assert whole.shape == blocks.shape == (4000, 6)
+    # response draws add noise drawn per block, so only their distribution matches
+    assert np.abs(whole.mean(axis=0) - blocks.mean(axis=0)).max() < 0.1 * whole.std(axis=0).min()
+    link = np.concatenate([d for _, d in iter_posterior_draws(brms_fit, rows, "link", seed=4,
+                                                              max_values=4000)], axis=1)
+    # the same draws (BLAS may round a row block's product differently in the last bit)
+    np.testing.assert_allclose(link, brms_fit.predict_draws(newdata, kind="link", seed=4), rtol=1e-13)
+    # rows 4-6 (new subject, Days 0/5/9) share one draw of its intercept and slope: the
+    # Days 0 and Days 9 predictions are correlated through the intercept
+    assert np.corrcoef(link[:, 3], link[:, 5])[0, 1] > 0.2
