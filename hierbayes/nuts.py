@@ -57,8 +57,9 @@ def compile_kernels() -> float:
 class _Progress:
     """A one-line text progress bar over all chains, redrawn from a polling thread."""
 
-    def __init__(self, total: int, chains: int, enabled: bool) -> None:
+    def __init__(self, total: int, chains: int, enabled: bool, label: str | None = None) -> None:
         self.total, self.chains, self.enabled = total, chains, enabled
+        self.label = label or f"Sampling {chains} chains"
         self.start = time.perf_counter()
         # Redraw in place on a terminal or in Jupyter; elsewhere (logs, pipes) print the last line only.
         self.live = sys.stderr.isatty() or "ipykernel" in sys.modules
@@ -72,7 +73,7 @@ class _Progress:
         elapsed = time.perf_counter() - self.start
         eta = elapsed / frac - elapsed if frac > 0 else 0.0
         sys.stderr.write(
-            f"\rSampling {self.chains} chains |{bar}| {frac:4.0%} "
+            f"\r{self.label} |{bar}| {frac:4.0%} "
             f"{done}/{self.total} [{elapsed:4.1f}s elapsed, {eta:4.1f}s left]"
         )
         if final:

@@ -90,8 +90,27 @@ class LmerFit:
         on_bound = np.isfinite(self.deviance_function.lower)
         return bool(np.any(self.theta[on_bound] < tol))
 
-    def fixef(self) -> pd.DataFrame:
-        """Fixed effects with standard errors and t values."""
+    def fixef(self, ddf: str | None = None) -> pd.DataFrame:
+        """Fixed effects with standard errors and t values; with ``ddf``, df and p-values too.
+
+        Parameters
+        ----------
+        ddf
+            None (lme4: no p-values), ``"satterthwaite"`` or ``"kenward-roger"``
+            (lmerTest's df and ``Pr(>|t|)``; Kenward-Roger also adjusts the
+            SEs), or ``"z"`` (t read as a standard normal). See :mod:`hierbayes.ddf`.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.fixef(ddf="satterthwaite")["df"].round(2).tolist()
+        [17.0, 17.0]
+        """
+        if ddf is not None:
+            from ..ddf import fixef_tests
+
+            return fixef_tests(self, ddf)
         est = self.estimates
         se = np.sqrt(np.diag(est.vcov_beta))
         return pd.DataFrame({"Estimate": est.beta, "Std. Error": se, "t value": est.beta / se},
@@ -329,8 +348,6 @@ class LmerFit:
         >>> again.nobs
         180
         """
-        import dataclasses
-
         from ..errors import DataError
         from ..reml import fit_design
 
@@ -340,15 +357,23 @@ class LmerFit:
                             f"not {values.size}.")
         if not np.isfinite(values).all():
             raise DataError("refit's response has missing or infinite values.")
-        design = dataclasses.replace(self.design, y=values)
-        return fit_design(design, reml=self.reml, start=self.theta, optimizer=self.opt.optimizer)
+        dev = self.deviance_function.with_response(values)
+        return fit_design(dev.design, reml=self.reml, start=self.theta, optimizer=self.opt.optimizer,
+                          deviance=dev)
 
-    def summary(self) -> Summary:
-        """lmer's summary: criterion, scaled residuals, random and fixed effects, their correlation."""
+    def summary(self, ddf: str | None = None) -> Summary:
+        """lmer's summary: criterion, scaled residuals, random and fixed effects, their correlation.
+
+        ``ddf`` adds df and p-values to the fixed effects as lmerTest's summary
+        does (``"satterthwaite"``, ``"kenward-roger"``, or ``"z"``); see :meth:`fixef`.
+        """
         d = self.design
         method = "REML" if self.reml else "maximum likelihood"
+        tests = {"satterthwaite": "Satterthwaite's method", "kenward-roger": "Kenward-Roger's method",
+                 "z": "the standard normal (t as z)"}
         header = [
-            f"Linear mixed model fit by {method}",
+            f"Linear mixed model fit by {method}"
+            + (f". t-tests use {tests[_ddf_key(ddf)]}" if ddf is not None else ""),
             f"Formula: {d.formula.formula}",
             f"   Data: {d.data_name}",
             "",
@@ -372,8 +397,16 @@ class LmerFit:
                           "Std.Dev.": row["sdcor"], "Corr": cors})
         lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", "Corr"], cells, {2, 3})
         lines.append(obs_line(d))
-        fx = self.fixef()
-        fx_text = fx.map(num).to_string()
+        fx = self.fixef(ddf)
+        fx_text = fx.copy()
+        for col in fx.columns:
+            if col.startswith("Pr("):
+                fx_text[col] = [_pvalue(v) for v in fx[col]]
+            elif col == "df":
+                fx_text[col] = [f"{v:.2f}" for v in fx[col]]
+            else:
+                fx_text[col] = [num(v) for v in fx[col]]
+        fx_text = fx_text.to_string()
         sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", "\n".join(lines)),
                     ("\nFixed effects:", fx_text)]
         if len(fx) > 1:
@@ -394,6 +427,21 @@ class LmerFit:
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
+
+
+def _ddf_key(ddf: str) -> str:
+    from ..ddf import METHODS
+
+    key = str(ddf).lower().replace("_", "-").replace(" ", "-")
+    key = {"kr": "kenward-roger", "kenwardroger": "kenward-roger", "normal": "z"}.get(key, key)
+    if key not in METHODS:
+        raise ValueError(f"ddf must be one of {list(METHODS)}, not {ddf!r}.")
+    return key
+
+
+def _pvalue(p: float) -> str:
+    """R's format.pval: three significant digits, and '< 2e-16' below machine precision."""
+    return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
 
 
 def _abbreviate(name: str, width: int = 6) -> str:
