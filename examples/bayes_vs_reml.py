@@ -6,7 +6,8 @@ How much did the priors, and the uncertainty in the variance components, move
 the estimates? With 18 subjects the posterior SDs sit a little above the REML
 estimates; the fixed effects barely move. arm::sim-style intervals hold the
 variance components at their REML estimates, so they are narrower than the
-posterior's.
+posterior's. Then the REML side's p-values (lmerTest) and intervals (lme4's
+profile and bootstrap).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main() -> None:
     sims = reml.sim(n_sims=4000, seed=1).summary()
     print("\narm::sim (theta held at its REML estimate):")
     print(sims[sims["kind"].isin(["fixef", "sigma"])].to_string(index=False))
+
+    print("\nlmerTest's summary: Satterthwaite df and p-values")
+    print(reml.fixef(ddf="satterthwaite").round(4))
+    print("\nlme4's 95% intervals: profile (default) and parametric bootstrap")
+    print(reml.confint(method="profile").round(3))
+    print(reml.confint(method="boot", n_sims=500, seed=1).round(3))
 
     print("\nLikelihood-ratio test of the Days slope (refitted by ML):")
     noslope = hb.lmer("Reaction ~ 1 + (Days | Subject)", df)

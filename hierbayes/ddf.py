@@ -206,7 +206,7 @@ def kenward_roger(fit: LmerFit) -> pd.DataFrame:
     HH = [Gi @ Vinv for Gi in G]
     OO = [H @ X for H in HH]
     k = len(G)
-    P = [-(O.T @ TT) for O in OO]
+    P = [-(o.T @ TT) for o in OO]
     P = [(m + m.T) / 2 for m in P]
     Q = {(i, j): OO[i].T @ Vinv @ OO[j] for i in range(k) for j in range(i, k)}
     IE2 = np.empty((k, k))

@@ -314,6 +314,41 @@ class BayesFit:
         sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
         return Summary(header, sections, pd.DataFrame(table), fx, footer)
 
+    def icc(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
+        """The posterior of the intraclass correlation of each random-intercept term.
+
+        Per draw, the term's variance over the total: every term's variance
+        plus sigma^2 (gaussian) or pi^2 / 3, the logistic latent residual
+        (bernoulli). Random-slope terms have no single ICC; see
+        :meth:`hierbayes.LmerFit.marginal_cov` for the REML fit.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group: Estimate, Est.Error and the interval.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> m = hb.Model("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+        >>> m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False).icc().index.tolist()
+        ['Subject']
+        """
+        from ..errors import DataError
+
+        d = self.design
+        bad = [b.term.source for b in d.blocks if b.terms != ["(Intercept)"]]
+        if bad:
+            raise DataError(f"The ICC is defined for random-intercept terms only; {', '.join(bad)} "
+                            "vary more than the intercept, so the correlation depends on the covariates.")
+        if d.family.name == "poisson":
+            raise DataError("An ICC for the poisson family depends on the mean; it is not computed.")
+        variances = {b.group: self._flat(f"sd_{b.group}")[:, 0] ** 2 for b in d.blocks}
+        residual = self._flat("sigma") ** 2 if d.family.has_sigma else np.pi**2 / 3
+        total = sum(variances.values()) + residual
+        rows = {g: _describe(v / total, prob, point) for g, v in variances.items()}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
     def predict_draws(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                       kind: str = "mean", allow_new_levels: bool = True,
                       seed: int | None = None) -> np.ndarray:

@@ -179,6 +179,129 @@ class LmerFit:
             out[col] = pd.Series([r[col] for r in rows], dtype=object)
         return out
 
+    def confint(self, method: str = "profile", level: float = 0.95, n_sims: int = 500,
+                seed: int | None = None, progressbar: bool = True,
+                n_jobs: int | None = 1) -> pd.DataFrame:
+        """Confidence intervals for every parameter, as lme4's ``confint.merMod``.
+
+        Parameters
+        ----------
+        method
+            ``"profile"`` (likelihood profile, lme4's default), ``"wald"``
+            (fixed effects only; variance components NA) or ``"boot"``
+            (parametric bootstrap, percentile intervals).
+        level
+            Confidence level.
+        n_sims, seed, progressbar, n_jobs
+            For ``"boot"``: replicates, seed (the same seed gives the same
+            intervals, whatever ``n_jobs``), a progress bar, worker processes.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows named as lme4's ``oldNames = FALSE`` (``sd_(Intercept)|Subject``,
+            ``cor_Days.(Intercept)|Subject``, ``sigma``, fixed effects); columns
+            ``2.5 %`` and ``97.5 %``. A bootstrap's replicates are in
+            ``.attrs["replicates"]``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.confint(method="wald").loc["Days"].round(3).tolist()
+        [7.438, 13.497]
+        """
+        from .. import confint as ci
+
+        key = str(method).lower()
+        if key == "wald":
+            return ci.wald(self, level)
+        if key in ("boot", "bootstrap"):
+            return ci.boot(self, level, n_sims, seed, progressbar, n_jobs)
+        if key == "profile":
+            from ..profile import profile_confint
+
+            return profile_confint(self, level)
+        raise ValueError(f"method must be 'profile', 'wald' or 'boot', not {method!r}.")
+
+    def icc(self) -> pd.Series:
+        """Intraclass correlations of a random-intercept model.
+
+        For each random-intercept term, its variance over the total variance
+        (every term's plus the residual's): the correlation of two
+        observations that share that group and no other. Models with random
+        slopes have no single ICC (it depends on the covariates); use
+        :meth:`marginal_cov` there.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.icc().round(4).to_dict()
+        {'Subject': 0.5893}
+        """
+        from ..errors import DataError
+
+        d = self.design
+        bad = [b.term.source for b in d.blocks if b.terms != ["(Intercept)"]]
+        if bad:
+            raise DataError(
+                f"The ICC is defined for random-intercept terms only; {', '.join(bad)} vary "
+                "more than the intercept, so the correlation depends on the covariates. Use "
+                "marginal_cov(group=..., level=...) for the implied covariance of a group's rows.")
+        variances = [float(S[0, 0]) for S in self.covariance()]
+        total = sum(variances) + self.sigma**2
+        return pd.Series({b.group: v / total for b, v in zip(d.blocks, variances, strict=True)},
+                         name="ICC")
+
+    def marginal_cov(self, group: str | None = None, level: Any = None) -> pd.DataFrame:
+        """The marginal covariance of one group's observations: sigma^2 (Z Lambda Lambda' Z' + I).
+
+        Every random-effect term contributes where two of the rows share its
+        level (so crossed terms add in too); the residual adds sigma^2 on the
+        diagonal.
+
+        Parameters
+        ----------
+        group
+            A grouping factor (the first one when None).
+        level
+            Its level, by label (``308`` or ``"308"``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows and columns labelled by the data's row labels.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.marginal_cov("Subject", 308).shape
+        (10, 10)
+        """
+        from ..design import _label
+        from ..errors import DataError
+
+        d = self.design
+        factors = [b for b in d.blocks if group in (None, b.factor, b.group)]
+        if not factors:
+            raise DataError(f"No grouping factor '{group}'. Factors: {list(d.ngrps())}")
+        blk = factors[0]
+        if level is None:
+            raise DataError(f"Name a level of '{blk.factor}', e.g. level={blk.levels[0]!r}.")
+        label = _label(level)
+        if label not in blk.levels:
+            raise DataError(f"'{blk.factor}' has no level {level!r}; its levels include "
+                            f"{blk.levels[:10]}.")
+        rows = np.flatnonzero(blk.index == blk.levels.index(label))
+        V = self.sigma**2 * np.eye(len(rows))
+        for b, S in zip(d.blocks, self.covariance(), strict=True):
+            Z, idx = b.Z[rows], b.index[rows]
+            V += (idx[:, None] == idx[None, :]) * (Z @ S @ Z.T)
+        labels = d.rows[rows]
+        return pd.DataFrame(V, index=labels, columns=labels)
+
     def sim(self, n_sims: int = 1000, seed: int | None = None) -> Sims:
         """arm::sim: draws of sigma, fixed effects and group effects with theta held fixed.
 
