@@ -33,7 +33,7 @@ def main() -> None:
     print(sims[sims["kind"].isin(["fixef", "sigma"])].to_string(index=False))
 
     print("\nlmerTest's summary: Satterthwaite df and p-values")
-    print(reml.fixef(ddf="satterthwaite").round(4))
+    print(reml.fixef(ddf="satterthwaite").to_string(float_format="{:.4g}".format))
     print("\nlme4's 95% intervals: profile (default) and parametric bootstrap")
     print(reml.confint(method="profile").round(3))
     print(reml.confint(method="boot", n_sims=500, seed=1).round(3))
