@@ -25,7 +25,7 @@ lint: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-.PHONY: bench bench-reml bench-deps sbc
+.PHONY: bench bench-reml bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -39,3 +39,7 @@ bench-reml: bench-deps
 # Simulation-based calibration (about a minute per 200 replicates); results in docs/sbc/.
 sbc: $(STAMP)
 	$(PY) benchmarks/sbc.py
+
+# The figures of docs/gallery.md, drawn from sleepstudy by examples/pooling.py.
+gallery: $(STAMP)
+	$(PY) examples/pooling.py --gallery

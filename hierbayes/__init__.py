@@ -38,6 +38,10 @@ def __getattr__(name: str):
         from .reml import lmer
 
         return lmer
+    if name == "plot_compare":
+        from .plots import plot_compare
+
+        return plot_compare
     raise AttributeError(f"module 'hierbayes' has no attribute {name!r}")
 
 __all__ = [
@@ -67,4 +71,5 @@ __all__ = [
     "lmer",
     "loo_compare",
     "parse_formula",
+    "plot_compare",
 ]

@@ -167,6 +167,9 @@ class Design:
         Fixed-effect columns dropped as aliased.
     data_name
         The data's name for printing (``df.attrs["name"]`` or ``"data"``).
+    frame
+        A copy of the columns the formula uses, rows as fitted (for plots and
+        typical values of predictors); the user's DataFrame is never kept.
     """
 
     formula: ParsedFormula
@@ -182,6 +185,7 @@ class Design:
     dropped_rows: int = 0
     dropped_columns: list[str] = field(default_factory=list)
     data_name: str = "data"
+    frame: pd.DataFrame | None = None
 
     @property
     def n_obs(self) -> int:
@@ -491,4 +495,5 @@ def build_design(
         dropped_rows=dropped,
         dropped_columns=dropped_cols,
         data_name=str(data.attrs.get("name", "data")),
+        frame=frame,
     )

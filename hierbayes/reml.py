@@ -153,7 +153,8 @@ class Deviance:
 
         y = np.asarray(y, dtype=float)
         new = copy.copy(self)
-        new.design = dataclasses.replace(self.design, y=y)
+        # the stored data frame holds the old response; a refit has none to plot from
+        new.design = dataclasses.replace(self.design, y=y, frame=None)
         D = sp.hstack([self._D[:, :-1], sp.csr_matrix(y[:, None])], format="csr")
         new._D = D
         new.AD1 = sp.vstack([self.AD1[:-1], sp.csr_matrix(self._Z1.T @ y)], format="csr")

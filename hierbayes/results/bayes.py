@@ -122,9 +122,12 @@ class BayesFit:
         values = self.posterior[name]
         return values.reshape(-1, *values.shape[2:])
 
-    def _headline(self) -> dict[str, np.ndarray]:
-        """Each headline scalar's (chain, draw) draws, keyed by a readable name."""
-        post = self.posterior
+    def _headline(self, post: Any = None) -> dict[str, np.ndarray]:
+        """Each headline scalar's (chain, draw) draws, keyed by a readable name.
+
+        ``post`` is another set of draws with the same variables (the prior's).
+        """
+        post = self.posterior if post is None else post
         out: dict[str, np.ndarray] = {}
         if "fixef" in post:
             for i, n in enumerate(self.design.fixef_names):
@@ -589,6 +592,52 @@ class BayesFit:
         if warn:
             warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
         return elpd
+
+    # ----- plots (hierbayes.plots); each returns a matplotlib Figure -----
+
+    def plot_caterpillar(self, group: str | None = None, prob: float = 0.95, **kwargs: Any):
+        """Each level's group effect with its credible interval, sorted; one panel per term."""
+        from ..plots import plot_caterpillar
+
+        return plot_caterpillar(self, group, prob, **kwargs)
+
+    def plot_groups(self, x: str, groups: list | None = None, group: str | None = None,
+                    pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
+                    **kwargs: Any):
+        """The data faceted by group with partial-, no- and complete-pooling lines."""
+        from ..plots import plot_groups
+
+        return plot_groups(self, x, groups, group, pooling, max_groups, **kwargs)
+
+    def plot_shrinkage(self, group: str | None = None):
+        """No-pooling estimates moving to the mixed model's, group by group."""
+        from ..plots import plot_shrinkage
+
+        return plot_shrinkage(self, group)
+
+    def plot_effect(self, x: str, prob: float = 0.95, data: bool = True):
+        """The population regression curve of ``x`` with its credible band."""
+        from ..plots import plot_effect
+
+        return plot_effect(self, x, prob, data=data)
+
+    def plot_diagnostics(self):
+        """Residuals against fitted values, and normal QQ plots of residuals and group effects."""
+        from ..plots import plot_diagnostics
+
+        return plot_diagnostics(self)
+
+    def plot_trace(self, max_params: int = 12):
+        """Each chain's density and trace for the fixed effects, SDs, correlations and sigma."""
+        from ..plots import plot_trace
+
+        return plot_trace(self, max_params)
+
+    def plot_prior_posterior(self, draws: int = 2000, seed: int | None = 1, max_params: int = 12):
+        """Prior against posterior density for each headline parameter."""
+        from ..plots import plot_prior_posterior
+
+        return plot_prior_posterior(self, draws, seed, max_params)
 
     def __repr__(self) -> str:
         return str(self.summary())

@@ -545,6 +545,41 @@ class LmerFit:
             footer.append("boundary (singular) fit: see help('isSingular')")
         return Summary(header, sections, pd.DataFrame(table), fx, footer)
 
+    # ----- plots (hierbayes.plots); each returns a matplotlib Figure -----
+
+    def plot_caterpillar(self, group: str | None = None, prob: float = 0.95, **kwargs: Any):
+        """Each level's conditional mode with its conditional-SD interval, sorted; a panel per term."""
+        from ..plots import plot_caterpillar
+
+        return plot_caterpillar(self, group, prob, **kwargs)
+
+    def plot_groups(self, x: str, groups: list | None = None, group: str | None = None,
+                    pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
+                    **kwargs: Any):
+        """The data faceted by group with partial-, no- and complete-pooling lines."""
+        from ..plots import plot_groups
+
+        return plot_groups(self, x, groups, group, pooling, max_groups, **kwargs)
+
+    def plot_shrinkage(self, group: str | None = None):
+        """No-pooling estimates moving to the mixed model's, group by group."""
+        from ..plots import plot_shrinkage
+
+        return plot_shrinkage(self, group)
+
+    def plot_effect(self, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
+                    data: bool = True):
+        """The population regression curve of ``x`` with an ``arm::sim`` band."""
+        from ..plots import plot_effect
+
+        return plot_effect(self, x, prob, n_sims, seed, data)
+
+    def plot_diagnostics(self):
+        """Residuals against fitted values, and normal QQ plots of residuals and group effects."""
+        from ..plots import plot_diagnostics
+
+        return plot_diagnostics(self)
+
     def __repr__(self) -> str:
         return str(self.summary())
 
