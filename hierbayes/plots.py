@@ -209,7 +209,8 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
     pooling
         Which lines to draw: ``"partial"`` (the mixed model's prediction for
         the group, other predictors at their means or reference levels),
-        ``"none"`` (a least-squares line fitted to the group alone) and
+        ``"none"`` (a least-squares line fitted to the group alone; other
+        grouping factors' effects are left out of the partial-pooling line) and
         ``"complete"`` (one least-squares line through all the data).
     """
     unknown = set(pooling) - {"partial", "none", "complete"}
@@ -238,7 +239,10 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
             for col, value in zip(blk.term.group, lv.split(":"), strict=True):
                 g[col] = _column_value(frame[col], value)
             rows.append(g)
-        partial = _predict_mean(fit, pd.concat(rows, ignore_index=True)).reshape(len(shown), -1)
+        # this factor's effects only: crossed factors stay at the population level
+        bars = " + ".join(str(b.term) for b in fit.design.blocks if b.factor == factor)
+        partial = _predict_mean(fit, pd.concat(rows, ignore_index=True), re_form=f"~ {bars}")
+        partial = partial.reshape(len(shown), -1)
     fig, axes = _figure(len(shown), ncols=ncols or min(len(shown), 6), panel=(2.4, 2.1),
                         sharex=True, sharey=True)
     for k, (ax, lv) in enumerate(zip(axes, shown, strict=True)):

@@ -205,3 +205,15 @@ def test_html_tables(sleep_fit, sleep_reml):
     with pytest.warns(hb.HierbayesWarning, match="refitting"):
         table = hb.anova(hb.lmer("Reaction ~ Days + (1 | Subject)", sleep_reml.design.frame), sleep_reml)
     assert "<table" in table._repr_html_()
+
+
+def test_groups_leave_crossed_factors_at_the_population(pupils_reml):
+    # the partial-pooling line of secondary school k is the fixed effects plus k's effect only,
+    # whatever the primary schools' effects
+    fig = pupils_reml.plot_groups("ses", group="secondary_school_id", groups=["1"], pooling=("partial",))
+    (line,) = data_lines(fig.axes[0])
+    fx = pupils_reml.fixef()["Estimate"]
+    r = pupils_reml.ranef()
+    u = r[(r["group"] == "secondary_school_id") & (r["level"] == "1")]["Estimate"].iloc[0]
+    expected = fx["(Intercept)"] + u  # sex at its reference level; ses "lowest" comes first
+    assert line.get_ydata()[0] == pytest.approx(expected, rel=1e-12)
