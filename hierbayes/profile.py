@@ -212,12 +212,15 @@ def profile_confint(fit: LmerFit, level: float = 0.95) -> pd.DataFrame:
     pandas.DataFrame
         Rows as :func:`hierbayes.confint.param_names`, columns ``2.5 %`` and ``97.5 %``.
     """
+    from .confint import one_blas_thread
+
     _check_level(level)
     z = stats.norm.ppf(0.5 + level / 2)
-    prof = Profiler(fit)
     rows = []
-    for k in range(len(prof.names)):
-        lo = prof.lower[k] if k < prof.n_vc and prof.x_hat[k] <= prof.lower[k] else prof.endpoint(k, -z)
-        hi = prof.endpoint(k, z)
-        rows.append((lo, hi))
+    with one_blas_thread(fit):
+        prof = Profiler(fit)
+        for k in range(len(prof.names)):
+            at_bound = k < prof.n_vc and prof.x_hat[k] <= prof.lower[k]
+            lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
+            rows.append((lo, prof.endpoint(k, z)))
     return pd.DataFrame(rows, index=prof.names, columns=_columns(level))
