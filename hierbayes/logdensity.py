@@ -595,6 +595,41 @@ def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:
             np.array(etas, dtype=float), pri[0], pri[1], misc)
 
 
+def _term_ratios(blk, resid: np.ndarray) -> list[float] | None:
+    """Per term of a block, how much its levels' rows say against the spread of its effects.
+
+    Each level's own least-squares coefficients (residuals on the block's
+    columns) scatter by the effects' variance plus their sampling variance;
+    the moment estimate of the first over the typical second is the term's
+    ratio. None when fewer than three levels have rows enough for their own fit.
+    """
+    q = blk.n_terms
+    coefs, samp, rss, dof = [], [], 0.0, 0
+    order = np.argsort(blk.index, kind="stable")
+    bounds = np.searchsorted(blk.index[order], np.arange(blk.n_levels + 1))
+    for k in range(blk.n_levels):
+        rows = order[bounds[k] : bounds[k + 1]]
+        if len(rows) <= q:
+            continue
+        Z = blk.Z[rows]
+        ZtZ = Z.T @ Z
+        if np.linalg.cond(ZtZ) > 1e10:
+            continue
+        inv = np.linalg.inv(ZtZ)
+        b = inv @ (Z.T @ resid[rows])
+        r = resid[rows] - Z @ b
+        rss += float(r @ r)
+        dof += len(rows) - q
+        coefs.append(b)
+        samp.append(np.diag(inv))
+    if len(coefs) < 3 or dof == 0:
+        return None
+    s2 = rss / dof
+    coefs, samp = np.array(coefs), s2 * np.array(samp)
+    between = np.maximum(coefs.var(axis=0, ddof=1) - samp.mean(axis=0), 0.0)
+    return list(between / np.median(samp, axis=0))
+
+
 def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
     """Per block, centre its group effects when the data say more than the prior.
 
@@ -606,6 +641,11 @@ def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
     Girolami 2013). Before sampling, SDs are unknown, so the ratio uses a
     cheap moment guess: the block's share of the residual variance of the
     response after the fixed effects, split evenly over the blocks.
+
+    A block of several terms (an intercept and slopes) is centred only when
+    every term is well informed (:func:`_term_ratios`): centring a block whose
+    slope SD is small beside what its rows can resolve put a funnel on that SD,
+    and the full model's divergences in SBC all came from such blocks.
     """
     if not design.blocks:
         return []
@@ -616,6 +656,11 @@ def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
     resid = y - X @ beta if X.shape[1] else y - y.mean()
     out = []
     for blk in design.blocks:
+        if blk.n_terms > 1:
+            ratios = _term_ratios(blk, resid)
+            if ratios is not None:
+                out.append(bool(min(ratios) > threshold))
+                continue
         counts = np.bincount(blk.index, minlength=blk.n_levels).astype(float)
         # between-level share of the residual variance, by a one-way ANOVA on this factor
         means = np.bincount(blk.index, weights=resid, minlength=blk.n_levels) / np.maximum(counts, 1)

@@ -296,3 +296,26 @@ def test_collapsed_block_beside_others_has_an_exact_gradient(extra_data):
     assert [b.group for b in model.design.blocks][packed.collapsed] == "Subject"
     theta = packed.initial_point(2) + np.random.default_rng(3).normal(0, 0.3, packed.dim)
     np.testing.assert_allclose(packed.logp_grad(theta)[1], _fd_grad(packed, theta), rtol=1e-5, atol=1e-5)
+
+
+def _slopes_data(sd_int: float, sd_x: float, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(20), 10)
+    x = rng.normal(size=g.size)
+    u = rng.normal(0, sd_int, 20)[g] + rng.normal(0, sd_x, 20)[g] * x
+    return pd.DataFrame({"y": 1 + 0.5 * x + u + rng.normal(0, 1, g.size), "x": x, "g": g})
+
+
+@pytest.mark.parametrize("sd_int, sd_x, centred", [
+    (2.0, 2.0, True),    # both terms well informed by each group's 10 rows
+    (2.0, 0.05, False),  # the slope's SD is tiny: centring would put a funnel on it
+    (0.05, 2.0, False),
+    (0.05, 0.05, False),
+])
+def test_a_block_is_centred_only_when_every_term_is_informed(sd_int, sd_x, centred):
+    from hierbayes.logdensity import choose_centring
+
+    design = hb.Model("y ~ x + (x | g)", _slopes_data(sd_int, sd_x)).design
+    assert choose_centring(design) == [centred]
+    # an intercept-only block follows its intercept alone
+    assert choose_centring(hb.Model("y ~ x + (1 | g)", _slopes_data(sd_int, sd_x)).design) == [sd_int > 1]
