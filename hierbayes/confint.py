@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .errors import check_count
+
 if TYPE_CHECKING:
     from .results.lmer import LmerFit
 
@@ -167,8 +169,7 @@ def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progress
     """
     from .nuts import _Progress
 
-    if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 2:
-        raise ValueError(f"n_sims must be an integer of at least 2, not {n_sims!r}")
+    check_count("n_sims", n_sims, minimum=2)
     seeds = np.random.SeedSequence(seed).spawn(int(n_sims))
     bar = _Progress(int(n_sims), 1, progressbar, label="Bootstrap refits")
     rows: list[np.ndarray] = []

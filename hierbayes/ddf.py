@@ -251,8 +251,15 @@ def z_table(fit: LmerFit) -> pd.DataFrame:
 METHODS = {"satterthwaite": satterthwaite, "kenward-roger": kenward_roger, "z": z_table}
 
 
+def method_key(ddf: str) -> str:
+    """A ``ddf`` name as :data:`METHODS` has it (``"KR"``, ``"Kenward_Roger"`` -> ``"kenward-roger"``)."""
+    key = str(ddf).lower().replace("_", "-").replace(" ", "-")
+    key = {"kr": "kenward-roger", "kenwardroger": "kenward-roger", "normal": "z"}.get(key, key)
+    if key not in METHODS:
+        raise ValueError(f"ddf must be one of {list(METHODS)}, not {ddf!r}.")
+    return key
+
+
 def fixef_tests(fit: LmerFit, ddf: str) -> pd.DataFrame:
     """The fixed-effect table for a ``ddf`` method (``"satterthwaite"``, ``"kenward-roger"``, ``"z"``)."""
-    from .results.lmer import _ddf_key
-
-    return METHODS[_ddf_key(ddf)](fit)
+    return METHODS[method_key(ddf)](fit)

@@ -46,6 +46,24 @@ class ConvergenceWarning(HierbayesWarning):
     """The sampler's diagnostics (divergences, R-hat, ESS) call for caution."""
 
 
+def check_count(name: str, value: object, minimum: int = 1) -> None:
+    """Raise ValueError unless ``value`` is an integer (not a bool) of at least ``minimum``.
+
+    Examples
+    --------
+    >>> check_count("n", 3)
+    >>> check_count("n_sims", 1, minimum=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_sims must be an integer of at least 2, not 1
+    """
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        need = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise ValueError(f"{name} must be {need}, not {value!r}")
+
+
 def caret(text: str, start: int, end: int | None = None) -> str:
     """Return ``text`` with a line of carets under ``text[start:end]``.
 

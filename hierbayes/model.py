@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, build_design
+from .errors import check_count
 from .families import Family
 from .formula import parse_formula
 from .lkj import lkj_corr_cholesky
@@ -374,8 +375,7 @@ class Model:
         """
         import pymc as pm
 
-        if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
-            raise ValueError(f"draws must be a positive integer, not {draws!r}")
+        check_count("draws", draws)
         log = logging.getLogger("pymc")
         level = log.level
         log.setLevel(logging.WARNING)  # PyMC logs the variables it samples; noise here

@@ -123,3 +123,14 @@ def coefficients(design, fixef: np.ndarray, ranef: list[np.ndarray]) -> dict[str
                     values[..., j] += ranef[k][..., b.terms.index(t)]
         out[factor] = (terms, levels, values)
     return out
+
+
+def check_intercept_only(design, hint: str = "") -> None:
+    """Raise unless every random-effect term is an intercept alone (what an ICC needs)."""
+    from ..errors import DataError
+
+    bad = [b.term.source for b in design.blocks if b.terms != ["(Intercept)"]]
+    if bad:
+        raise DataError(
+            f"The ICC is defined for random-intercept terms only; {', '.join(bad)} vary more "
+            f"than the intercept, so the correlation depends on the covariates. {hint}".rstrip())

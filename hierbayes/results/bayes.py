@@ -25,8 +25,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConvergenceWarning
-from ._format import Summary, aligned, coefficients, num, obs_line, random_effects_rows
+from ..errors import ConvergenceWarning, check_count
+from ._format import (
+    Summary,
+    aligned,
+    check_intercept_only,
+    coefficients,
+    num,
+    obs_line,
+    random_effects_rows,
+)
+from ._plotting import GroupPlots
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -79,7 +88,7 @@ class Diagnostics:
     table: pd.DataFrame  # per parameter: rhat, ess_bulk, ess_tail
 
 
-class BayesFit:
+class BayesFit(GroupPlots):
     """A posterior from :meth:`hierbayes.Model.fit`.
 
     Attributes
@@ -340,10 +349,7 @@ class BayesFit:
         from ..errors import DataError
 
         d = self.design
-        bad = [b.term.source for b in d.blocks if b.terms != ["(Intercept)"]]
-        if bad:
-            raise DataError(f"The ICC is defined for random-intercept terms only; {', '.join(bad)} "
-                            "vary more than the intercept, so the correlation depends on the covariates.")
+        check_intercept_only(d)
         if d.family.name == "poisson":
             raise DataError("An ICC for the poisson family depends on the mean; it is not computed.")
         variances = {b.group: self._flat(f"sd_{b.group}")[:, 0] ** 2 for b in d.blocks}
@@ -552,8 +558,7 @@ class BayesFit:
         from ..predict import posterior_draws
         from ..sampling import Posterior
 
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"n must be a positive integer, not {n!r}")
+        check_count("n", n)
         post = self.posterior
         S = post.n_chains * post.n_draws
         if n > S:
@@ -593,39 +598,13 @@ class BayesFit:
             warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
         return elpd
 
-    # ----- plots (hierbayes.plots); each returns a matplotlib Figure -----
-
-    def plot_caterpillar(self, group: str | None = None, prob: float = 0.95, **kwargs: Any):
-        """Each level's group effect with its credible interval, sorted; one panel per term."""
-        from ..plots import plot_caterpillar
-
-        return plot_caterpillar(self, group, prob, **kwargs)
-
-    def plot_groups(self, x: str, groups: list | None = None, group: str | None = None,
-                    pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
-                    **kwargs: Any):
-        """The data faceted by group with partial-, no- and complete-pooling lines."""
-        from ..plots import plot_groups
-
-        return plot_groups(self, x, groups, group, pooling, max_groups, **kwargs)
-
-    def plot_shrinkage(self, group: str | None = None):
-        """No-pooling estimates moving to the mixed model's, group by group."""
-        from ..plots import plot_shrinkage
-
-        return plot_shrinkage(self, group)
+    # ----- plots beyond GroupPlots (hierbayes.plots); each returns a matplotlib Figure -----
 
     def plot_effect(self, x: str, prob: float = 0.95, data: bool = True):
         """The population regression curve of ``x`` with its credible band."""
         from ..plots import plot_effect
 
         return plot_effect(self, x, prob, data=data)
-
-    def plot_diagnostics(self):
-        """Residuals against fitted values, and normal QQ plots of residuals and group effects."""
-        from ..plots import plot_diagnostics
-
-        return plot_diagnostics(self)
 
     def plot_trace(self, max_params: int = 12):
         """Each chain's density and trace for the fixed effects, SDs, correlations and sigma."""

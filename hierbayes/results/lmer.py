@@ -16,11 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._format import Summary, aligned, coefficients, num, obs_line, random_effects_rows
+from ..errors import check_count
+from ._format import (
+    Summary,
+    aligned,
+    check_intercept_only,
+    coefficients,
+    num,
+    obs_line,
+    random_effects_rows,
+)
+from ._plotting import GroupPlots
 
 
 @dataclass
-class LmerFit:
+class LmerFit(GroupPlots):
     """A linear mixed model fitted by REML or ML.
 
     Attributes
@@ -154,6 +164,13 @@ class LmerFit:
         f = self.factor
         return [self.sigma**2 * T @ T.T for T in f.T]
 
+    def _covariance_chol(self) -> list[np.ndarray]:
+        """Each term's Cholesky factor of :meth:`covariance`, for drawing new group effects.
+
+        A tiny ridge keeps it defined when a term is singular (an SD or correlation on its bound).
+        """
+        return [np.linalg.cholesky(S + 1e-12 * np.eye(len(S))) for S in self.covariance()]
+
     def varcorr(self) -> pd.DataFrame:
         """Variance components as ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
         covs = dict(zip([b.group for b in self.design.blocks], self.covariance(), strict=True))
@@ -240,15 +257,9 @@ class LmerFit:
         >>> fit.icc().round(4).to_dict()
         {'Subject': 0.5893}
         """
-        from ..errors import DataError
-
         d = self.design
-        bad = [b.term.source for b in d.blocks if b.terms != ["(Intercept)"]]
-        if bad:
-            raise DataError(
-                f"The ICC is defined for random-intercept terms only; {', '.join(bad)} vary "
-                "more than the intercept, so the correlation depends on the covariates. Use "
-                "marginal_cov(group=..., level=...) for the implied covariance of a group's rows.")
+        check_intercept_only(d, "Use marginal_cov(group=..., level=...) for the implied "
+                                "covariance of a group's rows.")
         variances = [float(S[0, 0]) for S in self.covariance()]
         total = sum(variances) + self.sigma**2
         return pd.Series({b.group: v / total for b, v in zip(d.blocks, variances, strict=True)},
@@ -320,8 +331,7 @@ class LmerFit:
         """
         from ..reml import simulate_arm
 
-        if isinstance(n_sims, bool) or not isinstance(n_sims, int | np.integer) or n_sims < 1:
-            raise ValueError(f"n_sims must be a positive integer, not {n_sims!r}")
+        check_count("n_sims", n_sims)
         rng = np.random.default_rng(seed)
         sigma, beta, bs = simulate_arm(self.deviance_function, self.factor, self.estimates,
                                        int(n_sims), rng)
@@ -410,8 +420,7 @@ class LmerFit:
         rng = np.random.default_rng(seed)
         sims = self.sim(n_sims, seed=rng)
         b_new = []
-        for levels, S in zip(rows.new_levels, self.covariance(), strict=True):
-            chol = np.linalg.cholesky(S + 1e-12 * np.eye(len(S)))
+        for levels, chol in zip(rows.new_levels, self._covariance_chol(), strict=True):
             b_new.append(new_level_effects(rng, len(levels), np.broadcast_to(chol, (n_sims, *chol.shape)))
                          if levels else None)
         draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
@@ -442,16 +451,14 @@ class LmerFit:
         >>> fit.simulate(3, seed=1).shape
         (180, 3)
         """
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"n must be a positive integer, not {n!r}")
+        check_count("n", n)
         d = self.design
         rng = np.random.default_rng(seed)
         y = np.tile(d.X @ self.estimates.beta, (n, 1))
-        for blk, S, b_hat in zip(d.blocks, self.covariance(), self.estimates.b, strict=True):
+        for blk, chol, b_hat in zip(d.blocks, self._covariance_chol(), self.estimates.b, strict=True):
             if use_u:
                 b = np.broadcast_to(b_hat, (n, *b_hat.shape))
             else:
-                chol = np.linalg.cholesky(S + 1e-12 * np.eye(len(S)))
                 b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
             y += np.einsum("snq,nq->sn", b[:, blk.index], blk.Z)
         y += rng.standard_normal(y.shape) * self.sigma
@@ -490,13 +497,15 @@ class LmerFit:
         ``ddf`` adds df and p-values to the fixed effects as lmerTest's summary
         does (``"satterthwaite"``, ``"kenward-roger"``, or ``"z"``); see :meth:`fixef`.
         """
+        from ..ddf import method_key
+
         d = self.design
         method = "REML" if self.reml else "maximum likelihood"
         tests = {"satterthwaite": "Satterthwaite's method", "kenward-roger": "Kenward-Roger's method",
                  "z": "the standard normal (t as z)"}
         header = [
             f"Linear mixed model fit by {method}"
-            + (f". t-tests use {tests[_ddf_key(ddf)]}" if ddf is not None else ""),
+            + (f". t-tests use {tests[method_key(ddf)]}" if ddf is not None else ""),
             f"Formula: {d.formula.formula}",
             f"   Data: {d.data_name}",
             "",
@@ -545,27 +554,7 @@ class LmerFit:
             footer.append("boundary (singular) fit: see help('isSingular')")
         return Summary(header, sections, pd.DataFrame(table), fx, footer)
 
-    # ----- plots (hierbayes.plots); each returns a matplotlib Figure -----
-
-    def plot_caterpillar(self, group: str | None = None, prob: float = 0.95, **kwargs: Any):
-        """Each level's conditional mode with its conditional-SD interval, sorted; a panel per term."""
-        from ..plots import plot_caterpillar
-
-        return plot_caterpillar(self, group, prob, **kwargs)
-
-    def plot_groups(self, x: str, groups: list | None = None, group: str | None = None,
-                    pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
-                    **kwargs: Any):
-        """The data faceted by group with partial-, no- and complete-pooling lines."""
-        from ..plots import plot_groups
-
-        return plot_groups(self, x, groups, group, pooling, max_groups, **kwargs)
-
-    def plot_shrinkage(self, group: str | None = None):
-        """No-pooling estimates moving to the mixed model's, group by group."""
-        from ..plots import plot_shrinkage
-
-        return plot_shrinkage(self, group)
+    # ----- plots beyond GroupPlots (hierbayes.plots); each returns a matplotlib Figure -----
 
     def plot_effect(self, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
                     data: bool = True):
@@ -574,27 +563,11 @@ class LmerFit:
 
         return plot_effect(self, x, prob, n_sims, seed, data)
 
-    def plot_diagnostics(self):
-        """Residuals against fitted values, and normal QQ plots of residuals and group effects."""
-        from ..plots import plot_diagnostics
-
-        return plot_diagnostics(self)
-
     def __repr__(self) -> str:
         return str(self.summary())
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
-
-
-def _ddf_key(ddf: str) -> str:
-    from ..ddf import METHODS
-
-    key = str(ddf).lower().replace("_", "-").replace(" ", "-")
-    key = {"kr": "kenward-roger", "kenwardroger": "kenward-roger", "normal": "z"}.get(key, key)
-    if key not in METHODS:
-        raise ValueError(f"ddf must be one of {list(METHODS)}, not {ddf!r}.")
-    return key
 
 
 def _pvalue(p: float) -> str:
