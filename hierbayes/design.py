@@ -30,9 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, FormulaError, HierbayesWarning
+from .errors import DataError, FormulaError, HierbayesError, HierbayesWarning
 from .families import Family, get_family
 from .formula import ParsedFormula, RandomTerm
+from .modelframe import ModelFrame, distinct_labels, level_label
+from .rexpr import Terms, label, parse, terms
 
 _TREATMENT = re.compile(r"\[T\.(.*?)\]")
 _FULL = re.compile(r"\[(.*?)\]")
@@ -51,10 +53,7 @@ def r_name(column: str) -> str:
     return _FULL.sub(r"\1", _TREATMENT.sub(r"\1", column))
 
 
-def _label(value: Any) -> str:
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+_label = level_label
 
 
 def factor_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -62,7 +61,9 @@ def factor_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndar
 
     Levels follow R: a categorical's own order, else sorted values; an
     interaction ``a:b`` varies its first factor slowest and keeps only levels
-    that occur.
+    that occur. Two different values that print alike (``1`` and ``"1"``), or
+    two combinations whose ``a:b`` labels coincide, are refused: they would
+    become one printed label for two groups.
     """
     codes, sizes, labels = [], [], []
     for col in columns:
@@ -71,14 +72,26 @@ def factor_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndar
             cats = values.cat.categories
             c = values.cat.codes.to_numpy()
         else:
-            c, cats = pd.factorize(values, sort=True)
+            try:
+                c, cats = pd.factorize(values, sort=True)
+            except TypeError:
+                raise DataError(
+                    f"The grouping factor '{col}' mixes values of different types "
+                    f"({sorted({type(v).__name__ for v in values})}); convert it to one type "
+                    "first (e.g. df[col].astype(str)).") from None
         codes.append(c.astype(np.int64))
         sizes.append(len(cats))
-        labels.append([_label(v) for v in cats])
+        labels.append(distinct_labels(list(cats), f"The grouping factor '{col}'"))
     flat = np.ravel_multi_index(codes, sizes) if len(codes) > 1 else codes[0]
     used, index = np.unique(flat, return_inverse=True)
     parts = np.unravel_index(used, sizes) if len(codes) > 1 else (used,)
     levels = [":".join(labels[k][p[i]] for k, p in enumerate(parts)) for i in range(len(used))]
+    if len(set(levels)) < len(levels):
+        dup = next(lv for lv in levels if levels.count(lv) > 1)
+        raise DataError(
+            f"The grouping factor '{':'.join(columns)}' has two different combinations of "
+            f"levels that both read as '{dup}' (a level contains ':'), so their groups would "
+            "share one label. Remove ':' from the level names first.")
     return index.astype(np.int64).ravel(), levels
 
 
@@ -104,6 +117,8 @@ class RandomBlock:
         formulaic's frozen spec of the term's columns, for new data.
     term
         The parsed term it came from.
+    variables
+        Labels of the model-frame variables its columns are built from.
     """
 
     group: str
@@ -114,6 +129,7 @@ class RandomBlock:
     Z: np.ndarray
     spec: Any
     term: RandomTerm
+    variables: list[str] = field(default_factory=list)
 
     @property
     def n_terms(self) -> int:
@@ -170,6 +186,11 @@ class Design:
     frame
         A copy of the columns the formula uses, rows as fitted (for plots and
         typical values of predictors); the user's DataFrame is never kept.
+    model_frame
+        The formula's variables and their transforms' recorded state
+        (centring, polynomial coefficients, levels), replayed on new data.
+    x_variables
+        Labels of the model-frame variables the fixed part uses.
     """
 
     formula: ParsedFormula
@@ -186,6 +207,8 @@ class Design:
     dropped_columns: list[str] = field(default_factory=list)
     data_name: str = "data"
     frame: pd.DataFrame | None = None
+    model_frame: ModelFrame | None = None
+    x_variables: list[str] = field(default_factory=list)
 
     @property
     def n_obs(self) -> int:
@@ -221,48 +244,43 @@ class Design:
         return out
 
 
-def _python_names(expr: str) -> set[str]:
-    """Data names in a Python factor such as ``center(x)``: not functions, not module bases."""
-    import ast
+@dataclass
+class Part:
+    """One formula part (fixed part, or a bar's left side) read by :func:`hierbayes.rexpr.terms`.
 
-    try:
-        tree = ast.parse(expr, mode="eval")
-    except SyntaxError:
-        return set()
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            skip.add(id(node.func))
-        elif isinstance(node, ast.Attribute):
-            skip.add(id(node.value))
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in skip}
-
-
-def _variables(text: str, where: str) -> set[str]:
-    """The data columns a formula part uses.
-
-    formulaic's ``required_variables`` leaves out the arguments of its stateful
-    transforms (``center(x)``, ``scale(x)`` give nothing), so Python factors are
-    read here as well.
+    Attributes
+    ----------
+    terms
+        Its expanded terms.
+    text
+        The terms as formulaic reads them: every variable by name, in backticks, so that
+        formulaic looks it up in the evaluated model frame and evaluates nothing itself.
     """
-    from formulaic import Formula
 
-    try:
-        formula = Formula(text)
-        names = set(formula.required_variables)
-        for term in formula:
-            for factor in term.factors:
-                if getattr(factor.eval_method, "value", "") == "python":
-                    names |= _python_names(factor.expr)
-        return names
-    except Exception as err:  # formulaic's parse errors, re-worded with the part they are in
-        raise FormulaError(f"Cannot read the {where} '{text}': {err}") from None
+    terms: Terms
+    text: str
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self.terms.variables)
 
 
-def _check_columns(names: set[str], data: pd.DataFrame, where: str) -> None:
+def formulaic_key(lab: str) -> str:
+    """The name formulaic knows a variable by: its R label, without backticks."""
+    return lab.replace("`", "")
+
+
+def read_part(text: str, where: str) -> Part:
+    """Expand a formula part and write it for formulaic."""
+    t = terms(parse(text), text)
+    body = [":".join(f"`{formulaic_key(v)}`" for v in term) for term in t.labels]
+    return Part(t, " + ".join(["1" if t.intercept else "0", *body]))
+
+
+def _check_columns(names: list[str], data: pd.DataFrame, where: str) -> None:
     columns = [str(c) for c in data.columns]
-    for name in sorted(names):
-        if name not in data.columns:
+    for name in names:
+        if name not in data.columns and name not in ("T", "F", "pi"):
             close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise FormulaError(
@@ -271,15 +289,24 @@ def _check_columns(names: set[str], data: pd.DataFrame, where: str) -> None:
             )
 
 
-def _model_matrix(text: str, frame: pd.DataFrame, where: str):
+def model_matrix_from(part: Part | str, context: dict[str, Any], n: int, where: str,
+                      spec: Any = None):
+    """formulaic's model matrix of a part over evaluated variables (or a frozen spec replayed)."""
     from formulaic import model_matrix
 
+    base = pd.DataFrame(index=pd.RangeIndex(n))
+    ctx = {formulaic_key(k): v for k, v in context.items()}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return model_matrix(text, frame, na_action="raise")
+            if spec is not None:
+                return spec.get_model_matrix(base, context=ctx, na_action="raise")
+            text = part.text if isinstance(part, Part) else part
+            return model_matrix(text, base, context=ctx, na_action="raise")
+    except HierbayesError:
+        raise
     except Exception as err:
-        raise FormulaError(f"Cannot build the {where} '{text}': {err}") from None
+        raise FormulaError(f"Cannot build the {where}: {err}") from None
 
 
 def _drop_aliased(X: np.ndarray, tol: float = 1e-7) -> list[int]:
@@ -303,15 +330,6 @@ def _drop_aliased(X: np.ndarray, tol: float = 1e-7) -> list[int]:
             basis.append(v / r)
             keep.append(j)
     return keep
-
-
-def _response(frame: pd.DataFrame, text: str) -> pd.Series:
-    if text in frame.columns:
-        return frame[text]
-    mm = _model_matrix(f"0 + {text}", frame, "response")
-    if mm.shape[1] != 1:
-        raise FormulaError(f"The response '{text}' gives {mm.shape[1]} columns; it must give one.")
-    return mm.iloc[:, 0]
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -369,19 +387,26 @@ def build_design(
     if na_action not in ("omit", "raise"):
         raise DataError(f"na_action must be 'omit' or 'raise', not {na_action!r}.")
 
-    response_vars = {formula.response} if formula.response in data.columns else _variables(
-        formula.response, "response"
-    )
+    response_node = parse(formula.response)
+    response_label = label(response_node)
+    fixed = read_part(formula.fixed, "fixed part")
+    parts = [read_part(t.expr, f"term {t.source}") for t in formula.random]
+    variables = {response_label: response_node, **fixed.terms.variables}
+    for part in parts:
+        variables.update(part.terms.variables)
+    mf = ModelFrame(variables)
+    response_vars = mf.columns([response_label])
     _check_columns(response_vars, data, "response")
-    fixed_vars = _variables(formula.fixed, "fixed part")
+    fixed_vars = mf.columns(fixed.variables)
     _check_columns(fixed_vars, data, "fixed part")
-    for term in formula.random:
-        _check_columns(_variables(term.expr, f"term {term.source}"), data, f"term {term.source}")
-        _check_columns(set(term.group), data, f"grouping factor of {term.source}")
-    used = list(dict.fromkeys(
-        [*sorted(response_vars), *sorted(fixed_vars)]
-        + [v for t in formula.random for v in sorted(_variables(t.expr, "term")) + list(t.group)]
-    ))
+    for term, part in zip(formula.random, parts, strict=True):
+        _check_columns(mf.columns(part.variables), data, f"term {term.source}")
+        _check_columns(list(term.group), data, f"grouping factor of {term.source}")
+    used = [c for c in dict.fromkeys(
+        [*response_vars, *fixed_vars]
+        + [v for t, p in zip(formula.random, parts, strict=True)
+           for v in mf.columns(p.variables) + list(t.group)]
+    ) if c in data.columns]
 
     frame = data.loc[:, used].copy()
     missing = frame.isna()
@@ -413,9 +438,10 @@ def build_design(
         if isinstance(values.dtype, pd.CategoricalDtype):
             frame[col] = values.cat.remove_unused_categories()
 
-    y = family.encode_response(_response(frame, formula.response), formula.response)
-
-    mm = _model_matrix(formula.fixed, frame, "fixed part")
+    y = family.encode_response(mf.series(frame, response_label, fit=True), response_label)
+    n = len(y)
+    context = mf.evaluate(frame, [v for v in variables if v != response_label], fit=True)
+    mm = model_matrix_from(fixed, context, n, "fixed part")
     X = mm.to_numpy(dtype=float)
     names = [r_name(c) for c in mm.columns]
     keep = _drop_aliased(X)
@@ -432,8 +458,8 @@ def build_design(
         names = [names[j] for j in keep]
 
     blocks = []
-    for term in formula.random:
-        zmm = _model_matrix(term.expr, frame, f"random-effect term {term.source}")
+    for term, part in zip(formula.random, parts, strict=True):
+        zmm = model_matrix_from(part, context, n, f"random-effect term {term.source}")
         if zmm.shape[1] == 0:
             raise FormulaError(f"The term {term.source} has no columns: nothing varies by group.")
         if term.from_double_bar and zmm.shape[1] > 1:
@@ -454,6 +480,7 @@ def build_design(
                 Z=zmm.to_numpy(dtype=float),
                 spec=zmm.model_spec,
                 term=term,
+                variables=part.variables,
             )
         )
     # lme4 (mkReTrms, reorder.terms = TRUE) puts factors with more levels first; a stable sort.
@@ -491,9 +518,11 @@ def build_design(
         x_columns=[str(mm.columns[j]) for j in keep],
         blocks=blocks,
         rows=frame.index,
-        response_label=formula.response,
+        response_label=response_label,
         dropped_rows=dropped,
         dropped_columns=dropped_cols,
         data_name=str(data.attrs.get("name", "data")),
         frame=frame,
+        model_frame=mf,
+        x_variables=fixed.variables,
     )

@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from . import rexpr
 from .errors import FormulaError, caret
+from .modelframe import check_calls
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
 _OPEN = "([{"
@@ -172,13 +174,11 @@ def _expand_slash(parts: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return groups[::-1]
 
 
-def _double_bar_terms(lhs: str) -> list[str]:
+def _double_bar_terms(lhs: str, formula: str, start: int) -> list[str]:
     """lme4's expandDoubleVerts: ``1 + x + z`` gives ``1``, ``0 + x``, ``0 + z``."""
-    from formulaic import Formula
-
-    terms = [str(t) for t in Formula(lhs)]
-    out = ["1"] if "1" in terms else []
-    out += [f"0 + {t}" for t in terms if t != "1"]
+    t = rexpr.terms(rexpr.parse(lhs, formula, start), formula)
+    out = ["1"] if t.intercept else []
+    out += [f"0 + {':'.join(term)}" for term in t.labels]
     return out
 
 
@@ -207,13 +207,8 @@ def _parse_bar(content: str, formula: str, start: int, depth: list[int]) -> list
             f"{caret(formula, start - 1, start + len(content) + 1)}"
         )
     groups = _expand_slash(_group_parts(rhs, formula, start + cut))
-    try:
-        exprs = _double_bar_terms(lhs) if double else [lhs]
-    except Exception as err:  # formulaic's own parse error, re-worded with the place
-        raise FormulaError(
-            f"Cannot read '{lhs}' before the bar in '{source}': {err}\n"
-            f"{caret(formula, start, start + len(lhs))}"
-        ) from None
+    lead = start + len(content) - len(content.lstrip())
+    exprs = _double_bar_terms(lhs, formula, lead) if double else [lhs]
     if double and not exprs:
         raise FormulaError(f"'{source}' has no terms to expand.")
     return [
@@ -253,6 +248,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         )
     if not formula.strip():
         raise FormulaError("The formula is empty. Write one such as 'y ~ x + (1 | g)'.")
+    rexpr.check_tokens(formula)  # before anything else reads the text
     depth = _check_brackets(formula)
     tildes = [i for i, ch in enumerate(formula) if ch == "~" and depth[i] == 0]
     if not tildes:
@@ -307,6 +303,9 @@ def parse_formula(formula: str) -> ParsedFormula:
                 )
             continue
         fixed.append(f"{'- ' if sign == '-' else ''}{text}")
+    # The whole formula in R's grammar: a character, an operator or a call outside the
+    # language is refused here, before any part of the formula is evaluated.
+    check_calls(rexpr.parse(formula), formula)
     fixed_text = " + ".join(fixed).replace("+ - ", "- ") if fixed else "1"
     if fixed_text.startswith("- ") or fixed_text in {"0", "- 1", "-1"}:
         # "y ~ 0 + (1|g)" or "y ~ -1 + (x|g)": no fixed terms besides dropping the intercept.

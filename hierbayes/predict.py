@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .design import Design, _label, _variables
+from .design import Design, _label, model_matrix_from
 from .errors import DataError, FormulaError
 from .formula import parse_formula
 
@@ -132,32 +132,28 @@ def _same_expr(a: str, b: str) -> bool:
 
 
 def _needed(design: Design, included: list[bool]) -> list[str]:
-    names = set(_variables(design.formula.fixed, "fixed part"))
+    labels = list(design.x_variables)
+    groups: list[str] = []
     for blk, keep in zip(design.blocks, included, strict=True):
         if keep:
-            names |= _variables(blk.term.expr, "term") | set(blk.term.group)
-    return sorted(names)
+            labels += [v for v in blk.variables if v not in labels]
+            groups += list(blk.term.group)
+    mf = design.model_frame
+    return sorted(set(mf.columns(labels) + groups) - {"T", "F", "pi"} if mf else set(groups))
 
 
-def _replay(spec: Any, frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """A frozen formulaic spec on new rows, refusing levels the fit never saw."""
+def _replay(design: Design, spec: Any, frame: pd.DataFrame, labels: list[str], where: str):
+    """A frozen formulaic spec on new rows, over the model frame replayed with the fit's state.
+
+    The replay refuses levels the fit never saw (a silent row of zeros otherwise).
+    """
     from formulaic.errors import DataMismatchWarning
 
-    for factor, (kind, state) in spec.encoder_state.items():
-        if getattr(kind, "value", kind) != "categorical" or factor not in frame.columns:
-            continue
-        known = {_label(v) for v in state.get("categories", [])}
-        unseen = sorted({_label(v) for v in frame[factor].unique()} - known)
-        if unseen:
-            raise DataError(
-                f"newdata's column '{factor}' has level(s) {unseen[:5]} that the fitted data did "
-                f"not have, so the {where} has no coefficient for them. Known levels: "
-                f"{sorted(known)[:20]}. Predict only rows with known levels.")
+    context = design.model_frame.evaluate(frame, labels)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
-        warnings.simplefilter("ignore", FutureWarning)
         try:
-            return spec.get_model_matrix(frame, na_action="raise")
+            return model_matrix_from("", context, len(frame), where, spec=spec)
         except DataMismatchWarning as err:
             raise DataError(f"newdata has values the fitted data did not have in the {where}: "
                             f"{err}") from None
@@ -214,7 +210,7 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
         raise DataError(f"newdata has missing values in columns the prediction uses: {detail}. "
                         "Drop or fill those rows first.")
 
-    mm = _replay(design.x_spec, frame, "fixed part")
+    mm = _replay(design, design.x_spec, frame, design.x_variables, "fixed part")
     X = mm.loc[:, design.x_columns].to_numpy(dtype=float)
     n = len(frame)
     Z, index, new_index, new_levels = [], [], [], []
@@ -225,7 +221,8 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
             new_index.append(np.full(n, -1))
             new_levels.append([])
             continue
-        Z.append(_replay(blk.spec, frame, f"term {blk.term.source}").to_numpy(dtype=float))
+        Z.append(_replay(design, blk.spec, frame, blk.variables,
+                         f"term {blk.term.source}").to_numpy(dtype=float))
         labels = _labels(frame, blk.term.group)
         lookup = {lv: i for i, lv in enumerate(blk.levels)}
         idx = np.array([lookup.get(lv, -1) for lv in labels], dtype=np.int64)
