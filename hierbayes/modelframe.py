@@ -307,6 +307,17 @@ _add("C", ("object", "contr", "how.many"), _C,
      {"contr": None, "how.many": None}, data=("object",))
 _NOT_YET = {"offset": _OFFSET, "cbind": _CBIND}
 
+
+def _quoted(ev: _Eval, key: str, name: Any) -> Any:
+    if not isinstance(name, str):
+        raise FormulaError(f"{key}: Q() takes a column name in quotes, as in Q(\"days.sleep\").")
+    return ev.column(name)
+
+
+# Q("name"): formulaic's and patsy's quoting of a column name, for users coming from them
+_add("Q", ("name",), _quoted, "the column of that name (as formulaic's and patsy's Q)",
+     data=())
+
 # Names R users may write that hierbayes has on purpose not (yet): a precise refusal.
 _KNOWN_UNSUPPORTED = {"ns", "bs", "s", "te", "ti", "t2", "gp", "mo", "me", "mi", "lag",
                       "cut", "interaction", "as.numeric", "as.integer", "exp10"}
@@ -408,6 +419,10 @@ def columns_of(node: Node) -> list[str]:
             if spec is None:
                 check_call(n)
             args = bind(n, spec)  # type: ignore[arg-type]
+            if n.value == "Q":
+                name = _literal(args["name"], "Q()'s argument")
+                if name not in out:
+                    out.append(str(name))
             for f in spec.data:  # type: ignore[union-attr]
                 visit(args[f])
         else:

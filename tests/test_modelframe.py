@@ -94,6 +94,9 @@ def test_dotted_names_are_columns(df):
         d = design(formula, df)
         assert d.fixef_names == ["(Intercept)", "days.sleep"]
         np.testing.assert_array_equal(d.X[:, 1], df["days.sleep"].to_numpy())
+    d = design('y ~ Q("days.sleep") + (1 | g)', df)
+    assert d.fixef_names == ["(Intercept)", 'Q("days.sleep")']
+    np.testing.assert_array_equal(d.X[:, 1], df["days.sleep"].to_numpy())
     d = design("y ~ 1 + (days.sleep | g)", df)
     assert d.blocks[0].terms == ["(Intercept)", "days.sleep"]
     with pytest.raises(hb.FormulaError, match="Column 'days.slep' in the fixed part"):
