@@ -461,10 +461,13 @@ class _Eval:
             st.update(levels=list(labels), ordered=ordered)
         known = st["levels"]
         lookup = {lv: i for i, lv in enumerate(known)}
-        labs = [level_label(v) for v in values]
-        codes = np.fromiter((lookup.get(lab, -1) for lab in labs), dtype=np.int64, count=len(labs))
+        # label each distinct value once, not each row (a million rows are common)
+        inverse, uniq = pd.factorize(pd.Series(values, dtype=object))
+        labs = [level_label(v) for v in uniq]
+        to_code = np.array([lookup.get(lab, -1) for lab in labs], dtype=np.int64)
+        codes = to_code[inverse]
         if (codes < 0).any():
-            unseen = sorted({lab for lab, c in zip(labs, codes, strict=True) if c < 0})
+            unseen = sorted({lab for lab, c in zip(labs, to_code, strict=True) if c < 0})
             when = "the fitted data did not have" if not self.fit else "are not among its levels"
             what = f"column '{key}'" if key in self.frame.columns else f"'{key}'"
             raise DataError(
