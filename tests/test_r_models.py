@@ -1,0 +1,185 @@
+"""lmer fits of 39 models on data from R's own packages (lme4, nlme, mlmRev, MASS) against lme4.
+
+The references and the data come from ``tests/r/lmer_models.R`` (its header says how
+to rerun it): each dataset as ``tests/data/r/<name>.csv.gz`` and every fit, with the
+datasets' column types and factor levels, in ``tests/data/r/lmer_models.json``.
+
+Per model, three tests:
+
+* ``test_names``: number of observations, fixed-effect names in R's order, the
+  columns dropped as aliased, and the variance-component labels (grp, var1, var2)
+  and group counts;
+* ``test_criterion``: the REML criterion (REML fits) or -2 log-likelihood (ML fits)
+  to 1e-6 **relative** (the criteria lie between 121 and 46,639 in size, -681 for a
+  log response); where lme4 did not converge, ours must be no worse than lme4's;
+* ``test_estimates`` (where lme4 converged): fixed effects, their standard errors,
+  and VarCorr's sdcor column to 1e-4 relative. A fixed effect is compared relative
+  to the larger of its size and its SE, an SD relative to the larger of its size
+  and 1e-3 sigma, and a correlation absolutely (1e-4), so that values at or near
+  zero are not held to a tighter standard than the optimizer's own. The singular
+  flag must agree too.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import hierbayes as hb
+
+DATA = Path(__file__).resolve().parent / "data" / "r"
+REFS = json.loads((DATA / "lmer_models.json").read_text())
+MODELS = {m["id"]: m for m in REFS["models"]}
+
+
+def load_dataset(name: str) -> pd.DataFrame:
+    """A dataset as R had it: factor columns as pandas Categoricals with R's levels and ordering.
+
+    The CSV holds level labels as text; ``NA`` is the only missing-value marker, so a level
+    spelled like pandas' default missing values ("NaN", "null", "") stays a level.
+    """
+    meta = REFS["datasets"][name]
+    columns = meta["columns"]
+    dtypes = {col: str if c["type"] == "factor" else float if c["type"] == "numeric" else "Int64"
+              for col, c in columns.items()}
+    frame = pd.read_csv(DATA / meta["file"], dtype=dtypes, keep_default_na=False, na_values=["NA"],
+                        float_precision="round_trip")
+    if list(frame.columns) != list(columns) or len(frame) != meta["nrow"]:
+        raise AssertionError(f"{meta['file']} does not match its description in lmer_models.json")
+    for col, c in columns.items():
+        if c["type"] == "factor":
+            values = frame[col]
+            cat = pd.Categorical(values, categories=c["levels"], ordered=c["ordered"])
+            # a label outside the levels would silently become missing
+            if (pd.isna(cat) != values.isna().to_numpy()).any():
+                raise AssertionError(f"{name}.{col} has values outside R's levels")
+            frame[col] = cat
+        elif c["type"] == "integer" and not frame[col].isna().any():
+            frame[col] = frame[col].astype(np.int64)
+    return frame
+
+
+@cache
+def _dataset(name: str) -> pd.DataFrame:
+    return load_dataset(name)
+
+
+@cache
+def _fit(model_id: str) -> hb.LmerFit | Exception:
+    ref = MODELS[model_id]
+    with warnings.catch_warnings():
+        # dropped NA rows and aliased columns warn, as lme4 messages; both are checked below
+        warnings.simplefilter("ignore", hb.HierbayesWarning)
+        try:
+            return hb.lmer(ref["formula"], _dataset(ref["dataset"]).copy(), reml=ref["reml"])
+        except Exception as err:  # reported by each test of this model
+            return err
+
+
+def fitted(model_id: str) -> hb.LmerFit:
+    fit = _fit(model_id)
+    if isinstance(fit, Exception):
+        raise fit
+    return fit
+
+
+def test_covers_what_the_issue_lists():
+    assert len(MODELS) >= 36
+    formulas = " ".join(m["formula"] for m in MODELS.values())
+    for piece in ["I(age^2)", "I(day^2)", "poly(", "factor(", "scale(", "log(", "/", "||", "(0 + Machine",
+                  "days.sleep", "sector * cses", "cses * sector"]:
+        assert piece in formulas, piece
+    kinds = [c for d in REFS["datasets"].values() for c in d["columns"].values()]
+    assert any(c.get("ordered") for c in kinds)
+    assert any(m["dropped_columns"] for m in MODELS.values())
+    assert any(m["singular"] for m in MODELS.values())
+    assert any(not m["reml"] for m in MODELS.values())
+    assert sum(d.stat().st_size for d in DATA.iterdir()) < 2_000_000
+
+
+@pytest.mark.parametrize("name", list(REFS["datasets"]))
+def test_datasets_rebuild_r_factors(name):
+    meta = REFS["datasets"][name]
+    frame = _dataset(name)
+    assert len(frame) == meta["nrow"]
+    for col, c in meta["columns"].items():
+        if c["type"] == "factor":
+            assert isinstance(frame[col].dtype, pd.CategoricalDtype), col
+            assert list(frame[col].cat.categories) == c["levels"], col
+            assert frame[col].cat.ordered == c["ordered"], col
+        else:
+            assert pd.api.types.is_numeric_dtype(frame[col]), col
+
+
+def test_loader_keeps_level_order_and_missing_values():
+    cake = _dataset("cake")
+    assert cake.temperature.cat.ordered and list(cake.temperature.cat.categories)[:2] == ["175", "185"]
+    pixel = _dataset("Pixel")
+    assert list(pixel.Dog.cat.categories)[:3] == ["1", "10", "2"]  # R's sorted text, not numbers
+    orth = _dataset("Orthodont_na")
+    assert orth.distance.isna().sum() == 10 and orth.age.isna().sum() == 8 and orth.Sex.isna().sum() == 2
+    # rows with a missing value in a used column are what lme4 dropped
+    complete = orth[["distance", "age", "Subject", "Sex"]].dropna()
+    assert len(complete) == MODELS["orthodont_na_rows"]["nobs"]
+
+
+def _varcorr_labels(ref: dict) -> list[tuple]:
+    v = ref["varcorr"]
+    return list(zip(v["grp"], v["var1"], v["var2"], strict=True))
+
+
+@pytest.mark.parametrize("model_id", list(MODELS))
+def test_names(model_id):
+    ref, fit = MODELS[model_id], fitted(model_id)
+    assert fit.nobs == ref["nobs"]
+    assert list(fit.fixef().index) == ref["fixef_names"]
+    assert list(fit.design.dropped_columns) == ref["dropped_columns"]
+    vc = fit.varcorr()
+    ours = [(g, v1, v2) for g, v1, v2 in zip(vc.grp, vc.var1, vc.var2, strict=True)]
+    assert ours == _varcorr_labels(ref)
+    assert fit.ngrps() == ref["ngrps"]
+
+
+@pytest.mark.parametrize("model_id", list(MODELS))
+def test_criterion(model_id):
+    ref, fit = MODELS[model_id], fitted(model_id)
+    assert fit.reml == ref["reml"]
+    tol = 1e-6 * abs(ref["criterion"])
+    if ref["converged"]:
+        assert abs(fit.deviance - ref["criterion"]) <= tol, (fit.deviance, ref["criterion"])
+    else:  # lme4 stopped short: we must reach at least as low
+        assert fit.deviance <= ref["criterion"] + tol, (fit.deviance, ref["criterion"])
+
+
+CONVERGED = [k for k, m in MODELS.items() if m["converged"]]
+
+
+@pytest.mark.parametrize("model_id", CONVERGED)
+def test_estimates(model_id):
+    ref, fit = MODELS[model_id], fitted(model_id)
+    fx = fit.fixef()
+    est, se = fx["Estimate"].to_numpy(), fx["Std. Error"].to_numpy()
+    r_est, r_se = np.array(ref["fixef"]), np.array(ref["fixef_se"])
+    assert est.shape == r_est.shape
+    bad = np.abs(est - r_est) > 1e-4 * np.maximum(np.abs(r_est), r_se)
+    assert not bad.any(), list(zip(np.array(ref["fixef_names"])[bad], est[bad], r_est[bad], strict=True))
+    np.testing.assert_allclose(se, r_se, rtol=1e-4)
+    v = ref["varcorr"]
+    ours = fit.varcorr()["sdcor"].to_numpy(dtype=float)
+    theirs = np.array(v["sdcor"], dtype=float)
+    assert ours.shape == theirs.shape
+    is_cor = np.array([v2 is not None for v2 in v["var2"]])
+    scale = np.where(is_cor, 1.0, np.maximum(np.abs(theirs), 1e-3 * ref["sigma"]))
+    # a correlation at a singular fit may be NaN in both
+    both_nan = np.isnan(ours) & np.isnan(theirs)
+    bad = ~both_nan & ~(np.abs(ours - theirs) <= 1e-4 * scale)
+    assert not bad.any(), list(zip(np.array(_varcorr_labels(ref), dtype=object)[bad].tolist(),
+                                   ours[bad], theirs[bad], strict=True))
+    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-4)
+    assert fit.is_singular() == ref["singular"]
