@@ -310,7 +310,7 @@ def _bobyqa(dev: Deviance, start: np.ndarray) -> tuple[np.ndarray, str]:
     return x, f"NLopt BOBYQA: {codes.get(opt.last_optimize_result(), opt.last_optimize_result())}"
 
 
-def _diagonal(dev: Deviance) -> np.ndarray:
+def diagonal_entries(dev: Deviance) -> np.ndarray:
     """Which entries of theta are diagonals of a relative covariance factor."""
     return np.concatenate([r == c for r, c in dev.tril])
 
@@ -333,10 +333,10 @@ def canonical_theta(dev: Deviance, theta: np.ndarray) -> np.ndarray:
 
 
 # A diagonal of theta below this is on its bound (lme4's isSingular tolerance).
-_BOUNDARY = 1e-4
+BOUNDARY = 1e-4
 # Where a boundary diagonal restarts from: inside, and not where a first unit step
 # from lme4's start of 1 lands (the 1-D search from 1 can step exactly onto 0).
-_RESTART = 0.5
+RESTART = 0.5
 
 
 def _lbfgsb(dev: Deviance, start: np.ndarray) -> tuple[np.ndarray, str]:
@@ -369,10 +369,10 @@ def _lbfgsb(dev: Deviance, start: np.ndarray) -> tuple[np.ndarray, str]:
     # A search can still land exactly on a zero diagonal (zero gradient there, minimum or not;
     # MASS's petrol, ML: one theta, the first step from 1 lands on 0, 1.45 above lme4's
     # criterion): restart such a point from inside and keep the better of the two.
-    on_bound = _diagonal(dev) & (x < _BOUNDARY)
+    on_bound = diagonal_entries(dev) & (x < BOUNDARY)
     if on_bound.any():
         inside = x.copy()
-        inside[on_bound] = _RESTART
+        inside[on_bound] = RESTART
         again = search(inside, messages)
         if dev(again) < dev(x):
             x = again

@@ -10,6 +10,10 @@ import hierbayes as hb
 from hierbayes.confint import param_names, percentile
 from hierbayes.ddf import hessian, jacobian
 
+from .test_r_models import MODELS as R_MODELS
+from .test_r_models import REFS as R_REFS
+from .test_r_models import load_dataset
+
 FITS = {"sleep_int": "Reaction ~ Days + (1 | Subject)", "sleep_slope": "Reaction ~ Days + (Days | Subject)"}
 
 
@@ -123,6 +127,22 @@ def test_profile_stops_at_a_bound():
     ci = fit.confint(method="profile")
     assert ci.loc["sd_(Intercept)|g", "2.5 %"] == 0.0
     assert 0 < ci.loc["sd_(Intercept)|g", "97.5 %"] < 1
+
+
+def test_profile_at_a_singular_fit_matches_lme4():
+    # Dyestuff2: the Batch SD is estimated at 0. The intercept's profile refits theta from a
+    # warm start at 1e-9, where the even deviance has zero slope; started there alone, the
+    # interval was 4.31535 to 7.01585 against the exact 4.31284 to 7.01836.
+    ref = R_REFS["profile_dyestuff2"]
+    fit = hb.lmer(R_MODELS["dyestuff2_singular"]["formula"], load_dataset("Dyestuff2"))
+    assert fit.is_singular()
+    ci = fit.confint(method="profile")
+    assert list(ci.index) == ref["param"]
+    assert ci.iloc[0, 0] == 0.0 == ref["lower"][0]
+    np.testing.assert_allclose(ci.iloc[1:, 0], ref["lower"][1:], rtol=1e-4)
+    np.testing.assert_allclose(ci.iloc[:, 1], ref["upper"], rtol=1e-4)
+    # against the exact ends R finds by refitting with the intercept as an offset
+    np.testing.assert_allclose(ci.loc["(Intercept)"], ref["intercept_exact"], rtol=1e-6)
 
 
 def test_percentile_is_boots_interpolation():
