@@ -4,7 +4,7 @@ The references and the data come from ``tests/r/lmer_models.R`` (its header says
 to rerun it): each dataset as ``tests/data/r/<name>.csv.gz`` and every fit, with the
 datasets' column types and factor levels, in ``tests/data/r/lmer_models.json``.
 
-Per model, three tests:
+Per model, four tests:
 
 * ``test_names``: number of observations, fixed-effect names in R's order, the
   columns dropped as aliased, and the variance-component labels (grp, var1, var2)
@@ -12,6 +12,10 @@ Per model, three tests:
 * ``test_criterion``: the REML criterion (REML fits) or -2 log-likelihood (ML fits)
   to 1e-6 **relative** (the criteria lie between 121 and 46,639 in size, -681 for a
   log response); where lme4 did not converge, ours must be no worse than lme4's;
+* ``test_at_lme4_theta``: at lme4's theta, our criterion, fixed effects, SEs, sigma
+  and sdcor are lme4's to 1e-7 relative: the engine's algebra, apart from where
+  the optimizer stops (the two optimizers' paths part at rounding level, and on a
+  flat criterion that moves the estimates by more than the optimum is determined);
 * ``test_estimates`` (where lme4 converged): fixed effects, their standard errors,
   and VarCorr's sdcor column to 1e-4 relative. A fixed effect is compared relative
   to the larger of its size and its SE, an SD relative to the larger of its size
@@ -183,3 +187,26 @@ def test_estimates(model_id):
                                    ours[bad], theirs[bad], strict=True))
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-4)
     assert fit.is_singular() == ref["singular"]
+
+
+@pytest.mark.parametrize("model_id", list(MODELS))
+def test_at_lme4_theta(model_id):
+    import dataclasses
+
+    from hierbayes.reml import estimates
+
+    ref, fit = MODELS[model_id], fitted(model_id)
+    dev = fit.deviance_function
+    theta = np.array(ref["theta"])
+    factor = dev.factor(theta)
+    at_r = dataclasses.replace(fit, opt=dataclasses.replace(fit.opt, final=theta, f_final=dev.objective(factor)),
+                               factor=factor, estimates=estimates(dev, factor))
+    assert at_r.deviance == pytest.approx(ref["criterion"], rel=1e-9)
+    fx = at_r.fixef()
+    se = np.array(ref["fixef_se"])
+    r_est = np.array(ref["fixef"])
+    assert np.all(np.abs(fx["Estimate"].to_numpy() - r_est) <= 1e-7 * np.maximum(np.abs(r_est), se))
+    np.testing.assert_allclose(fx["Std. Error"], se, rtol=1e-7)
+    assert at_r.sigma == pytest.approx(ref["sigma"], rel=1e-7)
+    sdcor = np.array(ref["varcorr"]["sdcor"], dtype=float)
+    np.testing.assert_allclose(at_r.varcorr()["sdcor"].to_numpy(dtype=float), sdcor, rtol=1e-7, atol=1e-12)
