@@ -52,8 +52,8 @@ def load_dataset(name: str) -> pd.DataFrame:
     columns = meta["columns"]
     dtypes = {col: str if c["type"] == "factor" else float if c["type"] == "numeric" else "Int64"
               for col, c in columns.items()}
-    frame = pd.read_csv(DATA / meta["file"], dtype=dtypes, keep_default_na=False, na_values=["NA"],
-                        float_precision="round_trip")
+    # numbers are written with up to 17 digits, so each parses back to R's double
+    frame = pd.read_csv(DATA / meta["file"], dtype=dtypes, keep_default_na=False, na_values=["NA"])
     if list(frame.columns) != list(columns) or len(frame) != meta["nrow"]:
         raise AssertionError(f"{meta['file']} does not match its description in lmer_models.json")
     for col, c in columns.items():
