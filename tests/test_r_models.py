@@ -162,31 +162,61 @@ def test_criterion(model_id):
 
 
 CONVERGED = [k for k, m in MODELS.items() if m["converged"]]
+# lme4's default stopping rule (nloptwrap's xtol_rel = 1e-4) leaves estimates up to 1.6e-4
+# from the optimum on flat criteria (pixel_power; the script's converged_fit measures it).
+# Our BOBYQA follows lme4's path and stops where lme4 stops on every model but this one,
+# where the two evaluate the criterion 1e-14 apart and the paths part; there our estimates
+# are compared at the same 1e-4 with lme4 run to convergence. The set is asserted so that
+# any other model parting from lme4's path fails here rather than widening silently.
+PATHS_PART = {"machines_factor_slopes"}
 
 
-@pytest.mark.parametrize("model_id", CONVERGED)
-def test_estimates(model_id):
-    ref, fit = MODELS[model_id], fitted(model_id)
+def _estimate_mismatches(ref: dict, r: dict, fit) -> list:
+    """Every estimate further than 1e-4 relative from the lme4 fit ``r`` (of model ``ref``)."""
+    out = []
     fx = fit.fixef()
     est, se = fx["Estimate"].to_numpy(), fx["Std. Error"].to_numpy()
-    r_est, r_se = np.array(ref["fixef"]), np.array(ref["fixef_se"])
+    r_est, r_se = np.array(r["fixef"]), np.array(r["fixef_se"])
     assert est.shape == r_est.shape
+    names = np.array(ref["fixef_names"])
     bad = np.abs(est - r_est) > 1e-4 * np.maximum(np.abs(r_est), r_se)
-    assert not bad.any(), list(zip(np.array(ref["fixef_names"])[bad], est[bad], r_est[bad], strict=True))
-    np.testing.assert_allclose(se, r_se, rtol=1e-4)
+    out += list(zip(names[bad], est[bad], r_est[bad], strict=True))
+    bad = np.abs(se - r_se) > 1e-4 * r_se
+    out += list(zip([f"SE {n}" for n in names[bad]], se[bad], r_se[bad], strict=True))
     v = ref["varcorr"]
     ours = fit.varcorr()["sdcor"].to_numpy(dtype=float)
-    theirs = np.array(v["sdcor"], dtype=float)
+    theirs = np.array(r["sdcor"] if "sdcor" in r else v["sdcor"], dtype=float)
     assert ours.shape == theirs.shape
     is_cor = np.array([v2 is not None for v2 in v["var2"]])
     scale = np.where(is_cor, 1.0, np.maximum(np.abs(theirs), 1e-3 * ref["sigma"]))
     # a correlation at a singular fit may be NaN in both
     both_nan = np.isnan(ours) & np.isnan(theirs)
     bad = ~both_nan & ~(np.abs(ours - theirs) <= 1e-4 * scale)
-    assert not bad.any(), list(zip(np.array(_varcorr_labels(ref), dtype=object)[bad].tolist(),
-                                   ours[bad], theirs[bad], strict=True))
-    assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-4)
+    out += list(zip(np.array(_varcorr_labels(ref), dtype=object)[bad].tolist(),
+                    ours[bad], theirs[bad], strict=True))
+    if abs(fit.sigma - r["sigma"]) > 1e-4 * r["sigma"]:
+        out.append(("sigma", fit.sigma, r["sigma"]))
+    return out
+
+
+@pytest.mark.parametrize("model_id", CONVERGED)
+def test_estimates(model_id):
+    ref, fit = MODELS[model_id], fitted(model_id)
+    r = {**ref, "sdcor": ref["varcorr"]["sdcor"]}
+    bad = _estimate_mismatches(ref, r, fit)
+    if model_id in PATHS_PART:
+        assert bad, f"{model_id} now agrees with lme4's default fit: take it out of PATHS_PART"
+        bad = _estimate_mismatches(ref, ref["converged_fit"], fit)
+    assert not bad, bad
     assert fit.is_singular() == ref["singular"]
+
+
+@pytest.mark.parametrize("model_id", CONVERGED)
+def test_lme4_run_to_convergence_agrees_too(model_id):
+    # where lme4's own default stops 1e-4 or more short of its optimum, this measures by how
+    # much; our criterion may be lower than the converged one by rounding only
+    ref, fit = MODELS[model_id], fitted(model_id)
+    assert fit.deviance >= ref["converged_fit"]["criterion"] - 1e-9 * abs(ref["criterion"])
 
 
 @pytest.mark.parametrize("model_id", list(MODELS))
