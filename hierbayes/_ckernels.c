@@ -1,10 +1,11 @@
 /* hierbayes's compiled kernels: the log densities, NUTS, and exact draws of
  * integrated-out group effects.
  *
- * Plain C99 with no Python headers: hierbayes/native.py compiles this file
- * once with the system's C compiler (a second or two), keeps the shared
- * library in a cache keyed by this file's hash, and calls it through ctypes.
- * ctypes releases the GIL during a call, so chains run in parallel threads.
+ * Plain C99 with no Python headers: setup.py builds this file as the
+ * extension hierbayes._ckernels when the package is installed, and
+ * hierbayes/native.py loads that library with ctypes (nothing is compiled at
+ * run time). ctypes releases the GIL during a call, so chains run in parallel
+ * threads.
  * Nothing here depends on the model: every model is read from arrays laid out
  * by hierbayes.logdensity.pack, so nothing is compiled per model or per data
  * set.
@@ -37,6 +38,7 @@
  * polar method, so a seed gives the same draws on every platform.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,9 @@ enum { B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB,
        B_SKIP, B_N };
 enum { M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR, M_N };
 
-/* Mirrors hierbayes.native.Model (ctypes): every integer is int64, every array a pointer. */
+/* Mirrors hierbayes.native.Model (ctypes): every integer is int64, every array a
+ * pointer. native.py checks the layout at load (hb_model_size, hb_model_offsets):
+ * a field added here must be added there, in the same place, and to MODEL_FIELDS. */
 typedef struct {
     int64_t mode; /* 0: full, 1: marginal */
     int64_t dim;
@@ -74,6 +78,33 @@ typedef struct {
     const int64_t *mpri_i;
     const double *mpri_f;
 } Model;
+
+/* The layout that native.py compares with its ctypes mirror. */
+#define MODEL_FIELDS(X)                                                                           \
+    X(mode) X(dim) X(n) X(p) X(G) X(npri) X(Xt) X(y) X(idxT) X(ZvT) X(ccnt) X(cseg) X(blk)          \
+    X(blk_eta) X(pri_i) X(pri_f) X(misc) X(pmap) X(mp) X(q) X(q1) X(q2) X(mG) X(mnpri) X(mn)       \
+    X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21) X(G22) X(mblk) X(mblk_eta)           \
+    X(mpri_i) X(mpri_f)
+
+#define MODEL_COUNT(f) +1
+#define MODEL_OFFSET(f) offsetof(Model, f),
+
+int64_t hb_model_size(void) { return (int64_t)sizeof(Model); }
+
+int64_t hb_model_fields(void) { return 0 MODEL_FIELDS(MODEL_COUNT); }
+
+/* out receives hb_model_fields() offsets, in declaration order. */
+void hb_model_offsets(int64_t *out) {
+    static const size_t off[] = {MODEL_FIELDS(MODEL_OFFSET)};
+    for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) out[i] = (int64_t)off[i];
+}
+
+/* setup.py passes this file's SHA-256, so native.py can tell a library built
+ * from another version of this file (an edit not yet rebuilt). */
+#ifndef HB_SOURCE_SHA256
+#define HB_SOURCE_SHA256 ""
+#endif
+const char *hb_source_sha256(void) { return HB_SOURCE_SHA256; }
 
 /* ---- random numbers ---- */
 

@@ -1,9 +1,8 @@
 """Run hierbayes's own NUTS (``_ckernels.c``, through :mod:`hierbayes.native`) on a packed model.
 
 Chains run in parallel threads (ctypes releases the GIL during each call); a
-progress bar on stderr follows them. The kernels are compiled once per
-installation and cached on disk: :func:`cache_dir` says where,
-:func:`clear_cache` empties it.
+progress bar on stderr follows them. The kernels were built when hierbayes
+was installed (:mod:`hierbayes.native`).
 
 Examples
 --------
@@ -30,7 +29,6 @@ import numpy as np
 
 from . import native
 from .errors import SamplerError
-from .native import cache_dir, clear_cache  # noqa: F401  (re-exported: the cache's place and clearing)
 
 STAT_NAMES = ("lp", "acceptance_rate", "n_steps", "tree_depth", "diverging", "energy", "step_size")
 
@@ -47,8 +45,8 @@ class NutsRun:
     sampling_seconds: float
 
 
-def compile_kernels() -> float:
-    """Load the kernels (compiling them if the cache has none); return the seconds it took."""
+def load_kernels() -> float:
+    """Load the installed kernels (:func:`hierbayes.native.load`); return the seconds it took."""
     t0 = time.perf_counter()
     native.load()
     return time.perf_counter() - t0
@@ -109,7 +107,7 @@ def sample(
         Starts are the model's central values plus uniform jitter of this size
         (in units of each coordinate's scale).
     """
-    compile_s = compile_kernels()
+    compile_s = load_kernels()
     model = packed.native
     ss = np.random.SeedSequence(seed)
     children = ss.spawn(chains)

@@ -1,6 +1,14 @@
-"""The compiled kernels' plumbing: cache location, missing compiler, row order, seeds."""
+"""The compiled kernels' plumbing: built at install, checked at load; row order and seeds."""
 
 from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,31 +19,76 @@ from hierbayes.errors import SamplerError
 from hierbayes.logdensity import pack
 from hierbayes.nuts import sample
 
-
-def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIERBAYES_CACHE_DIR", str(tmp_path / "kernels"))
-    assert native.cache_dir() == tmp_path / "kernels"
-    (tmp_path / "kernels" / "_ckernels-0123456789abcdef.so").write_bytes(b"")
-    (tmp_path / "kernels" / "unrelated.txt").write_text("kept")
-    assert native.clear_cache() == 1
-    assert [f.name for f in (tmp_path / "kernels").iterdir()] == ["unrelated.txt"]
+# ---- built when the package is installed ----
 
 
-def test_a_missing_compiler_is_named_with_a_way_out(tmp_path, monkeypatch):
-    monkeypatch.setenv("CC", "no-such-compiler")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(SamplerError, match="no C compiler was found.*sampler='nutpie'"):
-        native._compiler()
-    assert not native.available()
+def test_the_kernels_are_the_extension_built_beside_the_package():
+    path = native.library_path()
+    assert path.parent == Path(native.__file__).parent
+    assert any(path.name == "_ckernels" + sfx for sfx in importlib.machinery.EXTENSION_SUFFIXES)
+    assert native.load()._name == str(path)
 
 
-def test_a_broken_build_reports_the_compiler_output(tmp_path, monkeypatch):
-    bad = tmp_path / "bad.c"
-    bad.write_text("this is not C\n")
-    monkeypatch.setattr(native, "SOURCE", bad)
-    with pytest.raises(SamplerError, match="failed"):
-        native._build(native._compiler(), tmp_path / "out.so")
-    assert not (tmp_path / "out.so").exists()
+def test_a_fit_compiles_nothing_and_writes_no_cache(tmp_path):
+    # no compiler on the PATH, and every place the old run-time cache used pointed
+    # at an empty folder: the fit still samples with hierbayes's own kernels and
+    # leaves that folder empty (nothing is built, nothing is cached, no silent nutpie)
+    home = tmp_path / "home"
+    home.mkdir()
+    pycache = Path(native.__file__).parent / "__pycache__"
+    before = sorted(pycache.glob("_ckernels*")) if pycache.exists() else []
+    env = {**os.environ, "PATH": str(tmp_path / "no-bin"), "CC": "no-such-compiler", "HOME": str(home),
+           "XDG_CACHE_HOME": str(home / "cache"), "HIERBAYES_CACHE_DIR": str(home / "kernels")}
+    code = textwrap.dedent("""
+        import hierbayes as hb
+        fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
+            draws=50, tune=50, chains=2, seed=1, progressbar=False, check=False)
+        print(fit.info.sampler)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "hierbayes"
+    assert list(home.rglob("*")) == []
+    assert (sorted(pycache.glob("_ckernels*")) if pycache.exists() else []) == before
+
+
+def test_missing_kernels_raise_a_reinstall_error_not_another_sampler(sleepstudy, monkeypatch):
+    monkeypatch.setattr(native, "EXTENSION", "hierbayes._no_such_kernels")
+    monkeypatch.setattr(native, "_lib", None)
+    model = hb.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    with pytest.raises(SamplerError, match=r"missing.*pip install --force-reinstall.*make clean-venv"):
+        model.fit(draws=20, tune=20, chains=1, progressbar=False)
+    with pytest.raises(SamplerError, match="missing"):
+        packed = pack(model.design, model.priors)
+        packed.logp_grad(packed.start)
+
+
+def _changed_mirror(fields):
+    return type("Model", (ctypes.Structure,), {"_fields_": fields})
+
+
+def test_a_ctypes_mirror_out_of_step_with_the_c_record_is_refused(monkeypatch):
+    lib, path = native.load(), native.library_path()
+    native.check_library(lib, path)  # the real pair agrees
+    fields, size = list(native.Model._fields_), ctypes.sizeof(native.Model)
+    # a field forgotten in the mirror: sizes and counts differ
+    monkeypatch.setattr(native, "Model", _changed_mirror(fields[:-1]))
+    with pytest.raises(SamplerError, match=rf"in {size} bytes over {len(fields)} fields.*"
+                                           rf"{size - 8} bytes over {len(fields) - 1}.*ctypes mirror"):
+        native.check_library(lib, path)
+    # a field of the wrong size: the count agrees, the offsets after it do not
+    monkeypatch.setattr(native, "Model", _changed_mirror([("mode", ctypes.c_int64 * 2), *fields[1:]]))
+    with pytest.raises(SamplerError, match="first different offset: field 'dim'"):
+        native.check_library(lib, path)
+
+
+def test_a_library_built_from_another_source_is_refused(tmp_path):
+    edited = tmp_path / "_ckernels.c"
+    edited.write_bytes(native.SOURCE.read_bytes() + b"/* edited */\n")
+    with pytest.raises(SamplerError, match="another version of _ckernels.c.*Rebuild"):
+        native.check_library(native.load(), native.library_path(), source=edited)
+    native.check_library(native.load(), native.library_path(), source=tmp_path / "absent.c")
 
 
 def test_the_row_order_does_not_change_the_density(sleepstudy):
