@@ -5,7 +5,8 @@
  * extension hierbayes._ckernels when the package is installed, and
  * hierbayes/native.py loads that library with ctypes (nothing is compiled at
  * run time). ctypes releases the GIL during a call, so chains run in parallel
- * threads.
+ * threads; each checks a stop flag at every leapfrog step, so Ctrl-C ends a
+ * fit at once.
  * Nothing here depends on the model: every model is read from arrays laid out
  * by hierbayes.logdensity.pack, so nothing is compiled per model or per data
  * set.
@@ -1362,13 +1363,15 @@ static double logaddexp(double a, double b) {
 typedef struct {
     double lp, accept, energy;
     int64_t n_leapfrog, depth;
-    int diverged;
+    int diverged, stopped;
 } Transition;
 
 /* One NUTS transition from (q, lp, g); the new state is written in place.
- * ws holds (18 + 2 * max_depth) * dim doubles. */
+ * ws holds (18 + 2 * max_depth) * dim doubles. The trajectory ends early, with
+ * stopped set, once *stop is non-zero: a tree of depth 10 on a large data set
+ * takes seconds, and Ctrl-C should not wait for it. */
 static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, double lp, double *g, double eps,
-                            const double *m_inv, int64_t max_depth, double *ws) {
+                            const double *m_inv, int64_t max_depth, double *ws, volatile const int32_t *stop) {
     int64_t dim = d->dim;
     double *p = ws, *q_l = ws + dim, *p_l = ws + 2 * dim, *g_l = ws + 3 * dim;
     double *q_r = ws + 4 * dim, *p_r = ws + 5 * dim, *g_r = ws + 6 * dim;
@@ -1391,7 +1394,7 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
     double log_w = 0.0; /* log of the trajectory's total weight, relative to the start's */
     double sum_accept = 0.0;
     int64_t n_leapfrog = 0, depth = 0;
-    int diverged = 0;
+    int diverged = 0, stopped = 0;
     while (depth < max_depth) {
         int forward = rng_uniform(rng) < 0.5;
         double step;
@@ -1411,6 +1414,10 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
         int turning = 0;
         uint64_t n_steps = (uint64_t)1 << depth;
         for (uint64_t n = 0; n < n_steps; n++) {
+            if (*stop) {
+                stopped = 1;
+                break;
+            }
             double lpc = leapfrog(d, wk, qc, pc, gc, step, m_inv);
             n_leapfrog++;
             double H = -lpc + kinetic(pc, m_inv, dim);
@@ -1458,7 +1465,7 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
             COPY(p_l, pc);
             COPY(g_l, gc);
         }
-        if (diverged || turning) break;
+        if (diverged || turning || stopped) break;
         /* biased progressive sampling: prefer the new subtree */
         if (log(rng_uniform(rng)) < sub_log_w - log_w) {
             COPY(q_new, q_sub);
@@ -1486,6 +1493,7 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
     t.n_leapfrog = n_leapfrog;
     t.depth = depth;
     t.diverged = diverged;
+    t.stopped = stopped;
     t.energy = H0;
     return t;
 }
@@ -1543,10 +1551,12 @@ static void initial_metric(const Model *d, Work *wk, Rng *rng, const double *q, 
  * draws; stats (n_draws x 7) lp, accept_stat, n_leapfrog, tree depth,
  * diverged, energy and step size; metric the adapted inverse metric
  * (diagonal); *step_out the final step size. progress[chain] counts finished
- * iterations. Returns 0, or 1 if memory ran out. */
+ * iterations. The chain stops within one leapfrog step once *stop is non-zero
+ * (set by native.py when sampling is interrupted). Returns 0; 1 if memory ran
+ * out; 2 if stopped, with draws incomplete. */
 int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune, int64_t n_draws,
                  double target_accept, int64_t max_depth, double *draws, double *stats, double *metric,
-                 volatile int64_t *progress, int64_t chain, double *step_out) {
+                 volatile int64_t *progress, int64_t chain, double *step_out, volatile const int32_t *stop) {
     int64_t dim = d->dim;
     Rng rng;
     rng_seed(&rng, seed);
@@ -1584,8 +1594,13 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     double mu = log(10.0 * eps), h_bar = 0.0, log_eps_bar = 0.0;
     int64_t t = 0;
     const double gamma = 0.05, t0 = 10.0, kappa = 0.75;
+    int status = 0;
     for (int64_t it = 0; it < n_tune + n_draws; it++) {
-        Transition tr = nuts_step(d, &wk, &rng, q, lp, g, eps, m_inv, max_depth, ws);
+        Transition tr = nuts_step(d, &wk, &rng, q, lp, g, eps, m_inv, max_depth, ws, stop);
+        if (tr.stopped) {
+            status = 2;
+            break;
+        }
         lp = tr.lp;
         if (it < n_tune) {
             t++;
@@ -1646,8 +1661,10 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
         }
         progress[chain] = it + 1;
     }
-    COPY(metric, m_inv);
-    *step_out = eps;
+    if (status == 0) {
+        COPY(metric, m_inv);
+        *step_out = eps;
+    }
     work_free(&wk);
     free(q);
     free(g);
@@ -1655,5 +1672,5 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     free(mean);
     free(m2);
     free(ws);
-    return 0;
+    return status;
 }

@@ -153,7 +153,8 @@ def load() -> ctypes.CDLL:
             lib.hb_logp.argtypes = [M, c_void_p, c_void_p]
             lib.hb_logp.restype = c_double
             lib.hb_run_chain.argtypes = [M, c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64,
-                                         c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p]
+                                         c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p,
+                                         c_void_p]
             lib.hb_run_chain.restype = c_int
             for name in ("hb_draw_effects", "hb_draw_collapsed"):
                 fn = getattr(lib, name)
@@ -229,13 +230,22 @@ class NativeModel:
 
     def run_chain(self, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
                   metric: np.ndarray, target_accept: float, max_depth: int, progress: np.ndarray,
-                  chain: int) -> float:
-        """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``."""
+                  chain: int, stop: np.ndarray) -> float:
+        """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``.
+
+        ``stop`` is a one-element int32 array that the chain reads at every
+        leapfrog step: setting it (from another thread) ends the chain there,
+        and this call then raises KeyboardInterrupt.
+        """
         q0 = np.ascontiguousarray(q0, dtype=np.float64)
+        if stop.dtype != np.int32 or not stop.flags.c_contiguous:
+            raise TypeError("stop must be a contiguous int32 array")
         step = np.zeros(1)
         rc = load().hb_run_chain(self.ref, _ptr(q0), seed, tune, draws.shape[0], target_accept,
                                  max_depth, _ptr(draws), _ptr(stats), _ptr(metric), _ptr(progress),
-                                 chain, _ptr(step))
+                                 chain, _ptr(step), _ptr(stop))
+        if rc == 2:
+            raise KeyboardInterrupt(f"chain {chain} stopped")
         if rc:
             raise MemoryError("hierbayes's sampler ran out of memory")
         return float(step[0])

@@ -1,8 +1,11 @@
 """Run hierbayes's own NUTS (``_ckernels.c``, through :mod:`hierbayes.native`) on a packed model.
 
 Chains run in parallel threads (ctypes releases the GIL during each call); a
-progress bar on stderr follows them. The kernels were built when hierbayes
-was installed (:mod:`hierbayes.native`).
+progress bar on stderr follows them. The main thread waits with a timeout, so
+it sees Ctrl-C at once: it then raises a stop flag that every chain reads at
+each leapfrog step, waits for the chains to return (within one step) and
+re-raises KeyboardInterrupt, with no thread left running. The kernels were
+built when hierbayes was installed (:mod:`hierbayes.native`).
 
 Examples
 --------
@@ -78,6 +81,12 @@ class _Progress:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
+    def interrupted(self) -> None:
+        """End a live bar's line, so the traceback that follows starts on its own."""
+        if self.enabled and self.live:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
 
 def sample(
     packed,
@@ -130,21 +139,32 @@ def sample(
     stats = np.empty((chains, draws, len(STAT_NAMES)))
     metric = np.empty((chains, dim))
     progress = np.zeros(chains, dtype=np.int64)
+    stop = np.zeros(1, dtype=np.int32)
     step = np.empty(chains)
     bar = _Progress(chains * (draws + tune), chains, progressbar)
     workers = cores or min(chains, os.cpu_count() or 1)
 
     def one(c: int) -> None:
         step[c] = model.run_chain(inits[c], seeds[c], tune, out[c], stats[c], metric[c],
-                                  target_accept, max_treedepth, progress, c)
+                                  target_accept, max_treedepth, progress, c, stop)
 
     t0 = time.perf_counter()
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as ex:
         futures = [ex.submit(one, c) for c in range(chains)]
-        while not all(f.done() for f in futures):
-            bar.draw(int(progress.sum()))
-            done.wait(0.1)
+        try:
+            # a timed wait: the signal handler runs, and Ctrl-C raises here, within 0.1 s
+            while not all(f.done() for f in futures):
+                bar.draw(int(progress.sum()))
+                done.wait(0.1)
+        except BaseException:
+            # stop the running chains at their next leapfrog step and the queued ones
+            # before they start; leaving the with block joins the threads
+            stop[0] = 1
+            for f in futures:
+                f.cancel()
+            bar.interrupted()
+            raise
         for f in futures:
             f.result()
     bar.draw(int(progress.sum()), final=True)

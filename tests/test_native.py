@@ -1,13 +1,18 @@
-"""The compiled kernels' plumbing: built at install, checked at load; row order and seeds."""
+"""The compiled kernels' plumbing: built at install, checked at load, stopped by Ctrl-C;
+row order and seeds."""
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import importlib.machinery
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +94,67 @@ def test_a_library_built_from_another_source_is_refused(tmp_path):
     with pytest.raises(SamplerError, match="another version of _ckernels.c.*Rebuild"):
         native.check_library(native.load(), native.library_path(), source=edited)
     native.check_library(native.load(), native.library_path(), source=tmp_path / "absent.c")
+
+
+# ---- Ctrl-C ----
+
+LONG_FIT = textwrap.dedent("""
+    import threading, time
+    import hierbayes as hb
+
+    def announce():
+        # the chains run in the executor's threads: say so once they exist
+        while not any(t.name.startswith("ThreadPoolExecutor") for t in threading.enumerate()):
+            time.sleep(0.01)
+        print("sampling", flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    df = hb.datasets.load("sleepstudy")
+    hb.Model("Reaction ~ Days + (Days | Subject)", df).fit(draws=200000, tune=1000, chains=4, seed=1)
+    print("finished", flush=True)
+""")
+
+
+def test_ctrl_c_stops_a_fit_within_two_seconds():
+    proc = subprocess.Popen([sys.executable, "-c", LONG_FIT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "sampling"
+        time.sleep(0.5)
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        waited = time.perf_counter() - t0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "KeyboardInterrupt" in err
+    assert "finished" not in out
+    assert waited < 2.0, f"the process exited {waited:.1f} s after Ctrl-C"
+
+
+def test_an_interrupted_sample_leaves_no_thread_running(sleep_model):
+    packed = pack(sleep_model.design, sleep_model.priors)
+    before = set(threading.enumerate())
+    sent = []
+
+    def interrupt():
+        deadline = time.perf_counter() + 60
+        while time.perf_counter() < deadline:
+            if any(t.name.startswith("ThreadPoolExecutor") for t in threading.enumerate()):
+                time.sleep(0.3)
+                sent.append(time.perf_counter())
+                _thread.interrupt_main()
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        sample(packed, draws=200000, tune=1000, chains=4, seed=2, progressbar=False)
+    stopped = time.perf_counter()
+    assert sent and stopped - sent[0] < 1.0
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert [t for t in left if t.name.startswith("ThreadPoolExecutor")] == []
 
 
 def test_the_row_order_does_not_change_the_density(sleepstudy):
