@@ -400,14 +400,22 @@ static int64_t first_fixed_column(const Model *d) {
     return 0;
 }
 
-/* A row's group terms, read once per evaluation rather than from the block table per row. */
+/* The row loops' group terms, read once per chain (in Work) rather than from the
+ * block table per row; one record per block, as many blocks as the model has. */
 typedef struct {
     int64_t G;
-    int64_t K[16], eff[16], col[16], ones[16], gi[16];
+    int64_t *K, *eff, *col, *ones, *gi;
 } Rows;
 
-static void rows_init(const Model *d, Rows *rw) {
+static int rows_alloc(const Model *d, Rows *rw) {
+    int64_t G1 = d->G > 0 ? d->G : 1;
     rw->G = 0;
+    rw->K = malloc(5 * G1 * sizeof(int64_t));
+    if (!rw->K) return 1;
+    rw->eff = rw->K + G1;
+    rw->col = rw->K + 2 * G1;
+    rw->ones = rw->K + 3 * G1;
+    rw->gi = rw->K + 4 * G1;
     for (int64_t g = 0; g < d->G; g++) {
         const int64_t *b = d->blk + g * B_N;
         if (b[B_SKIP] == 1) continue;
@@ -418,6 +426,7 @@ static void rows_init(const Model *d, Rows *rw) {
         rw->ones[k] = b[B_ONES];
         rw->gi[k] = g;
     }
+    return 0;
 }
 
 /* eta = X[:, j0:] theta[j0:] + Z r over all rows, a column at a time. */
@@ -534,22 +543,27 @@ static void scatter(const Model *d, const double *restrict ge, int64_t j0, const
     }
 }
 
-/* Two row-length work vectors, kept across evaluations by the sampler. */
+/* Two row-length work vectors and the blocks' row records, kept across
+ * evaluations by the sampler. */
 typedef struct {
     int64_t n;
     double *eta, *ge;
+    Rows rw;
 } Work;
 
 static int work_alloc(Work *w, const Model *d) {
     w->n = d->mode == 1 ? 0 : d->n;
     w->eta = malloc((w->n + 1) * sizeof(double));
     w->ge = malloc((w->n + 1) * sizeof(double));
-    return !w->eta || !w->ge;
+    w->rw.K = NULL;
+    int no_rows = d->mode == 1 ? 0 : rows_alloc(d, &w->rw);
+    return !w->eta || !w->ge || no_rows;
 }
 
 static void work_free(Work *w) {
     free(w->eta);
     free(w->ge);
+    free(w->rw.K);
 }
 
 /* Log density at theta; the gradient is written into grad. One pass over the
@@ -561,8 +575,7 @@ static double logp_full(const Model *d, const double *theta, double *grad, Work 
     memset(grad, 0, dim * sizeof(double));
     double lp = 0.0;
     int64_t j0 = first_fixed_column(d);
-    Rows rw;
-    rows_init(d, &rw);
+    const Rows *rw = &wk->rw;
     TW w;
     double *r = calloc(dim, sizeof(double));
     double *g_r = calloc(dim, sizeof(double));
@@ -597,7 +610,7 @@ static double logp_full(const Model *d, const double *theta, double *grad, Work 
         sigma = exp(theta[osig]);
         inv2 = 1.0 / (sigma * sigma);
     }
-    linear_predictor(d, theta, j0, &rw, r, eta);
+    linear_predictor(d, theta, j0, rw, r, eta);
     const double *y = d->y;
     if (fam == 0) {
         if (cg < 0) {
@@ -669,7 +682,7 @@ static double logp_full(const Model *d, const double *theta, double *grad, Work 
             ge[i] = y[i] - mu;
         }
     }
-    scatter(d, ge, j0, &rw, grad, g_r);
+    scatter(d, ge, j0, rw, grad, g_r);
 
     int64_t ld = w.Kmax;
     for (int64_t g = 0; g < G; g++) {
@@ -746,8 +759,6 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
     int64_t G = d->G, cg = d->misc[2], osig = d->misc[1], dim = d->dim;
     int64_t Lc = d->blk[cg * B_N + B_L];
     int64_t j0 = first_fixed_column(d);
-    Rows rw;
-    rows_init(d, &rw);
     TW w;
     double *S = calloc(Lc, sizeof(double));
     double *r = calloc(dim, sizeof(double));
@@ -759,7 +770,7 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
         for (int64_t s = 0; s < ndraws; s++) {
             const double *theta = thetas + s * dim;
             build_r(theta, d, r, &w);
-            linear_predictor(d, theta, j0, &rw, r, wk.eta);
+            linear_predictor(d, theta, j0, &wk.rw, r, wk.eta);
             for (int64_t j = 0; j < Lc; j++) residuals_sum(d->y, wk.eta, wk.ge, d->cseg[j], d->cseg[j + 1], &S[j]);
             double s2 = exp(2.0 * theta[osig]);
             double tau = w.T[TIX(&w, cg, 0, 0)];

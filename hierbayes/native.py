@@ -45,8 +45,6 @@ REINSTALL = (
     "`pip install --force-reinstall --no-deps hierbayes`, or in a checkout "
     "`make clean-venv demo`, `pip install -e .` or `python setup.py build_ext --inplace`."
 )
-# the row loop keeps one record per block on the stack (Rows in _ckernels.c)
-MAX_BLOCKS = 16
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -88,7 +86,7 @@ def library_path() -> Path:
     return Path(spec.origin)
 
 
-def check_library(lib: ctypes.CDLL, path: Path, source: Path = SOURCE) -> None:
+def check_library(lib: ctypes.CDLL, path: Path, source: Path | None = None) -> None:
     """Refuse a library whose ``Model`` layout, or source, is not this module's.
 
     Raises
@@ -96,8 +94,8 @@ def check_library(lib: ctypes.CDLL, path: Path, source: Path = SOURCE) -> None:
     SamplerError
         When the C ``Model`` record differs from :class:`Model` in size, field
         count or any field's offset (the ctypes mirror was not kept in step
-        with ``_ckernels.c``), or when ``source`` exists and is not the file
-        the library was built from.
+        with ``_ckernels.c``), or when ``source`` (default :data:`SOURCE`)
+        exists and is not the file the library was built from.
     """
     lib.hb_model_size.restype = c_int64
     lib.hb_model_fields.restype = c_int64
@@ -119,6 +117,7 @@ def check_library(lib: ctypes.CDLL, path: Path, source: Path = SOURCE) -> None:
             + ": the ctypes mirror in native.py was not changed with _ckernels.c. Make them "
             "agree field by field."
         )
+    source = SOURCE if source is None else source
     if source.exists():
         built = lib.hb_source_sha256().decode()
         if built != hashlib.sha256(source.read_bytes()).hexdigest():
@@ -197,8 +196,6 @@ class NativeModel:
             m.mpri_i, m.mpri_f = arr(pri_i, np.int64), arr(pri_f, np.float64)
         else:
             X, y, idx, Zv, blk, etas, pri_i, pri_f, misc, pmap = data
-            if blk.shape[0] > MAX_BLOCKS:
-                raise ValueError(f"at most {MAX_BLOCKS} group terms are supported, not {blk.shape[0]}")
             m.n, m.p = X.shape
             m.G, m.npri = blk.shape[0], pri_i.shape[0]
             cg = int(misc[2])

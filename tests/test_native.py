@@ -1,5 +1,5 @@
-"""The compiled kernels' plumbing: built at install, checked at load, stopped by Ctrl-C;
-row order and seeds."""
+"""The compiled kernels' plumbing: built at install, checked at load, stopped by Ctrl-C,
+any number of bars; row order and seeds."""
 
 from __future__ import annotations
 
@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import hierbayes as hb
 from hierbayes import native
 from hierbayes.errors import SamplerError
 from hierbayes.logdensity import pack
+from hierbayes.model import linear_predictor
 from hierbayes.nuts import sample
 
 # ---- built when the package is installed ----
@@ -155,6 +157,67 @@ def test_an_interrupted_sample_leaves_no_thread_running(sleep_model):
     assert sent and stopped - sent[0] < 1.0
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert [t for t in left if t.name.startswith("ThreadPoolExecutor")] == []
+
+
+# ---- any number of bars ----
+
+
+@pytest.fixture(scope="module")
+def many_bars():
+    rng = np.random.default_rng(7)
+    n, groups = 300, 18
+    df = pd.DataFrame({f"g{k}": rng.integers(0, 4, n).astype(str) for k in range(1, groups + 1)})
+    effects = sum(rng.normal(0, 0.5, 4)[df[f"g{k}"].astype(int)] for k in range(1, groups + 1))
+    df["x"] = rng.normal(size=n)
+    df["y"] = 1.0 + 0.5 * df["x"] + effects + rng.normal(size=n)
+    formula = "y ~ 1 + x + " + " + ".join(f"(1 | g{k})" for k in range(1, groups + 1))
+    return hb.Model(formula, df)
+
+
+def test_the_seventeenth_and_eighteenth_bars_count_in_the_density(many_bars):
+    # the kernel's density against NumPy's: between two points that differ only in
+    # the last two blocks' (non-centred) effects z, the log density changes by the
+    # likelihood's change plus the N(0, 1) prior's on z; and the gradient in those
+    # z is sd * Z'(y - eta) / sigma^2 - z
+    design = many_bars.design
+    packed = pack(design, many_bars.priors, centred=[False] * 18, collapse=False, marginal=False)
+    assert len(design.blocks) == 18 and packed.collapsed == -1
+    last = design.blocks[16:]
+    spans = {blk.group: slice(packed.layout[f"eff_{blk.group}"][0],
+                              packed.layout[f"eff_{blk.group}"][0] + blk.n_levels) for blk in last}
+    rng = np.random.default_rng(1)
+    a = packed.initial_point(0) + rng.normal(0, 0.3, packed.dim)
+    b = a.copy()
+    for span in spans.values():
+        b[span] += rng.normal(0, 1.0, span.stop - span.start)
+
+    def loglik(theta):
+        post = packed.constrain(theta[None, None, :])
+        resid = design.y - linear_predictor(design, post)[0, 0]
+        sigma = float(post["sigma"][0, 0])
+        return -len(resid) * np.log(sigma) - 0.5 * np.sum(resid**2) / sigma**2, resid, sigma
+
+    def z_prior(theta):
+        return -0.5 * sum(np.sum(theta[span] ** 2) for span in spans.values())
+
+    (lp_a, grad_a), (lp_b, _) = packed.logp_grad(a), packed.logp_grad(b)
+    (ll_a, resid, sigma), (ll_b, _, _) = loglik(a), loglik(b)
+    assert lp_a - lp_b == pytest.approx(ll_a - ll_b + z_prior(a) - z_prior(b), rel=1e-9)
+    for blk in last:
+        span = spans[blk.group]
+        sd = np.exp(a[packed.layout[f"sd_{blk.group}"][0]])
+        want = sd * np.bincount(blk.index, weights=resid, minlength=blk.n_levels) / sigma**2 - a[span]
+        np.testing.assert_allclose(grad_a[span], want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("marginal", [False, True])
+def test_eighteen_bars_fit(many_bars, marginal):
+    fit = many_bars.fit(draws=100, tune=150, chains=2, seed=3, progressbar=False, marginal=marginal,
+                        check=False)
+    assert fit.info.sampler == "hierbayes" and fit.info.marginal is marginal
+    sds = fit.posterior["sd_g18"]
+    assert sds.shape == (2, 100, 1) and np.all(np.isfinite(sds)) and np.all(sds > 0)
+    assert np.all(np.isfinite(fit.posterior["r_g18"]))
 
 
 def test_the_row_order_does_not_change_the_density(sleepstudy):
