@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(PY) examples/sleepstudy.py
 
 test: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py
+	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py
+	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
 
 clean-venv:
 	rm -rf $(VENV) hierbayes/_ckernels*.so hierbayes/_ckernels*.pyd

@@ -97,10 +97,15 @@ def check_library(lib: ctypes.CDLL, path: Path, source: Path | None = None) -> N
         with ``_ckernels.c``), or when ``source`` (default :data:`SOURCE`)
         exists and is not the file the library was built from.
     """
-    lib.hb_model_size.restype = c_int64
-    lib.hb_model_fields.restype = c_int64
-    lib.hb_source_sha256.restype = c_char_p
-    lib.hb_model_offsets.argtypes = [c_void_p]
+    try:
+        lib.hb_model_size.restype = c_int64
+        lib.hb_model_fields.restype = c_int64
+        lib.hb_source_sha256.restype = c_char_p
+        lib.hb_model_offsets.argtypes = [c_void_p]
+    except AttributeError as err:  # a library from before these checks, or not ours
+        raise SamplerError(
+            f"{path} does not export this version's layout checks ({err}). {REINSTALL}"
+        ) from err
     size, fields = lib.hb_model_size(), lib.hb_model_fields()
     mine = [getattr(Model, name).offset for name, _ in Model._fields_]
     theirs: list[int] = []
@@ -124,7 +129,8 @@ def check_library(lib: ctypes.CDLL, path: Path, source: Path | None = None) -> N
             raise SamplerError(
                 f"hierbayes's kernels ({path}) were built from another version of "
                 f"{source.name} than the one beside them (edited since the last build?). "
-                f"Rebuild them: `make test` or `pip install -e .` in the checkout."
+                "Rebuild them in the checkout: `make test`, `pip install -e .` or "
+                "`python setup.py build_ext --inplace`."
             )
 
 

@@ -151,8 +151,9 @@ def sample(
     t0 = time.perf_counter()
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        futures = [ex.submit(one, c) for c in range(chains)]
+        futures = []
         try:
+            futures.extend(ex.submit(one, c) for c in range(chains))
             # a timed wait: the signal handler runs, and Ctrl-C raises here, within 0.1 s
             while not all(f.done() for f in futures):
                 bar.draw(int(progress.sum()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import ctypes
+import ctypes.util
 import importlib.machinery
 import os
 import signal
@@ -88,6 +89,12 @@ def test_a_ctypes_mirror_out_of_step_with_the_c_record_is_refused(monkeypatch):
     monkeypatch.setattr(native, "Model", _changed_mirror([("mode", ctypes.c_int64 * 2), *fields[1:]]))
     with pytest.raises(SamplerError, match="first different offset: field 'dim'"):
         native.check_library(lib, path)
+
+
+def test_a_library_without_the_layout_checks_is_refused():
+    libm = ctypes.util.find_library("m")
+    with pytest.raises(SamplerError, match="does not export this version's layout checks.*Reinstall"):
+        native.check_library(ctypes.CDLL(libm), Path(libm))
 
 
 def test_a_library_built_from_another_source_is_refused(tmp_path):
