@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint clean-venv
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+# pip builds the compiled kernels (hierbayes/_ckernels.c, setup.py) into the package folder:
+# an edited kernel is rebuilt by the next `make test` or `make demo`.
+$(STAMP): pyproject.toml setup.py hierbayes/_ckernels.c
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
@@ -16,14 +18,14 @@ demo: $(STAMP)
 	$(PY) examples/sleepstudy.py
 
 test: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py
+	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py
+	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) hierbayes/_ckernels*.so hierbayes/_ckernels*.pyd
 
 .PHONY: bench bench-reml bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).

@@ -4,7 +4,7 @@ For sleepstudy, pupils (crossed) and InstEval (73,421 rows, crossed), every
 contender runs from interpreter start to printed estimates in its own process,
 in the same run, so the numbers compare as ratios:
 
-* hierbayes, default (kernels already compiled), and with an empty cache (cold);
+* hierbayes, default (kernels built at install);
 * hierbayes variants side by side: group effects integrated out (marginal),
   the full model with centring chosen from the data, the full model all
   non-centred, and the PyMC model sampled by nutpie;
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from _common import OUT, PY_PEAK, R_PEAK, python_peer, r_peer, run, table
@@ -42,9 +41,9 @@ CASES = {
                "chains": 4, "draws": 1000, "tune": 1000},
     "InstEval": {"formula": "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
                  "factors": ["s", "d", "dept", "service"], "chains": 2, "draws": 500, "tune": 500,
-                 # the cold compile does not depend on the data (see sleepstudy); PyMC's own
-                 # sampler needs hours here, and statsmodels has run past 10 minutes and 11 GB
-                 "skip": ["hierbayes (cold cache)", "bambi + pymc"], "peer_cap": 150},
+                 # PyMC's own sampler needs hours here, and statsmodels has run past
+                 # 10 minutes and 11 GB
+                 "skip": ["bambi + pymc"], "peer_cap": 150},
 }
 
 HIERBAYES = """
@@ -165,11 +164,6 @@ def bench_case(name: str, case: dict, cap: float, skip: set[str]) -> dict[str, d
         if label in skip:
             continue
         results[label] = run([py, "-c", HIERBAYES.format(kwargs=repr(kwargs), **fmt)], timeout=cap)
-        if label == "hierbayes (default)" and "hierbayes (cold cache)" not in skip:
-            # the same with an empty kernel cache: what a first fit after install costs
-            cold = tempfile.mkdtemp(prefix="hierbayes-cold-")
-            env_cmd = ["env", f"HIERBAYES_CACHE_DIR={cold}", py, "-c", HIERBAYES.format(kwargs="{}", **fmt)]
-            results["hierbayes (cold cache)"] = run(env_cmd, timeout=cap)
     peer_cap = min(cap, case.get("peer_cap", cap))
     for method in ("nutpie", "pymc"):
         label = f"bambi + {method}"

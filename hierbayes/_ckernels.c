@@ -1,10 +1,12 @@
 /* hierbayes's compiled kernels: the log densities, NUTS, and exact draws of
  * integrated-out group effects.
  *
- * Plain C99 with no Python headers: hierbayes/native.py compiles this file
- * once with the system's C compiler (a second or two), keeps the shared
- * library in a cache keyed by this file's hash, and calls it through ctypes.
- * ctypes releases the GIL during a call, so chains run in parallel threads.
+ * Plain C99 with no Python headers: setup.py builds this file as the
+ * extension hierbayes._ckernels when the package is installed, and
+ * hierbayes/native.py loads that library with ctypes (nothing is compiled at
+ * run time). ctypes releases the GIL during a call, so chains run in parallel
+ * threads; each checks a stop flag at every leapfrog step, so Ctrl-C ends a
+ * fit at once.
  * Nothing here depends on the model: every model is read from arrays laid out
  * by hierbayes.logdensity.pack, so nothing is compiled per model or per data
  * set.
@@ -37,6 +39,7 @@
  * polar method, so a seed gives the same draws on every platform.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +48,9 @@ enum { B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB,
        B_SKIP, B_N };
 enum { M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR, M_N };
 
-/* Mirrors hierbayes.native.Model (ctypes): every integer is int64, every array a pointer. */
+/* Mirrors hierbayes.native.Model (ctypes): every integer is int64, every array a
+ * pointer. native.py checks the layout at load (hb_model_size, hb_model_offsets):
+ * a field added here must be added there, in the same place, and to MODEL_FIELDS. */
 typedef struct {
     int64_t mode; /* 0: full, 1: marginal */
     int64_t dim;
@@ -74,6 +79,33 @@ typedef struct {
     const int64_t *mpri_i;
     const double *mpri_f;
 } Model;
+
+/* The layout that native.py compares with its ctypes mirror. */
+#define MODEL_FIELDS(X)                                                                           \
+    X(mode) X(dim) X(n) X(p) X(G) X(npri) X(Xt) X(y) X(idxT) X(ZvT) X(ccnt) X(cseg) X(blk)          \
+    X(blk_eta) X(pri_i) X(pri_f) X(misc) X(pmap) X(mp) X(q) X(q1) X(q2) X(mG) X(mnpri) X(mn)       \
+    X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21) X(G22) X(mblk) X(mblk_eta)           \
+    X(mpri_i) X(mpri_f)
+
+#define MODEL_COUNT(f) +1
+#define MODEL_OFFSET(f) offsetof(Model, f),
+
+int64_t hb_model_size(void) { return (int64_t)sizeof(Model); }
+
+int64_t hb_model_fields(void) { return 0 MODEL_FIELDS(MODEL_COUNT); }
+
+/* out receives hb_model_fields() offsets, in declaration order. */
+void hb_model_offsets(int64_t *out) {
+    static const size_t off[] = {MODEL_FIELDS(MODEL_OFFSET)};
+    for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++) out[i] = (int64_t)off[i];
+}
+
+/* setup.py passes this file's SHA-256, so native.py can tell a library built
+ * from another version of this file (an edit not yet rebuilt). */
+#ifndef HB_SOURCE_SHA256
+#define HB_SOURCE_SHA256 ""
+#endif
+const char *hb_source_sha256(void) { return HB_SOURCE_SHA256; }
 
 /* ---- random numbers ---- */
 
@@ -368,14 +400,22 @@ static int64_t first_fixed_column(const Model *d) {
     return 0;
 }
 
-/* A row's group terms, read once per evaluation rather than from the block table per row. */
+/* The row loops' group terms, read once per chain (in Work) rather than from the
+ * block table per row; one record per block, as many blocks as the model has. */
 typedef struct {
     int64_t G;
-    int64_t K[16], eff[16], col[16], ones[16], gi[16];
+    int64_t *K, *eff, *col, *ones, *gi;
 } Rows;
 
-static void rows_init(const Model *d, Rows *rw) {
+static int rows_alloc(const Model *d, Rows *rw) {
+    int64_t G1 = d->G > 0 ? d->G : 1;
     rw->G = 0;
+    rw->K = malloc(5 * G1 * sizeof(int64_t));
+    if (!rw->K) return 1;
+    rw->eff = rw->K + G1;
+    rw->col = rw->K + 2 * G1;
+    rw->ones = rw->K + 3 * G1;
+    rw->gi = rw->K + 4 * G1;
     for (int64_t g = 0; g < d->G; g++) {
         const int64_t *b = d->blk + g * B_N;
         if (b[B_SKIP] == 1) continue;
@@ -386,6 +426,7 @@ static void rows_init(const Model *d, Rows *rw) {
         rw->ones[k] = b[B_ONES];
         rw->gi[k] = g;
     }
+    return 0;
 }
 
 /* eta = X[:, j0:] theta[j0:] + Z r over all rows, a column at a time. */
@@ -502,22 +543,27 @@ static void scatter(const Model *d, const double *restrict ge, int64_t j0, const
     }
 }
 
-/* Two row-length work vectors, kept across evaluations by the sampler. */
+/* Two row-length work vectors and the blocks' row records, kept across
+ * evaluations by the sampler. */
 typedef struct {
     int64_t n;
     double *eta, *ge;
+    Rows rw;
 } Work;
 
 static int work_alloc(Work *w, const Model *d) {
     w->n = d->mode == 1 ? 0 : d->n;
     w->eta = malloc((w->n + 1) * sizeof(double));
     w->ge = malloc((w->n + 1) * sizeof(double));
-    return !w->eta || !w->ge;
+    w->rw.K = NULL;
+    int no_rows = d->mode == 1 ? 0 : rows_alloc(d, &w->rw);
+    return !w->eta || !w->ge || no_rows;
 }
 
 static void work_free(Work *w) {
     free(w->eta);
     free(w->ge);
+    free(w->rw.K);
 }
 
 /* Log density at theta; the gradient is written into grad. One pass over the
@@ -529,8 +575,7 @@ static double logp_full(const Model *d, const double *theta, double *grad, Work 
     memset(grad, 0, dim * sizeof(double));
     double lp = 0.0;
     int64_t j0 = first_fixed_column(d);
-    Rows rw;
-    rows_init(d, &rw);
+    const Rows *rw = &wk->rw;
     TW w;
     double *r = calloc(dim, sizeof(double));
     double *g_r = calloc(dim, sizeof(double));
@@ -565,7 +610,7 @@ static double logp_full(const Model *d, const double *theta, double *grad, Work 
         sigma = exp(theta[osig]);
         inv2 = 1.0 / (sigma * sigma);
     }
-    linear_predictor(d, theta, j0, &rw, r, eta);
+    linear_predictor(d, theta, j0, rw, r, eta);
     const double *y = d->y;
     if (fam == 0) {
         if (cg < 0) {
@@ -637,7 +682,7 @@ static double logp_full(const Model *d, const double *theta, double *grad, Work 
             ge[i] = y[i] - mu;
         }
     }
-    scatter(d, ge, j0, &rw, grad, g_r);
+    scatter(d, ge, j0, rw, grad, g_r);
 
     int64_t ld = w.Kmax;
     for (int64_t g = 0; g < G; g++) {
@@ -714,8 +759,6 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
     int64_t G = d->G, cg = d->misc[2], osig = d->misc[1], dim = d->dim;
     int64_t Lc = d->blk[cg * B_N + B_L];
     int64_t j0 = first_fixed_column(d);
-    Rows rw;
-    rows_init(d, &rw);
     TW w;
     double *S = calloc(Lc, sizeof(double));
     double *r = calloc(dim, sizeof(double));
@@ -727,7 +770,7 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
         for (int64_t s = 0; s < ndraws; s++) {
             const double *theta = thetas + s * dim;
             build_r(theta, d, r, &w);
-            linear_predictor(d, theta, j0, &rw, r, wk.eta);
+            linear_predictor(d, theta, j0, &wk.rw, r, wk.eta);
             for (int64_t j = 0; j < Lc; j++) residuals_sum(d->y, wk.eta, wk.ge, d->cseg[j], d->cseg[j + 1], &S[j]);
             double s2 = exp(2.0 * theta[osig]);
             double tau = w.T[TIX(&w, cg, 0, 0)];
@@ -1331,13 +1374,15 @@ static double logaddexp(double a, double b) {
 typedef struct {
     double lp, accept, energy;
     int64_t n_leapfrog, depth;
-    int diverged;
+    int diverged, stopped;
 } Transition;
 
 /* One NUTS transition from (q, lp, g); the new state is written in place.
- * ws holds (18 + 2 * max_depth) * dim doubles. */
+ * ws holds (18 + 2 * max_depth) * dim doubles. The trajectory ends early, with
+ * stopped set, once *stop is non-zero: a tree of depth 10 on a large data set
+ * takes seconds, and Ctrl-C should not wait for it. */
 static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, double lp, double *g, double eps,
-                            const double *m_inv, int64_t max_depth, double *ws) {
+                            const double *m_inv, int64_t max_depth, double *ws, volatile const int32_t *stop) {
     int64_t dim = d->dim;
     double *p = ws, *q_l = ws + dim, *p_l = ws + 2 * dim, *g_l = ws + 3 * dim;
     double *q_r = ws + 4 * dim, *p_r = ws + 5 * dim, *g_r = ws + 6 * dim;
@@ -1360,7 +1405,7 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
     double log_w = 0.0; /* log of the trajectory's total weight, relative to the start's */
     double sum_accept = 0.0;
     int64_t n_leapfrog = 0, depth = 0;
-    int diverged = 0;
+    int diverged = 0, stopped = 0;
     while (depth < max_depth) {
         int forward = rng_uniform(rng) < 0.5;
         double step;
@@ -1380,6 +1425,10 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
         int turning = 0;
         uint64_t n_steps = (uint64_t)1 << depth;
         for (uint64_t n = 0; n < n_steps; n++) {
+            if (*stop) {
+                stopped = 1;
+                break;
+            }
             double lpc = leapfrog(d, wk, qc, pc, gc, step, m_inv);
             n_leapfrog++;
             double H = -lpc + kinetic(pc, m_inv, dim);
@@ -1427,7 +1476,7 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
             COPY(p_l, pc);
             COPY(g_l, gc);
         }
-        if (diverged || turning) break;
+        if (diverged || turning || stopped) break;
         /* biased progressive sampling: prefer the new subtree */
         if (log(rng_uniform(rng)) < sub_log_w - log_w) {
             COPY(q_new, q_sub);
@@ -1455,6 +1504,7 @@ static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, doubl
     t.n_leapfrog = n_leapfrog;
     t.depth = depth;
     t.diverged = diverged;
+    t.stopped = stopped;
     t.energy = H0;
     return t;
 }
@@ -1512,10 +1562,12 @@ static void initial_metric(const Model *d, Work *wk, Rng *rng, const double *q, 
  * draws; stats (n_draws x 7) lp, accept_stat, n_leapfrog, tree depth,
  * diverged, energy and step size; metric the adapted inverse metric
  * (diagonal); *step_out the final step size. progress[chain] counts finished
- * iterations. Returns 0, or 1 if memory ran out. */
+ * iterations. The chain stops within one leapfrog step once *stop is non-zero
+ * (set by native.py when sampling is interrupted). Returns 0; 1 if memory ran
+ * out; 2 if stopped, with draws incomplete. */
 int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune, int64_t n_draws,
                  double target_accept, int64_t max_depth, double *draws, double *stats, double *metric,
-                 volatile int64_t *progress, int64_t chain, double *step_out) {
+                 volatile int64_t *progress, int64_t chain, double *step_out, volatile const int32_t *stop) {
     int64_t dim = d->dim;
     Rng rng;
     rng_seed(&rng, seed);
@@ -1553,8 +1605,13 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     double mu = log(10.0 * eps), h_bar = 0.0, log_eps_bar = 0.0;
     int64_t t = 0;
     const double gamma = 0.05, t0 = 10.0, kappa = 0.75;
+    int status = 0;
     for (int64_t it = 0; it < n_tune + n_draws; it++) {
-        Transition tr = nuts_step(d, &wk, &rng, q, lp, g, eps, m_inv, max_depth, ws);
+        Transition tr = nuts_step(d, &wk, &rng, q, lp, g, eps, m_inv, max_depth, ws, stop);
+        if (tr.stopped) {
+            status = 2;
+            break;
+        }
         lp = tr.lp;
         if (it < n_tune) {
             t++;
@@ -1615,8 +1672,10 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
         }
         progress[chain] = it + 1;
     }
-    COPY(metric, m_inv);
-    *step_out = eps;
+    if (status == 0) {
+        COPY(metric, m_inv);
+        *step_out = eps;
+    }
     work_free(&wk);
     free(q);
     free(g);
@@ -1624,5 +1683,5 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     free(mean);
     free(m2);
     free(ws);
-    return 0;
+    return status;
 }

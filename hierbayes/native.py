@@ -1,17 +1,18 @@
-"""hierbayes's compiled kernels (``_ckernels.c``): build, cache, and call through ctypes.
+"""hierbayes's compiled kernels (``_ckernels.c``), loaded and called through ctypes.
 
-The kernels are one C file with no Python headers. On first use it is
-compiled with the system's C compiler (``$CC``, else ``cc`` or ``gcc``), which
-takes a second or two, and the shared library is kept in a cache keyed by the
-source's hash and the compiler flags, so every later process, formula and
-data set loads it in milliseconds. Nothing is compiled per model: a model is
-a :class:`Model` record of pointers to the arrays that
-:func:`hierbayes.logdensity.pack` lays out.
+The kernels are one C file with no Python headers. ``pip install`` builds it
+(``setup.py``) as the extension ``hierbayes._ckernels``, a shared library
+beside this module (``_ckernels.cpython-*.so``); :func:`load` finds it through
+the import system and opens it with ctypes. Nothing is compiled or cached at
+run time, so a fit needs no C compiler and loads the kernels in milliseconds.
+Nothing is compiled per model either: a model is a :class:`Model` record of
+pointers to the arrays that :func:`hierbayes.logdensity.pack` lays out.
 
-The cache lives in ``hierbayes/__pycache__`` when that folder is writable,
-else in ``$HIERBAYES_CACHE_DIR``, ``$XDG_CACHE_HOME/hierbayes`` or
-``~/.cache/hierbayes``; ``$HIERBAYES_CACHE_DIR`` wins when set.
-:func:`cache_dir` says which, :func:`clear_cache` empties it.
+At load the library is checked against this module: its ``Model`` record must
+have the layout of the ctypes mirror below, and, where ``_ckernels.c`` sits
+beside it (a checkout), it must have been built from that file. A missing or
+mismatched library raises :class:`~hierbayes.errors.SamplerError` saying how to
+rebuild it; the fit never moves to another sampler on its own.
 
 Examples
 --------
@@ -28,25 +29,22 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
+import importlib.util
 import threading
-from ctypes import POINTER, c_double, c_int, c_int64, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_double, c_int, c_int64, c_uint64, c_void_p
 from pathlib import Path
 
 import numpy as np
 
 from .errors import SamplerError
 
+EXTENSION = f"{__package__}._ckernels"
 SOURCE = Path(__file__).with_name("_ckernels.c")
-# IEEE semantics kept (no -ffast-math): the sampler tests for infinities and NaNs.
-FLAGS = ["-O3", "-std=gnu99", "-fPIC", "-shared"]
-NATIVE = ["-march=native"]
-# the row loop keeps one record per block on the stack (Rows in _ckernels.c)
-MAX_BLOCKS = 16
+REINSTALL = (
+    "Reinstall hierbayes so that pip builds them (this needs a C compiler): "
+    "`pip install --force-reinstall --no-deps hierbayes`, or in a checkout "
+    "`make clean-venv demo`, `pip install -e .` or `python setup.py build_ext --inplace`."
+)
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -70,92 +68,98 @@ class Model(ctypes.Structure):
     ]
 
 
-def cache_dir() -> Path:
-    """The folder that holds the compiled kernels (created if missing)."""
-    env = os.environ.get("HIERBAYES_CACHE_DIR")
-    if env:
-        folder = Path(env)
-    else:
-        folder = Path(__file__).parent / "__pycache__"
-        try:
-            folder.mkdir(exist_ok=True)
-            writable = os.access(folder, os.W_OK)
-        except OSError:
-            writable = False
-        if not writable:
-            base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-            folder = Path(base) / "hierbayes"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def library_path() -> Path:
+    """The installed kernels' shared library.
+
+    Raises
+    ------
+    SamplerError
+        When the package was installed without it.
+    """
+    spec = importlib.util.find_spec(EXTENSION)
+    if spec is None or spec.origin is None:
+        raise SamplerError(
+            f"hierbayes's compiled kernels ({EXTENSION}, built from _ckernels.c when the "
+            f"package is installed) are missing from {Path(__file__).parent}: the "
+            f"installation is incomplete. {REINSTALL}"
+        )
+    return Path(spec.origin)
 
 
-def clear_cache() -> int:
-    """Delete the compiled kernels; return how many files went. The next fit compiles them again."""
-    removed = 0
-    for f in cache_dir().glob("_ckernels-*.so"):
-        f.unlink()
-        removed += 1
-    return removed
+def check_library(lib: ctypes.CDLL, path: Path, source: Path | None = None) -> None:
+    """Refuse a library whose ``Model`` layout, or source, is not this module's.
 
-
-def available() -> bool:
-    """Whether a C compiler is there to build (or find in the cache) the kernels."""
+    Raises
+    ------
+    SamplerError
+        When the C ``Model`` record differs from :class:`Model` in size, field
+        count or any field's offset (the ctypes mirror was not kept in step
+        with ``_ckernels.c``), or when ``source`` (default :data:`SOURCE`)
+        exists and is not the file the library was built from.
+    """
     try:
-        _compiler()
-    except SamplerError:
-        return False
-    return True
-
-
-def _compiler() -> str:
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc.split()[0]):
-            return cc
-    raise SamplerError(
-        "hierbayes's sampler is compiled from C on first use, and no C compiler was found "
-        "(tried $CC, cc, gcc, clang). Install gcc, or fit with sampler='nutpie' or 'pymc'."
-    )
-
-
-def _build(cc: str, target: Path) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    errors = ""
-    # -march=native first; a compiler that lacks it gets the portable flags
-    for extra in (NATIVE, []):
-        cmd = [*cc.split(), *FLAGS, *extra, str(SOURCE), "-o", tmp, "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode == 0:
-            os.replace(tmp, target)  # atomic: processes building at once do not clash
-            return
-        errors = proc.stderr
-    Path(tmp).unlink(missing_ok=True)
-    raise SamplerError(f"Compiling hierbayes's kernels with {cc} failed:\n{errors[-2000:]}")
-
-
-def library_path(cc: str) -> Path:
-    """Where the shared library for this source, compiler ``cc`` and machine lives in the cache."""
-    key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
-    key.update(" ".join([cc, *FLAGS, *NATIVE, platform.machine(), platform.system()]).encode())
-    return cache_dir() / f"_ckernels-{key.hexdigest()[:16]}.so"
+        lib.hb_model_size.restype = c_int64
+        lib.hb_model_fields.restype = c_int64
+        lib.hb_source_sha256.restype = c_char_p
+        lib.hb_model_offsets.argtypes = [c_void_p]
+    except AttributeError as err:  # a library from before these checks, or not ours
+        raise SamplerError(
+            f"{path} does not export this version's layout checks ({err}). {REINSTALL}"
+        ) from err
+    size, fields = lib.hb_model_size(), lib.hb_model_fields()
+    mine = [getattr(Model, name).offset for name, _ in Model._fields_]
+    theirs: list[int] = []
+    if fields == len(mine):
+        out = np.zeros(fields, dtype=np.int64)
+        lib.hb_model_offsets(out.ctypes.data)
+        theirs = out.tolist()
+    if size != ctypes.sizeof(Model) or theirs != mine:
+        moved = [name for (name, _), a, b in zip(Model._fields_, theirs, mine, strict=False) if a != b]
+        raise SamplerError(
+            f"hierbayes's kernels ({path.name}) lay out their Model record in {size} bytes "
+            f"over {fields} fields, and hierbayes.native.Model in {ctypes.sizeof(Model)} bytes "
+            f"over {len(mine)}" + (f" (first different offset: field '{moved[0]}')" if moved else "")
+            + ": the ctypes mirror in native.py was not changed with _ckernels.c. Make them "
+            "agree field by field."
+        )
+    source = SOURCE if source is None else source
+    if source.exists():
+        built = lib.hb_source_sha256().decode()
+        if built != hashlib.sha256(source.read_bytes()).hexdigest():
+            raise SamplerError(
+                f"hierbayes's kernels ({path}) were built from another version of "
+                f"{source.name} than the one beside them (edited since the last build?). "
+                "Rebuild them in the checkout: `make test`, `pip install -e .` or "
+                "`python setup.py build_ext --inplace`."
+            )
 
 
 def load() -> ctypes.CDLL:
-    """The kernels' shared library, compiled first if the cache has none."""
+    """The kernels' shared library, opened and checked once per process.
+
+    Raises
+    ------
+    SamplerError
+        When the library is missing or does not match this module (see
+        :func:`library_path` and :func:`check_library`).
+    """
     global _lib
     with _lock:
         if _lib is None:
-            cc = _compiler()
-            path = library_path(cc)
-            if not path.exists():
-                _build(cc, path)
-            lib = ctypes.CDLL(str(path))
+            path = library_path()
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError as err:
+                raise SamplerError(
+                    f"hierbayes's compiled kernels ({path}) could not be loaded: {err}. {REINSTALL}"
+                ) from err
+            check_library(lib, path)
             M = POINTER(Model)
             lib.hb_logp.argtypes = [M, c_void_p, c_void_p]
             lib.hb_logp.restype = c_double
             lib.hb_run_chain.argtypes = [M, c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64,
-                                         c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p]
+                                         c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p,
+                                         c_void_p]
             lib.hb_run_chain.restype = c_int
             for name in ("hb_draw_effects", "hb_draw_collapsed"):
                 fn = getattr(lib, name)
@@ -198,8 +202,6 @@ class NativeModel:
             m.mpri_i, m.mpri_f = arr(pri_i, np.int64), arr(pri_f, np.float64)
         else:
             X, y, idx, Zv, blk, etas, pri_i, pri_f, misc, pmap = data
-            if blk.shape[0] > MAX_BLOCKS:
-                raise ValueError(f"at most {MAX_BLOCKS} group terms are supported, not {blk.shape[0]}")
             m.n, m.p = X.shape
             m.G, m.npri = blk.shape[0], pri_i.shape[0]
             cg = int(misc[2])
@@ -231,13 +233,22 @@ class NativeModel:
 
     def run_chain(self, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
                   metric: np.ndarray, target_accept: float, max_depth: int, progress: np.ndarray,
-                  chain: int) -> float:
-        """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``."""
+                  chain: int, stop: np.ndarray) -> float:
+        """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``.
+
+        ``stop`` is a one-element int32 array that the chain reads at every
+        leapfrog step: setting it (from another thread) ends the chain there,
+        and this call then raises KeyboardInterrupt.
+        """
         q0 = np.ascontiguousarray(q0, dtype=np.float64)
+        if stop.dtype != np.int32 or not stop.flags.c_contiguous:
+            raise TypeError("stop must be a contiguous int32 array")
         step = np.zeros(1)
         rc = load().hb_run_chain(self.ref, _ptr(q0), seed, tune, draws.shape[0], target_accept,
                                  max_depth, _ptr(draws), _ptr(stats), _ptr(metric), _ptr(progress),
-                                 chain, _ptr(step))
+                                 chain, _ptr(step), _ptr(stop))
+        if rc == 2:
+            raise KeyboardInterrupt(f"chain {chain} stopped")
         if rc:
             raise MemoryError("hierbayes's sampler ran out of memory")
         return float(step[0])

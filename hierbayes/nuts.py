@@ -1,9 +1,11 @@
 """Run hierbayes's own NUTS (``_ckernels.c``, through :mod:`hierbayes.native`) on a packed model.
 
 Chains run in parallel threads (ctypes releases the GIL during each call); a
-progress bar on stderr follows them. The kernels are compiled once per
-installation and cached on disk: :func:`cache_dir` says where,
-:func:`clear_cache` empties it.
+progress bar on stderr follows them. The main thread waits with a timeout, so
+it sees Ctrl-C at once: it then raises a stop flag that every chain reads at
+each leapfrog step, waits for the chains to return (within one step) and
+re-raises KeyboardInterrupt, with no thread left running. The kernels were
+built when hierbayes was installed (:mod:`hierbayes.native`).
 
 Examples
 --------
@@ -30,7 +32,6 @@ import numpy as np
 
 from . import native
 from .errors import SamplerError
-from .native import cache_dir, clear_cache  # noqa: F401  (re-exported: the cache's place and clearing)
 
 STAT_NAMES = ("lp", "acceptance_rate", "n_steps", "tree_depth", "diverging", "energy", "step_size")
 
@@ -47,8 +48,8 @@ class NutsRun:
     sampling_seconds: float
 
 
-def compile_kernels() -> float:
-    """Load the kernels (compiling them if the cache has none); return the seconds it took."""
+def load_kernels() -> float:
+    """Load the installed kernels (:func:`hierbayes.native.load`); return the seconds it took."""
     t0 = time.perf_counter()
     native.load()
     return time.perf_counter() - t0
@@ -80,6 +81,12 @@ class _Progress:
             sys.stderr.write("\n")
         sys.stderr.flush()
 
+    def interrupted(self) -> None:
+        """End a live bar's line, so the traceback that follows starts on its own."""
+        if self.enabled and self.live:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
 
 def sample(
     packed,
@@ -109,7 +116,7 @@ def sample(
         Starts are the model's central values plus uniform jitter of this size
         (in units of each coordinate's scale).
     """
-    compile_s = compile_kernels()
+    compile_s = load_kernels()
     model = packed.native
     ss = np.random.SeedSequence(seed)
     children = ss.spawn(chains)
@@ -132,21 +139,33 @@ def sample(
     stats = np.empty((chains, draws, len(STAT_NAMES)))
     metric = np.empty((chains, dim))
     progress = np.zeros(chains, dtype=np.int64)
+    stop = np.zeros(1, dtype=np.int32)
     step = np.empty(chains)
     bar = _Progress(chains * (draws + tune), chains, progressbar)
     workers = cores or min(chains, os.cpu_count() or 1)
 
     def one(c: int) -> None:
         step[c] = model.run_chain(inits[c], seeds[c], tune, out[c], stats[c], metric[c],
-                                  target_accept, max_treedepth, progress, c)
+                                  target_accept, max_treedepth, progress, c, stop)
 
     t0 = time.perf_counter()
     done = threading.Event()
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        futures = [ex.submit(one, c) for c in range(chains)]
-        while not all(f.done() for f in futures):
-            bar.draw(int(progress.sum()))
-            done.wait(0.1)
+        futures = []
+        try:
+            futures.extend(ex.submit(one, c) for c in range(chains))
+            # a timed wait: the signal handler runs, and Ctrl-C raises here, within 0.1 s
+            while not all(f.done() for f in futures):
+                bar.draw(int(progress.sum()))
+                done.wait(0.1)
+        except BaseException:
+            # stop the running chains at their next leapfrog step and the queued ones
+            # before they start; leaving the with block joins the threads
+            stop[0] = 1
+            for f in futures:
+                f.cancel()
+            bar.interrupted()
+            raise
         for f in futures:
             f.result()
     bar.draw(int(progress.sum()), final=True)

@@ -1,7 +1,7 @@
 """Running NUTS: hierbayes's own (the default), nutpie, PyMC's sampler, or numpyro.
 
 ``"hierbayes"`` samples the model's log density from one compiled C kernel that
-serves every model and is cached on disk (:mod:`hierbayes.logdensity`,
+serves every model and is built when hierbayes is installed (:mod:`hierbayes.logdensity`,
 :mod:`hierbayes.nuts`): nothing is compiled per model, and neither PyMC nor
 ArviZ is imported to get a summary. It is used whenever it can express the
 model; a ``pm.Model`` that the user extended, or a prior it lacks (uniform),
@@ -39,9 +39,9 @@ SAMPLERS = ("hierbayes", "nutpie", "pymc", "numpyro")
 
 def available_samplers() -> list[str]:
     """The samplers that can run here, fastest first."""
-    from . import native
-
-    found = ["hierbayes"] if native.available() else []
+    # hierbayes's own kernels are built at install: when they are missing the fit
+    # says so (hierbayes.native.load) rather than moving to another sampler
+    found = ["hierbayes"]
     for name in SAMPLERS[1:]:
         if importlib.util.find_spec(name) is not None:
             found.append(name)
