@@ -13,7 +13,12 @@ Structure (brms's, in PyMC):
 
 Posterior variables: ``fixef``, ``Intercept``, ``b``, ``sd_<group>``,
 ``cor_<group>``, ``r_<group>`` (group effects), ``z_<group>``, ``cpc_<group>``
-(unconstrained partial correlations) and ``sigma``.
+(unconstrained partial correlations) and ``sigma``. ``cor_<group>`` holds only
+the strictly lower triangle of the correlation matrix, one entry per pair of
+terms along the dimension ``<group>__cor`` (labels ``"Days:(Intercept)"``, in
+brms's order: ``cor_Subject__Intercept__Days``), so that no variable of the
+posterior is constant and ArviZ's R-hat and trace plots work on every one;
+:func:`correlation_matrix` rebuilds the full matrix.
 
 Examples
 --------
@@ -38,6 +43,57 @@ from .families import Family
 from .formula import parse_formula
 from .lkj import lkj_corr_cholesky
 from .priors import Prior, PriorTable, resolve_priors
+
+
+def correlation_pairs(n_terms: int) -> list[tuple[int, int]]:
+    """Row and column of each stored correlation: the strict lower triangle, column by column.
+
+    That is brms's order (``cor_g__a__b``, ``cor_g__a__c``, ``cor_g__b__c``) and
+    the order of the correlation rows of lme4's ``as.data.frame(VarCorr(m))``.
+
+    Examples
+    --------
+    >>> correlation_pairs(3)
+    [(1, 0), (2, 0), (2, 1)]
+    """
+    return [(i, j) for j in range(n_terms) for i in range(j + 1, n_terms)]
+
+
+def correlation_labels(terms: list[str]) -> list[str]:
+    """Coordinate labels of a block's stored correlations: ``"<row term>:<column term>"``.
+
+    Terms that themselves hold ``:`` could make two labels alike; then the
+    labels are the row and column positions (``"1:0"``), which never clash.
+
+    Examples
+    --------
+    >>> correlation_labels(["(Intercept)", "Days"])
+    ['Days:(Intercept)']
+    """
+    pairs = correlation_pairs(len(terms))
+    labels = [f"{terms[i]}:{terms[j]}" for i, j in pairs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i}:{j}" for i, j in pairs]
+    return labels
+
+
+def correlation_position(n_terms: int, a: int, b: int) -> int:
+    """Where the correlation of terms ``a`` and ``b`` (either order) lies among the stored pairs."""
+    return correlation_pairs(n_terms).index((max(a, b), min(a, b)))
+
+
+def correlation_matrix(pairs: np.ndarray, n_terms: int) -> np.ndarray:
+    """Full correlation matrices, ``(..., n, n)``, from stored pairs ``(..., n (n - 1) / 2)``."""
+    pairs = np.asarray(pairs)
+    out = np.broadcast_to(np.eye(n_terms), (*pairs.shape[:-1], n_terms, n_terms)).copy()
+    for k, (i, j) in enumerate(correlation_pairs(n_terms)):
+        out[..., i, j] = out[..., j, i] = pairs[..., k]
+    return out
+
+
+def correlation_dim(block: Any) -> str:
+    """The dimension of a block's stored correlations, e.g. ``"Subject__cor"``."""
+    return f"{block.group}__cor"
 
 
 def _param_arrays(priors: list[Prior]) -> dict[str, np.ndarray]:
@@ -115,7 +171,7 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
         coords[blk.level_dim] = blk.levels
         coords[blk.term_dim] = blk.terms
         if blk.correlated:
-            coords[blk.term_dim + "_"] = blk.terms
+            coords[correlation_dim(blk)] = correlation_labels(blk.terms)
     initial: dict[str, np.ndarray] = {}
     with pm.Model(coords=coords) as model:
         b = None
@@ -144,9 +200,9 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
             if blk.correlated:
                 eta_lkj = priors.get("cor", g).params["eta"]
                 _, corr_chol = lkj_corr_cholesky(f"cpc_{g}", n=blk.n_terms, eta=eta_lkj)
-                pm.Deterministic(
-                    f"cor_{g}", pt.dot(corr_chol, corr_chol.T), dims=(blk.term_dim, blk.term_dim + "_")
-                )
+                rows, cols = (list(ix) for ix in zip(*correlation_pairs(blk.n_terms), strict=True))
+                pm.Deterministic(f"cor_{g}", pt.dot(corr_chol, corr_chol.T)[rows, cols],
+                                 dims=correlation_dim(blk))
                 chol = sd[:, None] * corr_chol
                 r = pm.Deterministic(f"r_{g}", pt.dot(z, chol.T), dims=(blk.level_dim, blk.term_dim))
                 initial[f"cpc_{g}"] = np.zeros(blk.n_terms * (blk.n_terms - 1) // 2)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import SamplerError
-from .model import linear_predictor
+from .model import correlation_dim, correlation_labels, correlation_pairs, linear_predictor
 
 if TYPE_CHECKING:
     from .model import Model
@@ -142,8 +142,8 @@ def variable_dims(model: Model) -> tuple[dict[str, tuple[str, ...]], dict[str, l
             k = blk.n_terms * (blk.n_terms - 1) // 2
             dims[f"cpc_{g}"] = (f"cpc_{g}_dim_0",)
             coords[f"cpc_{g}_dim_0"] = list(range(k))
-            dims[f"cor_{g}"] = (blk.term_dim, blk.term_dim + "_")
-            coords[blk.term_dim + "_"] = list(blk.terms)
+            dims[f"cor_{g}"] = (correlation_dim(blk),)
+            coords[correlation_dim(blk)] = correlation_labels(blk.terms)
     if d.family.has_sigma:
         dims["sigma"] = ()
     return dims, coords
@@ -159,6 +159,10 @@ def _hierbayes(model: Model, draws, tune, chains, seed, target_accept, cores, pr
                  target_accept=target_accept, cores=cores, progressbar=progressbar)
     t0 = time.perf_counter()
     variables = packed.constrain(run.draws, seed=seed)
+    for blk in model.design.blocks:
+        if blk.correlated:  # the kernel gives whole matrices; the posterior keeps the pairs
+            rows, cols = (list(ix) for ix in zip(*correlation_pairs(blk.n_terms), strict=True))
+            variables[f"cor_{blk.group}"] = variables[f"cor_{blk.group}"][..., rows, cols]
     run.sampling_seconds += time.perf_counter() - t0
     dims, coords = variable_dims(model)
     stats = dict(run.stats)

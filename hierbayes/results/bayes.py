@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConvergenceWarning, check_count
+from ..model import correlation_position
 from ._format import (
     Summary,
     aligned,
@@ -131,6 +132,26 @@ class BayesFit(GroupPlots):
         values = self.posterior[name]
         return values.reshape(-1, *values.shape[2:])
 
+    def cor_draws(self, group: str, term1: str, term2: str) -> np.ndarray:
+        """Draws (chains merged) of the correlation of two terms of a block.
+
+        ``idata.posterior["cor_<group>"]`` keeps one entry per pair of terms
+        (dimension ``<group>__cor``, labels ``"<term2>:<term1>"``); this finds
+        the pair by its terms, in either order.
+
+        Examples
+        --------
+        >>> fit.cor_draws("Subject", "(Intercept)", "Days").shape
+        (1000,)
+        """
+        b = self.design.block(group)
+        if not b.correlated:
+            raise KeyError(f"The block '{group}' has no correlations (one term or '||').")
+        i, j = (b.terms.index(t) if t in b.terms else -1 for t in (term1, term2))
+        if min(i, j) < 0 or i == j:
+            raise KeyError(f"Name two different terms of '{group}': {b.terms}.")
+        return self._flat(f"cor_{group}")[:, correlation_position(b.n_terms, i, j)]
+
     def _headline(self, post: Any = None) -> dict[str, np.ndarray]:
         """Each headline scalar's (chain, draw) draws, keyed by a readable name.
 
@@ -149,7 +170,8 @@ class BayesFit(GroupPlots):
                 cor = post[f"cor_{b.group}"]
                 for i in range(b.n_terms):
                     for j in range(i + 1, b.n_terms):
-                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, i, j]
+                        k = correlation_position(b.n_terms, i, j)
+                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, k]
         if "sigma" in post:
             out["sigma"] = post["sigma"]
         return out
@@ -268,7 +290,7 @@ class BayesFit(GroupPlots):
                     vcov = sdcor**2
                 else:
                     j = b.terms.index(v2)
-                    sdcor = self._flat(f"cor_{grp}")[:, i, j]
+                    sdcor = self.cor_draws(grp, v1, v2)
                     vcov = sdcor * sds[:, i] * sds[:, j]
             desc = _describe(sdcor, prob, point)
             rows.append({"grp": grp, "var1": v1, "var2": v2,
