@@ -14,6 +14,7 @@ from .design import Design, build_design
 from .errors import (
     ConvergenceWarning,
     DataError,
+    FitFileError,
     FormulaError,
     HierbayesError,
     HierbayesWarning,
@@ -27,6 +28,7 @@ from .priors import Prior, PriorTable
 from .results import BayesFit, LmerFit, Sims, Summary
 from .results.compare import anova, compare, loo_compare
 from .sampling import available_samplers
+from .save import load_fit
 
 __version__ = "0.1.0"
 
@@ -49,6 +51,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "Design",
+    "FitFileError",
     "FormulaError",
     "HierbayesError",
     "HierbayesWarning",
@@ -69,6 +72,7 @@ __all__ = [
     "datasets",
     "get_family",
     "lmer",
+    "load_fit",
     "loo_compare",
     "parse_formula",
     "plot_compare",

@@ -38,6 +38,10 @@ class SamplerError(HierbayesError, ValueError):
     """An unknown or unavailable sampler, or bad sampler settings."""
 
 
+class FitFileError(HierbayesError, ValueError):
+    """A file that is not a saved hierbayes fit, comes from a newer format, or no longer matches."""
+
+
 class HierbayesWarning(UserWarning):
     """Something was changed or dropped on the user's behalf (rows, columns)."""
 

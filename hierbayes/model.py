@@ -347,6 +347,10 @@ class Model:
         taken = {f"{p}_{b.group}" for b in self.design.blocks for p in ("z", "sd", "r", "cor", "cpc")}
         return observed_name(self.design, taken | {"fixef", "Intercept", "b", "sigma"})
 
+    def pymc_model_changed(self) -> bool:
+        """Whether ``pymc_model`` was changed since it was built (variables added or replaced)."""
+        return self._pymc_model is not None and _model_vars(self._pymc_model) != self._pymc_vars
+
     def own_sampler_obstacle(self) -> str | None:
         """Why hierbayes's own sampler cannot sample this model, or None when it can."""
         from .logdensity import supported

@@ -267,10 +267,38 @@ def build_idata(model: Model, posterior: Posterior, info: SamplingInfo, idata: A
         if group in idata.groups():
             delattr(idata, group)
         idata.add_groups({group: data})
-    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()
-                                  if not isinstance(v, dict)})
+    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()})
     idata.posterior.attrs["formula"] = design.formula.formula
+    for group in idata.groups():
+        ds = idata[group]
+        ds.attrs = netcdf_attrs(ds.attrs)
+        for var in ds.variables.values():
+            var.attrs = netcdf_attrs(var.attrs)
     return idata
+
+
+def netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as netCDF can hold them: booleans as 0/1, None as "", dicts and lists as JSON.
+
+    Examples
+    --------
+    >>> netcdf_attrs({"marginal": True, "centred": {"Subject": False}, "seed": 1, "x": None})
+    {'marginal': 1, 'centred': '{"Subject": false}', 'seed': 1, 'x': ''}
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, bool | np.bool_):
+            value = int(value)
+        elif value is None:
+            value = ""
+        elif isinstance(value, dict | list | tuple):
+            value = json.dumps(value, default=str)
+        elif isinstance(value, np.ndarray) and value.dtype.kind not in "iuf":
+            value = json.dumps(value.tolist(), default=str)
+        out[str(key)] = value
+    return out
 
 
 def run_nuts(

@@ -18,8 +18,10 @@ The methods' examples use this ``fit`` (the doctests get it from ``conftest.py``
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -619,6 +621,27 @@ class BayesFit(GroupPlots):
         if warn:
             warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
         return elpd
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fit to one netCDF file that :func:`hierbayes.load_fit` reads back.
+
+        The file holds ``idata`` (every group, readable by ``arviz.from_netcdf``)
+        and a ``hierbayes`` group with the data columns the formula uses, the
+        formula, family, priors and sampler settings (:mod:`hierbayes.save`).
+        It is written to a temporary file, read back and compared with this
+        fit before it replaces ``path``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "fit.nc"
+        >>> _ = fit.save(path)
+        >>> str(hb.load_fit(path).summary()) == str(fit.summary())
+        True
+        """
+        from ..save import save_fit
+
+        return save_fit(self, path)
 
     # ----- plots beyond GroupPlots (hierbayes.plots); each returns a matplotlib Figure -----
 
