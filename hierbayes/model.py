@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -144,8 +145,40 @@ def quiet_blas_search() -> None:
         _ = pytensor.config.blas__ldflags
 
 
-def _model_vars(model) -> set[str]:
-    return {v.name for v in model.free_RVs + model.observed_RVs + model.deterministics + model.potentials}
+@dataclass(frozen=True)
+class PymcFingerprint:
+    """What a sampler of a ``pm.Model`` sees, to tell whether the model was changed.
+
+    ``key`` holds every variable's name and identity (free, observed,
+    deterministic, potential, named), the transforms, initial values and the
+    values of data containers; ``refs`` keeps those variables alive, so that no
+    new variable can take the identity of one that was removed.
+    """
+
+    key: tuple
+    refs: tuple = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, model: Any) -> PymcFingerprint:
+        import hashlib
+
+        def ids(variables) -> tuple:
+            return tuple((v.name, id(v)) for v in variables)
+
+        data = []
+        for v in getattr(model, "data_vars", []):
+            value = np.ascontiguousarray(v.get_value()) if hasattr(v, "get_value") else np.asarray(v.data)
+            data.append((v.name, id(v), value.dtype.str, value.shape,
+                         hashlib.sha256(value.tobytes()).hexdigest()))
+        key = (
+            ids(model.free_RVs), ids(model.observed_RVs), ids(model.deterministics), ids(model.potentials),
+            tuple(sorted((k, id(v)) for k, v in model.named_vars.items())),
+            tuple(sorted((v.name, id(t)) for v, t in model.rvs_to_transforms.items())),
+            tuple(sorted((v.name, repr(i)) for v, i in model.rvs_to_initial_values.items())),
+            tuple(data),
+        )
+        refs = (*model.named_vars.values(), *model.potentials, *model.rvs_to_transforms.values())
+        return cls(key, refs)
 
 
 def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str, np.ndarray]]:
@@ -319,20 +352,23 @@ class Model:
         self.priors = resolve_priors(self.design, priors)
         self._pymc_model = None
         self._initial_points: dict[str, np.ndarray] = {}
-        self._pymc_vars: set[str] = set()
-        self._compiled: dict[str, Any] = {}
+        self._pymc_fingerprint: PymcFingerprint | None = None
+        # sampler name -> (fingerprint of the pm.Model it was compiled from, compiled model)
+        self._compiled: dict[str, tuple[PymcFingerprint, Any]] = {}
 
     @property
     def pymc_model(self):
         """The ``pm.Model``; add to it inside ``with model.pymc_model:`` before fitting.
 
         Built on first access (importing PyMC takes seconds). A model extended
-        here is sampled by nutpie (or ``sampler="pymc"``), which see the
-        additions; hierbayes's own sampler only knows the unextended model.
+        or changed here is sampled by nutpie (or ``sampler="pymc"``), which see
+        the changes, with a warning that says so: hierbayes's own sampler only
+        knows the model as built. Every change is seen by the next fit
+        (:class:`PymcFingerprint`): compiled models are not reused after one.
         """
         if self._pymc_model is None:
             self._pymc_model, self._initial_points = build_pymc_model(self.design, self.priors)
-            self._pymc_vars = _model_vars(self._pymc_model)
+            self._pymc_fingerprint = PymcFingerprint.of(self._pymc_model)
         return self._pymc_model
 
     @property
@@ -348,15 +384,35 @@ class Model:
         return observed_name(self.design, taken | {"fixef", "Intercept", "b", "sigma"})
 
     def pymc_model_changed(self) -> bool:
-        """Whether ``pymc_model`` was changed since it was built (variables added or replaced)."""
-        return self._pymc_model is not None and _model_vars(self._pymc_model) != self._pymc_vars
+        """Whether ``pymc_model`` was changed since it was built (variables added or replaced,
+        transforms, initial values or data changed)."""
+        return self._pymc_model is not None and \
+            PymcFingerprint.of(self._pymc_model) != self._pymc_fingerprint
+
+    def compiled(self, sampler: str, build: Any) -> tuple[Any, bool]:
+        """The pm.Model compiled for ``sampler`` by ``build(pm_model)``, cached until the model changes.
+
+        Returns the compiled model and whether it was built now. A compiled
+        model is reused only while the pm.Model is as it was compiled: any
+        change to it (:class:`PymcFingerprint`) drops every cached compilation.
+        """
+        now = PymcFingerprint.of(self.pymc_model)
+        cached = self._compiled.get(sampler)
+        if cached is not None and cached[0] == now:
+            return cached[1], False
+        if cached is not None:
+            self._compiled.clear()  # the model changed: no compilation of it is valid any more
+        result = build(self.pymc_model)
+        self._compiled[sampler] = (now, result)
+        return result, True
 
     def own_sampler_obstacle(self) -> str | None:
         """Why hierbayes's own sampler cannot sample this model, or None when it can."""
         from .logdensity import supported
 
-        if self._pymc_model is not None and _model_vars(self._pymc_model) != self._pymc_vars:
-            return "its pm.Model was extended"
+        if self.pymc_model_changed():
+            return ("its pm.Model (model.pymc_model) was extended or changed, and hierbayes's "
+                    "compiled kernel reads only the model hierbayes built, not the PyMC graph")
         return supported(self.priors)
 
     def use_marginal(self, marginal: bool | None = None) -> bool:
@@ -509,8 +565,9 @@ class Model:
         sampler
             ``"hierbayes"`` (the default: one C kernel for every model,
             compiled once per installation and cached on disk), ``"nutpie"`` (compiles this
-            model's PyMC graph; the default when the ``pm.Model`` was
-            extended), ``"pymc"`` or ``"numpyro"``.
+            model's PyMC graph; chosen, with a warning saying why, when the
+            ``pm.Model`` was extended or a prior is one the kernel lacks),
+            ``"pymc"`` or ``"numpyro"``.
         target_accept
             NUTS's target acceptance rate. 0.9 by default (brms uses 0.8,
             rstanarm's stan_lmer 0.95): on sleepstudy with brms's priors, 0.8

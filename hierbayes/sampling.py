@@ -4,8 +4,11 @@
 serves every model and is cached on disk (:mod:`hierbayes.logdensity`,
 :mod:`hierbayes.nuts`): nothing is compiled per model, and neither PyMC nor
 ArviZ is imported to get a summary. It is used whenever it can express the
-model; a ``pm.Model`` that the user extended, or a prior it lacks (uniform),
-goes to nutpie, which compiles the PyMC model with numba. PyMC's sampler is
+model; a ``pm.Model`` that the user extended or changed, a prior it lacks
+(uniform), or an installation without its kernels goes to nutpie, which
+compiles the PyMC model with numba, and a :class:`~hierbayes.errors.HierbayesWarning`
+says so and why (:func:`choose_sampler`). nutpie's compilation is cached per
+model and dropped when the ``pm.Model`` changes (:meth:`hierbayes.Model.compiled`). PyMC's sampler is
 there for step methods and settings nutpie lacks; numpyro when JAX is installed.
 
 Draws are kept as NumPy arrays (:class:`Posterior`); ``fit.idata`` builds the
@@ -23,12 +26,13 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SamplerError
+from .errors import HierbayesWarning, SamplerError
 from .model import correlation_dim, correlation_labels, correlation_pairs, linear_predictor
 
 if TYPE_CHECKING:
@@ -117,6 +121,68 @@ def _check_settings(draws: int, tune: int, chains: int, target_accept: float) ->
         raise SamplerError(f"target_accept must lie between 0 and 1, not {target_accept!r}.")
 
 
+UNAVAILABLE = ("hierbayes's compiled sampler is not available here (its C kernels are not built "
+               "or cannot be loaded; see docs/sampling.md)")
+
+
+def _asks_own_forms(centred: Any, marginal: Any) -> list[str]:
+    """The settings among ``centred`` and ``marginal`` that only hierbayes's sampler honours."""
+    out = []
+    if marginal is True:
+        out.append("marginal=True")
+    if centred is True or (isinstance(centred, dict) and any(centred.values())):
+        out.append(f"centred={centred!r}")
+    return out
+
+
+def choose_sampler(model: Model, sampler: str | None, centred: Any = None, marginal: Any = None) -> str:
+    """The sampler a fit uses, saying so (:class:`HierbayesWarning`) whenever it is not the one asked for.
+
+    ``None`` asks for hierbayes's own sampler. It moves to a sampler of the
+    PyMC graph (nutpie, else PyMC's) when the kernel cannot express the model
+    (an extended or changed ``pm.Model``, a prior it lacks) or is not
+    available, and warns with the reason; ``centred=`` or ``marginal=True``
+    given to another sampler, which cannot honour them, warn too.
+    """
+    available = available_samplers()
+    if sampler is not None and sampler not in SAMPLERS:
+        raise SamplerError(f"Unknown sampler {sampler!r}. Choose one of: {', '.join(SAMPLERS)}.")
+    if sampler == "hierbayes" and "hierbayes" not in available:
+        raise SamplerError(f"sampler='hierbayes' cannot run: {UNAVAILABLE}. Use sampler='nutpie' "
+                           "or 'pymc'.")
+    if sampler is not None and sampler not in available:
+        raise SamplerError(
+            f"The sampler '{sampler}' is not installed (pip install {sampler}). "
+            f"Installed: {', '.join(available)}."
+        )
+    own_reason = model.own_sampler_obstacle()
+    if sampler == "hierbayes" and own_reason is not None:
+        raise SamplerError(f"sampler='hierbayes' cannot sample this model: {own_reason}. "
+                           "Use sampler='nutpie' or 'pymc'.")
+    if sampler is None:
+        if own_reason is None and "hierbayes" in available:
+            return "hierbayes"
+        why = own_reason or UNAVAILABLE
+        graph = [s for s in available if s != "hierbayes"]
+        if not graph:
+            raise SamplerError(f"hierbayes's sampler cannot sample this model ({why}), and no sampler "
+                               "of PyMC graphs is installed: pip install nutpie.")
+        sampler = graph[0]
+        warnings.warn(
+            f"Sampling with {sampler}, not hierbayes's own sampler: {why}. {sampler} samples the "
+            "PyMC graph (model.pymc_model), compiling it first (seconds to a minute per model and "
+            f"process). Pass sampler='{sampler}' to choose it yourself.",
+            HierbayesWarning, stacklevel=4)
+    ignored = _asks_own_forms(centred, marginal)
+    if sampler != "hierbayes" and ignored:
+        warnings.warn(
+            f"{' and '.join(ignored)} ignored: only hierbayes's sampler has those forms, and {sampler} "
+            "samples the PyMC model as built (group effects non-centred, not integrated out). The "
+            "posterior is the same; only the sampler's efficiency differs.",
+            HierbayesWarning, stacklevel=4)
+    return sampler
+
+
 def variable_dims(model: Model) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
     """Dimension names and coordinates of the posterior variables, as the PyMC model names them."""
     d = model.design
@@ -175,12 +241,8 @@ def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progr
     import nutpie
 
     t0 = time.perf_counter()
-    compiled = model._compiled.get("nutpie")
-    if compiled is None:
-        compiled = nutpie.compile_pymc_model(
-            model.pymc_model, initial_points=model.initial_points or None
-        )
-        model._compiled["nutpie"] = compiled
+    compiled, _ = model.compiled("nutpie", lambda m: nutpie.compile_pymc_model(
+        m, initial_points=model.initial_points or None))
     t1 = time.perf_counter()
     idata = nutpie.sample(
         compiled,
@@ -324,21 +386,7 @@ def run_nuts(
         one on request).
     """
     _check_settings(draws, tune, chains, target_accept)
-    available = available_samplers()
-    if sampler is not None and sampler not in SAMPLERS:
-        raise SamplerError(f"Unknown sampler '{sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
-    if sampler is not None and sampler not in available:
-        raise SamplerError(
-            f"The sampler '{sampler}' is not installed (pip install {sampler}). "
-            f"Installed: {', '.join(available)}."
-        )
-    own_reason = model.own_sampler_obstacle()
-    if sampler is None:
-        sampler = "hierbayes" if own_reason is None and "hierbayes" in available else \
-            next(s for s in available if s != "hierbayes")
-    elif sampler == "hierbayes" and own_reason is not None:
-        raise SamplerError(f"sampler='hierbayes' cannot sample this model: {own_reason}. "
-                           "Use sampler='nutpie' or 'pymc'.")
+    sampler = choose_sampler(model, sampler, centred, marginal)
     blocks = model.design.blocks
     flags = model.centring(centred) if sampler == "hierbayes" else [False] * len(blocks)
     marginal = model.use_marginal(marginal) if sampler == "hierbayes" else False
