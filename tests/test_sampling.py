@@ -280,3 +280,36 @@ def test_same_seed_bit_identical_across_processes(formula, marginal):
     runs = [subprocess.run([sys.executable, "-c", DIGEST, formula, marginal], capture_output=True,
                            text=True, check=True).stdout.strip() for _ in range(2)]
     assert len(runs[0]) == 64 and runs[0] == runs[1]
+
+
+def test_undefined_diagnostics_warn_and_print_as_na(sleep_model):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sleep_model.fit(draws=3, tune=20, chains=2, seed=1, progressbar=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+    (na,) = [m for m in messages if "are NA" in m]
+    headline = fit.diagnostics().table.index.tolist()
+    assert na.startswith(f"R-hat and ESS are NA for {', '.join(headline)}:")
+    assert "3 were drawn" in na and "Draw more" in na
+    text = str(fit.summary())
+    assert "nan" not in text and "max R-hat NA; min ESS-bulk NA; min ESS-tail NA" in text
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one = sleep_model.fit(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+    (na,) = [m for m in messages if "is NA" in m]
+    assert na.startswith(f"R-hat is NA for {', '.join(headline)}:") and "fit(chains=4)" in na
+    assert one.check_convergence() == messages  # the same messages on request
+
+
+def test_stuck_parameters_warn(sleep_fit):
+    from copy import copy
+
+    stuck = copy(sleep_fit)
+    stuck._diagnostics = None
+    stuck.posterior = copy(sleep_fit.posterior)
+    stuck.posterior.variables = dict(sleep_fit.posterior.variables)
+    stuck.posterior.variables["sigma"] = np.full_like(sleep_fit.posterior["sigma"], 25.0)
+    with pytest.warns(hb.ConvergenceWarning, match="not finite for sigma: .*stuck"):
+        stuck.check_convergence()

@@ -34,6 +34,7 @@ from ._format import (
     aligned,
     check_intercept_only,
     coefficients,
+    fixed,
     num,
     obs_line,
     random_effects_rows,
@@ -227,9 +228,35 @@ class BayesFit(GroupPlots):
                 f"Bulk ESS below {ess:g} for {', '.join(low)}: too few effective draws for "
                 "reliable estimates and intervals. Increase draws (and tune)."
             )
+        messages += self._undefined_diagnostics(d.table)
         for m in messages:
             warnings.warn(m, ConvergenceWarning, stacklevel=3)
         return messages
+
+    def _undefined_diagnostics(self, table: pd.DataFrame) -> list[str]:
+        """Messages for parameters whose R-hat or ESS is not finite, by cause."""
+        finite = np.isfinite(table[["rhat", "ess_bulk", "ess_tail"]].to_numpy(dtype=float))
+        names = table.index[~finite.all(axis=1)].tolist()
+        if not names:
+            return []
+        chains, draws = self.posterior.n_chains, self.posterior.n_draws
+        which = ", ".join(names)
+        if draws < 4:
+            return [f"R-hat and ESS are NA for {which}: they split each chain in two halves and "
+                    f"need at least 4 draws per chain, and {draws} were drawn. Draw more: reliable "
+                    "values need some hundreds per chain (e.g. fit(draws=1000, tune=1000))."]
+        out = []
+        rhat_only = table.index[~finite[:, 0] & finite[:, 1:].all(axis=1)].tolist()
+        if chains < 2 and rhat_only:
+            out.append(f"R-hat is NA for {', '.join(rhat_only)}: it compares chains, and only one "
+                       "was run. Run at least 2 (e.g. fit(chains=4)), and draw more if needed.")
+        rest = [n for n in names if not (chains < 2 and n in rhat_only)]
+        if rest:
+            out.append(f"R-hat or ESS is not finite for {', '.join(rest)}: their draws are not "
+                       "finite or never change, so the sampler is stuck there. Check the priors "
+                       "and the data for those parameters, and draw more (larger tune and draws) "
+                       "before trusting any estimate.")
+        return out
 
     def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""
@@ -336,12 +363,12 @@ class BayesFit(GroupPlots):
         fx_text = fx.copy()
         for col in ["Estimate", "Est.Error", lo, hi]:
             fx_text[col] = [num(v) for v in fx[col]]
-        fx_text["R-hat"] = [f"{v:.2f}" if np.isfinite(v) else "NA" for v in fx["R-hat"]]
-        fx_text["ESS-bulk"] = [f"{v:.0f}" for v in fx["ESS-bulk"]]
+        fx_text["R-hat"] = [fixed(v, 2) for v in fx["R-hat"]]
+        fx_text["ESS-bulk"] = [fixed(v, 0) for v in fx["ESS-bulk"]]
         fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
         footer = [
-            f"{diag.divergences} divergences; max R-hat {diag.max_rhat:.3f}; "
-            f"min ESS-bulk {diag.min_ess_bulk:.0f}; min ESS-tail {diag.min_ess_tail:.0f}"
+            f"{diag.divergences} divergences; max R-hat {fixed(diag.max_rhat, 3)}; "
+            f"min ESS-bulk {fixed(diag.min_ess_bulk, 0)}; min ESS-tail {fixed(diag.min_ess_tail, 0)}"
         ]
         if d.dropped_rows:
             footer.append(f"{d.dropped_rows} rows with missing values were dropped.")
