@@ -20,6 +20,7 @@ from .errors import (
     HierbayesWarning,
     PriorError,
     SamplerError,
+    SettingsError,
 )
 from .families import get_family
 from .formula import ParsedFormula, RandomTerm, parse_formula
@@ -63,6 +64,7 @@ __all__ = [
     "PriorTable",
     "RandomTerm",
     "SamplerError",
+    "SettingsError",
     "Sims",
     "Summary",
     "anova",

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, build_design
-from .errors import check_count
+from .errors import SamplerError, check_count
 from .families import Family
 from .formula import parse_formula
 from .lkj import lkj_corr_cholesky
@@ -434,10 +434,27 @@ class Model:
                 return False
             cost = marginal_cost(self.design)
             return cost <= 1e5 or (cost <= 2e5 and first_block_nested(self.design))
+        if not isinstance(marginal, bool | np.bool_):
+            raise SamplerError(f"marginal must be True, False or None, not {marginal!r}.")
         if marginal and not gaussian:
-            raise ValueError("marginal=True needs a Gaussian model: only there do the group "
-                             "effects integrate out in closed form.")
+            raise SamplerError("marginal=True needs a Gaussian model: only there do the group "
+                               "effects integrate out in closed form.")
         return bool(marginal)
+
+    def check_centred(self, centred: Any) -> None:
+        """Refuse (:class:`SamplerError`) a ``centred`` that is not None, a bool, or a dict of known blocks."""
+        if centred is None or isinstance(centred, bool | np.bool_):
+            return
+        names = [b.group for b in self.design.blocks]
+        if not isinstance(centred, dict):
+            raise SamplerError(f"centred must be None, True, False, or a dict from block name to "
+                               f"bool (blocks: {names}), not {centred!r}.")
+        unknown = [k for k in centred if k not in names]
+        if unknown:
+            raise SamplerError(f"centred names unknown blocks {unknown}; blocks: {names}.")
+        bad = {k: v for k, v in centred.items() if not isinstance(v, bool | np.bool_)}
+        if bad:
+            raise SamplerError(f"centred's values must be True or False, not {bad}.")
 
     def centring(self, centred: Any = None) -> list[bool]:
         """Per random-effect block, whether its effects are sampled centred.
@@ -448,18 +465,13 @@ class Model:
         """
         from .logdensity import choose_centring
 
+        self.check_centred(centred)
         blocks = self.design.blocks
         if centred is None:
             return choose_centring(self.design)
-        if isinstance(centred, bool):
-            return [centred] * len(blocks)
         if isinstance(centred, dict):
-            names = [b.group for b in blocks]
-            unknown = set(centred) - set(names)
-            if unknown:
-                raise ValueError(f"centred names unknown blocks {sorted(unknown)}; blocks: {names}")
-            return [bool(centred.get(n, False)) for n in names]
-        raise TypeError("centred must be None, a bool, or a dict from block name to bool")
+            return [bool(centred.get(b.group, False)) for b in blocks]
+        return [bool(centred)] * len(blocks)
 
     def __repr__(self) -> str:
         d = self.design
@@ -599,6 +611,8 @@ class Model:
         from .results import BayesFit
         from .sampling import run_nuts
 
+        if not isinstance(check, bool | np.bool_):
+            raise SamplerError(f"check must be True or False, not {check!r}.")
         posterior, info, idata = run_nuts(
             self,
             draws=draws,

@@ -113,12 +113,41 @@ class Posterior:
         return cls(variables, dims, coords, stats)
 
 
-def _check_settings(draws: int, tune: int, chains: int, target_accept: float) -> None:
-    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+def _check_flag(name: str, value: Any, none: bool = False) -> None:
+    if not (isinstance(value, bool | np.bool_) or (none and value is None)):
+        allowed = "True, False or None" if none else "True or False"
+        raise SamplerError(f"{name} must be {allowed}, not {value!r}.")
+
+
+def check_settings(model: Model, draws: Any, tune: Any, chains: Any, seed: Any, sampler: Any,
+                   target_accept: Any, cores: Any, progressbar: Any, centred: Any,
+                   marginal: Any) -> None:
+    """Refuse (:class:`SamplerError`) any setting of the wrong type or value, before anything runs."""
+    counts = [("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)]
+    if cores is not None:
+        counts.append(("cores", cores, 1))
+    for name, value, low in counts:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < low:
             raise SamplerError(f"{name} must be an integer of at least {low}, not {value!r}.")
-    if not 0 < target_accept < 1:
+    if seed is not None:
+        if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or \
+                not 0 <= seed < 2**32:
+            raise SamplerError(f"seed must be None or an integer from 0 to 2**32 - 1, not {seed!r}.")
+    if sampler is not None and not isinstance(sampler, str):
+        raise SamplerError(f"sampler must be None or a name ({', '.join(SAMPLERS)}), not {sampler!r}.")
+    if isinstance(target_accept, bool | np.bool_) or \
+            not isinstance(target_accept, int | float | np.integer | np.floating):
+        raise SamplerError(f"target_accept must be a number between 0 and 1 (e.g. 0.9), not "
+                           f"{target_accept!r}.")
+    if not 0 < target_accept < 1:  # also refuses nan
         raise SamplerError(f"target_accept must lie between 0 and 1, not {target_accept!r}.")
+    _check_flag("progressbar", progressbar)
+    _check_flag("marginal", marginal, none=True)
+    if marginal and model.family.name != "gaussian":
+        raise SamplerError(f"marginal=True needs a Gaussian model: only there do the group effects "
+                           f"integrate out in closed form (this one is {model.family.name}). Leave "
+                           "marginal out.")
+    model.check_centred(centred)
 
 
 UNAVAILABLE = ("hierbayes's compiled sampler is not available here (its C kernels are not built "
@@ -385,7 +414,8 @@ def run_nuts(
         sampler's own InferenceData (None for ``"hierbayes"``, which builds
         one on request).
     """
-    _check_settings(draws, tune, chains, target_accept)
+    check_settings(model, draws, tune, chains, seed, sampler, target_accept, cores, progressbar,
+                   centred, marginal)
     sampler = choose_sampler(model, sampler, centred, marginal)
     blocks = model.design.blocks
     flags = model.centring(centred) if sampler == "hierbayes" else [False] * len(blocks)

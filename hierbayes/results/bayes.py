@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConvergenceWarning, check_count
+from ..errors import ConvergenceWarning, SettingsError, check_count
 from ..model import correlation_position
 from ._format import (
     Summary,
@@ -66,8 +66,9 @@ def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
 
 
 def _qnames(prob: float) -> tuple[str, str]:
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
+    if isinstance(prob, bool | np.bool_) or not isinstance(prob, int | float | np.integer | np.floating) \
+            or not 0 < prob < 1:
+        raise SettingsError(f"prob must be a number between 0 and 1 (e.g. 0.95), not {prob!r}.")
     lo = (1 - prob) / 2 * 100
     return f"Q{lo:g}", f"Q{100 - lo:g}"
 
@@ -75,6 +76,8 @@ def _qnames(prob: float) -> tuple[str, str]:
 def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, float]:
     """Point estimate, posterior SD and interval of flat draws."""
     lo, hi = _qnames(prob)
+    if point not in ("mean", "median"):
+        raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
     q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2])
     est = float(np.median(draws)) if point == "median" else float(np.mean(draws))
     return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
@@ -475,7 +478,7 @@ class BayesFit(GroupPlots):
 
         lo, hi = _qnames(prob)
         if point not in ("mean", "median"):
-            raise ValueError(f"point must be 'mean' or 'median', not {point!r}.")
+            raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
         rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
         out = np.empty((rows.n_rows, 4))
         for sl, draws in iter_posterior_draws(self, rows, kind, seed):
@@ -613,7 +616,8 @@ class BayesFit(GroupPlots):
         post = self.posterior
         S = post.n_chains * post.n_draws
         if n > S:
-            raise ValueError(f"n ({n}) is more than the {S} posterior draws.")
+            raise SettingsError(f"n ({n}) is more than the {S} posterior draws; draw more, or "
+                                f"ask for at most {S}.")
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(S, size=n, replace=False))
         # only the picked draws, as one chain, so a large data set is not predicted S times
