@@ -66,6 +66,8 @@ class SamplingInfo:
     sampling_seconds: float
     centred: dict[str, bool] = field(default_factory=dict)
     marginal: bool = False
+    # the pm.Model sampled had been extended or changed by the user (not rebuilt by load_fit)
+    pymc_changed: bool = False
 
 
 @dataclass
@@ -441,5 +443,6 @@ def run_nuts(
         sampling_seconds=round(sample_s, 3),
         centred={} if marginal else {b.group: bool(f) for b, f in zip(blocks, flags, strict=True)},
         marginal=marginal,
+        pymc_changed=sampler != "hierbayes" and model.pymc_model_changed(),
     )
     return posterior, info, idata

@@ -204,7 +204,7 @@ def _prior_entries(table: Any) -> list[dict[str, Any]]:
 def _metadata(fit: BayesFit) -> tuple[dict[str, Any], dict[str, Any]]:
     from . import __version__
 
-    model, design = fit.model, fit.design
+    design = fit.design
     variables, layout = encode_frame(design.frame)
     meta = {
         "format": FORMAT,
@@ -215,9 +215,8 @@ def _metadata(fit: BayesFit) -> tuple[dict[str, Any], dict[str, Any]]:
         "dropped_rows": int(design.dropped_rows),
         "dropped_columns": list(design.dropped_columns),
         "frame": layout,
-        "priors": _prior_entries(model.priors),
+        "priors": _prior_entries(fit.model.priors),
         "info": asdict(fit.info),
-        "pymc_extended": model.pymc_model_changed(),
         "design": _design_check(design),
     }
     return variables, meta
@@ -335,7 +334,7 @@ def load_fit(path: str | os.PathLike) -> BayesFit:
                            f"{err}).") from None
     fit = BayesFit(model, Posterior.from_idata(idata), info, idata)
     fit._idata = idata
-    if meta["pymc_extended"]:
+    if info.pymc_changed:
         warnings.warn(
             f"{path}: the fit was made after model.pymc_model was extended. The draws (also of "
             "added variables) and the summary are as saved, but extensions are code, which a "

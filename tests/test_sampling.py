@@ -135,6 +135,7 @@ def test_a_changed_pymc_model_is_seen_by_the_next_nutpie_fit(sleepstudy, tmp_pat
         pm.Normal("extra", 5.0, 0.1)
     third = quiet_fit(model, draws=100, tune=100, chains=2, seed=1, sampler="nutpie")
     assert abs(third.posterior["extra"].mean() - 5.0) < 0.05
+    assert third.info.pymc_changed and not before.info.pymc_changed
     # the saved fit keeps the added variables' draws and says the extension itself is not saved
     with pytest.warns(hb.HierbayesWarning, match="extensions are code"):
         back = hb.load_fit(third.save(tmp_path / "extended.nc"))
