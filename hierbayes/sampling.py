@@ -4,8 +4,8 @@
 serves every model and is cached on disk (:mod:`hierbayes.logdensity`,
 :mod:`hierbayes.nuts`): nothing is compiled per model, and neither PyMC nor
 ArviZ is imported to get a summary. It is used whenever it can express the
-model; a ``pm.Model`` that the user extended or changed, a prior it lacks
-(uniform), or an installation without its kernels goes to nutpie, which
+model; a ``pm.Model`` that the user extended or changed, or a prior it lacks
+(uniform), goes to nutpie, which
 compiles the PyMC model with numba, and a :class:`~hierbayes.errors.HierbayesWarning`
 says so and why (:func:`choose_sampler`). nutpie's compilation is cached per
 model and dropped when the ``pm.Model`` changes (:meth:`hierbayes.Model.compiled`). PyMC's sampler is
@@ -152,10 +152,6 @@ def check_settings(model: Model, draws: Any, tune: Any, chains: Any, seed: Any, 
     model.check_centred(centred)
 
 
-UNAVAILABLE = ("hierbayes's compiled sampler is not available here (its C kernels are not built "
-               "or cannot be loaded; see docs/sampling.md)")
-
-
 def _asks_own_forms(centred: Any, marginal: Any) -> list[str]:
     """The settings among ``centred`` and ``marginal`` that only hierbayes's sampler honours."""
     out = []
@@ -171,36 +167,36 @@ def choose_sampler(model: Model, sampler: str | None, centred: Any = None, margi
 
     ``None`` asks for hierbayes's own sampler. It moves to a sampler of the
     PyMC graph (nutpie, else PyMC's) when the kernel cannot express the model
-    (an extended or changed ``pm.Model``, a prior it lacks) or is not
-    available, and warns with the reason; ``centred=`` or ``marginal=True``
-    given to another sampler, which cannot honour them, warn too.
+    (an extended or changed ``pm.Model``, a prior it lacks), and warns with
+    the reason; ``centred=`` or ``marginal=True`` given to another sampler,
+    which cannot honour them, warn too. Kernels that are not available are
+    an error, never a reason to move.
     """
     available = available_samplers()
     if sampler is not None and sampler not in SAMPLERS:
         raise SamplerError(f"Unknown sampler {sampler!r}. Choose one of: {', '.join(SAMPLERS)}.")
-    if sampler == "hierbayes" and "hierbayes" not in available:
-        raise SamplerError(f"sampler='hierbayes' cannot run: {UNAVAILABLE}. Use sampler='nutpie' "
-                           "or 'pymc'.")
+    own_reason = model.own_sampler_obstacle()
+    if sampler in (None, "hierbayes") and own_reason is None and "hierbayes" not in available:
+        raise SamplerError("hierbayes's own sampler cannot run here: its compiled kernels are not "
+                           "available (see docs/sampling.md). Fit with sampler='nutpie' or 'pymc'.")
     if sampler is not None and sampler not in available:
         raise SamplerError(
             f"The sampler '{sampler}' is not installed (pip install {sampler}). "
             f"Installed: {', '.join(available)}."
         )
-    own_reason = model.own_sampler_obstacle()
     if sampler == "hierbayes" and own_reason is not None:
         raise SamplerError(f"sampler='hierbayes' cannot sample this model: {own_reason}. "
                            "Use sampler='nutpie' or 'pymc'.")
     if sampler is None:
-        if own_reason is None and "hierbayes" in available:
+        if own_reason is None:
             return "hierbayes"
-        why = own_reason or UNAVAILABLE
         graph = [s for s in available if s != "hierbayes"]
         if not graph:
-            raise SamplerError(f"hierbayes's sampler cannot sample this model ({why}), and no sampler "
-                               "of PyMC graphs is installed: pip install nutpie.")
+            raise SamplerError(f"hierbayes's sampler cannot sample this model ({own_reason}), and no "
+                               "sampler of PyMC graphs is installed: pip install nutpie.")
         sampler = graph[0]
         warnings.warn(
-            f"Sampling with {sampler}, not hierbayes's own sampler: {why}. {sampler} samples the "
+            f"Sampling with {sampler}, not hierbayes's own sampler: {own_reason}. {sampler} samples the "
             "PyMC graph (model.pymc_model), compiling it first (seconds to a minute per model and "
             f"process). Pass sampler='{sampler}' to choose it yourself.",
             HierbayesWarning, stacklevel=4)
