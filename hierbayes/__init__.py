@@ -14,11 +14,13 @@ from .design import Design, build_design
 from .errors import (
     ConvergenceWarning,
     DataError,
+    FitFileError,
     FormulaError,
     HierbayesError,
     HierbayesWarning,
     PriorError,
     SamplerError,
+    SettingsError,
 )
 from .families import get_family
 from .formula import ParsedFormula, RandomTerm, parse_formula
@@ -27,6 +29,7 @@ from .priors import Prior, PriorTable
 from .results import BayesFit, LmerFit, Sims, Summary
 from .results.compare import anova, compare, loo_compare
 from .sampling import available_samplers
+from .save import load_fit
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,7 @@ __all__ = [
     "ConvergenceWarning",
     "DataError",
     "Design",
+    "FitFileError",
     "FormulaError",
     "HierbayesError",
     "HierbayesWarning",
@@ -60,6 +64,7 @@ __all__ = [
     "PriorTable",
     "RandomTerm",
     "SamplerError",
+    "SettingsError",
     "Sims",
     "Summary",
     "anova",
@@ -69,6 +74,7 @@ __all__ = [
     "datasets",
     "get_family",
     "lmer",
+    "load_fit",
     "loo_compare",
     "parse_formula",
     "plot_compare",

@@ -87,7 +87,7 @@ def headline(fit) -> dict[str, np.ndarray]:
            "sd_(Intercept)": post["sd_g"][:, :, 0], "sigma": post["sigma"]}
     if "cor_g" in post:
         out["sd_x"] = post["sd_g"][:, :, 1]
-        out["cor"] = post["cor_g"][:, :, 0, 1]
+        out["cor"] = post["cor_g"][:, :, 0]  # the one pair of a two-term block
     return out
 
 

@@ -49,6 +49,8 @@ def _rhat_basic(x: np.ndarray) -> float:
     n = x.shape[1]
     between = n * np.var(x.mean(axis=1), ddof=1)
     within = np.mean(np.var(x, axis=1, ddof=1))
+    if within == 0:  # chains that never move: R-hat is undefined (ArviZ gives nan as well)
+        return np.nan
     return float(np.sqrt((between / within + n - 1) / n))
 
 

@@ -34,8 +34,16 @@ class PriorError(HierbayesError, ValueError):
     """A prior is not a distribution, has bad arguments, or names no parameter."""
 
 
-class SamplerError(HierbayesError, ValueError):
-    """An unknown or unavailable sampler, or bad sampler settings."""
+class SettingsError(HierbayesError, ValueError):
+    """An argument of the wrong type or value (a count, a seed, a probability, a flag)."""
+
+
+class SamplerError(SettingsError):
+    """An unknown or unavailable sampler, or bad sampler settings (draws, seed, cores, ...)."""
+
+
+class FitFileError(HierbayesError, ValueError):
+    """A file that is not a saved hierbayes fit, comes from a newer format, or no longer matches."""
 
 
 class HierbayesWarning(UserWarning):
@@ -46,8 +54,9 @@ class ConvergenceWarning(HierbayesWarning):
     """The sampler's diagnostics (divergences, R-hat, ESS) call for caution."""
 
 
-def check_count(name: str, value: object, minimum: int = 1) -> None:
-    """Raise ValueError unless ``value`` is an integer (not a bool) of at least ``minimum``.
+def check_count(name: str, value: object, minimum: int = 1, error: type = SettingsError) -> None:
+    """Raise ``error`` (a :class:`SettingsError`) unless ``value`` is an integer, not a bool, of at
+    least ``minimum``.
 
     Examples
     --------
@@ -55,13 +64,13 @@ def check_count(name: str, value: object, minimum: int = 1) -> None:
     >>> check_count("n_sims", 1, minimum=2)
     Traceback (most recent call last):
     ...
-    ValueError: n_sims must be an integer of at least 2, not 1
+    hierbayes.errors.SettingsError: n_sims must be an integer of at least 2, not 1
     """
     import numpy as np
 
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < minimum:
         need = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
-        raise ValueError(f"{name} must be {need}, not {value!r}")
+        raise error(f"{name} must be {need}, not {value!r}")
 
 
 def caret(text: str, start: int, end: int | None = None) -> str:

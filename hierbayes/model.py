@@ -13,7 +13,12 @@ Structure (brms's, in PyMC):
 
 Posterior variables: ``fixef``, ``Intercept``, ``b``, ``sd_<group>``,
 ``cor_<group>``, ``r_<group>`` (group effects), ``z_<group>``, ``cpc_<group>``
-(unconstrained partial correlations) and ``sigma``.
+(unconstrained partial correlations) and ``sigma``. ``cor_<group>`` holds only
+the strictly lower triangle of the correlation matrix, one entry per pair of
+terms along the dimension ``<group>__cor`` (labels ``"Days:(Intercept)"``, in
+brms's order: ``cor_Subject__Intercept__Days``), so that no variable of the
+posterior is constant and ArviZ's R-hat and trace plots work on every one;
+:func:`correlation_matrix` rebuilds the full matrix.
 
 Examples
 --------
@@ -27,17 +32,69 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .design import Design, build_design
-from .errors import check_count
+from .errors import SamplerError, check_count
 from .families import Family
 from .formula import parse_formula
 from .lkj import lkj_corr_cholesky
 from .priors import Prior, PriorTable, resolve_priors
+
+
+def correlation_pairs(n_terms: int) -> list[tuple[int, int]]:
+    """Row and column of each stored correlation: the strict lower triangle, column by column.
+
+    That is brms's order (``cor_g__a__b``, ``cor_g__a__c``, ``cor_g__b__c``) and
+    the order of the correlation rows of lme4's ``as.data.frame(VarCorr(m))``.
+
+    Examples
+    --------
+    >>> correlation_pairs(3)
+    [(1, 0), (2, 0), (2, 1)]
+    """
+    return [(i, j) for j in range(n_terms) for i in range(j + 1, n_terms)]
+
+
+def correlation_labels(terms: list[str]) -> list[str]:
+    """Coordinate labels of a block's stored correlations: ``"<row term>:<column term>"``.
+
+    Terms that themselves hold ``:`` could make two labels alike; then the
+    labels are the row and column positions (``"1:0"``), which never clash.
+
+    Examples
+    --------
+    >>> correlation_labels(["(Intercept)", "Days"])
+    ['Days:(Intercept)']
+    """
+    pairs = correlation_pairs(len(terms))
+    labels = [f"{terms[i]}:{terms[j]}" for i, j in pairs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{i}:{j}" for i, j in pairs]
+    return labels
+
+
+def correlation_position(n_terms: int, a: int, b: int) -> int:
+    """Where the correlation of terms ``a`` and ``b`` (either order) lies among the stored pairs."""
+    return correlation_pairs(n_terms).index((max(a, b), min(a, b)))
+
+
+def correlation_matrix(pairs: np.ndarray, n_terms: int) -> np.ndarray:
+    """Full correlation matrices, ``(..., n, n)``, from stored pairs ``(..., n (n - 1) / 2)``."""
+    pairs = np.asarray(pairs)
+    out = np.broadcast_to(np.eye(n_terms), (*pairs.shape[:-1], n_terms, n_terms)).copy()
+    for k, (i, j) in enumerate(correlation_pairs(n_terms)):
+        out[..., i, j] = out[..., j, i] = pairs[..., k]
+    return out
+
+
+def correlation_dim(block: Any) -> str:
+    """The dimension of a block's stored correlations, e.g. ``"Subject__cor"``."""
+    return f"{block.group}__cor"
 
 
 def _param_arrays(priors: list[Prior]) -> dict[str, np.ndarray]:
@@ -88,8 +145,40 @@ def quiet_blas_search() -> None:
         _ = pytensor.config.blas__ldflags
 
 
-def _model_vars(model) -> set[str]:
-    return {v.name for v in model.free_RVs + model.observed_RVs + model.deterministics + model.potentials}
+@dataclass(frozen=True)
+class PymcFingerprint:
+    """What a sampler of a ``pm.Model`` sees, to tell whether the model was changed.
+
+    ``key`` holds every variable's name and identity (free, observed,
+    deterministic, potential, named), the transforms, initial values and the
+    values of data containers; ``refs`` keeps those variables alive, so that no
+    new variable can take the identity of one that was removed.
+    """
+
+    key: tuple
+    refs: tuple = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, model: Any) -> PymcFingerprint:
+        import hashlib
+
+        def ids(variables) -> tuple:
+            return tuple((v.name, id(v)) for v in variables)
+
+        data = []
+        for v in getattr(model, "data_vars", []):
+            value = np.ascontiguousarray(v.get_value()) if hasattr(v, "get_value") else np.asarray(v.data)
+            data.append((v.name, id(v), value.dtype.str, value.shape,
+                         hashlib.sha256(value.tobytes()).hexdigest()))
+        key = (
+            ids(model.free_RVs), ids(model.observed_RVs), ids(model.deterministics), ids(model.potentials),
+            tuple(sorted((k, id(v)) for k, v in model.named_vars.items())),
+            tuple(sorted((v.name, id(t)) for v, t in model.rvs_to_transforms.items())),
+            tuple(sorted((v.name, repr(i)) for v, i in model.rvs_to_initial_values.items())),
+            tuple(data),
+        )
+        refs = (*model.named_vars.values(), *model.potentials, *model.rvs_to_transforms.values())
+        return cls(key, refs)
 
 
 def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str, np.ndarray]]:
@@ -115,7 +204,7 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
         coords[blk.level_dim] = blk.levels
         coords[blk.term_dim] = blk.terms
         if blk.correlated:
-            coords[blk.term_dim + "_"] = blk.terms
+            coords[correlation_dim(blk)] = correlation_labels(blk.terms)
     initial: dict[str, np.ndarray] = {}
     with pm.Model(coords=coords) as model:
         b = None
@@ -144,9 +233,9 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
             if blk.correlated:
                 eta_lkj = priors.get("cor", g).params["eta"]
                 _, corr_chol = lkj_corr_cholesky(f"cpc_{g}", n=blk.n_terms, eta=eta_lkj)
-                pm.Deterministic(
-                    f"cor_{g}", pt.dot(corr_chol, corr_chol.T), dims=(blk.term_dim, blk.term_dim + "_")
-                )
+                rows, cols = (list(ix) for ix in zip(*correlation_pairs(blk.n_terms), strict=True))
+                pm.Deterministic(f"cor_{g}", pt.dot(corr_chol, corr_chol.T)[rows, cols],
+                                 dims=correlation_dim(blk))
                 chol = sd[:, None] * corr_chol
                 r = pm.Deterministic(f"r_{g}", pt.dot(z, chol.T), dims=(blk.level_dim, blk.term_dim))
                 initial[f"cpc_{g}"] = np.zeros(blk.n_terms * (blk.n_terms - 1) // 2)
@@ -263,20 +352,23 @@ class Model:
         self.priors = resolve_priors(self.design, priors)
         self._pymc_model = None
         self._initial_points: dict[str, np.ndarray] = {}
-        self._pymc_vars: set[str] = set()
-        self._compiled: dict[str, Any] = {}
+        self._pymc_fingerprint: PymcFingerprint | None = None
+        # sampler name -> (fingerprint of the pm.Model it was compiled from, compiled model)
+        self._compiled: dict[str, tuple[PymcFingerprint, Any]] = {}
 
     @property
     def pymc_model(self):
         """The ``pm.Model``; add to it inside ``with model.pymc_model:`` before fitting.
 
         Built on first access (importing PyMC takes seconds). A model extended
-        here is sampled by nutpie (or ``sampler="pymc"``), which see the
-        additions; hierbayes's own sampler only knows the unextended model.
+        or changed here is sampled by nutpie (or ``sampler="pymc"``), which see
+        the changes, with a warning that says so: hierbayes's own sampler only
+        knows the model as built. Every change is seen by the next fit
+        (:class:`PymcFingerprint`): compiled models are not reused after one.
         """
         if self._pymc_model is None:
             self._pymc_model, self._initial_points = build_pymc_model(self.design, self.priors)
-            self._pymc_vars = _model_vars(self._pymc_model)
+            self._pymc_fingerprint = PymcFingerprint.of(self._pymc_model)
         return self._pymc_model
 
     @property
@@ -291,12 +383,36 @@ class Model:
         taken = {f"{p}_{b.group}" for b in self.design.blocks for p in ("z", "sd", "r", "cor", "cpc")}
         return observed_name(self.design, taken | {"fixef", "Intercept", "b", "sigma"})
 
+    def pymc_model_changed(self) -> bool:
+        """Whether ``pymc_model`` was changed since it was built (variables added or replaced,
+        transforms, initial values or data changed)."""
+        return self._pymc_model is not None and \
+            PymcFingerprint.of(self._pymc_model) != self._pymc_fingerprint
+
+    def compiled(self, sampler: str, build: Any) -> tuple[Any, bool]:
+        """The pm.Model compiled for ``sampler`` by ``build(pm_model)``, cached until the model changes.
+
+        Returns the compiled model and whether it was built now. A compiled
+        model is reused only while the pm.Model is as it was compiled: any
+        change to it (:class:`PymcFingerprint`) drops every cached compilation.
+        """
+        now = PymcFingerprint.of(self.pymc_model)
+        cached = self._compiled.get(sampler)
+        if cached is not None and cached[0] == now:
+            return cached[1], False
+        if cached is not None:
+            self._compiled.clear()  # the model changed: no compilation of it is valid any more
+        result = build(self.pymc_model)
+        self._compiled[sampler] = (now, result)
+        return result, True
+
     def own_sampler_obstacle(self) -> str | None:
         """Why hierbayes's own sampler cannot sample this model, or None when it can."""
         from .logdensity import supported
 
-        if self._pymc_model is not None and _model_vars(self._pymc_model) != self._pymc_vars:
-            return "its pm.Model was extended"
+        if self.pymc_model_changed():
+            return ("its pm.Model (model.pymc_model) was extended or changed, and hierbayes's "
+                    "compiled kernel reads only the model hierbayes built, not the PyMC graph")
         return supported(self.priors)
 
     def use_marginal(self, marginal: bool | None = None) -> bool:
@@ -318,10 +434,27 @@ class Model:
                 return False
             cost = marginal_cost(self.design)
             return cost <= 1e5 or (cost <= 2e5 and first_block_nested(self.design))
+        if not isinstance(marginal, bool | np.bool_):
+            raise SamplerError(f"marginal must be True, False or None, not {marginal!r}.")
         if marginal and not gaussian:
-            raise ValueError("marginal=True needs a Gaussian model: only there do the group "
-                             "effects integrate out in closed form.")
+            raise SamplerError("marginal=True needs a Gaussian model: only there do the group "
+                               "effects integrate out in closed form.")
         return bool(marginal)
+
+    def check_centred(self, centred: Any) -> None:
+        """Refuse (:class:`SamplerError`) a ``centred`` that is not None, a bool, or a dict of known blocks."""
+        if centred is None or isinstance(centred, bool | np.bool_):
+            return
+        names = [b.group for b in self.design.blocks]
+        if not isinstance(centred, dict):
+            raise SamplerError(f"centred must be None, True, False, or a dict from block name to "
+                               f"bool (blocks: {names}), not {centred!r}.")
+        unknown = [k for k in centred if k not in names]
+        if unknown:
+            raise SamplerError(f"centred names unknown blocks {unknown}; blocks: {names}.")
+        bad = {k: v for k, v in centred.items() if not isinstance(v, bool | np.bool_)}
+        if bad:
+            raise SamplerError(f"centred's values must be True or False, not {bad}.")
 
     def centring(self, centred: Any = None) -> list[bool]:
         """Per random-effect block, whether its effects are sampled centred.
@@ -332,18 +465,13 @@ class Model:
         """
         from .logdensity import choose_centring
 
+        self.check_centred(centred)
         blocks = self.design.blocks
         if centred is None:
             return choose_centring(self.design)
-        if isinstance(centred, bool):
-            return [centred] * len(blocks)
         if isinstance(centred, dict):
-            names = [b.group for b in blocks]
-            unknown = set(centred) - set(names)
-            if unknown:
-                raise ValueError(f"centred names unknown blocks {sorted(unknown)}; blocks: {names}")
-            return [bool(centred.get(n, False)) for n in names]
-        raise TypeError("centred must be None, a bool, or a dict from block name to bool")
+            return [bool(centred.get(b.group, False)) for b in blocks]
+        return [bool(centred)] * len(blocks)
 
     def __repr__(self) -> str:
         d = self.design
@@ -449,8 +577,9 @@ class Model:
         sampler
             ``"hierbayes"`` (the default: one C kernel for every model,
             compiled once per installation and cached on disk), ``"nutpie"`` (compiles this
-            model's PyMC graph; the default when the ``pm.Model`` was
-            extended), ``"pymc"`` or ``"numpyro"``.
+            model's PyMC graph; chosen, with a warning saying why, when the
+            ``pm.Model`` was extended or a prior is one the kernel lacks),
+            ``"pymc"`` or ``"numpyro"``.
         target_accept
             NUTS's target acceptance rate. 0.9 by default (brms uses 0.8,
             rstanarm's stan_lmer 0.95): on sleepstudy with brms's priors, 0.8
@@ -482,6 +611,8 @@ class Model:
         from .results import BayesFit
         from .sampling import run_nuts
 
+        if not isinstance(check, bool | np.bool_):
+            raise SamplerError(f"check must be True or False, not {check!r}.")
         posterior, info, idata = run_nuts(
             self,
             draws=draws,

@@ -316,8 +316,11 @@ def group_covariance_chol(posterior: Any, block: Any) -> np.ndarray:
     """Per draw, the Cholesky factor of a block's group-effect covariance, ``(S, q, q)``."""
     sd = np.asarray(posterior[f"sd_{block.group}"]).reshape(-1, block.n_terms)
     if block.correlated:
-        cor = np.asarray(posterior[f"cor_{block.group}"]).reshape(-1, block.n_terms, block.n_terms)
+        from .model import correlation_matrix
+
         q = block.n_terms
+        pairs = np.asarray(posterior[f"cor_{block.group}"])
+        cor = correlation_matrix(pairs.reshape(-1, pairs.shape[-1]), q)
         # LKJ draws can sit numerically on the boundary; a tiny ridge keeps Cholesky defined.
         chol = np.linalg.cholesky(cor + 1e-12 * np.eye(q))
         return sd[:, :, None] * chol

@@ -4,8 +4,11 @@
 serves every model and is built when hierbayes is installed (:mod:`hierbayes.logdensity`,
 :mod:`hierbayes.nuts`): nothing is compiled per model, and neither PyMC nor
 ArviZ is imported to get a summary. It is used whenever it can express the
-model; a ``pm.Model`` that the user extended, or a prior it lacks (uniform),
-goes to nutpie, which compiles the PyMC model with numba. PyMC's sampler is
+model; a ``pm.Model`` that the user extended or changed, or a prior it lacks
+(uniform), goes to nutpie, which
+compiles the PyMC model with numba, and a :class:`~hierbayes.errors.HierbayesWarning`
+says so and why (:func:`choose_sampler`). nutpie's compilation is cached per
+model and dropped when the ``pm.Model`` changes (:meth:`hierbayes.Model.compiled`). PyMC's sampler is
 there for step methods and settings nutpie lacks; numpyro when JAX is installed.
 
 Draws are kept as NumPy arrays (:class:`Posterior`); ``fit.idata`` builds the
@@ -23,13 +26,14 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import SamplerError
-from .model import linear_predictor
+from .errors import HierbayesWarning, SamplerError
+from .model import correlation_dim, correlation_labels, correlation_pairs, linear_predictor
 
 if TYPE_CHECKING:
     from .model import Model
@@ -62,6 +66,8 @@ class SamplingInfo:
     sampling_seconds: float
     centred: dict[str, bool] = field(default_factory=dict)
     marginal: bool = False
+    # the pm.Model sampled had been extended or changed by the user (not rebuilt by load_fit)
+    pymc_changed: bool = False
 
 
 @dataclass
@@ -109,12 +115,99 @@ class Posterior:
         return cls(variables, dims, coords, stats)
 
 
-def _check_settings(draws: int, tune: int, chains: int, target_accept: float) -> None:
-    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+def _check_flag(name: str, value: Any, none: bool = False) -> None:
+    if not (isinstance(value, bool | np.bool_) or (none and value is None)):
+        allowed = "True, False or None" if none else "True or False"
+        raise SamplerError(f"{name} must be {allowed}, not {value!r}.")
+
+
+def check_settings(model: Model, draws: Any, tune: Any, chains: Any, seed: Any, sampler: Any,
+                   target_accept: Any, cores: Any, progressbar: Any, centred: Any,
+                   marginal: Any) -> None:
+    """Refuse (:class:`SamplerError`) any setting of the wrong type or value, before anything runs."""
+    counts = [("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)]
+    if cores is not None:
+        counts.append(("cores", cores, 1))
+    for name, value, low in counts:
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < low:
             raise SamplerError(f"{name} must be an integer of at least {low}, not {value!r}.")
-    if not 0 < target_accept < 1:
+    if seed is not None:
+        if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or \
+                not 0 <= seed < 2**32:
+            raise SamplerError(f"seed must be None or an integer from 0 to 2**32 - 1, not {seed!r}.")
+    if sampler is not None and not isinstance(sampler, str):
+        raise SamplerError(f"sampler must be None or a name ({', '.join(SAMPLERS)}), not {sampler!r}.")
+    if isinstance(target_accept, bool | np.bool_) or \
+            not isinstance(target_accept, int | float | np.integer | np.floating):
+        raise SamplerError(f"target_accept must be a number between 0 and 1 (e.g. 0.9), not "
+                           f"{target_accept!r}.")
+    if not 0 < target_accept < 1:  # also refuses nan
         raise SamplerError(f"target_accept must lie between 0 and 1, not {target_accept!r}.")
+    _check_flag("progressbar", progressbar)
+    _check_flag("marginal", marginal, none=True)
+    if marginal and model.family.name != "gaussian":
+        raise SamplerError(f"marginal=True needs a Gaussian model: only there do the group effects "
+                           f"integrate out in closed form (this one is {model.family.name}). Leave "
+                           "marginal out.")
+    model.check_centred(centred)
+
+
+def _asks_own_forms(centred: Any, marginal: Any) -> list[str]:
+    """The settings among ``centred`` and ``marginal`` that only hierbayes's sampler honours."""
+    out = []
+    if marginal is True:
+        out.append("marginal=True")
+    if centred is True or (isinstance(centred, dict) and any(centred.values())):
+        out.append(f"centred={centred!r}")
+    return out
+
+
+def choose_sampler(model: Model, sampler: str | None, centred: Any = None, marginal: Any = None) -> str:
+    """The sampler a fit uses, saying so (:class:`HierbayesWarning`) whenever it is not the one asked for.
+
+    ``None`` asks for hierbayes's own sampler. It moves to a sampler of the
+    PyMC graph (nutpie, else PyMC's) when the kernel cannot express the model
+    (an extended or changed ``pm.Model``, a prior it lacks), and warns with
+    the reason; ``centred=`` or ``marginal=True`` given to another sampler,
+    which cannot honour them, warn too. Kernels that are not available are
+    an error, never a reason to move.
+    """
+    available = available_samplers()
+    if sampler is not None and sampler not in SAMPLERS:
+        raise SamplerError(f"Unknown sampler {sampler!r}. Choose one of: {', '.join(SAMPLERS)}.")
+    own_reason = model.own_sampler_obstacle()
+    if sampler in (None, "hierbayes") and own_reason is None and "hierbayes" not in available:
+        raise SamplerError("hierbayes's own sampler cannot run here: its compiled kernels are not "
+                           "available (see docs/sampling.md). Fit with sampler='nutpie' or 'pymc'.")
+    if sampler is not None and sampler not in available:
+        raise SamplerError(
+            f"The sampler '{sampler}' is not installed (pip install {sampler}). "
+            f"Installed: {', '.join(available)}."
+        )
+    if sampler == "hierbayes" and own_reason is not None:
+        raise SamplerError(f"sampler='hierbayes' cannot sample this model: {own_reason}. "
+                           "Use sampler='nutpie' or 'pymc'.")
+    if sampler is None:
+        if own_reason is None:
+            return "hierbayes"
+        graph = [s for s in available if s != "hierbayes"]
+        if not graph:
+            raise SamplerError(f"hierbayes's sampler cannot sample this model ({own_reason}), and no "
+                               "sampler of PyMC graphs is installed: pip install nutpie.")
+        sampler = graph[0]
+        warnings.warn(
+            f"Sampling with {sampler}, not hierbayes's own sampler: {own_reason}. {sampler} samples the "
+            "PyMC graph (model.pymc_model), compiling it first (seconds to a minute per model and "
+            f"process). Pass sampler='{sampler}' to choose it yourself.",
+            HierbayesWarning, stacklevel=4)
+    ignored = _asks_own_forms(centred, marginal)
+    if sampler != "hierbayes" and ignored:
+        warnings.warn(
+            f"{' and '.join(ignored)} ignored: only hierbayes's sampler has those forms, and {sampler} "
+            "samples the PyMC model as built (group effects non-centred, not integrated out). The "
+            "posterior is the same; only the sampler's efficiency differs.",
+            HierbayesWarning, stacklevel=4)
+    return sampler
 
 
 def variable_dims(model: Model) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
@@ -142,8 +235,8 @@ def variable_dims(model: Model) -> tuple[dict[str, tuple[str, ...]], dict[str, l
             k = blk.n_terms * (blk.n_terms - 1) // 2
             dims[f"cpc_{g}"] = (f"cpc_{g}_dim_0",)
             coords[f"cpc_{g}_dim_0"] = list(range(k))
-            dims[f"cor_{g}"] = (blk.term_dim, blk.term_dim + "_")
-            coords[blk.term_dim + "_"] = list(blk.terms)
+            dims[f"cor_{g}"] = (correlation_dim(blk),)
+            coords[correlation_dim(blk)] = correlation_labels(blk.terms)
     if d.family.has_sigma:
         dims["sigma"] = ()
     return dims, coords
@@ -159,6 +252,10 @@ def _hierbayes(model: Model, draws, tune, chains, seed, target_accept, cores, pr
                  target_accept=target_accept, cores=cores, progressbar=progressbar)
     t0 = time.perf_counter()
     variables = packed.constrain(run.draws, seed=seed)
+    for blk in model.design.blocks:
+        if blk.correlated:  # the kernel gives whole matrices; the posterior keeps the pairs
+            rows, cols = (list(ix) for ix in zip(*correlation_pairs(blk.n_terms), strict=True))
+            variables[f"cor_{blk.group}"] = variables[f"cor_{blk.group}"][..., rows, cols]
     run.sampling_seconds += time.perf_counter() - t0
     dims, coords = variable_dims(model)
     stats = dict(run.stats)
@@ -171,12 +268,8 @@ def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progr
     import nutpie
 
     t0 = time.perf_counter()
-    compiled = model._compiled.get("nutpie")
-    if compiled is None:
-        compiled = nutpie.compile_pymc_model(
-            model.pymc_model, initial_points=model.initial_points or None
-        )
-        model._compiled["nutpie"] = compiled
+    compiled, _ = model.compiled("nutpie", lambda m: nutpie.compile_pymc_model(
+        m, initial_points=model.initial_points or None))
     t1 = time.perf_counter()
     idata = nutpie.sample(
         compiled,
@@ -263,10 +356,38 @@ def build_idata(model: Model, posterior: Posterior, info: SamplingInfo, idata: A
         if group in idata.groups():
             delattr(idata, group)
         idata.add_groups({group: data})
-    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()
-                                  if not isinstance(v, dict)})
+    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()})
     idata.posterior.attrs["formula"] = design.formula.formula
+    for group in idata.groups():
+        ds = idata[group]
+        ds.attrs = netcdf_attrs(ds.attrs)
+        for var in ds.variables.values():
+            var.attrs = netcdf_attrs(var.attrs)
     return idata
+
+
+def netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes as netCDF can hold them: booleans as 0/1, None as "", dicts and lists as JSON.
+
+    Examples
+    --------
+    >>> netcdf_attrs({"marginal": True, "centred": {"Subject": False}, "seed": 1, "x": None})
+    {'marginal': 1, 'centred': '{"Subject": false}', 'seed': 1, 'x': ''}
+    """
+    import json
+
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if isinstance(value, bool | np.bool_):
+            value = int(value)
+        elif value is None:
+            value = ""
+        elif isinstance(value, dict | list | tuple):
+            value = json.dumps(value, default=str)
+        elif isinstance(value, np.ndarray) and value.dtype.kind not in "iuf":
+            value = json.dumps(value.tolist(), default=str)
+        out[str(key)] = value
+    return out
 
 
 def run_nuts(
@@ -291,22 +412,9 @@ def run_nuts(
         sampler's own InferenceData (None for ``"hierbayes"``, which builds
         one on request).
     """
-    _check_settings(draws, tune, chains, target_accept)
-    available = available_samplers()
-    if sampler is not None and sampler not in SAMPLERS:
-        raise SamplerError(f"Unknown sampler '{sampler}'. Choose one of: {', '.join(SAMPLERS)}.")
-    if sampler is not None and sampler not in available:
-        raise SamplerError(
-            f"The sampler '{sampler}' is not installed (pip install {sampler}). "
-            f"Installed: {', '.join(available)}."
-        )
-    own_reason = model.own_sampler_obstacle()
-    if sampler is None:
-        sampler = "hierbayes" if own_reason is None and "hierbayes" in available else \
-            next(s for s in available if s != "hierbayes")
-    elif sampler == "hierbayes" and own_reason is not None:
-        raise SamplerError(f"sampler='hierbayes' cannot sample this model: {own_reason}. "
-                           "Use sampler='nutpie' or 'pymc'.")
+    check_settings(model, draws, tune, chains, seed, sampler, target_accept, cores, progressbar,
+                   centred, marginal)
+    sampler = choose_sampler(model, sampler, centred, marginal)
     blocks = model.design.blocks
     flags = model.centring(centred) if sampler == "hierbayes" else [False] * len(blocks)
     marginal = model.use_marginal(marginal) if sampler == "hierbayes" else False
@@ -331,5 +439,6 @@ def run_nuts(
         sampling_seconds=round(sample_s, 3),
         centred={} if marginal else {b.group: bool(f) for b, f in zip(blocks, flags, strict=True)},
         marginal=marginal,
+        pymc_changed=sampler != "hierbayes" and model.pymc_model_changed(),
     )
     return posterior, info, idata

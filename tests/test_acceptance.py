@@ -21,7 +21,7 @@ def test_sleepstudy_agrees_with_brms(sleepstudy, bayes_refs):
         "b_Days": fit._flat("fixef")[:, 1],
         "sd_Subject__Intercept": fit._flat("sd_Subject")[:, 0],
         "sd_Subject__Days": fit._flat("sd_Subject")[:, 1],
-        "cor_Subject__Intercept__Days": fit._flat("cor_Subject")[:, 0, 1],
+        "cor_Subject__Intercept__Days": fit._flat("cor_Subject")[:, 0],
         "sigma": fit._flat("sigma"),
     }
     for name, d in draws.items():

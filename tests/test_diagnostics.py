@@ -34,3 +34,16 @@ def test_a_stuck_chain_is_flagged():
     x = np.random.default_rng(2).normal(size=(4, 500))
     x[3] += 3
     assert rhat(x) > 1.3
+
+
+def test_constant_chains_give_nan_rhat_quietly():
+    import warnings
+
+    az = pytest.importorskip("arviz")
+    x = np.full((4, 100), 2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert np.isnan(rhat(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ArviZ divides 0 by 0
+        assert np.isnan(float(az.rhat(x)))

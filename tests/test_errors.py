@@ -152,6 +152,38 @@ CASES = [
     Case("zero chains", fit(chains=0), hb.SamplerError, ("chains", "at least")),
     Case("target_accept above 1", fit(target_accept=1.5), hb.SamplerError, ("target_accept", "between 0 and 1")),
     Case("unknown sampler", fit(sampler="stan"), hb.SamplerError, ("Unknown sampler 'stan'", "nutpie")),
+    Case("sampler not a string", fit(sampler=3), hb.SamplerError, ("sampler must be None or a name",)),
+    Case("negative tune", fit(tune=-1), hb.SamplerError, ("tune must be an integer of at least 0",)),
+    Case("draws a float", fit(draws=100.0), hb.SamplerError, ("draws must be an integer", "100.0")),
+    Case("draws a bool", fit(draws=True), hb.SamplerError, ("draws must be an integer", "True")),
+    Case("chains a string", fit(chains="4"), hb.SamplerError, ("chains must be an integer", "'4'")),
+    Case("negative seed", fit(seed=-1), hb.SamplerError, ("seed must be None or an integer from 0 to 2**32 - 1",
+                                                          "-1")),
+    Case("seed beyond 32 bits", fit(seed=2**40), hb.SamplerError, ("seed must be", "2**32 - 1")),
+    Case("seed a float", fit(seed=1.5), hb.SamplerError, ("seed must be", "1.5")),
+    Case("seed a bool", fit(seed=True), hb.SamplerError, ("seed must be", "True")),
+    Case("negative cores", fit(cores=-1), hb.SamplerError, ("cores must be an integer of at least 1", "-1")),
+    Case("cores a float", fit(cores=2.0), hb.SamplerError, ("cores must be an integer",)),
+    Case("target_accept a string", fit(target_accept="0.9"), hb.SamplerError,
+         ("target_accept must be a number between 0 and 1", "'0.9'")),
+    Case("target_accept a bool", fit(target_accept=True), hb.SamplerError, ("target_accept must be a number",)),
+    Case("target_accept nan", fit(target_accept=float("nan")), hb.SamplerError,
+         ("target_accept must lie between 0 and 1", "nan")),
+    Case("marginal a string", fit(marginal="no"), hb.SamplerError, ("marginal must be True, False or None", "'no'")),
+    Case("marginal on a bernoulli model",
+         lambda d: hb.Model("slow ~ Days + (1 | Subject)", d["sleep"].assign(slow=d["sleep"]["Reaction"] > 300),
+                            family="bernoulli").fit(marginal=True, progressbar=False),
+         hb.SamplerError, ("marginal=True needs a Gaussian model", "bernoulli")),
+    Case("centred names an unknown block", fit(centred={"Subjet": True}), hb.SamplerError,
+         ("centred names unknown blocks ['Subjet']", "'Subject'")),
+    Case("centred a string", fit(centred="yes"), hb.SamplerError, ("centred must be None, True, False, or a dict",)),
+    Case("centred value not a bool", fit(centred={"Subject": "yes"}), hb.SamplerError,
+         ("centred's values must be True or False",)),
+    Case("progressbar not a bool", lambda d: hb.Model(SLEEP, d["sleep"]).fit(progressbar="no"), hb.SamplerError,
+         ("progressbar must be True or False", "'no'")),
+    Case("check not a bool", fit(check="yes"), hb.SamplerError, ("check must be True or False",)),
+    Case("prior predictive draws not a count", lambda d: hb.Model(SLEEP, d["sleep"]).prior_predictive(draws=0),
+         hb.SettingsError, ("draws must be a positive integer",)),
 ]
 
 
@@ -199,5 +231,7 @@ def test_bad_input(case: Case, frames, no_sampling):
 
 
 def test_errors_share_one_base_and_builtin_classes():
-    for cls in (hb.FormulaError, hb.DataError, hb.PriorError, hb.SamplerError):
+    for cls in (hb.FormulaError, hb.DataError, hb.PriorError, hb.SamplerError, hb.SettingsError,
+                hb.FitFileError):
         assert issubclass(cls, hb.HierbayesError) and issubclass(cls, ValueError)
+    assert issubclass(hb.SamplerError, hb.SettingsError)  # sampler settings are settings

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 import hierbayes as hb
+from hierbayes.model import correlation_matrix, correlation_pairs, correlation_position
 
 
 def shapes(model: pm.Model) -> dict[str, tuple[int, ...]]:
@@ -20,6 +21,8 @@ def test_sleepstudy_structure(sleep_model):
     free = sorted(v.name for v in m.free_RVs)
     assert free == ["Intercept", "b", "cpc_Subject", "sd_Subject", "sigma", "z_Subject"]
     assert {"fixef", "cor_Subject", "r_Subject"} <= {v.name for v in m.deterministics}
+    assert m.named_vars_to_dims["cor_Subject"] == ("Subject__cor",)
+    assert list(m.coords["Subject__cor"]) == ["Days:(Intercept)"]
     assert shapes(m)["cpc_Subject"] == (1,)  # one partial correlation for a 2-term block
     assert m.named_vars_to_dims["z_Subject"] == ("Subject__level", "Subject__term")
     assert list(m.coords["Subject__term"]) == ["(Intercept)", "Days"]
@@ -96,5 +99,22 @@ def test_three_term_block_has_lkj_and_positive_definite_correlation(sleepstudy):
     fn = m.compile_fn(cor, inputs=m.value_vars, on_unused_input="ignore")
     point = m.initial_point()
     point["cpc_Subject"] = np.array([2.0, -1.5, 0.7])
-    C = fn(point)
+    pairs = fn(point)
+    # only the three pairs below the diagonal are stored, labelled row:column in brms's order
+    assert pairs.shape == (3,)
+    t = model.design.blocks[0].terms  # (Intercept), Days, and the square as the formula names it
+    assert list(m.coords["Subject__cor"]) == [f"{t[1]}:{t[0]}", f"{t[2]}:{t[0]}", f"{t[2]}:{t[1]}"]
+    C = correlation_matrix(pairs, 3)
     assert np.allclose(np.diag(C), 1.0) and np.all(np.linalg.eigvalsh(C) > 0)
+    assert C[2, 1] == C[1, 2] == pairs[2]
+
+
+def test_correlation_pairs_follow_brms_order_and_round_trip():
+    assert correlation_pairs(4) == [(1, 0), (2, 0), (3, 0), (2, 1), (3, 1), (3, 2)]
+    assert [correlation_position(4, a, b) for a, b in [(0, 1), (2, 0), (3, 2)]] == [0, 1, 5]
+    rng = np.random.default_rng(1)
+    A = rng.normal(size=(4, 4))
+    S = A @ A.T
+    C = S / np.sqrt(np.outer(np.diag(S), np.diag(S)))
+    pairs = np.array([C[i, j] for i, j in correlation_pairs(4)])
+    np.testing.assert_array_equal(correlation_matrix(pairs[None], 4)[0], np.where(np.eye(4) == 1, 1.0, C))

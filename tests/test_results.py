@@ -96,3 +96,34 @@ def test_diagnostics(sleep_fit):
         "fixef[(Intercept)]", "fixef[Days]", "sd_Subject[(Intercept)]", "sd_Subject[Days]",
         "cor_Subject[(Intercept), Days]", "sigma"}
     assert d.max_rhat < 1.05 and d.min_ess_bulk > 100
+
+
+def test_correlations_are_stored_as_pairs_that_arviz_summarises(sleep_fit):
+    import arviz as az
+
+    cor = sleep_fit.idata.posterior["cor_Subject"]
+    assert cor.dims == ("chain", "draw", "Subject__cor")
+    assert list(cor.coords["Subject__cor"].values) == ["Days:(Intercept)"]
+    np.testing.assert_array_equal(sleep_fit.cor_draws("Subject", "Days", "(Intercept)"),
+                                  cor.to_numpy().reshape(-1))
+    summary = az.summary(sleep_fit.idata)
+    assert len(summary) > 50 and not summary["r_hat"].isna().any(), \
+        summary.index[summary["r_hat"].isna()].tolist()
+    assert summary.loc["cor_Subject[Days:(Intercept)]", "r_hat"] < 1.05
+
+
+def test_arviz_trace_plot_runs_on_the_whole_posterior(sleep_fit):
+    import warnings
+
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ArviZ: more variables than max_subplots
+        axes = az.plot_trace(sleep_fit.idata)
+    titles = {ax.get_title() for ax in np.ravel(axes)}
+    assert titles == set(sleep_fit.idata.posterior.data_vars), titles
+    plt.close("all")

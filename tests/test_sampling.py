@@ -52,6 +52,118 @@ def test_an_extended_pymc_model_is_not_sampled_by_our_kernel(sleepstudy):
         model.fit(sampler="hierbayes", progressbar=False)
 
 
+class Reached(Exception):
+    """Raised by a stand-in sampler: the fit got as far as sampling."""
+
+
+def stand_in(monkeypatch, *names):
+    import hierbayes.sampling
+
+    def reached(*args, **kwargs):
+        raise Reached
+
+    for name in names:
+        monkeypatch.setattr(hierbayes.sampling, name, reached)
+
+
+def switch_warnings(call) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(Reached):
+            call()
+    return [str(w.message) for w in caught if issubclass(w.category, hb.HierbayesWarning)]
+
+
+def test_a_prior_the_kernel_lacks_switches_with_a_warning(sleepstudy, monkeypatch):
+    stand_in(monkeypatch, "_hierbayes", "_nutpie")
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy, priors={"b": "uniform(-100, 100)"})
+    (message,) = switch_warnings(lambda: model.fit(progressbar=False))
+    assert "Sampling with nutpie, not hierbayes's own sampler" in message
+    assert "uniform(-100, 100) on b" in message and "sampler='nutpie'" in message
+    # chosen explicitly: no switch, no warning
+    assert switch_warnings(lambda: model.fit(sampler="nutpie", progressbar=False)) == []
+
+
+def test_missing_kernels_are_an_error_not_a_switch(sleep_model, monkeypatch):
+    import hierbayes.sampling
+
+    stand_in(monkeypatch, "_nutpie")
+    monkeypatch.setattr(hierbayes.sampling, "available_samplers", lambda: ["nutpie", "pymc"])
+    for sampler in (None, "hierbayes"):
+        with pytest.raises(hb.SamplerError, match="compiled kernels are not available.*sampler='nutpie'"):
+            sleep_model.fit(sampler=sampler, progressbar=False)
+    monkeypatch.setattr(hierbayes.sampling, "available_samplers", lambda: ["hierbayes"])
+    uniform = hb.Model("Reaction ~ Days + (1 | Subject)", sleep_model.design.frame,
+                       priors={"b": "uniform(-100, 100)"})
+    with pytest.raises(hb.SamplerError, match="no sampler of PyMC graphs is installed: pip install nutpie"):
+        uniform.fit(progressbar=False)
+
+
+def test_forms_only_our_sampler_has_warn_when_another_samples(sleep_model, monkeypatch):
+    stand_in(monkeypatch, "_nutpie")
+    (message,) = switch_warnings(lambda: sleep_model.fit(sampler="nutpie", marginal=True,
+                                                         centred={"Subject": True}, progressbar=False))
+    assert "marginal=True and centred={'Subject': True} ignored" in message
+    assert "same" in message
+    assert switch_warnings(lambda: sleep_model.fit(sampler="nutpie", marginal=False, centred=False,
+                                                   progressbar=False)) == []
+
+
+def test_a_changed_pymc_model_is_seen_by_the_next_nutpie_fit(sleepstudy, tmp_path):
+    import pymc as pm
+
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    before = quiet_fit(model, draws=200, tune=200, chains=2, seed=1, sampler="nutpie")
+    assert not model.pymc_model_changed()
+    with model.pymc_model:
+        # pins the intercept of the centred predictors near 200 (the data say about 299)
+        pm.Potential("pin", -0.5 * ((model.pymc_model["Intercept"] - 200.0) / 0.5) ** 2)
+        pm.Deterministic("days_per_week", model.pymc_model["fixef"][1] * 7)
+    assert model.pymc_model_changed()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        after = model.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False, check=False)
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, hb.HierbayesWarning)]
+    assert "Sampling with nutpie, not hierbayes's own sampler" in message and "extended" in message
+    assert after.info.sampler == "nutpie"
+    assert before.posterior["Intercept"].mean() > 280
+    assert abs(after.posterior["Intercept"].mean() - 200.0) < 2
+    np.testing.assert_allclose(after.posterior["days_per_week"], 7 * after.posterior["fixef"][..., 1])
+    # a third change (a new free variable) is seen too, with the sampler chosen explicitly
+    with model.pymc_model:
+        pm.Normal("extra", 5.0, 0.1)
+    third = quiet_fit(model, draws=100, tune=100, chains=2, seed=1, sampler="nutpie")
+    assert abs(third.posterior["extra"].mean() - 5.0) < 0.05
+    assert third.info.pymc_changed and not before.info.pymc_changed
+    # the saved fit keeps the added variables' draws and says the extension itself is not saved
+    with pytest.warns(hb.HierbayesWarning, match="extensions are code"):
+        back = hb.load_fit(third.save(tmp_path / "extended.nc"))
+    np.testing.assert_array_equal(back.posterior["extra"], third.posterior["extra"])
+    assert str(back.summary()) == str(third.summary())
+
+
+def test_fingerprint_sees_replaced_variables_and_data(sleepstudy):
+    import pymc as pm
+
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    m = model.pymc_model
+    with m:
+        pm.Potential("p", 0.0 * m["Intercept"])
+    model._pymc_fingerprint = hb.model.PymcFingerprint.of(m)  # as if built this way
+    assert not model.pymc_model_changed()
+    m.potentials.pop()   # replaced by another of the same name
+    del m.named_vars["p"]
+    with m:
+        pm.Potential("p", 1.0 * m["Intercept"])
+    assert model.pymc_model_changed()
+    model._pymc_fingerprint = hb.model.PymcFingerprint.of(m)
+    with m:
+        w = pm.Data("w", np.ones(3))
+    model._pymc_fingerprint = hb.model.PymcFingerprint.of(m)
+    w.set_value(np.zeros(3))
+    assert model.pymc_model_changed()
+
+
 @pytest.mark.slow
 def test_nutpie_sampler_agrees_with_ours(sleep_model, sleep_fit):
     fit = quiet_fit(sleep_model, draws=500, tune=500, chains=4, seed=3, sampler="nutpie")
@@ -168,3 +280,37 @@ def test_same_seed_bit_identical_across_processes(formula, marginal):
     runs = [subprocess.run([sys.executable, "-c", DIGEST, formula, marginal], capture_output=True,
                            text=True, check=True).stdout.strip() for _ in range(2)]
     assert len(runs[0]) == 64 and runs[0] == runs[1]
+
+
+def test_undefined_diagnostics_warn_and_print_as_na(sleep_model):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sleep_model.fit(draws=3, tune=20, chains=2, seed=1, progressbar=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+    (na,) = [m for m in messages if "are NA" in m]
+    headline = fit.diagnostics().table.index.tolist()
+    assert na.startswith(f"R-hat and ESS are NA for {', '.join(headline)}:")
+    assert "3 were drawn" in na and "Draw more" in na
+    text = str(fit.summary())
+    assert "nan" not in text and "max R-hat NA; min ESS-bulk NA; min ESS-tail NA" in text
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        one = sleep_model.fit(draws=100, tune=100, chains=1, seed=1, progressbar=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+    (na,) = [m for m in messages if "is NA" in m]
+    assert na.startswith(f"R-hat is NA for {', '.join(headline)}:") and "fit(chains=4)" in na
+    with pytest.warns(hb.ConvergenceWarning):
+        assert one.check_convergence() == messages  # the same messages on request
+
+
+def test_stuck_parameters_warn(sleep_fit):
+    from copy import copy
+
+    stuck = copy(sleep_fit)
+    stuck._diagnostics = None
+    stuck.posterior = copy(sleep_fit.posterior)
+    stuck.posterior.variables = dict(sleep_fit.posterior.variables)
+    stuck.posterior.variables["sigma"] = np.full_like(sleep_fit.posterior["sigma"], 25.0)
+    with pytest.warns(hb.ConvergenceWarning, match="not finite for sigma: .*stuck"):
+        stuck.check_convergence()

@@ -21,6 +21,17 @@ def num(x: float, digits: int = 4) -> str:
     return np.format_float_positional(x, precision=digits, unique=False, fractional=False, trim="-")
 
 
+def fixed(x: float, decimals: int) -> str:
+    """``x`` with a fixed number of decimals, ``NA`` (as R prints it) when not finite.
+
+    Examples
+    --------
+    >>> fixed(1.00712, 3), fixed(float("nan"), 0)
+    ('1.007', 'NA')
+    """
+    return f"{x:.{decimals}f}" if np.isfinite(x) else "NA"
+
+
 def aligned(heads: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
     """Lines of a table with a leading space, columns padded; ``right`` columns right-aligned.
 

@@ -18,19 +18,23 @@ The methods' examples use this ``fit`` (the doctests get it from ``conftest.py``
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConvergenceWarning, check_count
+from ..errors import ConvergenceWarning, SettingsError, check_count
+from ..model import correlation_position
 from ._format import (
     Summary,
     aligned,
     check_intercept_only,
     coefficients,
+    fixed,
     num,
     obs_line,
     random_effects_rows,
@@ -62,8 +66,9 @@ def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
 
 
 def _qnames(prob: float) -> tuple[str, str]:
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
+    if isinstance(prob, bool | np.bool_) or not isinstance(prob, int | float | np.integer | np.floating) \
+            or not 0 < prob < 1:
+        raise SettingsError(f"prob must be a number between 0 and 1 (e.g. 0.95), not {prob!r}.")
     lo = (1 - prob) / 2 * 100
     return f"Q{lo:g}", f"Q{100 - lo:g}"
 
@@ -71,6 +76,8 @@ def _qnames(prob: float) -> tuple[str, str]:
 def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, float]:
     """Point estimate, posterior SD and interval of flat draws."""
     lo, hi = _qnames(prob)
+    if point not in ("mean", "median"):
+        raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
     q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2])
     est = float(np.median(draws)) if point == "median" else float(np.mean(draws))
     return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
@@ -131,6 +138,26 @@ class BayesFit(GroupPlots):
         values = self.posterior[name]
         return values.reshape(-1, *values.shape[2:])
 
+    def cor_draws(self, group: str, term1: str, term2: str) -> np.ndarray:
+        """Draws (chains merged) of the correlation of two terms of a block.
+
+        ``idata.posterior["cor_<group>"]`` keeps one entry per pair of terms
+        (dimension ``<group>__cor``, labels ``"<term2>:<term1>"``); this finds
+        the pair by its terms, in either order.
+
+        Examples
+        --------
+        >>> fit.cor_draws("Subject", "(Intercept)", "Days").shape
+        (1000,)
+        """
+        b = self.design.block(group)
+        if not b.correlated:
+            raise KeyError(f"The block '{group}' has no correlations (one term or '||').")
+        i, j = (b.terms.index(t) if t in b.terms else -1 for t in (term1, term2))
+        if min(i, j) < 0 or i == j:
+            raise KeyError(f"Name two different terms of '{group}': {b.terms}.")
+        return self._flat(f"cor_{group}")[:, correlation_position(b.n_terms, i, j)]
+
     def _headline(self, post: Any = None) -> dict[str, np.ndarray]:
         """Each headline scalar's (chain, draw) draws, keyed by a readable name.
 
@@ -149,7 +176,8 @@ class BayesFit(GroupPlots):
                 cor = post[f"cor_{b.group}"]
                 for i in range(b.n_terms):
                     for j in range(i + 1, b.n_terms):
-                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, i, j]
+                        k = correlation_position(b.n_terms, i, j)
+                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, k]
         if "sigma" in post:
             out["sigma"] = post["sigma"]
         return out
@@ -203,9 +231,35 @@ class BayesFit(GroupPlots):
                 f"Bulk ESS below {ess:g} for {', '.join(low)}: too few effective draws for "
                 "reliable estimates and intervals. Increase draws (and tune)."
             )
+        messages += self._undefined_diagnostics(d.table)
         for m in messages:
             warnings.warn(m, ConvergenceWarning, stacklevel=3)
         return messages
+
+    def _undefined_diagnostics(self, table: pd.DataFrame) -> list[str]:
+        """Messages for parameters whose R-hat or ESS is not finite, by cause."""
+        finite = np.isfinite(table[["rhat", "ess_bulk", "ess_tail"]].to_numpy(dtype=float))
+        names = table.index[~finite.all(axis=1)].tolist()
+        if not names:
+            return []
+        chains, draws = self.posterior.n_chains, self.posterior.n_draws
+        which = ", ".join(names)
+        if draws < 4:
+            return [f"R-hat and ESS are NA for {which}: they split each chain in two halves and "
+                    f"need at least 4 draws per chain, and {draws} were drawn. Draw more: reliable "
+                    "values need some hundreds per chain (e.g. fit(draws=1000, tune=1000))."]
+        out = []
+        rhat_only = table.index[~finite[:, 0] & finite[:, 1:].all(axis=1)].tolist()
+        if chains < 2 and rhat_only:
+            out.append(f"R-hat is NA for {', '.join(rhat_only)}: it compares chains, and only one "
+                       "was run. Run at least 2 (e.g. fit(chains=4)), and draw more if needed.")
+        rest = [n for n in names if not (chains < 2 and n in rhat_only)]
+        if rest:
+            out.append(f"R-hat or ESS is not finite for {', '.join(rest)}: their draws are not "
+                       "finite or never change, so the sampler is stuck there. Check the priors "
+                       "and the data for those parameters, and draw more (larger tune and draws) "
+                       "before trusting any estimate.")
+        return out
 
     def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""
@@ -268,7 +322,7 @@ class BayesFit(GroupPlots):
                     vcov = sdcor**2
                 else:
                     j = b.terms.index(v2)
-                    sdcor = self._flat(f"cor_{grp}")[:, i, j]
+                    sdcor = self.cor_draws(grp, v1, v2)
                     vcov = sdcor * sds[:, i] * sds[:, j]
             desc = _describe(sdcor, prob, point)
             rows.append({"grp": grp, "var1": v1, "var2": v2,
@@ -312,12 +366,12 @@ class BayesFit(GroupPlots):
         fx_text = fx.copy()
         for col in ["Estimate", "Est.Error", lo, hi]:
             fx_text[col] = [num(v) for v in fx[col]]
-        fx_text["R-hat"] = [f"{v:.2f}" if np.isfinite(v) else "NA" for v in fx["R-hat"]]
-        fx_text["ESS-bulk"] = [f"{v:.0f}" for v in fx["ESS-bulk"]]
+        fx_text["R-hat"] = [fixed(v, 2) for v in fx["R-hat"]]
+        fx_text["ESS-bulk"] = [fixed(v, 0) for v in fx["ESS-bulk"]]
         fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
         footer = [
-            f"{diag.divergences} divergences; max R-hat {diag.max_rhat:.3f}; "
-            f"min ESS-bulk {diag.min_ess_bulk:.0f}; min ESS-tail {diag.min_ess_tail:.0f}"
+            f"{diag.divergences} divergences; max R-hat {fixed(diag.max_rhat, 3)}; "
+            f"min ESS-bulk {fixed(diag.min_ess_bulk, 0)}; min ESS-tail {fixed(diag.min_ess_tail, 0)}"
         ]
         if d.dropped_rows:
             footer.append(f"{d.dropped_rows} rows with missing values were dropped.")
@@ -424,7 +478,7 @@ class BayesFit(GroupPlots):
 
         lo, hi = _qnames(prob)
         if point not in ("mean", "median"):
-            raise ValueError(f"point must be 'mean' or 'median', not {point!r}.")
+            raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
         rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
         out = np.empty((rows.n_rows, 4))
         for sl, draws in iter_posterior_draws(self, rows, kind, seed):
@@ -562,7 +616,8 @@ class BayesFit(GroupPlots):
         post = self.posterior
         S = post.n_chains * post.n_draws
         if n > S:
-            raise ValueError(f"n ({n}) is more than the {S} posterior draws.")
+            raise SettingsError(f"n ({n}) is more than the {S} posterior draws; draw more, or "
+                                f"ask for at most {S}.")
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(S, size=n, replace=False))
         # only the picked draws, as one chain, so a large data set is not predicted S times
@@ -597,6 +652,27 @@ class BayesFit(GroupPlots):
         if warn:
             warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
         return elpd
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fit to one netCDF file that :func:`hierbayes.load_fit` reads back.
+
+        The file holds ``idata`` (every group, readable by ``arviz.from_netcdf``)
+        and a ``hierbayes`` group with the data columns the formula uses, the
+        formula, family, priors and sampler settings (:mod:`hierbayes.save`).
+        It is written to a temporary file, read back and compared with this
+        fit before it replaces ``path``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "fit.nc"
+        >>> _ = fit.save(path)
+        >>> str(hb.load_fit(path).summary()) == str(fit.summary())
+        True
+        """
+        from ..save import save_fit
+
+        return save_fit(self, path)
 
     # ----- plots beyond GroupPlots (hierbayes.plots); each returns a matplotlib Figure -----
 

@@ -157,8 +157,7 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
         if not isinstance(r.var2, str):  # None, read back as NaN
             add(f"sd {r.grp}: {r.var1}", bayes._flat(f"sd_{r.grp}")[:, i], r.estimate, r.lower, r.upper)
         else:
-            j = blk.terms.index(r.var2)
-            add(f"cor {r.grp}: {r.var1}, {r.var2}", bayes._flat(f"cor_{r.grp}")[:, i, j],
+            add(f"cor {r.grp}: {r.var1}, {r.var2}", bayes.cor_draws(r.grp, r.var1, r.var2),
                 r.estimate, r.lower, r.upper)
     table = Table(rows).set_index("parameter")
     pct = f"{prob * 100:g}%"
