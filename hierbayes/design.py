@@ -270,7 +270,7 @@ def formulaic_key(lab: str) -> str:
     return lab.replace("`", "")
 
 
-def read_part(text: str, where: str) -> Part:
+def read_part(text: str) -> Part:
     """Expand a formula part and write it for formulaic."""
     t = terms(parse(text), text)
     body = [":".join(f"`{formulaic_key(v)}`" for v in term) for term in t.labels]
@@ -389,8 +389,8 @@ def build_design(
 
     response_node = parse(formula.response)
     response_label = label(response_node)
-    fixed = read_part(formula.fixed, "fixed part")
-    parts = [read_part(t.expr, f"term {t.source}") for t in formula.random]
+    fixed = read_part(formula.fixed)
+    parts = [read_part(t.expr) for t in formula.random]
     variables = {response_label: response_node, **fixed.terms.variables}
     for part in parts:
         variables.update(part.terms.variables)

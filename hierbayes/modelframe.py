@@ -645,26 +645,9 @@ def _finite(arr: np.ndarray, key: str) -> np.ndarray:
 
 
 def _contrasts(kind: str) -> Any:
-    from formulaic.transforms.contrasts import (
-        HelmertContrasts,
-        PolyContrasts,
-        SumContrasts,
-        TreatmentContrasts,
-    )
+    from formulaic.transforms.contrasts import PolyContrasts, TreatmentContrasts
 
-    class _Numbered:
-        """R names sum and Helmert contrast columns 1, 2, ... (they have no level names)."""
+    from .rcontrasts import RHelmertContrasts, RSumContrasts
 
-        FACTOR_FORMAT_REDUCED = "{name}[{field}]"
-
-        def get_coding_column_names(self, levels, reduced_rank=True):
-            if reduced_rank:
-                return [str(i) for i in range(1, len(levels))]
-            return levels
-
-    if kind == "treatment":
-        return TreatmentContrasts()
-    if kind == "poly":
-        return PolyContrasts()
-    base = SumContrasts if kind == "sum" else HelmertContrasts
-    return type(f"R{base.__name__}", (_Numbered, base), {})()
+    return {"treatment": TreatmentContrasts, "poly": PolyContrasts, "sum": RSumContrasts,
+            "helmert": RHelmertContrasts}[kind]()

@@ -138,8 +138,9 @@ def _needed(design: Design, included: list[bool]) -> list[str]:
         if keep:
             labels += [v for v in blk.variables if v not in labels]
             groups += list(blk.term.group)
-    mf = design.model_frame
-    return sorted(set(mf.columns(labels) + groups) - {"T", "F", "pi"} if mf else set(groups))
+    columns = design.model_frame.columns(labels) + groups
+    # T, F and pi are constants unless the data has such a column
+    return sorted(set(columns) - ({"T", "F", "pi"} - set(design.frame.columns)))
 
 
 def _replay(design: Design, spec: Any, frame: pd.DataFrame, labels: list[str], where: str):

@@ -176,3 +176,12 @@ def test_fits_agree_whichever_spelling(sleepstudy):
     a = hb.lmer("Reaction ~ Days + I(Days^2) + (Days | Subject)", sleepstudy)
     b = hb.lmer("Reaction ~ poly(Days, 2, raw = TRUE) + (Days | Subject)", sleepstudy)
     assert a.fixef()["Estimate"].iloc[2] == pytest.approx(b.fixef()["Estimate"].iloc[2], rel=1e-8)
+
+
+def test_a_design_pickles_and_replays_after(df):
+    # many-fit workers receive designs by pickle; the frozen transforms must travel
+    import pickle
+
+    d = design("y ~ C(f, contr.sum) + poly(x, 2) + scale(age) + o + (1 | g)", df)
+    back = pickle.loads(pickle.dumps(d))
+    np.testing.assert_array_equal(prediction_rows(back, df.head(7)).X, d.X[:7])
