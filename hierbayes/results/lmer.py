@@ -40,7 +40,9 @@ class LmerFit(GroupPlots):
     deviance_function
         The objective (:class:`hierbayes.reml.Deviance`), callable on theta.
     opt
-        The optimisation record (:class:`hierbayes.reml.OptSummary`).
+        The optimisation record (:class:`hierbayes.reml.OptSummary`), with
+        lme4's convergence check: ``opt.max_grad``, ``opt.gradient``,
+        ``opt.hessian``, ``opt.messages`` and ``opt.converged``.
     """
 
     design: Any
@@ -552,6 +554,8 @@ class LmerFit(GroupPlots):
         footer = []
         if self.is_singular():
             footer.append("boundary (singular) fit: see help('isSingular')")
+        # lme4's summary ends with the convergence checks' messages too (fit.opt has the numbers)
+        footer += list(self.opt.messages)
         return Summary(header, sections, pd.DataFrame(table), fx, footer)
 
     # ----- plots beyond GroupPlots (hierbayes.plots); each returns a matplotlib Figure -----
