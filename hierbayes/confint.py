@@ -22,13 +22,14 @@ Examples
 from __future__ import annotations
 
 import os
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import check_count
+from .errors import ConvergenceWarning, check_count
 
 if TYPE_CHECKING:
     from .results.lmer import LmerFit
@@ -142,14 +143,25 @@ def one_blas_thread(fit: LmerFit):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _boot_chunk(fit: LmerFit, seeds: list) -> np.ndarray:
-    out = []
+def _boot_chunk(fit: LmerFit, seeds: list) -> tuple[np.ndarray, int]:
+    """Replicates for ``seeds``, and how many refits failed lme4's convergence checks.
+
+    A refit's own convergence warning is counted, not shown: hundreds of refits would
+    bury the one summary that matters (bootMer likewise collects them).
+    """
+    out, failed = [], 0
     with one_blas_thread(fit):
         for ss in seeds:
             y = fit.simulate(1, seed=np.random.default_rng(ss))["sim_1"].to_numpy()
-            again = fit.refit(y)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                again = fit.refit(y)
+            for w in caught:
+                if not issubclass(w.category, ConvergenceWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            failed += any(issubclass(w.category, ConvergenceWarning) for w in caught)
             out.append(estimates(again).to_numpy())
-    return np.array(out)
+    return np.array(out), failed
 
 
 def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progressbar: bool = True,
@@ -165,7 +177,10 @@ def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progress
     Returns
     -------
     pandas.DataFrame
-        One row per replicate, columns as :func:`param_names`.
+        One row per replicate, columns as :func:`param_names`; ``attrs
+        ["convergence_failures"]`` counts the refits that failed lme4's
+        convergence checks (one :class:`~hierbayes.errors.ConvergenceWarning`
+        gives the count, instead of one warning per refit).
     """
     from .nuts import _Progress
 
@@ -173,9 +188,12 @@ def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progress
     seeds = np.random.SeedSequence(seed).spawn(int(n_sims))
     bar = _Progress(int(n_sims), 1, progressbar, label="Bootstrap refits")
     rows: list[np.ndarray] = []
+    failed = 0
     if n_jobs == 1:
         for i, ss in enumerate(seeds):
-            rows.append(_boot_chunk(fit, [ss])[0])
+            reps, bad = _boot_chunk(fit, [ss])
+            rows.append(reps[0])
+            failed += bad
             if i % 10 == 0:
                 bar.draw(i + 1)
     else:
@@ -184,11 +202,20 @@ def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progress
         workers = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
         chunks = [seeds[k : k + 25] for k in range(0, len(seeds), 25)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for part in pool.map(_boot_chunk, [fit] * len(chunks), chunks):
+            for part, bad in pool.map(_boot_chunk, [fit] * len(chunks), chunks):
                 rows.extend(part)
+                failed += bad
                 bar.draw(len(rows))
     bar.draw(len(rows), final=True)
-    return pd.DataFrame(np.array(rows), columns=param_names(fit.design))
+    if failed:
+        warnings.warn(
+            f"{failed} of {len(rows)} bootstrap refits did not pass lme4's convergence checks "
+            "(their replicates are kept, as bootMer keeps them). Many failures mean the "
+            "model is hard to fit: rescale predictors or simplify the random effects.",
+            ConvergenceWarning, stacklevel=3)
+    out = pd.DataFrame(np.array(rows), columns=param_names(fit.design))
+    out.attrs["convergence_failures"] = failed
+    return out
 
 
 def boot(fit: LmerFit, level: float = 0.95, n_sims: int = 500, seed: int | None = None,

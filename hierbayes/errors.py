@@ -51,7 +51,7 @@ class HierbayesWarning(UserWarning):
 
 
 class ConvergenceWarning(HierbayesWarning):
-    """The sampler's diagnostics (divergences, R-hat, ESS) call for caution."""
+    """Diagnostics call for caution: the sampler's (divergences, R-hat, ESS) or lme4's REML checks."""
 
 
 def check_count(name: str, value: object, minimum: int = 1, error: type = SettingsError) -> None:

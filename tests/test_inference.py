@@ -210,3 +210,26 @@ def test_bayesian_icc(sleepstudy):
     row = icc.loc["Subject"]
     assert row["Q2.5"] < reml < row["Q97.5"]
     assert 0 < row["Q2.5"] and row["Q97.5"] < 1
+
+
+def test_bootstrap_counts_refit_convergence_failures_in_one_warning(fits, monkeypatch):
+    import warnings
+
+    from hierbayes.results.lmer import LmerFit
+
+    real = LmerFit.refit
+    calls = {"n": 0}
+
+    def refit(self, y, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:  # every third refit fails its check, for certain
+            warnings.warn("Model failed to converge", hb.ConvergenceWarning, stacklevel=2)
+        return real(self, y, *args, **kwargs)
+
+    monkeypatch.setattr(LmerFit, "refit", refit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reps = hb.confint.bootstrap(fits["sleep_int"], n_sims=12, seed=1, progressbar=False)
+    conv = [w for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+    assert len(conv) == 1 and "4 of 12 bootstrap refits" in str(conv[0].message)
+    assert reps.attrs["convergence_failures"] == 4 and reps.shape[0] == 12
