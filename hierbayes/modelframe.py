@@ -543,19 +543,19 @@ class _Eval:
         if op in ("&", "&&", "|", "||"):
             a, b = np.asarray(left, dtype=bool), np.asarray(right, dtype=bool)
             return (a & b) if op in ("&", "&&") else (a | b)
+        if op not in _ARITHMETIC:
+            raise FormulaError(f"'{key}': the formula operator '{op}' cannot be used inside a "
+                               "function call.")
         a, b = _numeric(left, key), _numeric(right, key)
         with np.errstate(all="ignore"):
-            return {
-                "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide,
-                "^": np.power, "%%": np.mod, "%/%": np.floor_divide,
-                "==": np.equal, "!=": np.not_equal, "<": np.less, ">": np.greater,
-                "<=": np.less_equal, ">=": np.greater_equal,
-            }[op](a, b) if op not in (":", "~", "%in%") else _not_here(key, op)
+            return _ARITHMETIC[op](a, b)
 
 
-def _not_here(key: str, op: str) -> Any:
-    raise FormulaError(f"'{key}': the formula operator '{op}' cannot be used inside a function "
-                       "call.")
+_ARITHMETIC = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.true_divide, "^": np.power,
+    "%%": np.mod, "%/%": np.floor_divide, "==": np.equal, "!=": np.not_equal, "<": np.less,
+    ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal,
+}
 
 
 # ------------------------------------------------------------ the frame

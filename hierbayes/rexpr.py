@@ -345,13 +345,6 @@ def label(node: Node) -> str:
     return f"{left} {op} {right}"
 
 
-def walk(node: Node):
-    """Every node of the tree, parents before children."""
-    yield node
-    for a in node.args:
-        yield from walk(a)
-
-
 # ----------------------------------------------------------------- terms
 
 
