@@ -17,26 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
-from formulaic.transforms.contrasts import Contrasts, HelmertContrasts, SumContrasts
+from formulaic.transforms.contrasts import HelmertContrasts, SumContrasts
 
 
-class RSumContrasts(SumContrasts):
+class _Numbered:
+    """R's column names 1, 2, ... for contrasts whose matrices have no column names."""
+
+    FACTOR_FORMAT_REDUCED = "{name}[{field}]"
+
+    def get_coding_column_names(self, levels: Sequence[Hashable],
+                                reduced_rank: bool = True) -> Sequence[Hashable]:
+        return [str(i) for i in range(1, len(levels))] if reduced_rank else levels
+
+
+class RSumContrasts(_Numbered, SumContrasts):
     """``contr.sum`` with R's column names."""
 
-    FACTOR_FORMAT_REDUCED = "{name}[{field}]"
 
-    @Contrasts.override
-    def get_coding_column_names(self, levels: Sequence[Hashable],
-                                reduced_rank: bool = True) -> Sequence[Hashable]:
-        return [str(i) for i in range(1, len(levels))] if reduced_rank else levels
-
-
-class RHelmertContrasts(HelmertContrasts):
+class RHelmertContrasts(_Numbered, HelmertContrasts):
     """``contr.helmert`` with R's column names."""
-
-    FACTOR_FORMAT_REDUCED = "{name}[{field}]"
-
-    @Contrasts.override
-    def get_coding_column_names(self, levels: Sequence[Hashable],
-                                reduced_rank: bool = True) -> Sequence[Hashable]:
-        return [str(i) for i in range(1, len(levels))] if reduced_rank else levels
