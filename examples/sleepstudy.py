@@ -18,7 +18,7 @@ def main() -> None:
     print()
     print(fit.summary())
     print(
-        f"\nSampler {fit.info.sampler}: compiled in {fit.info.compile_seconds:.1f} s, "
+        f"\nSampler {fit.info.sampler}: set up (kernels loaded and model packed, or compiled by nutpie) in {fit.info.compile_seconds:.1f} s, "
         f"sampled in {fit.info.sampling_seconds:.1f} s."
     )
     print("\nSubject-level slopes (fixed + random), first five subjects:")
