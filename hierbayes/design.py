@@ -33,7 +33,7 @@ import pandas as pd
 from .errors import DataError, FormulaError, HierbayesError, HierbayesWarning
 from .families import Family, get_family
 from .formula import ParsedFormula, RandomTerm
-from .modelframe import ModelFrame, distinct_labels, level_label
+from .modelframe import NAME_CONSTANTS, ModelFrame, distinct_labels
 from .rexpr import Terms, label, parse, terms
 
 _TREATMENT = re.compile(r"\[T\.(.*?)\]")
@@ -52,8 +52,6 @@ def r_name(column: str) -> str:
         return "(Intercept)"
     return _FULL.sub(r"\1", _TREATMENT.sub(r"\1", column))
 
-
-_label = level_label
 
 
 def factor_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
@@ -280,7 +278,7 @@ def read_part(text: str) -> Part:
 def _check_columns(names: list[str], data: pd.DataFrame, where: str) -> None:
     columns = [str(c) for c in data.columns]
     for name in names:
-        if name not in data.columns and name not in ("T", "F", "pi"):
+        if name not in data.columns and name not in NAME_CONSTANTS:
             close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise FormulaError(
@@ -289,9 +287,9 @@ def _check_columns(names: list[str], data: pd.DataFrame, where: str) -> None:
             )
 
 
-def model_matrix_from(part: Part | str, context: dict[str, Any], n: int, where: str,
-                      spec: Any = None):
-    """formulaic's model matrix of a part over evaluated variables (or a frozen spec replayed)."""
+def model_matrix_from(source: Part | Any, context: dict[str, Any], n: int, where: str):
+    """formulaic's model matrix over evaluated variables, of a :class:`Part` at fit time or of
+    the frozen formulaic spec it gave, replayed on new rows."""
     from formulaic import model_matrix
 
     base = pd.DataFrame(index=pd.RangeIndex(n))
@@ -299,10 +297,9 @@ def model_matrix_from(part: Part | str, context: dict[str, Any], n: int, where: 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            if spec is not None:
-                return spec.get_model_matrix(base, context=ctx, na_action="raise")
-            text = part.text if isinstance(part, Part) else part
-            return model_matrix(text, base, context=ctx, na_action="raise")
+            if isinstance(source, Part):
+                return model_matrix(source.text, base, context=ctx, na_action="raise")
+            return source.get_model_matrix(base, context=ctx, na_action="raise")
     except HierbayesError:
         raise
     except Exception as err:

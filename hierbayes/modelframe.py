@@ -435,7 +435,8 @@ def columns_of(node: Node) -> list[str]:
 
 # ------------------------------------------------------------ evaluation
 
-_NAME_CONSTANTS = {"T": True, "F": False, "pi": math.pi}
+# names that are constants unless the data has a column so named
+NAME_CONSTANTS = {"T": True, "F": False, "pi": math.pi}
 
 
 class _Eval:
@@ -479,8 +480,8 @@ class _Eval:
 
     def column(self, name: str) -> Any:
         if name not in self.frame.columns:
-            if name in _NAME_CONSTANTS:
-                return _NAME_CONSTANTS[name]
+            if name in NAME_CONSTANTS:
+                return NAME_CONSTANTS[name]
             if name in TRANSFORMS:
                 raise FormulaError(f"'{name}' is a function: call it, as in {name}(x).")
             columns = [str(c) for c in self.frame.columns]

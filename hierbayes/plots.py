@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .design import _label
 from .errors import DataError
+from .modelframe import level_label
 
 GREY, PARTIAL, NONE, COMPLETE = "0.55", "C0", "C1", "C2"
 
@@ -162,8 +162,8 @@ def _grid(fit: Any, x: str, points: int = 50) -> tuple[pd.DataFrame, bool]:
 def _x_positions(values: pd.Series, categorical: bool, levels: list) -> np.ndarray:
     if not categorical:
         return values.to_numpy(dtype=float)
-    pos = {_label(v): i for i, v in enumerate(levels)}
-    return values.map(lambda v: pos[_label(v)]).to_numpy(dtype=float)
+    pos = {level_label(v): i for i, v in enumerate(levels)}
+    return values.map(lambda v: pos[level_label(v)]).to_numpy(dtype=float)
 
 
 def _ols_line(x: np.ndarray, y: np.ndarray, categorical: bool, grid_x: np.ndarray) -> np.ndarray:
@@ -215,7 +215,7 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
     frame = _frame(fit)
     blk = next(b for b in fit.design.blocks if b.factor == factor)
     labels = np.array(blk.levels)[blk.index]
-    shown = [_label(g) for g in groups] if groups is not None else list(blk.levels[:max_groups])
+    shown = [level_label(g) for g in groups] if groups is not None else list(blk.levels[:max_groups])
     missing = [g for g in shown if g not in blk.levels]
     if missing:
         raise DataError(f"'{factor}' has no level(s) {missing[:5]}.")
@@ -264,7 +264,7 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
 def _column_value(column: pd.Series, label: str) -> Any:
     """The value in a column whose label is ``label`` (so 308 matches '308')."""
     for v in pd.unique(column):
-        if _label(v) == label:
+        if level_label(v) == label:
             return v
     return label
 

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .design import Design, _label, model_matrix_from
+from .design import Design, model_matrix_from
 from .errors import DataError, FormulaError
 from .formula import parse_formula
+from .modelframe import NAME_CONSTANTS, level_label
 
 
 @dataclass
@@ -139,8 +140,7 @@ def _needed(design: Design, included: list[bool]) -> list[str]:
             labels += [v for v in blk.variables if v not in labels]
             groups += list(blk.term.group)
     columns = design.model_frame.columns(labels) + groups
-    # T, F and pi are constants unless the data has such a column
-    return sorted(set(columns) - ({"T", "F", "pi"} - set(design.frame.columns)))
+    return sorted(set(columns) - (set(NAME_CONSTANTS) - set(design.frame.columns)))
 
 
 def _replay(design: Design, spec: Any, frame: pd.DataFrame, labels: list[str], where: str):
@@ -154,14 +154,14 @@ def _replay(design: Design, spec: Any, frame: pd.DataFrame, labels: list[str], w
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataMismatchWarning)
         try:
-            return model_matrix_from("", context, len(frame), where, spec=spec)
+            return model_matrix_from(spec, context, len(frame), where)
         except DataMismatchWarning as err:
             raise DataError(f"newdata has values the fitted data did not have in the {where}: "
                             f"{err}") from None
 
 
 def _labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    parts = [frame[c].map(_label).astype(str).to_numpy() for c in columns]
+    parts = [frame[c].map(level_label).astype(str).to_numpy() for c in columns]
     out = parts[0]
     for p in parts[1:]:
         out = np.char.add(np.char.add(out, ":"), p)

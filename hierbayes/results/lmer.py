@@ -293,8 +293,8 @@ class LmerFit(GroupPlots):
         >>> fit.marginal_cov("Subject", 308).shape
         (10, 10)
         """
-        from ..design import _label
         from ..errors import DataError
+        from ..modelframe import level_label
 
         d = self.design
         factors = [b for b in d.blocks if group in (None, b.factor, b.group)]
@@ -303,7 +303,7 @@ class LmerFit(GroupPlots):
         blk = factors[0]
         if level is None:
             raise DataError(f"Name a level of '{blk.factor}', e.g. level={blk.levels[0]!r}.")
-        label = _label(level)
+        label = level_label(level)
         if label not in blk.levels:
             raise DataError(f"'{blk.factor}' has no level {level!r}; its levels include "
                             f"{blk.levels[:10]}.")
