@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint clean-venv
 
-# pip builds the compiled kernels (hierbayes/_ckernels.c, setup.py) into the package folder:
+# pip builds the compiled kernels (hierbayes/bayes/_ckernels.c, setup.py) into the package folder:
 # an edited kernel is rebuilt by the next `make test` or `make demo`.
-$(STAMP): pyproject.toml setup.py hierbayes/_ckernels.c
+$(STAMP): pyproject.toml setup.py hierbayes/bayes/_ckernels.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
 
 clean-venv:
-	rm -rf $(VENV) hierbayes/_ckernels*.so hierbayes/_ckernels*.pyd
+	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd
 
 .PHONY: bench bench-reml bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).

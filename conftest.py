@@ -22,5 +22,5 @@ def _doctest_names(request, doctest_namespace):
     import pandas as pd
 
     doctest_namespace["pd"] = pd
-    if request.node.name.startswith("hierbayes.results.bayes."):
+    if request.node.name.startswith("hierbayes.report.bayes."):
         doctest_namespace["fit"] = request.getfixturevalue("_sleepstudy_fit")

@@ -1,7 +1,7 @@
 """Build hierbayes's compiled kernels when the package is installed.
 
 Everything else about the package is declared in pyproject.toml. The kernels
-(``hierbayes/_ckernels.c``) are plain C with no Python headers, loaded with
+(``hierbayes/bayes/_ckernels.c``) are plain C with no Python headers, loaded with
 ctypes by ``hierbayes/native.py``; they are built here as the extension
 ``hierbayes._ckernels`` so that pip compiles them once, at install time, into
 the package folder (``_ckernels.cpython-*.so``), and nothing is compiled or
@@ -17,7 +17,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCE = "hierbayes/_ckernels.c"
+SOURCE = "hierbayes/bayes/_ckernels.c"
 # native.py compares this with the hash of the _ckernels.c beside the library,
 # so a kernel edited in a checkout but not rebuilt is refused, not run stale.
 SOURCE_SHA256 = hashlib.sha256((Path(__file__).parent / SOURCE).read_bytes()).hexdigest()
@@ -48,7 +48,7 @@ class BuildKernels(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "hierbayes._ckernels",
+            "hierbayes.bayes._ckernels",
             sources=[SOURCE],
             define_macros=[("HB_SOURCE_SHA256", f'"{SOURCE_SHA256}"')],
             libraries=[] if sys.platform == "win32" else ["m"],

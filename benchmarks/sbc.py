@@ -27,10 +27,10 @@ import time
 import warnings
 from pathlib import Path
 
+import calibration as cal
 import numpy as np
 
 import hierbayes as hb
-from hierbayes import calibration as cal
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "sbc"
 VARIANTS = {"default (marginal)": {}, "full model": {"marginal": False}}

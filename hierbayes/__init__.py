@@ -9,9 +9,11 @@ Examples
 >>> print(fit.summary())                                       # doctest: +SKIP
 """
 
-from . import datasets
-from .design import Design, build_design
-from .errors import (
+from hierbayes import datasets
+from hierbayes.bayes.model import Model
+from hierbayes.bayes.priors import Prior, PriorTable
+from hierbayes.bayes.sampling import available_samplers
+from hierbayes.errors import (
     ConvergenceWarning,
     DataError,
     FitFileError,
@@ -22,14 +24,12 @@ from .errors import (
     SamplerError,
     SettingsError,
 )
-from .families import get_family
-from .formula import ParsedFormula, RandomTerm, parse_formula
-from .model import Model
-from .priors import Prior, PriorTable
-from .results import BayesFit, LmerFit, Sims, Summary
-from .results.compare import anova, compare, loo_compare
-from .sampling import available_samplers
-from .save import load_fit
+from hierbayes.families import get_family
+from hierbayes.report import BayesFit, LmerFit, Sims, Summary
+from hierbayes.report.compare import anova, compare, loo_compare
+from hierbayes.report.save import load_fit
+from hierbayes.spec.design import Design, build_design
+from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
 
 __version__ = "0.1.0"
 
@@ -38,11 +38,11 @@ def __getattr__(name: str):
     # The REML engine pulls in SciPy's optimisers and sparse matrices (half a second);
     # load it when first used, so a Bayesian fit does not pay for it.
     if name == "lmer":
-        from .reml import lmer
+        from hierbayes.freq.reml import lmer
 
         return lmer
     if name == "plot_compare":
-        from .plots import plot_compare
+        from hierbayes.report.plots import plot_compare
 
         return plot_compare
     raise AttributeError(f"module 'hierbayes' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 import hierbayes as hb
-from hierbayes import calibration as cal
+from benchmarks import calibration as cal
 
 REPLICATES = 30
 

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-import hierbayes.sampling as sampling
+import hierbayes.bayes.sampling as sampling
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 

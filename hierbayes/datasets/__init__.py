@@ -17,7 +17,7 @@ from importlib import resources
 
 import pandas as pd
 
-from ..errors import DataError
+from hierbayes.errors import DataError
 
 # Factor columns and their level order, as in R (treatment contrasts take the
 # first level as reference). Columns not named here keep pandas' reading;

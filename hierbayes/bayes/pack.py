@@ -1,0 +1,673 @@
+"""The model's log density and its gradient, compiled once for every model.
+
+PyMC builds a new graph for every model, and nutpie compiles it with numba in
+13 to 30 seconds, with nothing cached across processes. Our models all share
+one structure, so this module writes that structure down once: a single C
+function (:mod:`hierbayes.bayes.native`) reads the model from arrays (the
+fixed-effect matrix, each block's level index and columns, prior codes) and
+returns the log density and its gradient. It is compiled once per
+installation, in about two seconds, so a new process, a new formula or new
+data compiles nothing.
+
+Parameter vector (unconstrained, the sampler's space), in order:
+
+* fixed effects: ``Intercept`` (of the centred design, as in brms) then ``b``;
+* per random-effect block: ``log sd`` (one per term), the unconstrained
+  partial correlations ``cpc`` of an LKJ block (:mod:`hierbayes.bayes.lkj`), then
+  the group effects, levels x terms: ``z`` (non-centred, ``r = z (diag(sd) L)'``)
+  or ``r`` itself (centred, ``r ~ N(0, diag(sd) L L' diag(sd))``);
+* ``log sigma`` (Gaussian family).
+
+The density equals the PyMC model's (:func:`hierbayes.bayes.model.build_pymc_model`)
+up to a constant when every block is non-centred; ``tests/test_logdensity.py``
+checks values and gradients against PyTensor's.
+
+Examples
+--------
+>>> import numpy as np, hierbayes as hb
+>>> from hierbayes.bayes.pack import pack
+>>> m = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> packed = pack(m.design, m.priors)
+>>> packed.dim
+42
+>>> lp, grad = packed.logp_grad(packed.initial_point(seed=1))
+>>> bool(np.isfinite(lp)) and grad.shape == (42,)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from hierbayes.bayes.priors import PriorTable
+from hierbayes.spec.design import Design
+
+# Prior codes, shared with the C kernels (prior_logp_dx in _ckernels.c). Parameters a, b, c as listed.
+NORMAL, STUDENT_T, CAUCHY, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5
+EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL = 6, 7, 8, 9
+_CODES = {
+    "normal": (NORMAL, ("mu", "sigma")),
+    "student_t": (STUDENT_T, ("nu", "mu", "sigma")),
+    "cauchy": (CAUCHY, ("alpha", "beta")),
+    "half_normal": (HALF_NORMAL, ("sigma",)),
+    "half_student_t": (HALF_STUDENT_T, ("nu", "sigma")),
+    "half_cauchy": (HALF_CAUCHY, ("beta",)),
+    "exponential": (EXPONENTIAL, ("lam",)),
+    "gamma": (GAMMA, ("alpha", "beta")),
+    "inv_gamma": (INV_GAMMA, ("alpha", "beta")),
+    "lognormal": (LOGNORMAL, ("mu", "sigma")),
+}
+FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
+# Columns of the per-block table.
+B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
+
+def supported(priors: PriorTable) -> str | None:
+    """Why the compiled density cannot express these priors, or None when it can."""
+    for e in priors.entries:
+        if e.cls == "cor":
+            continue
+        if e.prior.dist not in _CODES:
+            return f"the prior {e.prior} on {e.cls} (only PyMC's sampler path handles it)"
+    return None
+
+
+@dataclass
+class Packed:
+    """A model as the arrays the compiled log density reads, plus its layout.
+
+    Attributes
+    ----------
+    data
+        The tuple handed to the kernel.
+    dim
+        Number of unconstrained parameters.
+    layout
+        Name -> ``(offset, shape)`` of each parameter block in the vector.
+    centred
+        Per block, whether its group effects are centred.
+    fixef_intercept_pos
+        Position of ``(Intercept)`` among the fixed effects (-1: none).
+    marginal
+        Whether the group effects are integrated out.
+    order
+        Blocks in the marginal kernel's order (the largest first).
+    absorb
+        ``(block, term)`` whose level means carry the intercept, or ``(-1, -1)``.
+    parents
+        Per block, ``(parent block, level map)`` when nested-centred, else ``(-1, ...)``.
+    collapsed
+        The random-intercept block integrated out row by row, or -1.
+    """
+
+    data: tuple
+    dim: int
+    layout: dict[str, tuple[int, tuple[int, ...]]]
+    centred: list[bool]
+    start: np.ndarray
+    start_scale: np.ndarray
+    x_means: np.ndarray
+    slopes: list[int]
+    intercept: bool
+    blocks: list = field(default_factory=list)
+    fixef_intercept_pos: int = -1
+    marginal: bool = False
+    order: list = field(default_factory=list)
+    absorb: tuple = (-1, -1)
+    parents: list = field(default_factory=list)
+    collapsed: int = -1
+
+    def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density and gradient at one unconstrained point."""
+        return self.native.logp_grad(theta)
+
+    @cached_property
+    def native(self):
+        """The compiled kernels' view of this model (:class:`hierbayes.bayes.native.NativeModel`)."""
+        from hierbayes.bayes.native import NativeModel
+
+        return NativeModel(self.marginal, self.data, self.dim)
+
+    def initial_point(self, seed: int, jitter: float = 1.0) -> np.ndarray:
+        """A start: central values plus uniform jitter scaled per coordinate."""
+        rng = np.random.default_rng(seed)
+        return self.start + jitter * self.start_scale * rng.uniform(-1, 1, self.dim)
+
+    def constrain(self, draws: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+        """Posterior variables from unconstrained draws of shape ``(chains, draws, dim)``.
+
+        Returns the variables of the PyMC model: ``Intercept``, ``b``,
+        ``fixef``, and per block ``sd_``, ``cpc_``, ``cor_``, ``z_``, ``r_``,
+        and ``sigma``. A marginal model's group effects are drawn here, one
+        exact draw from their conditional posterior per draw (``seed``).
+        """
+        out: dict[str, np.ndarray] = {}
+        lead = draws.shape[:-1]
+        effects = {}
+        if self.marginal and self.blocks:
+            flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
+            b = self.native.draw_effects(flat, seed)
+            off = 0
+            for g in self.order:
+                blk = self.blocks[g]
+                size = blk.n_levels * blk.n_terms
+                effects[blk.group] = b[:, off:off + size].reshape(*lead, blk.n_levels, blk.n_terms)
+                off += size
+
+        def take(name: str) -> np.ndarray:
+            off, shape = self.layout[name]
+            size = int(np.prod(shape)) if shape else 1
+            return draws[..., off:off + size].reshape(*lead, *shape)
+
+        if self.intercept:
+            out["Intercept"] = take("Intercept")
+        if self.slopes:
+            out["b"] = take("b")
+        n_fix = len(self.slopes) + int(self.intercept)
+        if n_fix:
+            fixef = np.empty((*lead, n_fix))
+            col = 0
+            for j in range(n_fix):
+                if j == self.fixef_intercept_pos:
+                    # back to the uncentred design's intercept
+                    fixef[..., j] = out["Intercept"] - (out["b"] @ self.x_means if self.slopes else 0.0)
+                else:
+                    fixef[..., j] = out["b"][..., col]
+                    col += 1
+            out["fixef"] = fixef
+        for gi, (blk, centred) in enumerate(zip(self.blocks, self.centred, strict=True)):
+            g, K = blk.group, blk.n_terms
+            sd = np.exp(take(f"sd_{g}"))
+            out[f"sd_{g}"] = sd
+            if blk.correlated:
+                cpc = take(f"cpc_{g}")
+                out[f"cpc_{g}"] = cpc
+                L = cpc_cholesky_np(cpc, K)
+                out[f"cor_{g}"] = L @ np.swapaxes(L, -1, -2)
+            else:
+                L = np.broadcast_to(np.eye(K), (*lead, K, K))
+            T = sd[..., :, None] * L
+            if self.marginal:
+                r = effects[g]
+                z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
+            elif gi == self.collapsed:
+                flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
+                r = self.native.draw_collapsed(flat, blk.n_levels, seed)
+                r = r.reshape(*lead, blk.n_levels, 1)
+                z = r / sd[..., None, :]
+            elif centred:
+                r = take(f"eff_{g}").copy()
+                if self.absorb[0] == gi:
+                    r[..., self.absorb[1]] -= out["Intercept"][..., None]
+                h, mapping = self.parents[gi]
+                if h >= 0:
+                    parent_vals = take(f"eff_{self.blocks[h].group}")[..., 0]
+                    r[..., 0] -= parent_vals[..., mapping]
+                z = np.linalg.solve(T[..., None, :, :], r[..., None]).squeeze(-1)
+            else:
+                z = take(f"eff_{g}")
+                r = z @ np.swapaxes(T, -1, -2)
+            out[f"z_{g}"] = z
+            out[f"r_{g}"] = r
+        if "sigma" in self.layout:
+            out["sigma"] = np.exp(take("sigma"))
+        return out
+
+
+def cpc_cholesky_np(y: np.ndarray, n: int) -> np.ndarray:
+    """Cholesky factors of correlation matrices from partial correlations, batched."""
+    z = np.tanh(y)
+    L = np.zeros((*y.shape[:-1], n, n))
+    L[..., 0, 0] = 1.0
+    k = 0
+    for i in range(1, n):
+        sum_sq = np.zeros(y.shape[:-1])
+        for j in range(i):
+            value = z[..., k] if j == 0 else z[..., k] * np.sqrt(1.0 - sum_sq)
+            L[..., i, j] = value
+            sum_sq = sum_sq + value**2
+            k += 1
+        L[..., i, i] = np.sqrt(np.maximum(1.0 - sum_sq, 0.0))
+    return L
+
+
+def _prior_row(prior) -> tuple[int, list[float]]:
+    code, names = _CODES[prior.dist]
+    vals = [float(prior.params[n]) for n in names]
+    return code, vals + [0.0] * (3 - len(vals))
+
+
+def _central(prior) -> float:
+    """Start value of a real parameter: its prior's location."""
+    p = prior.params
+    return float(p.get("mu", p.get("alpha", 0.0))) if prior.dist != "gamma" else 0.0
+
+
+def _spread(prior) -> float:
+    p = prior.params
+    for k in ("sigma", "beta"):
+        if k in p:
+            return float(p[k])
+    return 1.0
+
+
+def marginal_cost(design: Design) -> float:
+    """Rough flops of one marginal evaluation: first block level by level, the rest dense."""
+    if not design.blocks:
+        return 0.0
+    first = max(design.blocks, key=lambda b: b.n_levels * b.n_terms)
+    q1 = first.n_levels * first.n_terms
+    q2 = sum(b.n_levels * b.n_terms for b in design.blocks) - q1
+    return first.n_levels * first.n_terms**3 + 2.0 * q2 * q2 * q1 + q2**3
+
+
+def first_block_nested(design: Design) -> bool:
+    """Whether every level of the largest block lies within one level of each other block.
+
+    Nested designs (wards within hospitals) couple their blocks through one
+    entry per level, so the marginal form's Schur complement is cheap to use;
+    crossed ones (pupils' primary and secondary schools) fill it.
+    """
+    if len(design.blocks) < 2:
+        return True
+    first = max(design.blocks, key=lambda b: b.n_levels * b.n_terms)
+    for other in design.blocks:
+        if other is first:
+            continue
+        pairs = np.unique(np.stack([first.index, other.index]), axis=1)
+        if pairs.shape[1] != len(np.unique(first.index)):
+            return False
+    return True
+
+
+def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
+         marginal: bool = False, collapse: bool | None = None) -> Packed:
+    """Lay a design and its priors out as the compiled log density's arrays.
+
+    Parameters
+    ----------
+    design, priors
+        The model's design and priors in force.
+    centred
+        Per random-effect block, whether to sample its group effects centred;
+        all non-centred when omitted (see :func:`choose_centring`).
+    marginal
+        Gaussian models only: integrate the group effects out
+        (``_ckernels.c``); the sampler then moves over the
+        fixed effects, SDs, correlations and sigma, and the group effects are
+        drawn exactly afterwards (:meth:`Packed.constrain`).
+    collapse
+        Gaussian models sampled without ``marginal``: integrate one random
+        intercept block out row by row (per level, ``sigma^2 I + tau^2 11'``
+        has a closed-form inverse and determinant), the one with the most
+        levels. None (default) does so whenever such a block exists.
+    """
+    reason = supported(priors)
+    if reason is not None:
+        raise ValueError(f"The compiled log density cannot express {reason}.")
+    if marginal and design.family.name != "gaussian":
+        raise ValueError("Only Gaussian models have their group effects integrated out.")
+    names = design.fixef_names
+    X = design.X
+    slopes = [j for j, n in enumerate(names) if n != "(Intercept)"]
+    intercept = design.intercept
+    x_means = X[:, slopes].mean(axis=0) if slopes else np.zeros(0)
+    cols = []
+    if intercept:
+        cols.append(np.ones(design.n_obs))
+    for j in slopes:
+        cols.append(X[:, j] - x_means[slopes.index(j)] if intercept else X[:, j])
+    Xc = np.column_stack(cols) if cols else np.zeros((design.n_obs, 0))
+
+    layout: dict[str, tuple[int, tuple[int, ...]]] = {}
+    pri_i: list[list[int]] = []
+    pri_f: list[list[float]] = []
+    start: list[float] = []
+    scale: list[float] = []
+    off = 0
+
+    def add_prior(index: int, prior, positive: bool) -> None:
+        code, vals = _prior_row(prior)
+        pri_i.append([index, code, int(positive)])
+        pri_f.append(vals)
+
+    if intercept:
+        layout["Intercept"] = (off, ())
+        p = priors.get("Intercept")
+        add_prior(off, p, False)
+        start.append(_central(p))
+        scale.append(0.1 * _spread(p))
+        off += 1
+    if slopes:
+        layout["b"] = (off, (len(slopes),))
+        for j in slopes:
+            p = priors.get("b", coef=names[j])
+            add_prior(off, p, False)
+            start.append(_central(p))
+            scale.append(0.1 * _spread(p))
+            off += 1
+
+    blocks = list(design.blocks)
+    centred = [False] * len(blocks) if centred is None else list(centred)
+    if len(centred) != len(blocks):
+        raise ValueError("centred needs one flag per random-effect block")
+    blk_rows, blk_eta = [], []
+    for g, blk in enumerate(blocks):
+        K, L = blk.n_terms, blk.n_levels
+        row = [0] * 13
+        row[B_ABSORB] = -1
+        row[B_PARENT] = -1
+        row[B_ONES] = int(K == 1 and bool(np.all(blk.Z[:, 0] == 1.0)))
+        row[B_K], row[B_L] = K, L
+        row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.correlated)
+        row[B_SD] = off
+        layout[f"sd_{blk.group}"] = (off, (K,))
+        for t in blk.terms:
+            p = priors.get("sd", blk.group, t)
+            add_prior(off, p, True)
+            start.append(math.log(p.typical()))
+            scale.append(1.0)
+            off += 1
+        row[B_CPC] = off
+        eta_lkj = 1.0
+        if blk.correlated:
+            m = K * (K - 1) // 2
+            layout[f"cpc_{blk.group}"] = (off, (m,))
+            eta_lkj = float(priors.get("cor", blk.group).params["eta"])
+            start.extend([0.0] * m)
+            scale.extend([0.5] * m)
+            off += m
+        blk_rows.append(row)
+        blk_eta.append(eta_lkj)
+    absorb = (-1, -1)
+    cg = -1
+    parents: list[tuple[int, np.ndarray]] = []
+    if not marginal:
+        if design.family.name == "gaussian" and collapse is not False:
+            simple = [g for g, b in enumerate(blocks) if _simple_intercept_block(b)]
+            if simple:
+                cg = max(simple, key=lambda g: blocks[g].n_levels)
+        # the collapsed block takes no part in centring, absorbing or nesting
+        centred = [c and g != cg for g, c in enumerate(centred)]
+        absorb = _absorbing_block(blocks, centred, intercept)
+        col = 0
+        for g, blk in enumerate(blocks):
+            K, L = blk.n_terms, blk.n_levels
+            blk_rows[g][B_COL] = col
+            if g == cg:
+                blk_rows[g][B_EFF] = -1
+                blk_rows[g][B_SKIP] = 1
+                col += K
+                continue
+            blk_rows[g][B_EFF] = off
+            layout[f"eff_{blk.group}"] = (off, (L, K))
+            for _ in range(L):
+                for k in range(K):
+                    if g == absorb[0] and k == absorb[1]:
+                        # this block's level means carry the intercept: start them there
+                        start.append(start[0])
+                        scale.append(scale[0])
+                    else:
+                        start.append(0.0)
+                        # centred effects start near zero: their scale is unknown before sampling
+                        scale.append(0.1 if centred[g] else 1.0)
+            if g == absorb[0]:
+                blk_rows[g][B_ABSORB] = absorb[1]
+            off += L * K
+            col += K
+        parents = _nested_parents(blocks, centred, absorb)
+        pmaps = []
+        pos = 0
+        for g, (h, mapping) in enumerate(parents):
+            if h < 0:
+                continue
+            blk_rows[g][B_PARENT] = h
+            blk_rows[h][B_SKIP] = 1
+            blk_rows[g][B_PMAP] = pos
+            pmaps.append(mapping)
+            pos += len(mapping)
+            # a child's level values carry its parent's: start them at the parent's start
+            og = blk_rows[g][B_EFF]
+            oh = blk_rows[h][B_EFF]
+            start[og:og + len(mapping)] = [start[oh + m] for m in mapping]
+    misc = np.array([FAMILY_CODES[design.family.name], -1, cg], dtype=np.int64)
+    if design.family.has_sigma:
+        layout["sigma"] = (off, ())
+        p = priors.get("sigma")
+        add_prior(off, p, True)
+        misc[1] = off
+        start.append(math.log(p.typical()))
+        scale.append(1.0)
+        off += 1
+    pri = (np.array(pri_i, dtype=np.int64).reshape(-1, 3), np.array(pri_f, dtype=float).reshape(-1, 3))
+    # fresh C-ordered copies: the kernels read them through raw pointers
+    y = np.array(design.y, dtype=float, order="C")
+    Xc = np.array(Xc, dtype=float, order="C")
+    order = list(range(len(blocks)))
+    if marginal:
+        # the block with the most effects goes first: it is factored level by level
+        if blocks:
+            first = max(order, key=lambda g: blocks[g].n_levels * blocks[g].n_terms)
+            order = [first] + [g for g in order if g != first]
+        data = _cross_products(Xc, y, [blocks[g] for g in order],
+                               [blk_rows[g] for g in order], [blk_eta[g] for g in order], pri,
+                               np.array([design.n_obs, misc[1]], dtype=np.int64))
+    else:
+        idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
+        for g, blk in enumerate(blocks):
+            idx[:, g] = blk.index
+        Zv = np.column_stack([b.Z for b in blocks]) if blocks else np.zeros((design.n_obs, 0))
+        data = (Xc, y, idx, np.array(Zv, dtype=float, order="C"),
+                np.array(blk_rows, dtype=np.int64).reshape(-1, 13), np.array(blk_eta, dtype=float),
+                pri[0], pri[1], misc,
+                np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
+    return Packed(
+        data=data,
+        dim=off,
+        layout=layout,
+        centred=centred,
+        start=np.array(start),
+        start_scale=np.array(scale),
+        x_means=x_means,
+        slopes=slopes,
+        intercept=intercept,
+        blocks=blocks,
+        fixef_intercept_pos=names.index("(Intercept)") if intercept else -1,
+        marginal=marginal,
+        order=order,
+        absorb=absorb,
+        parents=parents,
+        collapsed=cg,
+    )
+
+
+def _simple_intercept_block(blk) -> bool:
+    return blk.n_terms == 1 and blk.terms[0] == "(Intercept)" and bool(np.all(blk.Z[:, 0] == 1.0))
+
+
+def _nested_parents(blocks, centred, absorb) -> list[tuple[int, np.ndarray]]:
+    """Per block, a centred parent block its factor is nested in, and the level map.
+
+    When both blocks are centred random intercepts and every level of the
+    child's factor lies within one level of the parent's (instructors within
+    departments), the child's level values are sampled as ``a_j = a_parent(j) +
+    r_j``: the parent's effects then enter the likelihood only through their
+    children, which removes the ridge between a parent level and the mean of its
+    children's effects. Each parent takes at most one child; the nearest parent
+    (most levels) is chosen.
+    """
+    out: list[tuple[int, np.ndarray]] = [(-1, np.zeros(0, dtype=np.int64)) for _ in blocks]
+    taken: set[int] = set()
+    order = sorted(range(len(blocks)), key=lambda g: blocks[g].n_levels)
+    for g in order:
+        if not centred[g] or not _simple_intercept_block(blocks[g]):
+            continue
+        best = -1
+        for h in order:
+            if h == g or h in taken or not centred[h] or not _simple_intercept_block(blocks[h]):
+                continue
+            if blocks[h].n_levels >= blocks[g].n_levels:
+                continue
+            pairs = np.unique(np.stack([blocks[g].index, blocks[h].index]), axis=1)
+            if pairs.shape[1] != len(np.unique(blocks[g].index)):
+                continue  # some child level lies in two parent levels: not nested
+            if best < 0 or blocks[h].n_levels > blocks[best].n_levels:
+                best = h
+        if best >= 0:
+            mapping = np.zeros(blocks[g].n_levels, dtype=np.int64)
+            mapping[blocks[g].index] = blocks[best].index
+            out[g] = (best, mapping)
+            taken.add(best)
+    return out
+
+
+def _absorbing_block(blocks, centred, intercept) -> tuple[int, int]:
+    """The centred block whose level means carry the intercept, and its intercept term.
+
+    With a centred block, the intercept and the mean of that block's effects
+    are confounded: the sampler crawls along the ridge (on InstEval, an ESS of
+    about 100 for the intercept from 1000 draws). Sampling the level means
+    ``a_j = Intercept + r_j`` instead, with ``a_j ~ N(Intercept, sd)``, makes the
+    intercept the mean of well-determined quantities (Gelfand, Sahu & Carlin
+    1995). The centred block with the fewest levels, where the confounding is
+    strongest, takes it.
+    """
+    if not intercept:
+        return (-1, -1)
+    best = (-1, -1)
+    for g, blk in enumerate(blocks):
+        if not centred[g] or "(Intercept)" not in blk.terms:
+            continue
+        k = blk.terms.index("(Intercept)")
+        if not np.all(blk.Z[:, k] == 1.0):
+            continue
+        if best[0] < 0 or blk.n_levels < blocks[best[0]].n_levels:
+            best = (g, k)
+    return best
+
+
+def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:
+    """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first)."""
+    n, p = Xc.shape
+    sizes = [b.n_levels * b.n_terms for b in blocks]
+    offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]
+    q = int(sum(sizes))
+    table = np.zeros((len(blocks), 6), dtype=np.int64)
+    for g, (b, row) in enumerate(zip(blocks, rows, strict=True)):
+        table[g] = [b.n_terms, b.n_levels, offsets[g], row[B_SD], row[B_CPC], int(b.correlated)]
+    # Z as (row, column, value) triplets; every row has K_g entries per block
+    cols = [offsets[g] + b.index[:, None] * b.n_terms + np.arange(b.n_terms)[None, :]
+            for g, b in enumerate(blocks)]
+    vals = [b.Z for b in blocks]
+    Zcols = np.concatenate(cols, axis=1) if blocks else np.zeros((n, 0), dtype=np.int64)
+    Zvals = np.concatenate(vals, axis=1) if blocks else np.zeros((n, 0))
+    ZtX = np.zeros((q, p))
+    Zty = np.zeros(q)
+    for k in range(Zcols.shape[1]):
+        np.add.at(ZtX, Zcols[:, k], Zvals[:, k, None] * Xc)
+        np.add.at(Zty, Zcols[:, k], Zvals[:, k] * y)
+    K1, L1 = (blocks[0].n_terms, blocks[0].n_levels) if blocks else (0, 0)
+    q1 = K1 * L1
+    q2 = q - q1
+    G11 = np.zeros((L1, K1, K1))
+    if blocks:
+        b0 = blocks[0]
+        for a in range(K1):
+            for c in range(K1):
+                G11[:, a, c] = np.bincount(b0.index, weights=b0.Z[:, a] * b0.Z[:, c], minlength=L1)
+    G21 = np.zeros((q2, q1))
+    G22 = np.zeros((q2, q2))
+    if q2:
+        from scipy import sparse
+
+        Zs = sparse.csr_matrix((Zvals.ravel(), (np.repeat(np.arange(n), Zcols.shape[1]), Zcols.ravel())),
+                               shape=(n, q))
+        Z1, Z2 = Zs[:, :q1], Zs[:, q1:]
+        G21 = (Z2.T @ Z1).toarray()
+        G22 = (Z2.T @ Z2).toarray()
+    def c(a):
+        return np.array(a, dtype=float, order="C")
+
+    return (c(Xc.T @ Xc), c(Xc.T @ y), float(y @ y), c(ZtX), c(Zty), c(G11), c(G21), c(G22), table,
+            np.array(etas, dtype=float), pri[0], pri[1], misc)
+
+
+def _term_ratios(blk, resid: np.ndarray) -> list[float] | None:
+    """Per term of a block, how much its levels' rows say against the spread of its effects.
+
+    Each level's own least-squares coefficients (residuals on the block's
+    columns) scatter by the effects' variance plus their sampling variance;
+    the moment estimate of the first over the typical second is the term's
+    ratio. None when fewer than three levels have rows enough for their own fit.
+    """
+    q = blk.n_terms
+    coefs, samp, rss, dof = [], [], 0.0, 0
+    order = np.argsort(blk.index, kind="stable")
+    bounds = np.searchsorted(blk.index[order], np.arange(blk.n_levels + 1))
+    for k in range(blk.n_levels):
+        rows = order[bounds[k] : bounds[k + 1]]
+        if len(rows) <= q:
+            continue
+        Z = blk.Z[rows]
+        ZtZ = Z.T @ Z
+        if np.linalg.cond(ZtZ) > 1e10:
+            continue
+        inv = np.linalg.inv(ZtZ)
+        b = inv @ (Z.T @ resid[rows])
+        r = resid[rows] - Z @ b
+        rss += float(r @ r)
+        dof += len(rows) - q
+        coefs.append(b)
+        samp.append(np.diag(inv))
+    if len(coefs) < 3 or dof == 0:
+        return None
+    s2 = rss / dof
+    coefs, samp = np.array(coefs), s2 * np.array(samp)
+    between = np.maximum(coefs.var(axis=0, ddof=1) - samp.mean(axis=0), 0.0)
+    return list(between / np.median(samp, axis=0))
+
+
+def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
+    """Per block, centre its group effects when the data say more than the prior.
+
+    A level's effect is informed by its rows in proportion to ``n_j sd^2 /
+    sigma^2`` (data precision over prior precision). Where that is large for
+    the typical level, the centred form samples well and the non-centred one
+    has a funnel-like coupling between ``z`` and ``sd``; where it is small the
+    reverse holds (Papaspiliopoulos, Roberts & Skold 2007; Betancourt &
+    Girolami 2013). Before sampling, SDs are unknown, so the ratio uses a
+    cheap moment guess: the block's share of the residual variance of the
+    response after the fixed effects, split evenly over the blocks.
+
+    A block of several terms (an intercept and slopes) is centred only when
+    every term is well informed (:func:`_term_ratios`): centring a block whose
+    slope SD is small beside what its rows can resolve put a funnel on that SD,
+    and the full model's divergences in SBC all came from such blocks.
+    """
+    if not design.blocks:
+        return []
+    if design.family.name != "gaussian":
+        return [False] * len(design.blocks)
+    X, y = design.X, design.y
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None) if X.shape[1] else (np.zeros(0),)
+    resid = y - X @ beta if X.shape[1] else y - y.mean()
+    out = []
+    for blk in design.blocks:
+        if blk.n_terms > 1:
+            ratios = _term_ratios(blk, resid)
+            if ratios is not None:
+                out.append(bool(min(ratios) > threshold))
+                continue
+        counts = np.bincount(blk.index, minlength=blk.n_levels).astype(float)
+        # between-level share of the residual variance, by a one-way ANOVA on this factor
+        means = np.bincount(blk.index, weights=resid, minlength=blk.n_levels) / np.maximum(counts, 1)
+        within = resid - means[blk.index]
+        s2_within = float(within @ within) / max(len(y) - blk.n_levels, 1)
+        n_bar = float(np.median(counts))
+        s2_between = max(float(np.var(means[counts > 0], ddof=1)) - s2_within / n_bar, 0.0)
+        ratio = n_bar * s2_between / max(s2_within, 1e-300)
+        out.append(bool(ratio > threshold))
+    return out

@@ -1,0 +1,265 @@
+"""Denominator degrees of freedom for t tests of fixed effects: Satterthwaite and Kenward-Roger.
+
+Both approximate the distribution of ``t = L beta_hat / sqrt(L C L')`` by a t
+distribution whose df measure how well the data pin down the variance
+components that ``C = vcov(beta)`` depends on.
+
+* **Satterthwaite**, as lmerTest: ``df = 2 (L C L')^2 / (g' A g)``. ``C`` is a
+  function of ``varpar = (theta, sigma)``. ``g`` is the gradient of
+  ``L C(varpar) L'``, and ``A = 2 H^-1`` is the asymptotic covariance of
+  ``varpar``, from the Hessian ``H`` of the deviance (REML criterion, sigma not
+  profiled). Both derivatives are numerical, by Richardson extrapolation with
+  numDeriv's step rules, which lmerTest uses.
+* **Kenward-Roger**, as pbkrtest's ``vcovAdj`` and ``Lb_ddf``: in the
+  covariance parameters (variances and covariances of each term, and the
+  residual variance), on which ``V = sum_i s_i G_i`` is linear, with the
+  expected information. It also adjusts ``C`` for the small-sample bias of
+  plugging in estimated variance components (``Phi_A``). It works with
+  ``n x n`` matrices, so it is limited to data sets of moderate size.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> from hierbayes.freq.ddf import satterthwaite
+>>> fit = hb.lmer("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+>>> [round(d, 2) for d in satterthwaite(fit)["df"]]
+[22.81, 161.0]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hierbayes.errors import DataError
+
+if TYPE_CHECKING:
+    from hierbayes.report.lmer import LmerFit
+
+KR_MAX_ROWS = 5000
+
+
+def _steps(x: np.ndarray, d: float, eps: float, zero_tol: float) -> np.ndarray:
+    return np.abs(d * x) + eps * (np.abs(x) < zero_tol)
+
+
+def _richardson(values: list, r: int) -> Any:
+    """numDeriv's extrapolation of estimates made with steps h, h/2, h/4, ..."""
+    a = list(values)
+    for m in range(1, r):
+        a = [(a[k + 1] * 4**m - a[k]) / (4**m - 1) for k in range(r - m)]
+    return a[0]
+
+
+def hessian(f, x: np.ndarray, d: float = 0.1, eps: float = 1e-4, r: int = 4) -> np.ndarray:
+    """Hessian by central differences with Richardson extrapolation (numDeriv's ``genD``).
+
+    The defaults are numDeriv's ``hessian``: first steps of 10% of each coordinate,
+    halved three times and extrapolated. lmerTest's df come from exactly this
+    Hessian, so the same steps reproduce them to about 1e-7.
+    """
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    f0 = f(x)
+    h0 = _steps(x, d, eps, np.sqrt(np.finfo(float).eps / 7e-7))
+    diag = np.empty(n)
+    H = np.empty((n, n))
+    for i in range(n):
+        est, h = [], h0.copy()
+        for _ in range(r):
+            e = np.zeros(n)
+            e[i] = h[i]
+            est.append((f(x + e) - 2 * f0 + f(x - e)) / h[i] ** 2)
+            h = h / 2
+        diag[i] = H[i, i] = _richardson(est, r)
+    for i in range(n):
+        for j in range(i):
+            est, h = [], h0.copy()
+            for _ in range(r):
+                e = np.zeros(n)
+                e[i], e[j] = h[i], h[j]
+                est.append((f(x + e) - 2 * f0 + f(x - e) - diag[i] * h[i] ** 2 - diag[j] * h[j] ** 2)
+                           / (2 * h[i] * h[j]))
+                h = h / 2
+            H[i, j] = H[j, i] = _richardson(est, r)
+    return H
+
+
+def jacobian(f, x: np.ndarray, d: float = 1e-4, eps: float = 1e-4, r: int = 4) -> list[np.ndarray]:
+    """Derivatives of an array-valued ``f`` along each coordinate (Richardson, as numDeriv)."""
+    x = np.asarray(x, dtype=float)
+    h0 = _steps(x, d, eps, np.sqrt(np.finfo(float).eps / 7e-7))
+    out = []
+    for i in range(len(x)):
+        est, h = [], h0.copy()
+        for _ in range(r):
+            e = np.zeros(len(x))
+            e[i] = h[i]
+            est.append((np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * h[i]))
+            h = h / 2
+        out.append(_richardson(est, r))
+    return out
+
+
+def _vcov_beta(fit: LmerFit, theta: np.ndarray, sigma: float) -> np.ndarray:
+    from scipy.linalg import solve_triangular
+
+    dev = fit.deviance_function
+    f = dev.factor(theta)
+    q, p = dev.q_rest, dev.p
+    inv = solve_triangular(f.LDD[q : q + p, q : q + p], np.eye(p), lower=True)
+    return sigma**2 * inv.T @ inv
+
+
+def _check(fit: LmerFit, method: str) -> None:
+    if not fit.reml and method == "kenward-roger":
+        raise DataError("Kenward-Roger's method is for REML fits; refit with reml=True.")
+    if fit.design.X.shape[1] == 0:
+        raise DataError("The model has no fixed effects to test.")
+
+
+def _table(fit: LmerFit, se: np.ndarray, df: np.ndarray) -> pd.DataFrame:
+    beta = fit.estimates.beta
+    t = beta / se
+    return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
+                         "Pr(>|t|)": 2 * stats.t.sf(np.abs(t), df)},
+                        index=fit.design.fixef_names)
+
+
+def satterthwaite(fit: LmerFit) -> pd.DataFrame:
+    """Fixed effects with Satterthwaite's df and p-values, as lmerTest's ``summary``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Estimate, Std. Error, df, t value, Pr(>|t|), one row per fixed effect.
+    """
+    _check(fit, "satterthwaite")
+    dev = fit.deviance_function
+    varpar = np.append(fit.theta, fit.sigma)
+
+    def deviance(vp: np.ndarray) -> float:
+        return dev.objective(dev.factor(vp[:-1]), sigma2=vp[-1] ** 2)
+
+    H = hessian(deviance, varpar)
+    try:
+        A = 2 * np.linalg.inv(H)
+        if np.any(np.linalg.eigvalsh(H) <= 0):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        # lmerTest falls back to a pseudo-inverse (with a warning) at boundary fits.
+        A = 2 * np.linalg.pinv(H)
+    jac = jacobian(lambda vp: _vcov_beta(fit, vp[:-1], vp[-1]), varpar)
+    C = fit.estimates.vcov_beta
+    p = C.shape[0]
+    df = np.empty(p)
+    for k in range(p):
+        g = np.array([J[k, k] for J in jac])
+        df[k] = 2 * C[k, k] ** 2 / (g @ A @ g)
+    return _table(fit, np.sqrt(np.diag(C)), df)
+
+
+def _covariance_parameters(fit: LmerFit) -> tuple[list[np.ndarray], np.ndarray]:
+    """pbkrtest's G matrices (dV / d s_i) and the parameters s (covariances, then sigma^2)."""
+    d = fit.design
+    n = d.n_obs
+    G, s = [], []
+    for blk, S in zip(d.blocks, fit.covariance(), strict=True):
+        same = blk.index[:, None] == blk.index[None, :]
+        for a in range(blk.n_terms):
+            for b in range(a, blk.n_terms):
+                za, zb = blk.Z[:, a], blk.Z[:, b]
+                M = np.outer(za, zb)
+                if a != b:
+                    M = M + M.T
+                G.append(same * M)
+                s.append(S[a, b])
+    G.append(np.eye(n))
+    s.append(fit.sigma**2)
+    return G, np.array(s)
+
+
+def kenward_roger(fit: LmerFit) -> pd.DataFrame:
+    """Fixed effects with Kenward-Roger's df, adjusted SEs and p-values (pbkrtest, lmerTest).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Estimate, Std. Error (from the adjusted covariance ``Phi_A``), df,
+        t value, Pr(>|t|).
+    """
+    _check(fit, "kenward-roger")
+    n = fit.design.n_obs
+    if n > KR_MAX_ROWS:
+        raise DataError(f"Kenward-Roger's method works with {n} x {n} matrices here, too large "
+                        f"(limit {KR_MAX_ROWS} rows). Use ddf='satterthwaite', which scales.")
+    X = fit.design.X
+    G, s = _covariance_parameters(fit)
+    V = sum(si * Gi for si, Gi in zip(s, G, strict=True))
+    Vinv = np.linalg.inv(V)
+    Vinv = (Vinv + Vinv.T) / 2
+    Phi = np.linalg.inv(X.T @ Vinv @ X)
+    TT = Vinv @ X
+    HH = [Gi @ Vinv for Gi in G]
+    OO = [H @ X for H in HH]
+    k = len(G)
+    P = [-(o.T @ TT) for o in OO]
+    P = [(m + m.T) / 2 for m in P]
+    Q = {(i, j): OO[i].T @ Vinv @ OO[j] for i in range(k) for j in range(i, k)}
+    IE2 = np.empty((k, k))
+    for i in range(k):
+        PhiPi = Phi @ P[i]
+        for j in range(i, k):
+            ktrace = np.sum(HH[i].T * HH[j])
+            IE2[i, j] = IE2[j, i] = (ktrace - 2 * np.sum(Phi * Q[i, j])
+                                     + np.sum(PhiPi * (P[j] @ Phi)))
+    W = 2 * (np.linalg.inv(IE2) if np.min(np.abs(np.linalg.eigvalsh(IE2))) > 1e-10
+             else np.linalg.pinv(IE2))
+    U = np.zeros_like(Phi)
+    for i in range(k):
+        for j in range(i + 1, k):
+            U += W[i, j] * (Q[i, j] - P[i] @ Phi @ P[j])
+    U = U + U.T
+    for i in range(k):
+        U += W[i, i] * (Q[i, i] - P[i] @ Phi @ P[i])
+    PhiA = Phi + 2 * Phi @ U @ Phi
+    p = X.shape[1]
+    df = np.empty(p)
+    for c in range(p):
+        # pbkrtest's Lb_ddf for one contrast reduces to df = 2 / A2
+        L = np.zeros(p)
+        L[c] = 1.0
+        g = np.array([L @ Phi @ Pi @ Phi @ L for Pi in P]) / (L @ Phi @ L)
+        A2 = g @ W @ g
+        df[c] = 2.0 / A2
+    return _table(fit, np.sqrt(np.diag(PhiA)), df)
+
+
+def z_table(fit: LmerFit) -> pd.DataFrame:
+    """Fixed effects with p-values from treating t as a standard normal z."""
+    _check(fit, "z")
+    beta = fit.estimates.beta
+    se = np.sqrt(np.diag(fit.estimates.vcov_beta))
+    z = beta / se
+    return pd.DataFrame({"Estimate": beta, "Std. Error": se, "z value": z,
+                         "Pr(>|z|)": 2 * stats.norm.sf(np.abs(z))}, index=fit.design.fixef_names)
+
+
+METHODS = {"satterthwaite": satterthwaite, "kenward-roger": kenward_roger, "z": z_table}
+
+
+def method_key(ddf: str) -> str:
+    """A ``ddf`` name as :data:`METHODS` has it (``"KR"``, ``"Kenward_Roger"`` -> ``"kenward-roger"``)."""
+    key = str(ddf).lower().replace("_", "-").replace(" ", "-")
+    key = {"kr": "kenward-roger", "kenwardroger": "kenward-roger", "normal": "z"}.get(key, key)
+    if key not in METHODS:
+        raise ValueError(f"ddf must be one of {list(METHODS)}, not {ddf!r}.")
+    return key
+
+
+def fixef_tests(fit: LmerFit, ddf: str) -> pd.DataFrame:
+    """The fixed-effect table for a ``ddf`` method (``"satterthwaite"``, ``"kenward-roger"``, ``"z"``)."""
+    return METHODS[method_key(ddf)](fit)

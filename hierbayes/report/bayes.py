@@ -1,0 +1,701 @@
+"""What a Bayesian fit reports: lmer's summary, fixef, ranef, coef and varcorr; predictions.
+
+Point estimates are posterior means (``point="median"`` for medians);
+intervals are equal-tailed credible intervals (95% unless ``prob`` says
+otherwise). Column names follow brms: ``Estimate``, ``Est.Error`` (posterior
+SD), ``Q2.5``, ``Q97.5``.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> model = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> fit = model.fit(draws=500, tune=500, chains=2, seed=1, progressbar=False, check=False)
+>>> fit.fixef().index.tolist()
+['(Intercept)', 'Days']
+
+The methods' examples use this ``fit`` (the doctests get it from ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hierbayes.bayes.model import correlation_position
+from hierbayes.errors import ConvergenceWarning, SettingsError, check_count
+from hierbayes.report.format import (
+    Summary,
+    aligned,
+    check_intercept_only,
+    coefficients,
+    fixed,
+    num,
+    obs_line,
+    random_effects_rows,
+)
+from hierbayes.report.groupplots import GroupPlots
+
+if TYPE_CHECKING:
+    from hierbayes.bayes.model import Model
+    from hierbayes.bayes.sampling import Posterior, SamplingInfo
+
+
+def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
+    """Warn when PSIS-LOO's Pareto k is too high for some observations; return how many."""
+    from hierbayes.errors import HierbayesWarning
+
+    k = np.asarray(elpd.pareto_k)
+    threshold = float(getattr(elpd, "good_k", 0.7))
+    bad = int(np.sum(k > threshold))
+    if bad:
+        worst = [rows[i] for i in np.argsort(-k)[:5] if k[i] > threshold]
+        warnings.warn(
+            f"{label}: Pareto k above {threshold:.2f} for {bad} of {k.size} observations "
+            f"(worst rows {worst}, k up to {k.max():.2f}), so PSIS-LOO is unreliable "
+            "there. Those observations sway their groups' effects strongly; compare with "
+            "k-fold cross-validation (refit without each group) or a model with a heavier-"
+            "tailed response before trusting the ranking.",
+            HierbayesWarning, stacklevel=3)
+    return bad
+
+
+def _qnames(prob: float) -> tuple[str, str]:
+    if isinstance(prob, bool | np.bool_) or not isinstance(prob, int | float | np.integer | np.floating) \
+            or not 0 < prob < 1:
+        raise SettingsError(f"prob must be a number between 0 and 1 (e.g. 0.95), not {prob!r}.")
+    lo = (1 - prob) / 2 * 100
+    return f"Q{lo:g}", f"Q{100 - lo:g}"
+
+
+def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, float]:
+    """Point estimate, posterior SD and interval of flat draws."""
+    lo, hi = _qnames(prob)
+    if point not in ("mean", "median"):
+        raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
+    q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2])
+    est = float(np.median(draws)) if point == "median" else float(np.mean(draws))
+    return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
+
+
+@dataclass
+class Diagnostics:
+    """Sampler diagnostics over the headline parameters (fixef, SDs, correlations, sigma)."""
+
+    divergences: int
+    draws: int
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    table: pd.DataFrame  # per parameter: rhat, ess_bulk, ess_tail
+
+
+class BayesFit(GroupPlots):
+    """A posterior from :meth:`hierbayes.Model.fit`.
+
+    Attributes
+    ----------
+    model : Model
+        The model that was fitted.
+    posterior : Posterior
+        The draws as NumPy arrays, by variable name.
+    idata : arviz.InferenceData
+        Posterior, sample stats, observed data and pointwise log-likelihood;
+        built on first access.
+    info : SamplingInfo
+        Sampler, settings, seed and timings.
+    """
+
+    def __init__(self, model: Model, posterior: Posterior, info: SamplingInfo,
+                 idata: Any = None) -> None:
+        self.model = model
+        self.posterior = posterior
+        self.info = info
+        self._sampler_idata = idata
+        self._idata = None
+        self._diagnostics: Diagnostics | None = None
+
+    @property
+    def idata(self):
+        """The ArviZ InferenceData (built on first access; ArviZ's import takes seconds)."""
+        if self._idata is None:
+            from hierbayes.bayes.sampling import build_idata
+
+            self._idata = build_idata(self.model, self.posterior, self.info, self._sampler_idata)
+        return self._idata
+
+    @property
+    def design(self):
+        return self.model.design
+
+    def _flat(self, name: str) -> np.ndarray:
+        """Draws of a posterior variable with chains and draws merged into the first axis."""
+        values = self.posterior[name]
+        return values.reshape(-1, *values.shape[2:])
+
+    def cor_draws(self, group: str, term1: str, term2: str) -> np.ndarray:
+        """Draws (chains merged) of the correlation of two terms of a block.
+
+        ``idata.posterior["cor_<group>"]`` keeps one entry per pair of terms
+        (dimension ``<group>__cor``, labels ``"<term2>:<term1>"``); this finds
+        the pair by its terms, in either order.
+
+        Examples
+        --------
+        >>> fit.cor_draws("Subject", "(Intercept)", "Days").shape
+        (1000,)
+        """
+        b = self.design.block(group)
+        if not b.correlated:
+            raise KeyError(f"The block '{group}' has no correlations (one term or '||').")
+        i, j = (b.terms.index(t) if t in b.terms else -1 for t in (term1, term2))
+        if min(i, j) < 0 or i == j:
+            raise KeyError(f"Name two different terms of '{group}': {b.terms}.")
+        return self._flat(f"cor_{group}")[:, correlation_position(b.n_terms, i, j)]
+
+    def _headline(self, post: Any = None) -> dict[str, np.ndarray]:
+        """Each headline scalar's (chain, draw) draws, keyed by a readable name.
+
+        ``post`` is another set of draws with the same variables (the prior's).
+        """
+        post = self.posterior if post is None else post
+        out: dict[str, np.ndarray] = {}
+        if "fixef" in post:
+            for i, n in enumerate(self.design.fixef_names):
+                out[f"fixef[{n}]"] = post["fixef"][:, :, i]
+        for b in self.design.blocks:
+            sd = post[f"sd_{b.group}"]
+            for i, t in enumerate(b.terms):
+                out[f"sd_{b.group}[{t}]"] = sd[:, :, i]
+            if b.correlated:
+                cor = post[f"cor_{b.group}"]
+                for i in range(b.n_terms):
+                    for j in range(i + 1, b.n_terms):
+                        k = correlation_position(b.n_terms, i, j)
+                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, k]
+        if "sigma" in post:
+            out["sigma"] = post["sigma"]
+        return out
+
+    def diagnostics(self) -> Diagnostics:
+        """Divergences, R-hat and ESS over fixed effects, SDs, correlations and sigma."""
+        if self._diagnostics is None:
+            from hierbayes.bayes.diagnostics import ess_bulk, ess_tail, rhat
+
+            rows = {}
+            for name, draws in self._headline().items():
+                rows[name] = {"rhat": rhat(draws), "ess_bulk": ess_bulk(draws),
+                              "ess_tail": ess_tail(draws)}
+            table = pd.DataFrame(rows).T
+            stats = self.posterior.stats
+            div = int(stats["diverging"].sum()) if "diverging" in stats else 0
+            self._diagnostics = Diagnostics(
+                divergences=div,
+                draws=self.posterior.n_chains * self.posterior.n_draws,
+                max_rhat=float(np.nanmax(table["rhat"])) if table["rhat"].notna().any() else np.nan,
+                min_ess_bulk=float(table["ess_bulk"].min()),
+                min_ess_tail=float(table["ess_tail"].min()),
+                table=table,
+            )
+        return self._diagnostics
+
+    def check_convergence(self, rhat: float = 1.01, ess: float = 400) -> list[str]:
+        """Warn (one :class:`ConvergenceWarning` each) about divergences, high R-hat, low ESS.
+
+        Returns the messages, empty when all is well.
+        """
+        d = self.diagnostics()
+        messages = []
+        if d.divergences:
+            messages.append(
+                f"{d.divergences} of {d.draws} post-warmup draws ended in a divergence, so the "
+                "posterior may be biased. Refit with a higher target_accept (e.g. "
+                "fit(target_accept=0.95)), give tighter priors to the SDs, or simplify the "
+                "random-effect structure."
+            )
+        high = d.table.index[d.table["rhat"] > rhat].tolist()
+        if high:
+            messages.append(
+                f"R-hat above {rhat} for {', '.join(high)}: the chains disagree. Draw more "
+                "(larger tune and draws), or reparameterise (fit(centred=...) per block, or a "
+                "simpler random-effect structure), before trusting the estimates."
+            )
+        low = d.table.index[d.table["ess_bulk"] < ess].tolist()
+        if low:
+            messages.append(
+                f"Bulk ESS below {ess:g} for {', '.join(low)}: too few effective draws for "
+                "reliable estimates and intervals. Increase draws (and tune)."
+            )
+        messages += self._undefined_diagnostics(d.table)
+        for m in messages:
+            warnings.warn(m, ConvergenceWarning, stacklevel=3)
+        return messages
+
+    def _undefined_diagnostics(self, table: pd.DataFrame) -> list[str]:
+        """Messages for parameters whose R-hat or ESS is not finite, by cause."""
+        finite = np.isfinite(table[["rhat", "ess_bulk", "ess_tail"]].to_numpy(dtype=float))
+        names = table.index[~finite.all(axis=1)].tolist()
+        if not names:
+            return []
+        chains, draws = self.posterior.n_chains, self.posterior.n_draws
+        which = ", ".join(names)
+        if draws < 4:
+            return [f"R-hat and ESS are NA for {which}: they split each chain in two halves and "
+                    f"need at least 4 draws per chain, and {draws} were drawn. Draw more: reliable "
+                    "values need some hundreds per chain (e.g. fit(draws=1000, tune=1000))."]
+        out = []
+        rhat_only = table.index[~finite[:, 0] & finite[:, 1:].all(axis=1)].tolist()
+        if chains < 2 and rhat_only:
+            out.append(f"R-hat is NA for {', '.join(rhat_only)}: it compares chains, and only one "
+                       "was run. Run at least 2 (e.g. fit(chains=4)), and draw more if needed.")
+        rest = [n for n in names if not (chains < 2 and n in rhat_only)]
+        if rest:
+            out.append(f"R-hat or ESS is not finite for {', '.join(rest)}: their draws are not "
+                       "finite or never change, so the sampler is stuck there. Check the priors "
+                       "and the data for those parameters, and draw more (larger tune and draws) "
+                       "before trusting any estimate.")
+        return out
+
+    def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
+        """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""
+        draws = self._flat("fixef") if "fixef" in self.posterior else np.zeros((1, 0))
+        rows = {n: _describe(draws[:, i], prob, point) for i, n in enumerate(self.design.fixef_names)}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def ranef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
+        """Group effects of every level, as ``ranef(condVar = TRUE)`` in long form.
+
+        Columns: group (the grouping factor), term, level, Estimate, Est.Error
+        and the interval. ``group`` keeps one grouping factor.
+        """
+        rows = []
+        for b in self.design.blocks:
+            if group is not None and group not in (b.factor, b.group):
+                continue
+            r = self._flat(f"r_{b.group}")
+            for j, t in enumerate(b.terms):
+                for k, level in enumerate(b.levels):
+                    rows.append({"group": b.factor, "term": t, "level": level,
+                                 **_describe(r[:, k, j], prob, point)})
+        if group is not None and not rows:
+            raise KeyError(f"No grouping factor '{group}'. Factors: {list(self.design.ngrps())}")
+        return pd.DataFrame(rows)
+
+    def coef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
+        """Fixed plus group effects for every level, as lme4's ``coef``, in long form."""
+        d = self.design
+        post = self.posterior
+        fixef = self._flat("fixef") if "fixef" in post else np.zeros((post.n_chains * post.n_draws, 0))
+        ranef = [self._flat(f"r_{b.group}") for b in d.blocks]
+        rows = []
+        for factor, (terms, levels, draws) in coefficients(d, fixef, ranef).items():
+            if group is not None and group != factor:
+                continue
+            for j, t in enumerate(terms):
+                for k, level in enumerate(levels):
+                    rows.append({"group": factor, "term": t, "level": level,
+                                 **_describe(draws[:, k, j], prob, point)})
+        return pd.DataFrame(rows)
+
+    def varcorr(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
+        """Variance components as ``as.data.frame(VarCorr(m))``, with posterior uncertainty.
+
+        Columns grp, var1, var2, vcov (variance or covariance), sdcor (SD or
+        correlation), then Est.Error and the interval of sdcor.
+        """
+        rows = []
+        for grp, v1, v2 in self.design.varcorr_index():
+            if grp == "Residual":
+                sd = self._flat("sigma")
+                vcov, sdcor = sd**2, sd
+            else:
+                b = self.design.block(grp)
+                sds = self._flat(f"sd_{grp}")
+                i = b.terms.index(v1)
+                if v2 is None:
+                    sdcor = sds[:, i]
+                    vcov = sdcor**2
+                else:
+                    j = b.terms.index(v2)
+                    sdcor = self.cor_draws(grp, v1, v2)
+                    vcov = sdcor * sds[:, i] * sds[:, j]
+            desc = _describe(sdcor, prob, point)
+            rows.append({"grp": grp, "var1": v1, "var2": v2,
+                         "vcov": float(np.median(vcov) if point == "median" else np.mean(vcov)),
+                         "sdcor": desc.pop("Estimate"), **desc})
+        out = pd.DataFrame(rows)
+        for col in ("var1", "var2"):  # keep None (R's NA), which pandas would turn into NaN
+            out[col] = pd.Series([r[col] for r in rows], dtype=object)
+        return out
+
+    def summary(self, prob: float = 0.95, point: str = "mean") -> Summary:
+        """lmer's summary with posterior estimates, credible intervals and diagnostics."""
+        d, info = self.design, self.info
+        lo, hi = _qnames(prob)
+        pct = f"{prob * 100:g}%"
+        header = [
+            f"Bayesian {'linear' if d.family.name == 'gaussian' else 'generalized linear'} mixed "
+            f"model fit by NUTS ({info.sampler}; {info.chains} chains x {info.draws} draws "
+            f"after {info.tune} warm-up)",
+            f"  Family: {d.family}",
+            f" Formula: {d.formula.formula}",
+            f"    Data: {d.data_name}",
+            f"Estimates are posterior {'medians' if point == 'median' else 'means'}; "
+            f"intervals are {pct} equal-tailed credible intervals.",
+        ]
+        vc = self.varcorr(prob, point)
+        table, cells = [], []
+        for grp, name, row, cor_rows in random_effects_rows(vc, d):
+            cors = "  ".join(f"{c['sdcor']:.2f} [{c[lo]:.2f}, {c[hi]:.2f}]" for c in cor_rows)
+            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]),
+                          f"[{num(row[lo])}, {num(row[hi])}]", cors])
+            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
+                          "Std.Dev.": row["sdcor"], lo: row[lo], hi: row[hi], "Corr": cors})
+        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", f"[{pct} CrI]", "Corr"], cells, {2, 3})
+        lines.append(obs_line(d))
+
+        diag = self.diagnostics()
+        fx = self.fixef(prob, point)
+        fx["R-hat"] = [diag.table.loc[f"fixef[{n}]", "rhat"] for n in fx.index]
+        fx["ESS-bulk"] = [diag.table.loc[f"fixef[{n}]", "ess_bulk"] for n in fx.index]
+        fx_text = fx.copy()
+        for col in ["Estimate", "Est.Error", lo, hi]:
+            fx_text[col] = [num(v) for v in fx[col]]
+        fx_text["R-hat"] = [fixed(v, 2) for v in fx["R-hat"]]
+        fx_text["ESS-bulk"] = [fixed(v, 0) for v in fx["ESS-bulk"]]
+        fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
+        footer = [
+            f"{diag.divergences} divergences; max R-hat {fixed(diag.max_rhat, 3)}; "
+            f"min ESS-bulk {fixed(diag.min_ess_bulk, 0)}; min ESS-tail {fixed(diag.min_ess_tail, 0)}"
+        ]
+        if d.dropped_rows:
+            footer.append(f"{d.dropped_rows} rows with missing values were dropped.")
+        if d.dropped_columns:
+            footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
+        sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
+        return Summary(header, sections, pd.DataFrame(table), fx, footer)
+
+    def icc(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
+        """The posterior of the intraclass correlation of each random-intercept term.
+
+        Per draw, the term's variance over the total: every term's variance
+        plus sigma^2 (gaussian) or pi^2 / 3, the logistic latent residual
+        (bernoulli). Random-slope terms have no single ICC; see
+        :meth:`hierbayes.LmerFit.marginal_cov` for the REML fit.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per group: Estimate, Est.Error and the interval.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> m = hb.Model("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+        >>> m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False).icc().index.tolist()
+        ['Subject']
+        """
+        from hierbayes.errors import DataError
+
+        d = self.design
+        check_intercept_only(d)
+        if d.family.name == "poisson":
+            raise DataError("An ICC for the poisson family depends on the mean; it is not computed.")
+        variances = {b.group: self._flat(f"sd_{b.group}")[:, 0] ** 2 for b in d.blocks}
+        residual = self._flat("sigma") ** 2 if d.family.has_sigma else np.pi**2 / 3
+        total = sum(variances.values()) + residual
+        rows = {g: _describe(v / total, prob, point) for g, v in variances.items()}
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def predict_draws(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                      kind: str = "mean", allow_new_levels: bool = True,
+                      seed: int | None = None) -> np.ndarray:
+        """Posterior draws of predictions, ``(chains * draws, rows)``, as brms's
+        ``posterior_linpred`` / ``posterior_epred`` / ``posterior_predict``.
+
+        Arguments as :meth:`predict`.
+
+        Examples
+        --------
+        >>> draws = fit.predict_draws(pd.DataFrame({"Days": [9], "Subject": ["new"]}),
+        ...                           kind="response", seed=1)
+        >>> draws.shape  # chains * draws, rows
+        (1000, 1)
+        """
+        from hierbayes.report.predict import posterior_draws
+
+        return posterior_draws(self, newdata, re_form, kind, allow_new_levels, seed)[0]
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None, kind: str = "mean",
+                allow_new_levels: bool = True, prob: float = 0.95, seed: int | None = None,
+                point: str = "mean") -> pd.DataFrame:
+        """Posterior predictions with credible intervals, one row per row of ``newdata``.
+
+        Parameters
+        ----------
+        newdata
+            Rows to predict (the fitted rows when None); contrasts and
+            transforms are the fit's.
+        re_form
+            None (all group effects), ``"~0"`` (population level, lme4's
+            ``re.form = NA``), or a formula naming some of the model's bars.
+        kind
+            ``"mean"``: the posterior of the expected response (the linear
+            predictor through the inverse link); ``"response"``: posterior
+            predictive draws of new observations (adds sigma or the family's
+            noise); ``"link"``: the linear predictor.
+        allow_new_levels
+            A level the fit never saw gets group effects drawn from the
+            fitted population distribution, per posterior draw (brms's
+            ``sample_new_levels = "gaussian"``), so its interval is wider than
+            a seen level's. False raises instead.
+        prob
+            Mass of the equal-tailed interval.
+        seed
+            Seed for new levels' effects and response draws.
+        point
+            ``"mean"`` or ``"median"`` for Estimate.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Estimate, Est.Error and the interval (``Q2.5``, ``Q97.5``), indexed
+            as ``newdata``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)",
+        ...                hb.datasets.load("sleepstudy")).fit(seed=1, progressbar=False)  # doctest: +SKIP
+        >>> fit.predict(pd.DataFrame({"Days": [5, 5], "Subject": ["308", "new"]}))  # doctest: +SKIP
+        """
+        from hierbayes.report.predict import iter_posterior_draws, prediction_rows
+
+        lo, hi = _qnames(prob)
+        if point not in ("mean", "median"):
+            raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
+        out = np.empty((rows.n_rows, 4))
+        for sl, draws in iter_posterior_draws(self, rows, kind, seed):
+            q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+            est = np.median(draws, axis=0) if point == "median" else draws.mean(axis=0)
+            out[sl] = np.column_stack([est, draws.std(axis=0, ddof=1), q[0], q[1]])
+        return pd.DataFrame(out, index=rows.labels, columns=["Estimate", "Est.Error", lo, hi])
+
+    def posterior_predictive(self, seed: int | None = None):
+        """Draw a replicate of the data for every posterior draw; add them to ``idata``.
+
+        The draws use the fitted group effects (brms's ``posterior_predict``)
+        and land in ``idata.posterior_predictive`` under the observed
+        variable's name, ready for ArviZ's ``plot_ppc``.
+
+        Returns
+        -------
+        arviz.InferenceData
+            ``self.idata``, now with a ``posterior_predictive`` group.
+
+        Examples
+        --------
+        >>> fit.posterior_predictive(seed=1).posterior_predictive["Reaction"].shape
+        (2, 500, 180)
+        """
+        import xarray as xr
+
+        from hierbayes.report.predict import posterior_draws
+
+        idata = self.idata
+        y_rep, _ = posterior_draws(self, kind="response", seed=seed)
+        obs = idata.observed_data[self.model.observed_name].coords["obs"].to_numpy()
+        shape = (self.posterior.n_chains, self.posterior.n_draws, -1)
+        group = xr.Dataset(
+            {self.model.observed_name: (("chain", "draw", "obs"), y_rep.reshape(shape))},
+            coords={"chain": idata.posterior["chain"].to_numpy(),
+                    "draw": idata.posterior["draw"].to_numpy(), "obs": obs})
+        if "posterior_predictive" in idata.groups():
+            delattr(idata, "posterior_predictive")
+        idata.add_groups({"posterior_predictive": group})
+        return idata
+
+    def _y_rep(self, seed: int | None) -> np.ndarray:
+        idata = self.idata
+        if "posterior_predictive" not in idata.groups() or seed is not None:
+            self.posterior_predictive(seed)
+        values = idata.posterior_predictive[self.model.observed_name].to_numpy()
+        return values.reshape(-1, values.shape[-1])
+
+    def ppc_pvalues(self, group: str | bool | None = None,
+                    statistics: tuple[str, ...] = ("mean", "sd", "min", "max"),
+                    seed: int | None = None) -> pd.DataFrame:
+        """Posterior predictive p-values: ``P(T(y_rep) >= T(y))`` for each statistic.
+
+        Computed over the whole data and within each level of each grouping
+        factor (``group`` names one; False for the whole data only). Values
+        near 0 or 1 say the model does not reproduce that feature of the
+        data. Replicates come from ``idata.posterior_predictive`` (drawn with
+        ``seed`` when absent or when a seed is given).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns statistic, group (``"(all)"`` for the whole data), level,
+            observed, p.
+
+        Examples
+        --------
+        >>> p = fit.ppc_pvalues(seed=1)
+        >>> p[p["group"] == "(all)"]["statistic"].tolist()
+        ['mean', 'sd', 'min', 'max']
+        >>> bool(p["p"].between(0, 1).all())
+        True
+        """
+        from hierbayes.report.predict import ppc_pvalues
+
+        d = self.design
+        groups: dict[str, tuple[np.ndarray, list[str]]] = {}
+        if group is not False:
+            for b in d.blocks:
+                if group in (None, True, b.factor, b.group):
+                    groups.setdefault(b.factor, (b.index, b.levels))
+            if isinstance(group, str) and not groups:
+                raise KeyError(f"No grouping factor '{group}'. Factors: {list(d.ngrps())}")
+        return ppc_pvalues(d.y, self._y_rep(seed), groups, tuple(statistics))
+
+    def ppc_plot(self, num_pp_samples: int = 100, seed: int | None = None, kind: str = "kde",
+                 **kwargs: Any):
+        """ArviZ's posterior predictive plot (``plot_ppc``) of the response; returns the Figure.
+
+        ``kind`` is ``"kde"``, ``"cumulative"`` or ``"scatter"``; other
+        arguments go to :func:`arviz.plot_ppc`.
+
+        Examples
+        --------
+        >>> fig = fit.ppc_plot(num_pp_samples=50, seed=1)
+        >>> fig.axes[0].get_xlabel()
+        'Reaction'
+        """
+        import arviz as az
+
+        self._y_rep(seed)
+        ax = az.plot_ppc(self.idata, num_pp_samples=num_pp_samples, random_seed=seed, kind=kind,
+                         **kwargs)
+        ax = np.ravel(ax)[0]
+        ax.set_title(f"Posterior predictive check: {self.design.formula.formula}")
+        ax.set_xlabel(self.design.response_label)
+        ax.set_ylabel("density" if kind == "kde" else ("cumulative probability" if kind == "cumulative"
+                                                       else ""))
+        return ax.figure
+
+    def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """``n`` new response vectors, each from a different posterior draw.
+
+        Each uses its draw's fixed and group effects and noise (brms's
+        ``posterior_predict`` with ``ndraws = n``), as lme4's ``simulate``
+        gives new responses from the fitted model.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_n``, one row per fitted observation.
+
+        Examples
+        --------
+        >>> fit.simulate(10, seed=1).shape
+        (180, 10)
+        """
+        from types import SimpleNamespace
+
+        from hierbayes.bayes.sampling import Posterior
+        from hierbayes.report.predict import posterior_draws
+
+        check_count("n", n)
+        post = self.posterior
+        S = post.n_chains * post.n_draws
+        if n > S:
+            raise SettingsError(f"n ({n}) is more than the {S} posterior draws; draw more, or "
+                                f"ask for at most {S}.")
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(S, size=n, replace=False))
+        # only the picked draws, as one chain, so a large data set is not predicted S times
+        chosen = Posterior({k: self._flat(k)[pick][None] for k in post.variables}, post.dims,
+                           post.coords, {})
+        y, labels = posterior_draws(SimpleNamespace(design=self.design, posterior=chosen),
+                                    kind="response", seed=rng)
+        return pd.DataFrame(y.T, index=labels, columns=[f"sim_{i + 1}" for i in range(n)])
+
+    def loo(self, warn: bool = True, label: str | None = None):
+        """PSIS-LOO (ArviZ's ``loo``, pointwise) on the conditional log-likelihood.
+
+        Warns (:class:`HierbayesWarning`) when Pareto k is above ArviZ's
+        threshold for some observations, naming how many, which rows, and
+        what to do; ``label`` names the fit in that message (its formula by
+        default).
+
+        Examples
+        --------
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # a few observations have high Pareto k
+        ...     elpd = fit.loo()
+        >>> len(elpd.pareto_k)
+        180
+        """
+        import arviz as az
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            elpd = az.loo(self.idata, pointwise=True)
+        if warn:
+            warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
+        return elpd
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fit to one netCDF file that :func:`hierbayes.load_fit` reads back.
+
+        The file holds ``idata`` (every group, readable by ``arviz.from_netcdf``)
+        and a ``hierbayes`` group with the data columns the formula uses, the
+        formula, family, priors and sampler settings (:mod:`hierbayes.report.save`).
+        It is written to a temporary file, read back and compared with this
+        fit before it replaces ``path``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb, tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "fit.nc"
+        >>> _ = fit.save(path)
+        >>> str(hb.load_fit(path).summary()) == str(fit.summary())
+        True
+        """
+        from hierbayes.report.save import save_fit
+
+        return save_fit(self, path)
+
+    # ----- plots beyond GroupPlots (hierbayes.report.plots); each returns a matplotlib Figure -----
+
+    def plot_effect(self, x: str, prob: float = 0.95, data: bool = True):
+        """The population regression curve of ``x`` with its credible band."""
+        from hierbayes.report.plots import plot_effect
+
+        return plot_effect(self, x, prob, data=data)
+
+    def plot_trace(self, max_params: int = 12):
+        """Each chain's density and trace for the fixed effects, SDs, correlations and sigma."""
+        from hierbayes.report.plots import plot_trace
+
+        return plot_trace(self, max_params)
+
+    def plot_prior_posterior(self, draws: int = 2000, seed: int | None = 1, max_params: int = 12):
+        """Prior against posterior density for each headline parameter."""
+        from hierbayes.report.plots import plot_prior_posterior
+
+        return plot_prior_posterior(self, draws, seed, max_params)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()

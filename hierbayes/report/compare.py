@@ -1,0 +1,221 @@
+"""Comparing fits: likelihood-ratio tests (lme4's anova) and Bayes against REML side by side.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> df = hb.datasets.load("sleepstudy")
+>>> a = hb.lmer("Reaction ~ Days + (Days | Subject)", df)
+>>> b = hb.lmer("Reaction ~ Days + (1 | Subject)", df)
+>>> table = hb.anova(b, a)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import DataError, HierbayesWarning
+from hierbayes.report.format import num
+
+
+class Table(pd.DataFrame):
+    """A DataFrame that prints a heading above itself (anova's model list, compare's notes)."""
+
+    _metadata = ["heading"]
+
+    @property
+    def _constructor(self):
+        return Table
+
+    def __str__(self) -> str:
+        body = self.to_string(float_format=num, na_rep="")
+        return f"{self.heading}\n{body}" if getattr(self, "heading", "") else body
+
+    def __repr__(self) -> str:
+        return self.__str__()
+
+    def _repr_html_(self) -> str:
+        head = getattr(self, "heading", "").replace("\n", "<br>")
+        return f"<p style='font-family:monospace'>{head}</p>" + self.to_html(float_format=num, na_rep="")
+
+
+def anova(*fits: Any, **named: Any) -> Table:
+    """Likelihood-ratio tests between nested REML/ML fits, as lme4's ``anova``.
+
+    REML fits are refitted by ML first (with a warning), as lme4 does. Models
+    are ordered by their number of parameters; each row after the first is
+    tested against the row above.
+
+    Parameters
+    ----------
+    *fits, **named
+        :class:`~hierbayes.LmerFit` objects, positionally (named by their
+        formulas' right-hand sides) or as keywords (named by the keyword).
+
+    Returns
+    -------
+    Table
+        Columns npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
+    """
+    from scipy.stats import chi2
+
+    from hierbayes.freq.reml import fit_design
+    from hierbayes.report.lmer import LmerFit
+
+    items = [(f"m{i + 1}", f) for i, f in enumerate(fits)] + list(named.items())
+    if len(items) < 2:
+        raise DataError("anova needs at least two fits to compare.")
+    for name, f in items:
+        if not isinstance(f, LmerFit):
+            raise DataError(
+                f"anova compares REML/ML fits (hb.lmer, model.fit_reml); '{name}' is {type(f).__name__}. "
+                "For Bayesian fits use hb.loo_compare."
+            )
+    n = {f.nobs for _, f in items}
+    if len(n) > 1:
+        raise DataError(f"The fits use different numbers of observations ({sorted(n)}); compare fits of the same data.")
+    ys = [f.design.y for _, f in items]
+    if any(len(y) != len(ys[0]) or not np.allclose(y, ys[0]) for y in ys):
+        raise DataError("The fits have different responses; a likelihood-ratio test needs the same data.")
+    if any(f.reml for _, f in items):
+        warnings.warn("refitting model(s) with ML (instead of REML)", HierbayesWarning, stacklevel=2)
+        items = [(name, fit_design(f.design, reml=False) if f.reml else f) for name, f in items]
+    items.sort(key=lambda item: item[1].n_params)
+    rows = []
+    for i, (_name, f) in enumerate(items):
+        row = {"npar": f.n_params, "AIC": f.aic, "BIC": f.bic, "logLik": f.loglik, "deviance": f.deviance,
+               "Chisq": np.nan, "Df": np.nan, "Pr(>Chisq)": np.nan}
+        if i:
+            prev = items[i - 1][1]
+            chisq = max(prev.deviance - f.deviance, 0.0)
+            df = f.n_params - prev.n_params
+            row.update({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chi2.sf(chisq, df) if df > 0 else np.nan})
+        rows.append(row)
+    table = Table(rows, index=[name for name, _ in items])
+    table.heading = "Models:\n" + "\n".join(f"{name}: {f.design.formula.formula}" for name, f in items)
+    return table
+
+
+def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -> Table:
+    """The Bayesian fit beside the REML (or ML) fit of the same formula, parameter by parameter.
+
+    For every fixed effect, group-level SD, correlation and sigma: posterior
+    mean with its equal-tailed credible interval, and the REML estimate with a
+    confidence interval (Wald for fixed effects; for SDs, correlations and
+    sigma, Wald on the log-SD / atanh-correlation scale from the deviance's
+    curvature, mapped back). ``shift`` is (posterior mean - REML estimate) /
+    posterior SD; a note flags a REML estimate outside the credible interval,
+    or a shift beyond ``threshold`` (the priors or the uncertainty in the
+    variance components moved the estimate).
+
+    Returns
+    -------
+    Table
+        One row per parameter; prints as a table, HTML in notebooks.
+    """
+    from hierbayes.freq.reml import varcomp_wald
+    from hierbayes.report.bayes import BayesFit
+    from hierbayes.report.lmer import LmerFit
+
+    if not isinstance(bayes, BayesFit) or not isinstance(reml, LmerFit):
+        raise DataError("compare(bayes_fit, reml_fit): a Model.fit() result, then a hb.lmer / fit_reml result.")
+    if bayes.design.formula.formula != reml.design.formula.formula or bayes.design.n_obs != reml.design.n_obs:
+        raise DataError("compare needs the same formula fitted to the same data both ways.")
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + prob / 2)
+    lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
+    rows = []
+
+    def add(param: str, draws: np.ndarray, est: float, lo: float, hi: float) -> None:
+        m, s = float(np.mean(draws)), float(np.std(draws, ddof=1))
+        q = np.quantile(draws, [lo_q, hi_q])
+        shift = (m - est) / s if s > 0 else np.nan
+        note = ""
+        if not q[0] <= est <= q[1]:
+            note = "REML estimate outside CrI"
+        elif abs(shift) > threshold:
+            note = f"shift > {threshold:g} SD"
+        rows.append({"parameter": param, "posterior": m, "CrI lower": q[0], "CrI upper": q[1],
+                     "REML": est, "CI lower": lo, "CI upper": hi, "shift": shift, "note": note})
+
+    fx = reml.fixef()
+    post_fx = bayes._flat("fixef")
+    for i, name in enumerate(bayes.design.fixef_names):
+        e, se = fx.loc[name, "Estimate"], fx.loc[name, "Std. Error"]
+        add(name, post_fx[:, i], e, e - z * se, e + z * se)
+    ci = varcomp_wald(reml.deviance_function, reml.varcorr(), prob)
+    for r in ci.itertuples():
+        if r.grp == "Residual":
+            add("sigma", bayes._flat("sigma"), r.estimate, r.lower, r.upper)
+            continue
+        blk = bayes.design.block(r.grp)
+        i = blk.terms.index(r.var1)
+        if not isinstance(r.var2, str):  # None, read back as NaN
+            add(f"sd {r.grp}: {r.var1}", bayes._flat(f"sd_{r.grp}")[:, i], r.estimate, r.lower, r.upper)
+        else:
+            add(f"cor {r.grp}: {r.var1}, {r.var2}", bayes.cor_draws(r.grp, r.var1, r.var2),
+                r.estimate, r.lower, r.upper)
+    table = Table(rows).set_index("parameter")
+    pct = f"{prob * 100:g}%"
+    table.heading = (
+        f"Bayes (posterior mean, {pct} CrI) against {'REML' if reml.reml else 'ML'} (estimate, {pct} CI)\n"
+        f"Formula: {bayes.design.formula.formula}\n"
+        "REML intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest."
+    )
+    return table
+
+
+def loo_compare(fits: dict[str, Any], warn: bool = True) -> pd.DataFrame:
+    """Compare Bayesian fits by PSIS-LOO, as ArviZ's ``compare`` (brms's ``loo_compare``).
+
+    Parameters
+    ----------
+    fits
+        Name -> :class:`~hierbayes.BayesFit`, all fitted to the same observations.
+    warn
+        Warn, per fit, when Pareto k is high for some observations.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's table, best model first: rank, elpd_loo, p_loo, elpd_diff,
+        weight (stacking), se, dse, warning, scale.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> df = hb.datasets.load("sleepstudy")
+    >>> fits = {f: hb.Model(f, df).fit(seed=1, progressbar=False)
+    ...         for f in ["Reaction ~ Days + (Days | Subject)", "Reaction ~ Days + (1 | Subject)"]}  # doctest: +SKIP
+    >>> hb.loo_compare(fits)  # doctest: +SKIP
+    """
+    import arviz as az
+
+    from hierbayes.report.bayes import BayesFit
+
+    if not isinstance(fits, dict) or len(fits) < 2:
+        raise ValueError("loo_compare needs a dict of at least two named fits, e.g. "
+                         "{'slope': fit_a, 'intercept': fit_b}.")
+    for name, fit in fits.items():
+        if not isinstance(fit, BayesFit):
+            raise TypeError(f"'{name}' is a {type(fit).__name__}, not a Bayesian fit; LOO needs "
+                            "posterior draws. Compare REML/ML fits with hb.anova.")
+    sizes = {name: fit.design.n_obs for name, fit in fits.items()}
+    ys = [fit.design.y for fit in fits.values()]
+    if len(set(sizes.values())) > 1 or any(not np.array_equal(ys[0], y) for y in ys[1:]):
+        raise ValueError(f"The fits do not share their observations ({sizes} rows): LOO compares "
+                         "models of the same data only. Fit each on the same rows (drop missing "
+                         "values first).")
+    elpds = {name: fit.loo(warn=warn, label=f"'{name}' ({fit.design.formula.formula})")
+             for name, fit in fits.items()}
+    with warnings.catch_warnings():
+        # ArviZ repeats the Pareto k warning given above, and pandas warns about ArviZ's
+        # own calls; neither tells the user anything.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return az.compare(elpds, ic="loo")

@@ -1,0 +1,635 @@
+"""What a REML or ML fit reports, as lme4's merMod does.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> fit.varcorr()[["grp", "var1", "var2"]].values.tolist()[:2]
+[['Subject', '(Intercept)', None], ['Subject', 'Days', None]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import check_count
+from hierbayes.report.format import (
+    Summary,
+    aligned,
+    check_intercept_only,
+    coefficients,
+    num,
+    obs_line,
+    random_effects_rows,
+)
+from hierbayes.report.groupplots import GroupPlots
+
+
+@dataclass
+class LmerFit(GroupPlots):
+    """A linear mixed model fitted by REML or ML.
+
+    Attributes
+    ----------
+    design
+        The evaluated formula.
+    deviance_function
+        The objective (:class:`hierbayes.freq.reml.Deviance`), callable on theta.
+    opt
+        The optimisation record (:class:`hierbayes.freq.reml.OptSummary`), with
+        lme4's convergence check: ``opt.max_grad``, ``opt.gradient``,
+        ``opt.hessian``, ``opt.messages`` and ``opt.converged``.
+    """
+
+    design: Any
+    deviance_function: Any
+    opt: Any
+    factor: Any
+    estimates: Any
+
+    @property
+    def reml(self) -> bool:
+        """True for a REML fit, False for ML."""
+        return self.deviance_function.reml
+
+    @property
+    def theta(self) -> np.ndarray:
+        """lme4's theta: each term's relative covariance factor, column-wise lower triangle."""
+        return self.opt.final.copy()
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation."""
+        return self.estimates.sigma
+
+    @property
+    def deviance(self) -> float:
+        """The criterion at convergence: REML criterion (REML fits) or -2 log-likelihood (ML)."""
+        return self.opt.f_final
+
+    @property
+    def nobs(self) -> int:
+        return self.design.n_obs
+
+    @property
+    def n_params(self) -> int:
+        """Fixed effects, theta and sigma: the parameter count in AIC and BIC."""
+        return self.design.X.shape[1] + len(self.theta) + 1
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (the REML log-likelihood for a REML fit, as lme4's logLik)."""
+        return -self.deviance / 2
+
+    @property
+    def aic(self) -> float:
+        return self.deviance + 2 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return self.deviance + self.n_params * np.log(self.nobs)
+
+    def ngrps(self) -> dict[str, int]:
+        """Levels of each grouping factor."""
+        return self.design.ngrps()
+
+    def is_singular(self, tol: float = 1e-4) -> bool:
+        """True when a variance component sits on its boundary (a theta of about zero), as lme4."""
+        on_bound = np.isfinite(self.deviance_function.lower)
+        return bool(np.any(self.theta[on_bound] < tol))
+
+    def fixef(self, ddf: str | None = None) -> pd.DataFrame:
+        """Fixed effects with standard errors and t values; with ``ddf``, df and p-values too.
+
+        Parameters
+        ----------
+        ddf
+            None (lme4: no p-values), ``"satterthwaite"`` or ``"kenward-roger"``
+            (lmerTest's df and ``Pr(>|t|)``; Kenward-Roger also adjusts the
+            SEs), or ``"z"`` (t read as a standard normal). See :mod:`hierbayes.freq.ddf`.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.fixef(ddf="satterthwaite")["df"].round(2).tolist()
+        [17.0, 17.0]
+        """
+        if ddf is not None:
+            from hierbayes.freq.ddf import fixef_tests
+
+            return fixef_tests(self, ddf)
+        est = self.estimates
+        se = np.sqrt(np.diag(est.vcov_beta))
+        return pd.DataFrame({"Estimate": est.beta, "Std. Error": se, "t value": est.beta / se},
+                            index=self.design.fixef_names)
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects."""
+        names = self.design.fixef_names
+        return pd.DataFrame(self.estimates.vcov_beta, index=names, columns=names)
+
+    def ranef(self, cond_var: bool = True) -> pd.DataFrame:
+        """Conditional modes of the group effects, in long form; with their conditional SDs.
+
+        Columns: group (grouping factor), term, level, Estimate and, with
+        ``cond_var``, Cond.SD (lme4's condsd, conditional on the fixed effects).
+        """
+        rows = []
+        cv = self.estimates.cond_var
+        for k, blk in enumerate(self.design.blocks):
+            b = self.estimates.b[k]
+            for j, term in enumerate(blk.terms):
+                for lv, level in enumerate(blk.levels):
+                    row = {"group": blk.factor, "term": term, "level": level, "Estimate": b[lv, j]}
+                    if cond_var:
+                        row["Cond.SD"] = float(np.sqrt(cv[k][lv, j, j]))
+                    rows.append(row)
+        return pd.DataFrame(rows)
+
+    def coef(self) -> pd.DataFrame:
+        """Fixed plus group effects per level, as lme4's ``coef``, in long form."""
+        est = self.estimates
+        rows = []
+        for factor, (terms, levels, values) in coefficients(self.design, est.beta, est.b).items():
+            for j, term in enumerate(terms):
+                for k, level in enumerate(levels):
+                    rows.append({"group": factor, "term": term, "level": level, "Estimate": values[k, j]})
+        return pd.DataFrame(rows)
+
+    def covariance(self) -> list[np.ndarray]:
+        """Each term's covariance matrix of group effects: sigma^2 T T'."""
+        f = self.factor
+        return [self.sigma**2 * T @ T.T for T in f.T]
+
+    def _covariance_chol(self) -> list[np.ndarray]:
+        """Each term's Cholesky factor of :meth:`covariance`, for drawing new group effects.
+
+        A tiny ridge keeps it defined when a term is singular (an SD or correlation on its bound).
+        """
+        return [np.linalg.cholesky(S + 1e-12 * np.eye(len(S))) for S in self.covariance()]
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components as ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
+        covs = dict(zip([b.group for b in self.design.blocks], self.covariance(), strict=True))
+        rows = []
+        for grp, v1, v2 in self.design.varcorr_index():
+            if grp == "Residual":
+                rows.append({"grp": grp, "var1": None, "var2": None, "vcov": self.sigma**2,
+                             "sdcor": self.sigma})
+                continue
+            terms = self.design.block(grp).terms
+            S = covs[grp]
+            i = terms.index(v1)
+            if v2 is None:
+                rows.append({"grp": grp, "var1": v1, "var2": None, "vcov": S[i, i],
+                             "sdcor": np.sqrt(S[i, i])})
+            else:
+                j = terms.index(v2)
+                denom = np.sqrt(S[i, i] * S[j, j])
+                rows.append({"grp": grp, "var1": v1, "var2": v2, "vcov": S[i, j],
+                             "sdcor": S[i, j] / denom if denom > 0 else np.nan})
+        out = pd.DataFrame(rows)
+        for col in ("var1", "var2"):
+            out[col] = pd.Series([r[col] for r in rows], dtype=object)
+        return out
+
+    def confint(self, method: str = "profile", level: float = 0.95, n_sims: int = 500,
+                seed: int | None = None, progressbar: bool = True,
+                n_jobs: int | None = 1) -> pd.DataFrame:
+        """Confidence intervals for every parameter, as lme4's ``confint.merMod``.
+
+        Parameters
+        ----------
+        method
+            ``"profile"`` (likelihood profile, lme4's default), ``"wald"``
+            (fixed effects only; variance components NA) or ``"boot"``
+            (parametric bootstrap, percentile intervals).
+        level
+            Confidence level.
+        n_sims, seed, progressbar, n_jobs
+            For ``"boot"``: replicates, seed (the same seed gives the same
+            intervals, whatever ``n_jobs``), a progress bar, worker processes.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows named as lme4's ``oldNames = FALSE`` (``sd_(Intercept)|Subject``,
+            ``cor_Days.(Intercept)|Subject``, ``sigma``, fixed effects); columns
+            ``2.5 %`` and ``97.5 %``. A bootstrap's replicates are in
+            ``.attrs["replicates"]``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.confint(method="wald").loc["Days"].round(3).tolist()
+        [7.438, 13.497]
+        """
+        from hierbayes.freq import confint as ci
+
+        key = str(method).lower()
+        if key == "wald":
+            return ci.wald(self, level)
+        if key in ("boot", "bootstrap"):
+            return ci.boot(self, level, n_sims, seed, progressbar, n_jobs)
+        if key == "profile":
+            from hierbayes.freq.profile import profile_confint
+
+            return profile_confint(self, level)
+        raise ValueError(f"method must be 'profile', 'wald' or 'boot', not {method!r}.")
+
+    def icc(self) -> pd.Series:
+        """Intraclass correlations of a random-intercept model.
+
+        For each random-intercept term, its variance over the total variance
+        (every term's plus the residual's): the correlation of two
+        observations that share that group and no other. Models with random
+        slopes have no single ICC (it depends on the covariates); use
+        :meth:`marginal_cov` there.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.icc().round(4).to_dict()
+        {'Subject': 0.5893}
+        """
+        d = self.design
+        check_intercept_only(d, "Use marginal_cov(group=..., level=...) for the implied "
+                                "covariance of a group's rows.")
+        variances = [float(S[0, 0]) for S in self.covariance()]
+        total = sum(variances) + self.sigma**2
+        return pd.Series({b.group: v / total for b, v in zip(d.blocks, variances, strict=True)},
+                         name="ICC")
+
+    def marginal_cov(self, group: str | None = None, level: Any = None) -> pd.DataFrame:
+        """The marginal covariance of one group's observations: sigma^2 (Z Lambda Lambda' Z' + I).
+
+        Every random-effect term contributes where two of the rows share its
+        level (so crossed terms add in too); the residual adds sigma^2 on the
+        diagonal.
+
+        Parameters
+        ----------
+        group
+            A grouping factor (the first one when None).
+        level
+            Its level, by label (``308`` or ``"308"``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows and columns labelled by the data's row labels.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.marginal_cov("Subject", 308).shape
+        (10, 10)
+        """
+        from hierbayes.errors import DataError
+        from hierbayes.spec.modelframe import level_label
+
+        d = self.design
+        factors = [b for b in d.blocks if group in (None, b.factor, b.group)]
+        if not factors:
+            raise DataError(f"No grouping factor '{group}'. Factors: {list(d.ngrps())}")
+        blk = factors[0]
+        if level is None:
+            raise DataError(f"Name a level of '{blk.factor}', e.g. level={blk.levels[0]!r}.")
+        label = level_label(level)
+        if label not in blk.levels:
+            raise DataError(f"'{blk.factor}' has no level {level!r}; its levels include "
+                            f"{blk.levels[:10]}.")
+        rows = np.flatnonzero(blk.index == blk.levels.index(label))
+        V = self.sigma**2 * np.eye(len(rows))
+        for b, S in zip(d.blocks, self.covariance(), strict=True):
+            Z, idx = b.Z[rows], b.index[rows]
+            V += (idx[:, None] == idx[None, :]) * (Z @ S @ Z.T)
+        labels = d.rows[rows]
+        return pd.DataFrame(V, index=labels, columns=labels)
+
+    def sim(self, n_sims: int = 1000, seed: int | None = None) -> Sims:
+        """arm::sim: draws of sigma, fixed effects and group effects with theta held fixed.
+
+        sigma^2 is drawn from its scaled inverse chi-square (``pwrss / chi2(n - p)``),
+        then fixed and group effects jointly from their Gaussian given sigma and
+        theta. Because the variance components stay at their estimates, these
+        intervals are narrower than a full posterior's (compare
+        :meth:`hierbayes.Model.fit`), most where there are few groups.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.sim(n_sims=100, seed=1).fixef.shape
+        (100, 2)
+        """
+        from hierbayes.freq.reml import simulate_arm
+
+        check_count("n_sims", n_sims)
+        rng = np.random.default_rng(seed)
+        sigma, beta, bs = simulate_arm(self.deviance_function, self.factor, self.estimates,
+                                       int(n_sims), rng)
+        return Sims(self.design, sigma, beta, bs)
+
+    def fitted(self) -> np.ndarray:
+        """Fitted values with group effects: X beta + Z b."""
+        d = self.design
+        eta = d.X @ self.estimates.beta
+        for blk, b in zip(d.blocks, self.estimates.b, strict=True):
+            eta = eta + (blk.Z * b[blk.index]).sum(axis=1)
+        return eta
+
+    def residuals(self) -> np.ndarray:
+        """Response minus fitted values."""
+        return self.design.y - self.fitted()
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = True) -> pd.Series:
+        """Predictions as lme4's ``predict.merMod``: X beta plus the group effects kept.
+
+        Parameters
+        ----------
+        newdata
+            Rows to predict (the fitted rows when None). Contrasts and
+            transforms are those of the fit.
+        re_form
+            None (all group effects), ``"~0"`` (lme4's ``re.form = NA``:
+            population level), or a formula naming some of the model's bars.
+        allow_new_levels
+            A level the fit never saw gets the population prediction (its
+            group effect is 0, as lme4 with ``allow.new.levels = TRUE``);
+            False raises instead.
+
+        Returns
+        -------
+        pandas.Series
+            Indexed as ``newdata`` (or the fitted rows).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> new = pd.DataFrame({"Days": [0, 0], "Subject": ["308", "new"]})
+        >>> fit.predict(new).round(2).tolist()
+        [253.66, 251.41]
+        """
+        from hierbayes.report.predict import eta_point, prediction_rows
+
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
+        eta = eta_point(rows, self.estimates.beta, self.estimates.b)
+        return pd.Series(eta, index=rows.labels, name="fit")
+
+    def predict_interval(self, newdata: pd.DataFrame | None = None, n_sims: int = 1000,
+                         seed: int | None = None, prob: float = 0.95, re_form: Any = None,
+                         include_resid: bool = True, stat: str = "median") -> pd.DataFrame:
+        """Simulated prediction intervals, as merTools' ``predictInterval``.
+
+        Draws sigma, fixed effects and the fitted levels' group effects from
+        :meth:`sim` (arm::sim, theta held at its estimate), gives each new
+        level group effects from N(0, the fitted covariance), and adds a
+        residual N(0, sigma^2) draw unless ``include_resid`` is False.
+        merTools' default level is 0.8; ``prob`` here is 0.95 as elsewhere.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns fit (the draws' median, or mean with ``stat="mean"``),
+            lwr and upr, indexed as ``newdata``.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> pi = fit.predict_interval(pd.DataFrame({"Days": [5], "Subject": ["308"]}), seed=1)
+        >>> list(pi.columns)
+        ['fit', 'lwr', 'upr']
+        """
+        from hierbayes.report.predict import eta_draws, new_level_effects, prediction_rows
+
+        if stat not in ("median", "mean"):
+            raise ValueError(f"stat must be 'median' or 'mean', not {stat!r}.")
+        if not 0 < prob < 1:
+            raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels=True)
+        rng = np.random.default_rng(seed)
+        sims = self.sim(n_sims, seed=rng)
+        b_new = []
+        for levels, chol in zip(rows.new_levels, self._covariance_chol(), strict=True):
+            b_new.append(new_level_effects(rng, len(levels), np.broadcast_to(chol, (n_sims, *chol.shape)))
+                         if levels else None)
+        draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
+        if include_resid:
+            draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None]
+        centre = np.median(draws, axis=0) if stat == "median" else draws.mean(axis=0)
+        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        return pd.DataFrame({"fit": centre, "lwr": lo, "upr": hi}, index=rows.labels)
+
+    def simulate(self, n: int = 1, seed: int | None = None, use_u: bool = False) -> pd.DataFrame:
+        """New responses from the fitted model, as lme4's ``simulate.merMod``.
+
+        Fixed effects and variance components stay at their estimates. With
+        ``use_u=False`` (lme4's default, ``re.form = NA``) every level gets new
+        group effects from N(0, the fitted covariance); with ``use_u=True`` the
+        fitted conditional modes are kept. Then a residual N(0, sigma^2) draw
+        is added.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1`` ... ``sim_n``, one row per fitted observation.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> fit.simulate(3, seed=1).shape
+        (180, 3)
+        """
+        check_count("n", n)
+        d = self.design
+        rng = np.random.default_rng(seed)
+        y = np.tile(d.X @ self.estimates.beta, (n, 1))
+        for blk, chol, b_hat in zip(d.blocks, self._covariance_chol(), self.estimates.b, strict=True):
+            if use_u:
+                b = np.broadcast_to(b_hat, (n, *b_hat.shape))
+            else:
+                b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
+            y += np.einsum("snq,nq->sn", b[:, blk.index], blk.Z)
+        y += rng.standard_normal(y.shape) * self.sigma
+        return pd.DataFrame(y.T, index=d.rows, columns=[f"sim_{i + 1}" for i in range(n)])
+
+    def refit(self, y: Any) -> LmerFit:
+        """The same model fitted to a new response vector, as lme4's ``refit``.
+
+        The optimiser starts at this fit's theta. ``y`` has one value per
+        fitted row (e.g. a column of :meth:`simulate`).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+        >>> again = fit.refit(fit.simulate(1, seed=2)["sim_1"])
+        >>> again.nobs
+        180
+        """
+        from hierbayes.errors import DataError
+        from hierbayes.freq.reml import fit_design
+
+        values = np.asarray(y, dtype=float).ravel()
+        if values.shape != (self.nobs,):
+            raise DataError(f"refit needs {self.nobs} response values (one per fitted row), "
+                            f"not {values.size}.")
+        if not np.isfinite(values).all():
+            raise DataError("refit's response has missing or infinite values.")
+        dev = self.deviance_function.with_response(values)
+        return fit_design(dev.design, reml=self.reml, start=self.theta, optimizer=self.opt.optimizer,
+                          deviance=dev)
+
+    def summary(self, ddf: str | None = None) -> Summary:
+        """lmer's summary: criterion, scaled residuals, random and fixed effects, their correlation.
+
+        ``ddf`` adds df and p-values to the fixed effects as lmerTest's summary
+        does (``"satterthwaite"``, ``"kenward-roger"``, or ``"z"``); see :meth:`fixef`.
+        """
+        from hierbayes.freq.ddf import method_key
+
+        d = self.design
+        method = "REML" if self.reml else "maximum likelihood"
+        tests = {"satterthwaite": "Satterthwaite's method", "kenward-roger": "Kenward-Roger's method",
+                 "z": "the standard normal (t as z)"}
+        header = [
+            f"Linear mixed model fit by {method}"
+            + (f". t-tests use {tests[method_key(ddf)]}" if ddf is not None else ""),
+            f"Formula: {d.formula.formula}",
+            f"   Data: {d.data_name}",
+            "",
+        ]
+        if self.reml:
+            header.append(f"REML criterion at convergence: {self.deviance:.1f}")
+        else:
+            header += [
+                "     AIC      BIC   logLik deviance df.resid",
+                f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} "
+                f"{self.nobs - self.n_params:9d}",
+            ]
+        q = np.quantile(self.residuals() / self.sigma, [0, 0.25, 0.5, 0.75, 1])
+        resid = aligned(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], {0, 1, 2, 3, 4})
+        vc = self.varcorr()
+        cells, table = [], []
+        for grp, name, row, cor_rows in random_effects_rows(vc, d):
+            cors = " ".join(f"{c['sdcor']:.2f}" for c in cor_rows)
+            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]), cors])
+            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
+                          "Std.Dev.": row["sdcor"], "Corr": cors})
+        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", "Corr"], cells, {2, 3})
+        lines.append(obs_line(d))
+        fx = self.fixef(ddf)
+        fx_text = fx.copy()
+        for col in fx.columns:
+            if col.startswith("Pr("):
+                fx_text[col] = [_pvalue(v) for v in fx[col]]
+            elif col == "df":
+                fx_text[col] = [f"{v:.2f}" for v in fx[col]]
+            else:
+                fx_text[col] = [num(v) for v in fx[col]]
+        fx_text = fx_text.to_string()
+        sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", "\n".join(lines)),
+                    ("\nFixed effects:", fx_text)]
+        if len(fx) > 1:
+            se = np.sqrt(np.diag(self.estimates.vcov_beta))
+            corr = self.estimates.vcov_beta / np.outer(se, se)
+            short = [_abbreviate(n) for n in fx.index]
+            rows = [[fx.index[i], *[f"{corr[i, j]:.3f}" for j in range(i)]] for i in range(1, len(fx))]
+            heads = ["", *short[:-1]]
+            rows = [r + [""] * (len(heads) - len(r)) for r in rows]
+            sections.append(("\nCorrelation of Fixed Effects:", "\n".join(aligned(heads, rows, set(range(1, len(heads)))))))
+        footer = []
+        if self.is_singular():
+            footer.append("boundary (singular) fit: see help('isSingular')")
+        # lme4's summary ends with the convergence checks' messages too (fit.opt has the numbers)
+        footer += list(self.opt.messages)
+        return Summary(header, sections, pd.DataFrame(table), fx, footer)
+
+    # ----- plots beyond GroupPlots (hierbayes.report.plots); each returns a matplotlib Figure -----
+
+    def plot_effect(self, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
+                    data: bool = True):
+        """The population regression curve of ``x`` with an ``arm::sim`` band."""
+        from hierbayes.report.plots import plot_effect
+
+        return plot_effect(self, x, prob, n_sims, seed, data)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+def _pvalue(p: float) -> str:
+    """R's format.pval: three significant digits, and '< 2e-16' below machine precision."""
+    return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
+
+
+def _abbreviate(name: str, width: int = 6) -> str:
+    """R's abbreviate() for column heads, roughly: (Intercept) -> (Intr)."""
+    if name == "(Intercept)":
+        return "(Intr)"
+    return name if len(name) <= width else name[:width]
+
+
+class Sims:
+    """Draws from :meth:`LmerFit.sim` (arm::sim).
+
+    Attributes
+    ----------
+    sigma : numpy.ndarray
+        (n_sims,) residual SDs.
+    fixef : pandas.DataFrame
+        (n_sims, p) fixed effects, columns named as lme4.
+    ranef : dict[str, numpy.ndarray]
+        Per term group name, (n_sims, levels, terms) group effects.
+    """
+
+    def __init__(self, design: Any, sigma: np.ndarray, beta: np.ndarray, bs: list[np.ndarray]) -> None:
+        self.design = design
+        self.sigma = sigma
+        self.fixef = pd.DataFrame(beta, columns=design.fixef_names)
+        self.ranef = {blk.group: b for blk, b in zip(design.blocks, bs, strict=True)}
+
+    def coef(self) -> dict[str, tuple]:
+        """Per grouping factor, ``(terms, levels, draws)`` of fixed plus group effects.
+
+        ``draws`` has shape (n_sims, levels, terms).
+        """
+        return coefficients(self.design, self.fixef.to_numpy(), list(self.ranef.values()))
+
+    def summary(self) -> pd.DataFrame:
+        """Mean, sd, 2.5% and 97.5% of every fixed effect, sigma, group effect and coefficient."""
+        rows = []
+
+        def add(kind: str, group: str, term: str, level: str, x: np.ndarray) -> None:
+            q = np.quantile(x, [0.025, 0.975])
+            rows.append({"kind": kind, "group": group, "term": term, "level": level,
+                         "mean": x.mean(), "sd": x.std(ddof=1), "2.5%": q[0], "97.5%": q[1]})
+
+        for t in self.fixef.columns:
+            add("fixef", "", t, "", self.fixef[t].to_numpy())
+        add("sigma", "", "", "", self.sigma)
+        for blk in self.design.blocks:
+            for j, t in enumerate(blk.terms):
+                for k, level in enumerate(blk.levels):
+                    add("ranef", blk.factor, t, level, self.ranef[blk.group][:, k, j])
+        for factor, (terms, levels, draws) in self.coef().items():
+            for j, t in enumerate(terms):
+                for k, level in enumerate(levels):
+                    add("coef", factor, t, level, draws[:, k, j])
+        return pd.DataFrame(rows)

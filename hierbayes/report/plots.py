@@ -1,0 +1,528 @@
+"""The plots analysts draw of a mixed model, for Bayesian and REML fits alike.
+
+Every function takes a fit (:class:`~hierbayes.BayesFit` or
+:class:`~hierbayes.LmerFit`) and returns a :class:`matplotlib.figure.Figure`
+with titled, labelled axes; the fits' ``plot_*`` methods call them. Figures
+are built without pyplot, so a notebook shows each once and loops do not
+pile up open figures; in a script, save them with ``fig.savefig(...)``.
+
+Intervals are the posterior's equal-tailed credible intervals for a Bayesian
+fit. For a REML fit they are conditional-SD intervals for group effects
+(lme4's ``condVar``) and ``arm::sim`` draws for regression curves.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
+>>> fig = fit.plot_caterpillar()
+>>> [ax.get_title() for ax in fig.axes]
+['Subject: (Intercept)', 'Subject: Days']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from hierbayes.errors import DataError
+from hierbayes.spec.modelframe import level_label
+
+GREY, PARTIAL, NONE, COMPLETE = "0.55", "C0", "C1", "C2"
+
+
+def _figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] = (3.6, 3.0),
+            sharex: bool = False, sharey: bool = False):
+    from matplotlib.figure import Figure
+
+    ncols = ncols or min(n_panels, 3)
+    nrows = int(np.ceil(n_panels / ncols))
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey).ravel()
+    for ax in axes[n_panels:]:
+        fig.delaxes(ax)
+    return fig, list(axes[:n_panels])
+
+
+def _is_bayes(fit: Any) -> bool:
+    from hierbayes.report.bayes import BayesFit
+
+    return isinstance(fit, BayesFit)
+
+
+def _frame(fit: Any) -> pd.DataFrame:
+    frame = fit.design.frame
+    if frame is None:
+        raise DataError("This fit keeps no data to plot (a refit to a simulated response); "
+                        "plot the original fit instead.")
+    return frame
+
+
+def _factor(fit: Any, group: str | None) -> str:
+    factors = list(fit.design.ngrps())
+    if not factors:
+        raise DataError("The model has no random-effect terms to plot.")
+    if group is None:
+        return factors[0]
+    for b in fit.design.blocks:
+        if group in (b.factor, b.group):
+            return b.factor
+    raise DataError(f"No grouping factor '{group}'. Factors: {factors}")
+
+
+def _interval_name(fit: Any, prob: float) -> str:
+    pct = f"{prob * 100:g}%"
+    return f"{pct} credible interval" if _is_bayes(fit) else f"{pct} interval (conditional SD)"
+
+
+def group_effects(fit: Any, group: str | None = None, prob: float = 0.95) -> pd.DataFrame:
+    """Each level's group effect with its interval: columns term, level, estimate, lower, upper."""
+    factor = _factor(fit, group)
+    if _is_bayes(fit):
+        r = fit.ranef(prob=prob, group=factor)
+        lo, hi = [c for c in r.columns if c.startswith("Q")]
+        return pd.DataFrame({"term": r["term"], "level": r["level"], "estimate": r["Estimate"],
+                             "lower": r[lo], "upper": r[hi]})
+    r = fit.ranef(cond_var=True)
+    r = r[r["group"] == factor]
+    z = stats.norm.ppf(0.5 + prob / 2)
+    return pd.DataFrame({"term": r["term"], "level": r["level"], "estimate": r["Estimate"],
+                         "lower": r["Estimate"] - z * r["Cond.SD"],
+                         "upper": r["Estimate"] + z * r["Cond.SD"]}).reset_index(drop=True)
+
+
+def plot_caterpillar(fit: Any, group: str | None = None, prob: float = 0.95,
+                     max_labels: int = 60):
+    """Each level's group effect with its interval, sorted, one panel per term.
+
+    As lattice's ``dotplot(ranef(m, condVar = TRUE))``: every panel uses the
+    order of the first term's estimates, so a level sits on the same row in
+    each panel. Level names label the rows up to ``max_labels`` levels.
+    """
+    factor = _factor(fit, group)
+    eff = group_effects(fit, factor, prob)
+    terms = list(dict.fromkeys(eff["term"]))
+    first = eff[eff["term"] == terms[0]].sort_values("estimate")
+    order = {lv: i for i, lv in enumerate(first["level"])}
+    n = len(order)
+    fig, axes = _figure(len(terms), ncols=min(len(terms), 4), panel=(3.4, max(3.0, 0.16 * min(n, 80) + 1)),
+                        sharey=True)
+    for ax, term in zip(axes, terms, strict=True):
+        e = eff[eff["term"] == term]
+        y = e["level"].map(order).to_numpy()
+        ax.axvline(0.0, color=GREY, lw=0.8, ls="--")
+        ax.hlines(y, e["lower"], e["upper"], color=PARTIAL, lw=1.2)
+        ax.scatter(e["estimate"], y, color=PARTIAL, s=14, zorder=3)
+        ax.set_title(f"{factor}: {term}")
+        ax.set_xlabel(f"group effect ({_interval_name(fit, prob)})")
+    axes[0].set_ylabel(factor)
+    if n <= max_labels:
+        axes[0].set_yticks(range(n), list(order), fontsize=7 if n > 30 else 9)
+    else:
+        axes[0].set_yticks([])
+    fig.suptitle(f"Group effects by {factor}, sorted by {terms[0]}")
+    return fig
+
+
+def _typical(frame: pd.DataFrame, column: str) -> Any:
+    """A predictor's typical value: its mean if numeric, else its first (reference) level."""
+    values = frame[column]
+    if pd.api.types.is_bool_dtype(values):
+        return False
+    if pd.api.types.is_numeric_dtype(values):
+        return float(values.mean())
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.categories[0]
+    return sorted(values.unique(), key=str)[0]
+
+
+def _grid(fit: Any, x: str, points: int = 50) -> tuple[pd.DataFrame, bool]:
+    """Rows spanning ``x`` with every other column at its typical value; whether x is categorical."""
+    frame = _frame(fit)
+    if x not in frame.columns:
+        raise DataError(f"'{x}' is not a column the model uses; it uses {list(frame.columns)}.")
+    values = frame[x]
+    categorical = not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    if categorical:
+        grid_x = (list(values.cat.categories) if isinstance(values.dtype, pd.CategoricalDtype)
+                  else sorted(values.unique(), key=str))
+    else:
+        grid_x = np.linspace(values.min(), values.max(), points)
+    grid = pd.DataFrame({x: grid_x})
+    for col in frame.columns:
+        if col != x:
+            grid[col] = _typical(frame, col)
+    if categorical and isinstance(values.dtype, pd.CategoricalDtype):
+        grid[x] = pd.Categorical(grid[x], categories=values.cat.categories)
+    return grid, categorical
+
+
+def _x_positions(values: pd.Series, categorical: bool, levels: list) -> np.ndarray:
+    if not categorical:
+        return values.to_numpy(dtype=float)
+    pos = {level_label(v): i for i, v in enumerate(levels)}
+    return values.map(lambda v: pos[level_label(v)]).to_numpy(dtype=float)
+
+
+def _ols_line(x: np.ndarray, y: np.ndarray, categorical: bool, grid_x: np.ndarray) -> np.ndarray:
+    """Least-squares fit of y on x (a line, or cell means for a categorical x) at grid_x."""
+    if categorical:
+        out = np.full(len(grid_x), np.nan)
+        for i, g in enumerate(grid_x):
+            sel = x == g
+            if sel.any():
+                out[i] = y[sel].mean()
+        return out
+    if len(np.unique(x)) < 2:
+        return np.full(len(grid_x), np.nan)
+    slope, intercept = np.polyfit(x, y, 1)
+    return intercept + slope * grid_x
+
+
+def _predict_mean(fit: Any, newdata: pd.DataFrame, re_form: Any = None) -> np.ndarray:
+    if _is_bayes(fit):
+        return fit.predict(newdata, re_form=re_form, kind="mean", seed=0)["Estimate"].to_numpy()
+    return fit.predict(newdata, re_form=re_form).to_numpy()
+
+
+def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None = None,
+                pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
+                ncols: int | None = None):
+    """The data faceted by group, with fitted lines: partial, no and complete pooling.
+
+    Parameters
+    ----------
+    x
+        A predictor for the horizontal axis (numeric, or categorical: one
+        position per level).
+    groups
+        Levels to show; the first ``max_groups`` levels when None.
+    group
+        The grouping factor (the first one when None).
+    pooling
+        Which lines to draw: ``"partial"`` (the mixed model's prediction for
+        the group, other predictors at their means or reference levels),
+        ``"none"`` (a least-squares line fitted to the group alone; other
+        grouping factors' effects are left out of the partial-pooling line) and
+        ``"complete"`` (one least-squares line through all the data).
+    """
+    unknown = set(pooling) - {"partial", "none", "complete"}
+    if unknown:
+        raise ValueError(f"pooling takes 'partial', 'none' and 'complete', not {sorted(unknown)}.")
+    factor = _factor(fit, group)
+    frame = _frame(fit)
+    blk = next(b for b in fit.design.blocks if b.factor == factor)
+    labels = np.array(blk.levels)[blk.index]
+    shown = [level_label(g) for g in groups] if groups is not None else list(blk.levels[:max_groups])
+    missing = [g for g in shown if g not in blk.levels]
+    if missing:
+        raise DataError(f"'{factor}' has no level(s) {missing[:5]}.")
+    grid, categorical = _grid(fit, x)
+    levels = list(grid[x])
+    grid_pos = np.arange(len(levels), dtype=float) if categorical else grid[x].to_numpy(dtype=float)
+    xs = _x_positions(frame[x], categorical, levels)
+    y = fit.design.y
+    grid_x = np.arange(len(levels)) if categorical else grid_pos
+    complete = _ols_line(xs, y, categorical, grid_x)
+    partial = None
+    if "partial" in pooling:
+        rows = []
+        for lv in shown:
+            g = grid.copy()
+            for col, value in zip(blk.term.group, lv.split(":"), strict=True):
+                g[col] = _column_value(frame[col], value)
+            rows.append(g)
+        # this factor's effects only: crossed factors stay at the population level
+        bars = " + ".join(str(b.term) for b in fit.design.blocks if b.factor == factor)
+        partial = _predict_mean(fit, pd.concat(rows, ignore_index=True), re_form=f"~ {bars}")
+        partial = partial.reshape(len(shown), -1)
+    fig, axes = _figure(len(shown), ncols=ncols or min(len(shown), 6), panel=(2.4, 2.1),
+                        sharex=True, sharey=True)
+    for k, (ax, lv) in enumerate(zip(axes, shown, strict=True)):
+        sel = labels == lv
+        ax.scatter(xs[sel], y[sel], s=9, color="0.3", zorder=3)
+        if "complete" in pooling:
+            ax.plot(grid_pos, complete, color=COMPLETE, ls=":", lw=1.3, label="complete pooling")
+        if "none" in pooling:
+            ax.plot(grid_pos, _ols_line(xs[sel], y[sel], categorical, grid_x), color=NONE, ls="--",
+                    lw=1.3, label="no pooling")
+        if partial is not None:
+            ax.plot(grid_pos, partial[k], color=PARTIAL, lw=1.6, label="partial pooling")
+        ax.set_title(f"{factor} {lv}", fontsize=9)
+        ax.set_xlabel(x)
+        ax.set_ylabel(fit.design.response_label)
+        if categorical:
+            ax.set_xticks(range(len(levels)), [str(v) for v in levels], rotation=45, fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=3, frameon=False)
+    fig.suptitle(f"{fit.design.response_label} by {x}, one panel per {factor}")
+    return fig
+
+
+def _column_value(column: pd.Series, label: str) -> Any:
+    """The value in a column whose label is ``label`` (so 308 matches '308')."""
+    for v in pd.unique(column):
+        if level_label(v) == label:
+            return v
+    return label
+
+
+def _no_pooling(fit: Any, factor: str) -> tuple[list[str], list[str], np.ndarray]:
+    """Per level, least squares of y (minus the fixed effects of the other predictors) on the
+    factor's random-effect columns. Returns terms, levels and a (levels, terms) array."""
+    d = fit.design
+    blocks = [b for b in d.blocks if b.factor == factor]
+    terms = list(dict.fromkeys(t for b in blocks for t in b.terms))
+    Z = np.zeros((d.n_obs, len(terms)))
+    for b in blocks:
+        for j, t in enumerate(b.terms):
+            Z[:, terms.index(t)] = b.Z[:, j]
+    beta = fit.fixef()["Estimate"].to_numpy()
+    other = [j for j, n in enumerate(d.fixef_names) if n not in terms]
+    y = d.y - d.X[:, other] @ beta[other]
+    index, levels = blocks[0].index, blocks[0].levels
+    out = np.full((len(levels), len(terms)), np.nan)
+    for k in range(len(levels)):
+        sel = index == k
+        A = Z[sel]
+        if sel.sum() > len(terms) and np.linalg.matrix_rank(A) == len(terms):
+            out[k] = np.linalg.lstsq(A, y[sel], rcond=None)[0]
+    return terms, levels, out
+
+
+def _partial_pooling(fit: Any, factor: str, terms: list[str]) -> np.ndarray:
+    coef = fit.coef() if not _is_bayes(fit) else fit.coef(group=factor)
+    coef = coef[coef["group"] == factor]
+    levels = next(b for b in fit.design.blocks if b.factor == factor).levels
+    table = coef.pivot(index="level", columns="term", values="Estimate")
+    return table.loc[levels, terms].to_numpy()
+
+
+def plot_shrinkage(fit: Any, group: str | None = None):
+    """Each group's no-pooling estimate moving to its partial-pooling (mixed-model) estimate.
+
+    With an intercept and a slope varying by group, the plane of the two with
+    an arrow per group; the population estimate (fixed effects) and the
+    complete-pooling fit are marked. With one varying term, the two estimates
+    side by side, a line per group. Groups too small for their own fit are
+    left out.
+    """
+    factor = _factor(fit, group)
+    terms, levels, none = _no_pooling(fit, factor)
+    partial = _partial_pooling(fit, factor, terms)
+    d = fit.design
+    fx = fit.fixef()["Estimate"]
+    ok = np.isfinite(none).all(axis=1)
+    fig, (ax,) = _figure(1, panel=(5.2, 4.4))
+    if len(terms) >= 2:
+        t0, t1 = terms[0], terms[1]
+        for a, b in zip(none[ok], partial[ok], strict=True):
+            ax.annotate("", xy=(b[0], b[1]), xytext=(a[0], a[1]),
+                        arrowprops={"arrowstyle": "->", "color": GREY, "lw": 0.8})
+        ax.scatter(none[ok, 0], none[ok, 1], facecolors="none", edgecolors=NONE, label="no pooling")
+        ax.scatter(partial[ok, 0], partial[ok, 1], color=PARTIAL, label="partial pooling")
+        pop = [fx.get(t0, 0.0), fx.get(t1, 0.0)]
+        ax.scatter(*pop, marker="X", s=90, color="k", label="population (fixed effects)", zorder=4)
+        Xc = np.column_stack([b.Z for b in d.blocks if b.factor == factor])[:, :2]
+        complete = np.linalg.lstsq(Xc, d.y, rcond=None)[0]
+        ax.scatter(*complete, marker="D", s=50, color=COMPLETE, label="complete pooling", zorder=4)
+        ax.set_xlabel(t0)
+        ax.set_ylabel(t1)
+    else:
+        t0 = terms[0]
+        for a, b in zip(none[ok, 0], partial[ok, 0], strict=True):
+            ax.plot([0, 1], [a, b], color=GREY, lw=0.8)
+        ax.scatter(np.zeros(ok.sum()), none[ok, 0], facecolors="none", edgecolors=NONE, label="no pooling")
+        ax.scatter(np.ones(ok.sum()), partial[ok, 0], color=PARTIAL, label="partial pooling")
+        ax.axhline(fx.get(t0, 0.0), color="k", lw=1, ls="--", label="population (fixed effect)")
+        ax.set_xticks([0, 1], ["no pooling", "partial pooling"])
+        ax.set_xlim(-0.4, 1.4)
+        ax.set_xlabel("estimate")
+        ax.set_ylabel(t0)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Shrinkage toward the population: {factor}", fontsize=10)
+    return fig
+
+
+def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
+                data: bool = True):
+    """The population regression curve of ``x`` with its band, other predictors typical.
+
+    Other predictors sit at their means (numeric) or reference levels
+    (categorical); group effects are left out (``re_form="~0"``). The band is
+    the posterior's credible interval (Bayesian fit) or the spread of
+    ``arm::sim`` draws of the fixed effects (REML fit). A categorical ``x``
+    gives a point and an interval per level.
+    """
+    from hierbayes.report.predict import prediction_rows
+
+    grid, categorical = _grid(fit, x, points=100)
+    levels = list(grid[x])
+    pos = np.arange(len(levels), dtype=float) if categorical else grid[x].to_numpy(dtype=float)
+    if _is_bayes(fit):
+        pred = fit.predict(grid, re_form="~0", kind="mean", prob=prob, seed=0)
+        lo_c, hi_c = [c for c in pred.columns if c.startswith("Q")]
+        est, lo, hi = pred["Estimate"].to_numpy(), pred[lo_c].to_numpy(), pred[hi_c].to_numpy()
+        band = f"{prob * 100:g}% credible interval"
+    else:
+        X = prediction_rows(fit.design, grid, re_form="~0").X
+        est = X @ fit.estimates.beta
+        draws = fit.sim(n_sims, seed=seed).fixef.to_numpy() @ X.T
+        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        band = f"{prob * 100:g}% interval (arm::sim, {n_sims} draws)"
+    fig, (ax,) = _figure(1, panel=(5.2, 4.0))
+    if data:
+        frame = _frame(fit)
+        xs = _x_positions(frame[x], categorical, levels)
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(xs)) if categorical else 0.0
+        ax.scatter(xs + jitter, fit.design.y, s=6, color=GREY, alpha=0.4, label="data")
+    if categorical:
+        ax.errorbar(pos, est, yerr=[est - lo, hi - est], fmt="o", color=PARTIAL, capsize=4, label=band)
+        ax.set_xticks(range(len(levels)), [str(v) for v in levels])
+    else:
+        ax.fill_between(pos, lo, hi, color=PARTIAL, alpha=0.25, label=band)
+        ax.plot(pos, est, color=PARTIAL, lw=2, label="population estimate")
+    ax.set_xlabel(x)
+    ax.set_ylabel(fit.design.response_label)
+    ax.set_title(f"Effect of {x} (others at means / reference levels)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _fitted_residuals(fit: Any) -> tuple[np.ndarray, np.ndarray]:
+    if _is_bayes(fit):
+        fitted = fit.predict(kind="mean", seed=0)["Estimate"].to_numpy()
+    else:
+        fitted = fit.fitted()
+    return fitted, fit.design.y - fitted
+
+
+def _qq(ax, values: np.ndarray, title: str) -> None:
+    values = np.sort(values[np.isfinite(values)])
+    n = len(values)
+    theo = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
+    ax.scatter(theo, values, s=8, color=PARTIAL)
+    q = np.quantile(values, [0.25, 0.75])
+    slope = (q[1] - q[0]) / (stats.norm.ppf(0.75) - stats.norm.ppf(0.25))
+    ax.plot(theo, q[0] + slope * (theo - stats.norm.ppf(0.25)), color=GREY, lw=1)
+    ax.set_title(title)
+    ax.set_xlabel("normal quantiles")
+    ax.set_ylabel("sample quantiles")
+
+
+def plot_diagnostics(fit: Any):
+    """Residuals against fitted values, a normal QQ plot of the residuals and of each group effect.
+
+    Fitted values include the group effects (the posterior mean, for a
+    Bayesian fit); group effects are posterior means or conditional modes.
+    """
+    fitted, resid = _fitted_residuals(fit)
+    d = fit.design
+    panels = [(b, j) for b in d.blocks for j in range(b.n_terms)]
+    fig, axes = _figure(2 + len(panels), ncols=3, panel=(3.6, 3.0))
+    ax = axes[0]
+    ax.scatter(fitted, resid, s=8, color=PARTIAL, alpha=0.7)
+    ax.axhline(0.0, color=GREY, lw=1)
+    ax.set_title("Residuals against fitted values")
+    ax.set_xlabel("fitted value")
+    ax.set_ylabel("residual")
+    _qq(axes[1], resid, "Normal QQ: residuals")
+    effects = {}
+    for factor in d.ngrps():
+        e = group_effects(fit, factor)
+        for term, part in e.groupby("term", sort=False):
+            effects[(factor, term)] = part["estimate"].to_numpy()
+    for ax, (b, j) in zip(axes[2:], panels, strict=True):
+        _qq(ax, effects[(b.factor, b.terms[j])], f"Normal QQ: {b.factor} {b.terms[j]}")
+    fig.suptitle(f"Diagnostics: {d.formula.formula}")
+    return fig
+
+
+def plot_trace(fit: Any, max_params: int = 12):
+    """Per headline parameter, each chain's density and its trace (as ArviZ's ``plot_trace``)."""
+    draws = fit._headline()
+    names = list(draws)[:max_params]
+    fig, axes = _figure(2 * len(names), ncols=2, panel=(4.2, 1.7))
+    for k, name in enumerate(names):
+        dens, trace = axes[2 * k], axes[2 * k + 1]
+        values = np.asarray(draws[name])
+        edges = np.histogram_bin_edges(values, bins=40)
+        for c in range(values.shape[0]):
+            color = f"C{c % 10}"
+            dens.hist(values[c], bins=edges, density=True, histtype="step", color=color)
+            trace.plot(values[c], color=color, lw=0.5, alpha=0.8)
+        dens.set_title(name, fontsize=9)
+        dens.set_xlabel("value")
+        dens.set_ylabel("density")
+        trace.set_title(f"{name}: trace", fontsize=9)
+        trace.set_xlabel("draw")
+        trace.set_ylabel("value")
+    fig.suptitle(f"Traces, {values.shape[0]} chains")
+    return fig
+
+
+def plot_prior_posterior(fit: Any, draws: int = 2000, seed: int | None = 1, max_params: int = 12):
+    """Prior and posterior density of each headline parameter: what the data taught.
+
+    The prior draws come from the model's PyMC graph
+    (:meth:`hierbayes.Model.prior_predictive`). The axis spans the posterior
+    and the central 98% of the prior.
+    """
+    from hierbayes.bayes.sampling import Posterior
+
+    prior_idata = fit.model.prior_predictive(draws=draws, seed=seed)
+    prior = Posterior.from_idata(_as_posterior(prior_idata))
+    prior_draws = fit._headline(prior)
+    post_draws = fit._headline()
+    names = list(post_draws)[:max_params]
+    fig, axes = _figure(len(names), ncols=3, panel=(3.4, 2.6))
+    for ax, name in zip(axes, names, strict=True):
+        post = np.ravel(post_draws[name])
+        pri = np.ravel(prior_draws[name])
+        lo = min(np.quantile(pri, 0.01), post.min())
+        hi = max(np.quantile(pri, 0.99), post.max())
+        edges = np.linspace(lo, hi, 60)
+        ax.hist(pri[(pri >= lo) & (pri <= hi)], bins=edges, density=True, histtype="step",
+                color=GREY, lw=1.5, label="prior")
+        ax.hist(post, bins=edges, density=True, color=PARTIAL, alpha=0.6, label="posterior")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("value")
+        ax.set_ylabel("density")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Prior and posterior")
+    return fig
+
+
+def _as_posterior(idata):
+    """An InferenceData whose posterior group is ``idata``'s prior (for :class:`Posterior`)."""
+    import arviz as az
+
+    return az.InferenceData(posterior=idata.prior)
+
+
+def plot_compare(bayes: Any, reml: Any, prob: float = 0.95):
+    """Posterior intervals against REML intervals, one small panel per parameter.
+
+    The table is :func:`hierbayes.compare`'s: posterior mean and credible
+    interval, REML estimate with a Wald-type interval. Each parameter has its
+    own axis, since their scales differ (an intercept of 250 beside a
+    correlation).
+    """
+    from hierbayes.report.compare import compare
+
+    table = compare(bayes, reml, prob=prob)
+    fig, axes = _figure(len(table), ncols=1, panel=(6.0, 0.85))
+    method = "REML" if reml.reml else "ML"
+    for ax, (param, row) in zip(axes, table.iterrows(), strict=True):
+        ax.hlines([1, 0], [row["CrI lower"], row["CI lower"]], [row["CrI upper"], row["CI upper"]],
+                  colors=[PARTIAL, NONE], lw=2)
+        ax.scatter([row["posterior"], row["REML"]], [1, 0], color=[PARTIAL, NONE], zorder=3, s=20)
+        ax.set_yticks([1, 0], ["Bayes", method], fontsize=8)
+        ax.set_ylim(-0.6, 1.6)
+        ax.set_title(param, fontsize=9, loc="left")
+        ax.set_xlabel("estimate and interval", fontsize=8)
+    fig.suptitle(f"Bayes ({prob * 100:g}% CrI) against {method} ({prob * 100:g}% CI)\n"
+                 f"{bayes.design.formula.formula}", fontsize=10)
+    return fig

@@ -1,0 +1,525 @@
+"""From a parsed formula and a DataFrame to the numbers a fitter needs.
+
+The fixed-effect matrix X comes from formulaic (its frozen ``ModelSpec`` is
+kept for prediction); every random-effect term becomes a :class:`RandomBlock`:
+an ``n x p`` matrix of its columns plus an integer index of each row's level,
+never a dense ``n x levels`` Z. Rows with missing values are dropped (as
+lme4's ``na.omit``), aliased fixed-effect columns are dropped (as lme4's
+``chkRank.drop.cols``), and terms are ordered and named as lme4 orders and
+names them, so ``varcorr`` rows line up with ``as.data.frame(VarCorr(m))``.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> from hierbayes.spec.design import build_design
+>>> from hierbayes.spec.formula import parse_formula
+>>> d = build_design(parse_formula("Reaction ~ Days + (Days | Subject)"),
+...                  hb.datasets.load("sleepstudy"))
+>>> d.fixef_names, d.blocks[0].terms, len(d.blocks[0].levels)
+(['(Intercept)', 'Days'], ['(Intercept)', 'Days'], 18)
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hierbayes.errors import DataError, FormulaError, HierbayesError, HierbayesWarning
+from hierbayes.families import Family, get_family
+from hierbayes.spec.formula import ParsedFormula, RandomTerm
+from hierbayes.spec.modelframe import NAME_CONSTANTS, ModelFrame, distinct_labels
+from hierbayes.spec.rexpr import Terms, label, parse, terms
+
+_TREATMENT = re.compile(r"\[T\.(.*?)\]")
+_FULL = re.compile(r"\[(.*?)\]")
+
+
+def r_name(column: str) -> str:
+    """lme4's name for a formulaic column: ``sex[T.Female]`` is ``sexFemale``.
+
+    Examples
+    --------
+    >>> r_name("Intercept"), r_name("sex[T.Female]:age"), r_name("ses[2]")
+    ('(Intercept)', 'sexFemale:age', 'ses2')
+    """
+    if column == "Intercept":
+        return "(Intercept)"
+    return _FULL.sub(r"\1", _TREATMENT.sub(r"\1", column))
+
+
+
+def factor_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes and level labels of a grouping factor (an interaction if several columns).
+
+    Levels follow R: a categorical's own order, else sorted values; an
+    interaction ``a:b`` varies its first factor slowest and keeps only levels
+    that occur. Two different values that print alike (``1`` and ``"1"``), or
+    two combinations whose ``a:b`` labels coincide, are refused: they would
+    become one printed label for two groups.
+    """
+    codes, sizes, labels = [], [], []
+    for col in columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            cats = values.cat.categories
+            c = values.cat.codes.to_numpy()
+        else:
+            try:
+                c, cats = pd.factorize(values, sort=True)
+            except TypeError:
+                raise DataError(
+                    f"The grouping factor '{col}' mixes values of different types "
+                    f"({sorted({type(v).__name__ for v in values})}); convert it to one type "
+                    "first (e.g. df[col].astype(str)).") from None
+        codes.append(c.astype(np.int64))
+        sizes.append(len(cats))
+        labels.append(distinct_labels(list(cats), f"The grouping factor '{col}'"))
+    flat = np.ravel_multi_index(codes, sizes) if len(codes) > 1 else codes[0]
+    used, index = np.unique(flat, return_inverse=True)
+    parts = np.unravel_index(used, sizes) if len(codes) > 1 else (used,)
+    levels = [":".join(labels[k][p[i]] for k, p in enumerate(parts)) for i in range(len(used))]
+    if len(set(levels)) < len(levels):
+        dup = next(lv for lv in levels if levels.count(lv) > 1)
+        raise DataError(
+            f"The grouping factor '{':'.join(columns)}' has two different combinations of "
+            f"levels that both read as '{dup}' (a level contains ':'), so their groups would "
+            "share one label. Remove ':' from the level names first.")
+    return index.astype(np.int64).ravel(), levels
+
+
+@dataclass
+class RandomBlock:
+    """One random-effect term after evaluation on the data.
+
+    Attributes
+    ----------
+    group
+        Unique name as in lme4's VarCorr (``"Subject"``, ``"Subject.1"``).
+    factor
+        The grouping factor's name (``"Subject"``, ``"ward:hospital"``).
+    terms
+        Coefficient names, lme4-style (``"(Intercept)"``, ``"Days"``).
+    levels
+        Level labels, in index order.
+    index
+        Level of each row (``int64``, length n).
+    Z
+        The term's model matrix (``n x p``).
+    spec
+        formulaic's frozen spec of the term's columns, for new data.
+    term
+        The parsed term it came from.
+    variables
+        Labels of the model-frame variables its columns are built from.
+    """
+
+    group: str
+    factor: str
+    terms: list[str]
+    levels: list[str]
+    index: np.ndarray
+    Z: np.ndarray
+    spec: Any
+    term: RandomTerm
+    variables: list[str] = field(default_factory=list)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.terms)
+
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def correlated(self) -> bool:
+        """Blocks of two or more coefficients get an LKJ prior on their correlations."""
+        return self.n_terms > 1
+
+    @property
+    def level_dim(self) -> str:
+        return f"{self.group}__level"
+
+    @property
+    def term_dim(self) -> str:
+        return f"{self.group}__term"
+
+
+@dataclass
+class Design:
+    """Everything the fitters need, computed once from formula and data.
+
+    Attributes
+    ----------
+    formula
+        The parsed formula.
+    family
+        The response family.
+    y
+        The response, encoded as floats.
+    X
+        Fixed-effect model matrix, aliased columns dropped.
+    fixef_names
+        Its column names, lme4-style.
+    x_spec
+        formulaic's frozen spec for X (replayed on new data).
+    x_columns
+        formulaic's names of the columns of X that were kept.
+    blocks
+        Random-effect blocks in lme4's order (most levels first).
+    rows
+        Index labels of the data rows used.
+    dropped_rows
+        How many rows were dropped for missing values.
+    dropped_columns
+        Fixed-effect columns dropped as aliased.
+    data_name
+        The data's name for printing (``df.attrs["name"]`` or ``"data"``).
+    frame
+        A copy of the columns the formula uses, rows as fitted (for plots and
+        typical values of predictors); the user's DataFrame is never kept.
+    model_frame
+        The formula's variables and their transforms' recorded state
+        (centring, polynomial coefficients, levels), replayed on new data.
+    x_variables
+        Labels of the model-frame variables the fixed part uses.
+    """
+
+    formula: ParsedFormula
+    family: Family
+    y: np.ndarray
+    X: np.ndarray
+    fixef_names: list[str]
+    x_spec: Any
+    x_columns: list[str]
+    blocks: list[RandomBlock]
+    rows: pd.Index
+    response_label: str
+    dropped_rows: int = 0
+    dropped_columns: list[str] = field(default_factory=list)
+    data_name: str = "data"
+    frame: pd.DataFrame | None = None
+    model_frame: ModelFrame | None = None
+    x_variables: list[str] = field(default_factory=list)
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.y)
+
+    @property
+    def intercept(self) -> bool:
+        return "(Intercept)" in self.fixef_names
+
+    def block(self, group: str) -> RandomBlock:
+        """The block with unique name ``group`` (``"Subject"``, ``"Subject.1"``)."""
+        for b in self.blocks:
+            if b.group == group:
+                return b
+        raise KeyError(f"No random-effect group '{group}'. Groups: {[b.group for b in self.blocks]}")
+
+    def varcorr_index(self) -> list[tuple[str, str | None, str | None]]:
+        """Rows of ``as.data.frame(VarCorr(m))`` as ``(grp, var1, var2)``, in lme4's order."""
+        rows: list[tuple[str, str | None, str | None]] = []
+        for b in self.blocks:
+            rows += [(b.group, t, None) for t in b.terms]
+            p = b.n_terms
+            rows += [(b.group, b.terms[i], b.terms[j]) for i in range(p) for j in range(i + 1, p)]
+        if self.family.has_sigma:
+            rows.append(("Residual", None, None))
+        return rows
+
+    def ngrps(self) -> dict[str, int]:
+        """Number of levels of each grouping factor, as lme4's ``ngrps``."""
+        out: dict[str, int] = {}
+        for b in self.blocks:
+            out.setdefault(b.factor, b.n_levels)
+        return out
+
+
+@dataclass
+class Part:
+    """One formula part (fixed part, or a bar's left side) read by :func:`hierbayes.spec.rexpr.terms`.
+
+    Attributes
+    ----------
+    terms
+        Its expanded terms.
+    text
+        The terms as formulaic reads them: every variable by name, in backticks, so that
+        formulaic looks it up in the evaluated model frame and evaluates nothing itself.
+    """
+
+    terms: Terms
+    text: str
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self.terms.variables)
+
+
+def formulaic_key(lab: str) -> str:
+    """The name formulaic knows a variable by: its R label, without backticks."""
+    return lab.replace("`", "")
+
+
+def read_part(text: str) -> Part:
+    """Expand a formula part and write it for formulaic."""
+    t = terms(parse(text), text)
+    body = [":".join(f"`{formulaic_key(v)}`" for v in term) for term in t.labels]
+    return Part(t, " + ".join(["1" if t.intercept else "0", *body]))
+
+
+def _check_columns(names: list[str], data: pd.DataFrame, where: str) -> None:
+    columns = [str(c) for c in data.columns]
+    for name in names:
+        if name not in data.columns and name not in NAME_CONSTANTS:
+            close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise FormulaError(
+                f"Column '{name}' in the {where} is not in the data.{hint} "
+                f"The data has: {', '.join(columns[:20])}{' ...' if len(columns) > 20 else ''}."
+            )
+
+
+def model_matrix_from(source: Part | Any, context: dict[str, Any], n: int, where: str):
+    """formulaic's model matrix over evaluated variables, of a :class:`Part` at fit time or of
+    the frozen formulaic spec it gave, replayed on new rows."""
+    from formulaic import model_matrix
+
+    base = pd.DataFrame(index=pd.RangeIndex(n))
+    ctx = {formulaic_key(k): v for k, v in context.items()}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            if isinstance(source, Part):
+                return model_matrix(source.text, base, context=ctx, na_action="raise")
+            return source.get_model_matrix(base, context=ctx, na_action="raise")
+    except HierbayesError:
+        raise
+    except Exception as err:
+        raise FormulaError(f"Cannot build the {where}: {err}") from None
+
+
+def _drop_aliased(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Keep each column unless it lies in the span of the columns kept before it.
+
+    The same outcome as lme4's pivoted-QR check: later columns are dropped.
+    """
+    keep: list[int] = []
+    basis: list[np.ndarray] = []
+    for j in range(X.shape[1]):
+        v = X[:, j].astype(float)
+        norm = np.linalg.norm(v)
+        if norm == 0:
+            continue
+        v = v / norm
+        for _ in range(2):  # Gram-Schmidt twice for numerical stability
+            for q in basis:
+                v = v - (q @ v) * q
+        r = np.linalg.norm(v)
+        if r > tol:
+            basis.append(v / r)
+            keep.append(j)
+    return keep
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """R's make.unique: Subject, Subject.1, Subject.2."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}.{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
+
+
+def build_design(
+    formula: ParsedFormula,
+    data: pd.DataFrame,
+    family: str | Family = "gaussian",
+    na_action: str = "omit",
+) -> Design:
+    """Evaluate a parsed formula on data.
+
+    Parameters
+    ----------
+    formula
+        From :func:`hierbayes.spec.formula.parse_formula`.
+    data
+        The data; it is never modified.
+    family
+        Response family (name or :class:`~hierbayes.families.Family`).
+    na_action
+        ``"omit"`` drops rows with a missing value in any column the formula
+        uses and warns with the count; ``"raise"`` raises instead.
+
+    Returns
+    -------
+    Design
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.spec.formula import parse_formula
+    >>> d = build_design(parse_formula("stress ~ age + (1 | hospital/ward)"),
+    ...                  hb.datasets.load("nurses"))
+    >>> [b.group for b in d.blocks]
+    ['ward:hospital', 'hospital']
+    """
+    family = get_family(family)
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}.")
+    if len(data) == 0:
+        raise DataError("The data has no rows.")
+    if na_action not in ("omit", "raise"):
+        raise DataError(f"na_action must be 'omit' or 'raise', not {na_action!r}.")
+
+    response_node = parse(formula.response)
+    response_label = label(response_node)
+    fixed = read_part(formula.fixed)
+    parts = [read_part(t.expr) for t in formula.random]
+    variables = {response_label: response_node, **fixed.terms.variables}
+    for part in parts:
+        variables.update(part.terms.variables)
+    mf = ModelFrame(variables)
+    response_vars = mf.columns([response_label])
+    _check_columns(response_vars, data, "response")
+    fixed_vars = mf.columns(fixed.variables)
+    _check_columns(fixed_vars, data, "fixed part")
+    for term, part in zip(formula.random, parts, strict=True):
+        _check_columns(mf.columns(part.variables), data, f"term {term.source}")
+        _check_columns(list(term.group), data, f"grouping factor of {term.source}")
+    used = [c for c in dict.fromkeys(
+        [*response_vars, *fixed_vars]
+        + [v for t, p in zip(formula.random, parts, strict=True)
+           for v in mf.columns(p.variables) + list(t.group)]
+    ) if c in data.columns]
+
+    frame = data.loc[:, used].copy()
+    missing = frame.isna()
+    bad_rows = missing.any(axis=1)
+    dropped = int(bad_rows.sum())
+    if dropped:
+        counts = missing.sum()
+        detail = ", ".join(f"{c} ({int(k)})" for c, k in counts.items() if k)
+        if na_action == "raise" or dropped == len(frame):
+            raise DataError(
+                f"{dropped} of {len(frame)} rows have missing values in columns the formula "
+                f"uses: {detail}. Remove or impute them, or pass na_action='omit' to drop them."
+            )
+        warnings.warn(
+            f"Dropped {dropped} of {len(frame)} rows with missing values ({detail}), "
+            "as lme4's na.omit does.",
+            HierbayesWarning,
+            stacklevel=3,
+        )
+        frame = frame.loc[~bad_rows]
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_float_dtype(values):
+            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
+            if n_inf:
+                raise DataError(
+                    f"Column '{col}' has {n_inf} infinite values; remove or replace them first."
+                )
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            frame[col] = values.cat.remove_unused_categories()
+
+    y = family.encode_response(mf.series(frame, response_label, fit=True), response_label)
+    n = len(y)
+    context = mf.evaluate(frame, [v for v in variables if v != response_label], fit=True)
+    mm = model_matrix_from(fixed, context, n, "fixed part")
+    X = mm.to_numpy(dtype=float)
+    names = [r_name(c) for c in mm.columns]
+    keep = _drop_aliased(X)
+    dropped_cols = [n for j, n in enumerate(names) if j not in keep]
+    if dropped_cols:
+        warnings.warn(
+            f"The fixed-effect model matrix is rank deficient, so {len(dropped_cols)} "
+            f"column(s) were dropped: {', '.join(dropped_cols)} (as lme4 does). Remove "
+            "aliased predictors from the formula to silence this.",
+            HierbayesWarning,
+            stacklevel=3,
+        )
+        X = X[:, keep]
+        names = [names[j] for j in keep]
+
+    blocks = []
+    for term, part in zip(formula.random, parts, strict=True):
+        zmm = model_matrix_from(part, context, n, f"random-effect term {term.source}")
+        if zmm.shape[1] == 0:
+            raise FormulaError(f"The term {term.source} has no columns: nothing varies by group.")
+        if term.from_double_bar and zmm.shape[1] > 1:
+            raise FormulaError(
+                f"'||' in {term.source} gives the term '{term.expr}' {zmm.shape[1]} columns "
+                "(a factor): lme4 would silently keep them correlated. Write "
+                f"(1 | {term.group_name}) + (1 | {term.group_name}:<factor>) for "
+                "uncorrelated level effects, or use '|' for a correlated block."
+            )
+        index, levels = factor_codes(frame, term.group)
+        blocks.append(
+            RandomBlock(
+                group=term.group_name,
+                factor=term.group_name,
+                terms=[r_name(c) for c in zmm.columns],
+                levels=levels,
+                index=index,
+                Z=zmm.to_numpy(dtype=float),
+                spec=zmm.model_spec,
+                term=term,
+                variables=part.variables,
+            )
+        )
+    # lme4 (mkReTrms, reorder.terms = TRUE) puts factors with more levels first; a stable sort.
+    blocks.sort(key=lambda b: -b.n_levels)
+    for b, name in zip(blocks, _unique_names([b.factor for b in blocks]), strict=True):
+        b.group = name
+    n = len(y)
+    for b in blocks:
+        if b.n_levels < 2:
+            raise DataError(
+                f"The grouping factor '{b.factor}' has only {b.n_levels} level in the data used; "
+                "a group-level SD needs at least two groups. Drop the term "
+                f"{b.term.source} or check the column."
+            )
+        if family.has_sigma and b.n_levels >= n:
+            raise DataError(
+                f"The grouping factor '{b.factor}' has {b.n_levels} levels for {n} observations: "
+                "each observation is its own group, so its variance cannot be told apart from "
+                f"the residual variance. Drop the term {b.term.source}."
+            )
+        if family.has_sigma and n <= b.n_levels * b.n_terms:
+            raise DataError(
+                f"The number of observations ({n}) is not more than the number of random "
+                f"effects ({b.n_levels * b.n_terms}) for the term {b.term.source}; its "
+                "parameters and the residual variance are probably unidentifiable. "
+                "Simplify the term."
+            )
+    return Design(
+        formula=formula,
+        family=family,
+        y=y,
+        X=X,
+        fixef_names=names,
+        x_spec=mm.model_spec,
+        x_columns=[str(mm.columns[j]) for j in keep],
+        blocks=blocks,
+        rows=frame.index,
+        response_label=response_label,
+        dropped_rows=dropped,
+        dropped_columns=dropped_cols,
+        data_name=str(data.attrs.get("name", "data")),
+        frame=frame,
+        model_frame=mf,
+        x_variables=fixed.variables,
+    )
