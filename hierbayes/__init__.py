@@ -30,8 +30,7 @@ from hierbayes.report.compare import anova, compare, loo_compare
 from hierbayes.report.save import load_fit
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
-
-__version__ = "0.1.0"
+from hierbayes.version import __version__ as __version__
 
 
 def __getattr__(name: str):

@@ -22,7 +22,6 @@ Examples
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ import numpy as np
 
 from hierbayes.bayes import native
 from hierbayes.errors import SamplerError
+from hierbayes.progress import Progress
 
 STAT_NAMES = ("lp", "acceptance_rate", "n_steps", "tree_depth", "diverging", "energy", "step_size")
 
@@ -53,39 +53,6 @@ def load_kernels() -> float:
     t0 = time.perf_counter()
     native.load()
     return time.perf_counter() - t0
-
-
-class _Progress:
-    """A one-line text progress bar over all chains, redrawn from a polling thread."""
-
-    def __init__(self, total: int, chains: int, enabled: bool, label: str | None = None) -> None:
-        self.total, self.chains, self.enabled = total, chains, enabled
-        self.label = label or f"Sampling {chains} chains"
-        self.start = time.perf_counter()
-        # Redraw in place on a terminal or in Jupyter; elsewhere (logs, pipes) print the last line only.
-        self.live = sys.stderr.isatty() or "ipykernel" in sys.modules
-
-    def draw(self, done: int, final: bool = False) -> None:
-        if not self.enabled or not (self.live or final):
-            return
-        frac = done / max(self.total, 1)
-        width = 30
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
-        sys.stderr.write(
-            f"\r{self.label} |{bar}| {frac:4.0%} "
-            f"{done}/{self.total} [{elapsed:4.1f}s elapsed, {eta:4.1f}s left]"
-        )
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-    def interrupted(self) -> None:
-        """End a live bar's line, so the traceback that follows starts on its own."""
-        if self.enabled and self.live:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def sample(
@@ -141,7 +108,7 @@ def sample(
     progress = np.zeros(chains, dtype=np.int64)
     stop = np.zeros(1, dtype=np.int32)
     step = np.empty(chains)
-    bar = _Progress(chains * (draws + tune), chains, progressbar)
+    bar = Progress(chains * (draws + tune), chains, progressbar)
     workers = cores or min(chains, os.cpu_count() or 1)
 
     def one(c: int) -> None:

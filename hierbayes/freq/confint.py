@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from hierbayes.errors import ConvergenceWarning, check_count
+from hierbayes.progress import Progress
 
 if TYPE_CHECKING:
     from hierbayes.report.lmer import LmerFit
@@ -80,19 +81,19 @@ def estimates(fit: LmerFit) -> pd.Series:
     return pd.Series(values, index=param_names(fit.design))
 
 
-def _columns(level: float) -> list[str]:
+def interval_columns(level: float) -> list[str]:
     lo = (1 - level) / 2 * 100
     return [f"{lo:g} %", f"{100 - lo:g} %"]
 
 
-def _check_level(level: float) -> None:
+def check_level(level: float) -> None:
     if not 0 < level < 1:
         raise ValueError(f"level must lie between 0 and 1, not {level!r}.")
 
 
 def wald(fit: LmerFit, level: float = 0.95) -> pd.DataFrame:
     """Wald intervals: fixed effects +- z SE; variance components NA, as lme4."""
-    _check_level(level)
+    check_level(level)
     z = stats.norm.ppf(0.5 + level / 2)
     beta = fit.estimates.beta
     se = np.sqrt(np.diag(fit.estimates.vcov_beta))
@@ -100,7 +101,7 @@ def wald(fit: LmerFit, level: float = 0.95) -> pd.DataFrame:
     lower = np.concatenate([np.full(n_vc, np.nan), beta - z * se])
     upper = np.concatenate([np.full(n_vc, np.nan), beta + z * se])
     return pd.DataFrame(np.column_stack([lower, upper]), index=param_names(fit.design),
-                        columns=_columns(level))
+                        columns=interval_columns(level))
 
 
 def percentile(t: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -182,11 +183,10 @@ def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progress
         convergence checks (one :class:`~hierbayes.errors.ConvergenceWarning`
         gives the count, instead of one warning per refit).
     """
-    from hierbayes.bayes.nuts import _Progress
 
     check_count("n_sims", n_sims, minimum=2)
     seeds = np.random.SeedSequence(seed).spawn(int(n_sims))
-    bar = _Progress(int(n_sims), 1, progressbar, label="Bootstrap refits")
+    bar = Progress(int(n_sims), 1, progressbar, label="Bootstrap refits")
     rows: list[np.ndarray] = []
     failed = 0
     if n_jobs == 1:
@@ -221,10 +221,10 @@ def bootstrap(fit: LmerFit, n_sims: int = 500, seed: int | None = None, progress
 def boot(fit: LmerFit, level: float = 0.95, n_sims: int = 500, seed: int | None = None,
          progressbar: bool = True, n_jobs: int | None = 1) -> pd.DataFrame:
     """Percentile intervals from :func:`bootstrap` replicates."""
-    _check_level(level)
+    check_level(level)
     reps = bootstrap(fit, n_sims, seed, progressbar, n_jobs)
     alpha = np.array([(1 - level) / 2, (1 + level) / 2])
     ci = np.array([percentile(reps[c].to_numpy(), alpha) for c in reps.columns])
-    out = pd.DataFrame(ci, index=reps.columns, columns=_columns(level))
+    out = pd.DataFrame(ci, index=reps.columns, columns=interval_columns(level))
     out.attrs["replicates"] = reps
     return out

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from hierbayes.freq.confint import _check_level, _columns, param_names, sdcor, varcomp_names
+from hierbayes.freq.confint import check_level, interval_columns, param_names, sdcor, varcomp_names
 from hierbayes.freq.reml import BOUNDARY, RESTART, diagonal_entries
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def profile_confint(fit: LmerFit, level: float = 0.95) -> pd.DataFrame:
     """
     from hierbayes.freq.confint import one_blas_thread
 
-    _check_level(level)
+    check_level(level)
     z = stats.norm.ppf(0.5 + level / 2)
     rows = []
     with one_blas_thread(fit):
@@ -252,4 +252,4 @@ def profile_confint(fit: LmerFit, level: float = 0.95) -> pd.DataFrame:
             at_bound = k < prof.n_vc and prof.x_hat[k] <= prof.lower[k]
             lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
             rows.append((lo, prof.endpoint(k, z)))
-    return pd.DataFrame(rows, index=prof.names, columns=_columns(level))
+    return pd.DataFrame(rows, index=prof.names, columns=interval_columns(level))

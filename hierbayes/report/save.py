@@ -202,7 +202,7 @@ def _prior_entries(table: Any) -> list[dict[str, Any]]:
 
 
 def _metadata(fit: BayesFit) -> tuple[dict[str, Any], dict[str, Any]]:
-    from hierbayes import __version__
+    from hierbayes.version import __version__
 
     design = fit.design
     variables, layout = encode_frame(design.frame)
