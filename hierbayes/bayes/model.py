@@ -408,7 +408,7 @@ class Model:
 
     def own_sampler_obstacle(self) -> str | None:
         """Why hierbayes's own sampler cannot sample this model, or None when it can."""
-        from hierbayes.bayes.pack import supported
+        from hierbayes.bayes.policy import supported
 
         if self.pymc_model_changed():
             return ("its pm.Model (model.pymc_model) was extended or changed, and hierbayes's "
@@ -419,14 +419,14 @@ class Model:
         """Whether hierbayes's sampler integrates the group effects out.
 
         ``None`` chooses: yes for Gaussian models whose blocked factorisation
-        is cheap (:func:`hierbayes.bayes.pack.marginal_cost` at most 1e5
+        is cheap (:func:`hierbayes.bayes.policy.marginal_cost` at most 1e5
         flops, e.g. one grouping factor), or at most 2e5 when the design is
-        nested (:func:`hierbayes.bayes.pack.first_block_nested`). There it
+        nested (:func:`hierbayes.bayes.policy.first_block_nested`). There it
         removes the funnel between SDs and group effects; on crossed designs
         the full model with centring from the data was faster (pupils: 5.7 s
         against 16.1 s, benchmarks/results.md).
         """
-        from hierbayes.bayes.pack import first_block_nested, marginal_cost
+        from hierbayes.bayes.policy import first_block_nested, marginal_cost
 
         gaussian = self.family.name == "gaussian"
         if marginal is None:
@@ -460,10 +460,10 @@ class Model:
         """Per random-effect block, whether its effects are sampled centred.
 
         ``centred`` is None (choose from the data,
-        :func:`hierbayes.bayes.pack.choose_centring`), a bool for all blocks,
+        :func:`hierbayes.bayes.policy.choose_centring`), a bool for all blocks,
         or a dict from block name (``"Subject"``, ``"Subject.1"``) to bool.
         """
-        from hierbayes.bayes.pack import choose_centring
+        from hierbayes.bayes.policy import choose_centring
 
         self.check_centred(centred)
         blocks = self.design.blocks
@@ -596,7 +596,7 @@ class Model:
         centred
             hierbayes's sampler only: sample group effects centred (True),
             non-centred (False), per block (``{"dept": True}``), or as the
-            data suggest (None; :func:`hierbayes.bayes.pack.choose_centring`).
+            data suggest (None; :func:`hierbayes.bayes.policy.choose_centring`).
             The posterior is the same; only the sampler's efficiency differs.
         marginal
             hierbayes's sampler, Gaussian models only: integrate the group

@@ -43,36 +43,26 @@ from functools import cached_property
 
 import numpy as np
 
+from hierbayes.bayes.codes import (
+    B_ABSORB,
+    B_CENTRED,
+    B_COL,
+    B_CORR,
+    B_CPC,
+    B_EFF,
+    B_K,
+    B_L,
+    B_ONES,
+    B_PARENT,
+    B_PMAP,
+    B_SD,
+    B_SKIP,
+    FAMILY_CODES,
+    PRIOR_CODES,
+)
+from hierbayes.bayes.policy import supported
 from hierbayes.bayes.priors import PriorTable
 from hierbayes.spec.design import Design
-
-# Prior codes, shared with the C kernels (prior_logp_dx in _ckernels.c). Parameters a, b, c as listed.
-NORMAL, STUDENT_T, CAUCHY, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5
-EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL = 6, 7, 8, 9
-_CODES = {
-    "normal": (NORMAL, ("mu", "sigma")),
-    "student_t": (STUDENT_T, ("nu", "mu", "sigma")),
-    "cauchy": (CAUCHY, ("alpha", "beta")),
-    "half_normal": (HALF_NORMAL, ("sigma",)),
-    "half_student_t": (HALF_STUDENT_T, ("nu", "sigma")),
-    "half_cauchy": (HALF_CAUCHY, ("beta",)),
-    "exponential": (EXPONENTIAL, ("lam",)),
-    "gamma": (GAMMA, ("alpha", "beta")),
-    "inv_gamma": (INV_GAMMA, ("alpha", "beta")),
-    "lognormal": (LOGNORMAL, ("mu", "sigma")),
-}
-FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
-# Columns of the per-block table.
-B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
-
-def supported(priors: PriorTable) -> str | None:
-    """Why the compiled density cannot express these priors, or None when it can."""
-    for e in priors.entries:
-        if e.cls == "cor":
-            continue
-        if e.prior.dist not in _CODES:
-            return f"the prior {e.prior} on {e.cls} (only PyMC's sampler path handles it)"
-    return None
 
 
 @dataclass
@@ -235,7 +225,7 @@ def cpc_cholesky_np(y: np.ndarray, n: int) -> np.ndarray:
 
 
 def _prior_row(prior) -> tuple[int, list[float]]:
-    code, names = _CODES[prior.dist]
+    code, names = PRIOR_CODES[prior.dist]
     vals = [float(prior.params[n]) for n in names]
     return code, vals + [0.0] * (3 - len(vals))
 
@@ -252,35 +242,6 @@ def _spread(prior) -> float:
         if k in p:
             return float(p[k])
     return 1.0
-
-
-def marginal_cost(design: Design) -> float:
-    """Rough flops of one marginal evaluation: first block level by level, the rest dense."""
-    if not design.blocks:
-        return 0.0
-    first = max(design.blocks, key=lambda b: b.n_levels * b.n_terms)
-    q1 = first.n_levels * first.n_terms
-    q2 = sum(b.n_levels * b.n_terms for b in design.blocks) - q1
-    return first.n_levels * first.n_terms**3 + 2.0 * q2 * q2 * q1 + q2**3
-
-
-def first_block_nested(design: Design) -> bool:
-    """Whether every level of the largest block lies within one level of each other block.
-
-    Nested designs (wards within hospitals) couple their blocks through one
-    entry per level, so the marginal form's Schur complement is cheap to use;
-    crossed ones (pupils' primary and secondary schools) fill it.
-    """
-    if len(design.blocks) < 2:
-        return True
-    first = max(design.blocks, key=lambda b: b.n_levels * b.n_terms)
-    for other in design.blocks:
-        if other is first:
-            continue
-        pairs = np.unique(np.stack([first.index, other.index]), axis=1)
-        if pairs.shape[1] != len(np.unique(first.index)):
-            return False
-    return True
 
 
 def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
@@ -593,81 +554,3 @@ def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:
 
     return (c(Xc.T @ Xc), c(Xc.T @ y), float(y @ y), c(ZtX), c(Zty), c(G11), c(G21), c(G22), table,
             np.array(etas, dtype=float), pri[0], pri[1], misc)
-
-
-def _term_ratios(blk, resid: np.ndarray) -> list[float] | None:
-    """Per term of a block, how much its levels' rows say against the spread of its effects.
-
-    Each level's own least-squares coefficients (residuals on the block's
-    columns) scatter by the effects' variance plus their sampling variance;
-    the moment estimate of the first over the typical second is the term's
-    ratio. None when fewer than three levels have rows enough for their own fit.
-    """
-    q = blk.n_terms
-    coefs, samp, rss, dof = [], [], 0.0, 0
-    order = np.argsort(blk.index, kind="stable")
-    bounds = np.searchsorted(blk.index[order], np.arange(blk.n_levels + 1))
-    for k in range(blk.n_levels):
-        rows = order[bounds[k] : bounds[k + 1]]
-        if len(rows) <= q:
-            continue
-        Z = blk.Z[rows]
-        ZtZ = Z.T @ Z
-        if np.linalg.cond(ZtZ) > 1e10:
-            continue
-        inv = np.linalg.inv(ZtZ)
-        b = inv @ (Z.T @ resid[rows])
-        r = resid[rows] - Z @ b
-        rss += float(r @ r)
-        dof += len(rows) - q
-        coefs.append(b)
-        samp.append(np.diag(inv))
-    if len(coefs) < 3 or dof == 0:
-        return None
-    s2 = rss / dof
-    coefs, samp = np.array(coefs), s2 * np.array(samp)
-    between = np.maximum(coefs.var(axis=0, ddof=1) - samp.mean(axis=0), 0.0)
-    return list(between / np.median(samp, axis=0))
-
-
-def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
-    """Per block, centre its group effects when the data say more than the prior.
-
-    A level's effect is informed by its rows in proportion to ``n_j sd^2 /
-    sigma^2`` (data precision over prior precision). Where that is large for
-    the typical level, the centred form samples well and the non-centred one
-    has a funnel-like coupling between ``z`` and ``sd``; where it is small the
-    reverse holds (Papaspiliopoulos, Roberts & Skold 2007; Betancourt &
-    Girolami 2013). Before sampling, SDs are unknown, so the ratio uses a
-    cheap moment guess: the block's share of the residual variance of the
-    response after the fixed effects, split evenly over the blocks.
-
-    A block of several terms (an intercept and slopes) is centred only when
-    every term is well informed (:func:`_term_ratios`): centring a block whose
-    slope SD is small beside what its rows can resolve put a funnel on that SD,
-    and the full model's divergences in SBC all came from such blocks.
-    """
-    if not design.blocks:
-        return []
-    if design.family.name != "gaussian":
-        return [False] * len(design.blocks)
-    X, y = design.X, design.y
-    beta, *_ = np.linalg.lstsq(X, y, rcond=None) if X.shape[1] else (np.zeros(0),)
-    resid = y - X @ beta if X.shape[1] else y - y.mean()
-    out = []
-    for blk in design.blocks:
-        if blk.n_terms > 1:
-            ratios = _term_ratios(blk, resid)
-            if ratios is not None:
-                out.append(bool(min(ratios) > threshold))
-                continue
-        counts = np.bincount(blk.index, minlength=blk.n_levels).astype(float)
-        # between-level share of the residual variance, by a one-way ANOVA on this factor
-        means = np.bincount(blk.index, weights=resid, minlength=blk.n_levels) / np.maximum(counts, 1)
-        within = resid - means[blk.index]
-        s2_within = float(within @ within) / max(len(y) - blk.n_levels, 1)
-        n_bar = float(np.median(counts))
-        s2_between = max(float(np.var(means[counts > 0], ddof=1)) - s2_within / n_bar, 0.0)
-        ratio = n_bar * s2_between / max(s2_within, 1e-300)
-        out.append(bool(ratio > threshold))
-    return out

@@ -313,7 +313,7 @@ def _slopes_data(sd_int: float, sd_x: float, seed: int = 0) -> pd.DataFrame:
     (0.05, 0.05, False),
 ])
 def test_a_block_is_centred_only_when_every_term_is_informed(sd_int, sd_x, centred):
-    from hierbayes.bayes.pack import choose_centring
+    from hierbayes.bayes.policy import choose_centring
 
     design = hb.Model("y ~ x + (x | g)", _slopes_data(sd_int, sd_x)).design
     assert choose_centring(design) == [centred]
