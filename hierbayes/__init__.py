@@ -37,7 +37,7 @@ def __getattr__(name: str):
     # The REML engine pulls in SciPy's optimisers and sparse matrices (half a second);
     # load it when first used, so a Bayesian fit does not pay for it.
     if name == "lmer":
-        from hierbayes.freq.reml import lmer
+        from hierbayes.api import lmer
 
         return lmer
     if name == "plot_compare":

@@ -52,8 +52,7 @@ from scipy import optimize
 from scipy.linalg import solve_triangular
 
 from hierbayes.errors import ConvergenceWarning, DataError
-from hierbayes.spec.design import Design, build_design
-from hierbayes.spec.formula import parse_formula
+from hierbayes.spec.design import Design
 
 if TYPE_CHECKING:
     from hierbayes.report.lmer import LmerFit
@@ -828,32 +827,3 @@ def fit_design(design: Design, reml: bool = True, start: np.ndarray | None = Non
     factor = dev.factor(opt.final)
     return LmerFit(design=design, deviance_function=dev, opt=opt, factor=factor,
                    estimates=estimates(dev, factor))
-
-
-def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",
-         optimizer: str = "bobyqa") -> LmerFit:
-    """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
-
-    Parameters
-    ----------
-    formula
-        An lme4 formula.
-    data
-        The data (never modified).
-    reml
-        REML (True) or maximum likelihood (False).
-    na_action
-        ``"omit"`` (drop rows with missing values, with a warning) or ``"raise"``.
-    optimizer
-        ``"bobyqa"`` (lme4's default method and settings) or ``"lbfgsb"``.
-
-    Examples
-    --------
-    >>> import hierbayes as hb
-    >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
-    >>> fit.fixef().round(3)["Estimate"].tolist()
-    [251.405, 10.467]
-    """
-    design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action)
-    return fit_design(design, reml=reml, optimizer=optimizer)
-
