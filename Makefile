@@ -33,10 +33,10 @@ bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 
 bench: bench-deps
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 bench-reml: bench-deps
-	$(PY) benchmarks/reml.py
+	$(PY) benchmarks/reml.py $(BENCH_ARGS)
 
 # Simulation-based calibration (about a minute per 200 replicates); results in docs/sbc/.
 sbc: $(STAMP)

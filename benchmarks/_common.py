@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -20,11 +21,19 @@ R_PEAK = ('as.integer(sub("[^0-9]*([0-9]+).*", "\\\\1", grep("VmHWM", readLines(
           'value = TRUE))) %/% 1024')
 
 
-def run(cmd: list[str], timeout: float | None = None) -> dict:
-    """Run one contender in a fresh process; wall time and its RESULT line (with peak_mib)."""
+def run(cmd: list[str], timeout: float | None = None, baseline: str | None = None) -> dict:
+    """Run one contender in a fresh process; wall time and its RESULT line (with peak_mib).
+
+    With ``baseline`` (a checkout of hierbayes), the process imports hierbayes from
+    there instead (PYTHONPATH comes before the installed package), so an older
+    version runs in the same run as this one and their times compare as ratios.
+    """
+    env = None
+    if baseline is not None:
+        env = {**os.environ, "PYTHONPATH": str(Path(baseline).resolve())}
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"status": f"stopped after {timeout:.0f} s", "wall_s": round(time.perf_counter() - t, 1)}
     wall = time.perf_counter() - t
@@ -60,6 +69,13 @@ def table(results: dict[str, dict], base: str, columns: list[tuple[str, str, str
         cells += [format(r[k], fmt) if k in r else "" for k, _, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def baseline_label(path: str) -> str:
+    """``@ <commit>`` of a baseline checkout (or its folder name when it is not a git checkout)."""
+    proc = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True)
+    return f"@ {proc.stdout.strip() or Path(path).name}"
 
 
 def save(name: str, record: dict) -> Path:

@@ -5,7 +5,10 @@ fit time alone is reported too. statsmodels is stopped after --cap seconds
 (on InstEval it has run past 10 minutes and 11 GB). Peers that are not
 installed are reported as such.
 
-    make bench-reml     # or: python benchmarks/reml.py [--cap 120]
+    make bench-reml     # or: python benchmarks/reml.py [--cap 120] [--repeat 5] [--baseline DIR]
+
+``--baseline DIR`` runs the hierbayes in the checkout DIR as well, in the same run,
+so a change's cost reads as a ratio (the fit time is the median of ``--repeat`` fits).
 
 Writes benchmarks/out/reml.json and prints markdown tables.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import OUT, PY_PEAK, R_PEAK, python_peer, r_peer, run, save, table
+from _common import OUT, PY_PEAK, R_PEAK, baseline_label, python_peer, r_peer, run, save, table
 
 CASES = {
     "sleepstudy": ("Reaction ~ Days + (Days | Subject)", "Subject"),
@@ -23,11 +26,14 @@ CASES = {
 }
 
 HIERBAYES = """
-import json, time, hierbayes as hb
+import json, statistics, time, hierbayes as hb
 df = hb.datasets.load("{data}")
-t = time.perf_counter()
-fit = hb.lmer("{formula}", df)
-fit_s = time.perf_counter() - t
+times = []
+for _ in range({repeat}):
+    t = time.perf_counter()
+    fit = hb.lmer("{formula}", df)
+    times.append(time.perf_counter() - t)
+fit_s = statistics.median(times)
 print(fit.summary())
 print("RESULT", json.dumps({{"fit_s": round(fit_s, 3), "criterion": fit.deviance, "evaluations": fit.opt.evaluations, "peak_mib": {peak}}}))
 """
@@ -70,6 +76,9 @@ FACTORS = {"sleepstudy": '"Subject"', "InstEval": '"s", "d", "dept", "service"'}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cap", type=float, default=120.0, help="seconds before statsmodels is stopped")
+    parser.add_argument("--repeat", type=int, default=5,
+                        help="hierbayes fits per process; the fit time is their median")
+    parser.add_argument("--baseline", help="a checkout of an older hierbayes: run it too")
     args = parser.parse_args()
     import hierbayes as hb
 
@@ -81,8 +90,11 @@ def main() -> None:
         csv = OUT / f"{data}.csv"
         hb.datasets.load(data).to_csv(csv, index=False)
         fmt = {"data": data, "formula": formula, "csv": csv, "factors": FACTORS[data],
-               "peak": PY_PEAK, "rpeak": R_PEAK}
+               "peak": PY_PEAK, "rpeak": R_PEAK, "repeat": args.repeat}
         results = {"hierbayes": run([py, "-c", HIERBAYES.format(**fmt)])}
+        if args.baseline:
+            results[f"hierbayes {baseline_label(args.baseline)}"] = run(
+                [py, "-c", HIERBAYES.format(**fmt)], baseline=args.baseline)
         code = STATSMODELS_SLEEP if data == "sleepstudy" else STATSMODELS_INSTEVAL
         results["statsmodels MixedLM"] = python_peer("statsmodels", code.format(**fmt), timeout=args.cap)
         results["lme4"] = r_peer(LME4.format(**fmt))

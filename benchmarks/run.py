@@ -16,7 +16,11 @@ Reported per contender: whole-process wall time, sampling time, min ESS-bulk
 over fixed effects, SDs, correlations and sigma, ESS per second of wall time,
 divergences and peak memory.
 
-    make bench          # or: python benchmarks/run.py [--only sleepstudy] [--cap 300]
+    make bench          # or: python benchmarks/run.py [--only sleepstudy] [--cap 300] [--baseline DIR]
+
+``--baseline DIR`` runs every hierbayes variant a second time from the checkout
+DIR (an older commit), labelled with its commit, so a change's cost is a ratio
+measured in the same run.
 
 Writes benchmarks/results.json and benchmarks/results.md.
 """
@@ -29,7 +33,7 @@ import os
 import sys
 from pathlib import Path
 
-from _common import OUT, PY_PEAK, R_PEAK, python_peer, r_peer, run, table
+from _common import OUT, PY_PEAK, R_PEAK, baseline_label, python_peer, r_peer, run, table
 
 HERE = Path(__file__).resolve().parent
 
@@ -145,7 +149,8 @@ def r_installed(package: str) -> bool:
     return proc.returncode == 0
 
 
-def bench_case(name: str, case: dict, cap: float, skip: set[str]) -> dict[str, dict]:
+def bench_case(name: str, case: dict, cap: float, skip: set[str],
+               baseline: str | None = None) -> dict[str, dict]:
     import hierbayes as hb
 
     csv = OUT / f"{name}.csv"
@@ -163,7 +168,10 @@ def bench_case(name: str, case: dict, cap: float, skip: set[str]) -> dict[str, d
             continue  # the dense Schur complement (1,142 square) per evaluation is too slow
         if label in skip:
             continue
-        results[label] = run([py, "-c", HIERBAYES.format(kwargs=repr(kwargs), **fmt)], timeout=cap)
+        code = HIERBAYES.format(kwargs=repr(kwargs), **fmt)
+        results[label] = run([py, "-c", code], timeout=cap)
+        if baseline:
+            results[f"{label} {baseline_label(baseline)}"] = run([py, "-c", code], cap, baseline)
     peer_cap = min(cap, case.get("peer_cap", cap))
     for method in ("nutpie", "pymc"):
         label = f"bambi + {method}"
@@ -186,6 +194,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(CASES), help="run only these data sets")
     parser.add_argument("--cap", type=float, default=300.0, help="seconds before a contender is stopped")
     parser.add_argument("--skip", nargs="*", default=[], help="contender labels to leave out")
+    parser.add_argument("--baseline", help="a checkout of an older hierbayes: run its variants too")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     record = {"python": sys.version.split()[0], "cores": os.cpu_count(), "cap_s": args.cap, "cases": {}}
@@ -193,7 +202,8 @@ def main() -> None:
                 f"contenders stopped after {args.cap:.0f} s.\n"]
     for name in args.only or CASES:
         case = CASES[name]
-        results = bench_case(name, case, args.cap, set(args.skip) | set(case.get("skip", [])))
+        results = bench_case(name, case, args.cap, set(args.skip) | set(case.get("skip", [])),
+                             args.baseline)
         record["cases"][name] = {**case, "results": results}
         heading = (f"### {name}: `{case['formula']}`, {case['chains']} chains x {case['draws']} draws "
                    f"after {case['tune']} tuning steps\n")
