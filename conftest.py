@@ -1,7 +1,7 @@
 """Doctest set-up: the names the docstrings' examples take as given.
 
 The examples of :class:`hierbayes.BayesFit`'s methods use ``fit``, the sleepstudy fit
-that ``hierbayes/results/bayes.py``'s module docstring makes; it is fitted once here.
+that ``hierbayes/report/bayes.py``'s module docstring makes; it is fitted once here.
 """
 
 from __future__ import annotations
@@ -22,5 +22,5 @@ def _doctest_names(request, doctest_namespace):
     import pandas as pd
 
     doctest_namespace["pd"] = pd
-    if request.node.name.startswith("hierbayes.report.bayes."):
+    if request.node.name.startswith(("hierbayes.report.bayes.", "hierbayes.report.checks.")):
         doctest_namespace["fit"] = request.getfixturevalue("_sleepstudy_fit")

@@ -10,9 +10,9 @@ Examples
 """
 
 from hierbayes import datasets
-from hierbayes.bayes.model import Model
+from hierbayes.api import Model, load_fit
 from hierbayes.bayes.priors import Prior, PriorTable
-from hierbayes.bayes.sampling import available_samplers
+from hierbayes.bayes.sampler import available_samplers
 from hierbayes.errors import (
     ConvergenceWarning,
     DataError,
@@ -27,21 +27,21 @@ from hierbayes.errors import (
 from hierbayes.families import get_family
 from hierbayes.report import BayesFit, LmerFit, Sims, Summary
 from hierbayes.report.compare import anova, compare, loo_compare
-from hierbayes.report.save import load_fit
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
 from hierbayes.version import __version__ as __version__
 
 
 def __getattr__(name: str):
-    # The REML engine pulls in SciPy's optimisers and sparse matrices (half a second);
-    # load it when first used, so a Bayesian fit does not pay for it.
+    # The REML engine pulls in SciPy's optimisers and sparse matrices (half a second), the
+    # plots SciPy's distributions and matplotlib; each loads when first used (hb.lmer calls
+    # the REML engine, hb.plot_compare the plots), so a Bayesian fit pays for neither.
     if name == "lmer":
         from hierbayes.api import lmer
 
         return lmer
     if name == "plot_compare":
-        from hierbayes.report.plots import plot_compare
+        from hierbayes.report.compare import plot_compare
 
         return plot_compare
     raise AttributeError(f"module 'hierbayes' has no attribute {name!r}")

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-import hierbayes.bayes.sampling as sampling
+import hierbayes.bayes.sampler as sampling
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 

@@ -1,7 +1,10 @@
 """What fits report: summaries, accessors (fixef, ranef, coef, varcorr) and comparisons.
 
-``bayes`` holds the posterior's report (:class:`BayesFit`), ``lmer`` the REML
-and ML fit's (:class:`LmerFit`).
+``bayes`` holds the posterior's report (:class:`BayesFit`; its checks against
+the data in ``checks``), ``lmer`` the REML and ML fit's (:class:`LmerFit`).
+Both use ``format`` (text), ``predict`` (rows to predict and draws of them)
+and ``plots``; ``compare`` sets fits side by side and ``save`` writes a
+Bayesian fit to a file. The report layer imports both engines; neither imports it.
 """
 
 from hierbayes.report.bayes import BayesFit, Diagnostics, Summary

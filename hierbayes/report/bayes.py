@@ -1,5 +1,8 @@
 """What a Bayesian fit reports: lmer's summary, fixef, ranef, coef and varcorr; predictions.
 
+Checks against the data (posterior predictive, PSIS-LOO) are in
+:mod:`hierbayes.report.checks`, the plots in :mod:`hierbayes.report.plots`.
+
 Point estimates are posterior means (``point="median"`` for medians);
 intervals are equal-tailed credible intervals (95% unless ``prob`` says
 otherwise). Column names follow brms: ``Estimate``, ``Est.Error`` (posterior
@@ -27,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hierbayes.bayes.model import correlation_position
+from hierbayes.bayes.idata import build_idata
+from hierbayes.bayes.posterior import Posterior
 from hierbayes.errors import ConvergenceWarning, SettingsError, check_count
+from hierbayes.report.checks import PosteriorChecks
 from hierbayes.report.format import (
     Summary,
     aligned,
@@ -40,29 +45,12 @@ from hierbayes.report.format import (
     random_effects_rows,
 )
 from hierbayes.report.groupplots import GroupPlots
+from hierbayes.spec.naming import correlation_position
 
 if TYPE_CHECKING:
-    from hierbayes.bayes.model import Model
-    from hierbayes.bayes.sampling import Posterior, SamplingInfo
-
-
-def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
-    """Warn when PSIS-LOO's Pareto k is too high for some observations; return how many."""
-    from hierbayes.errors import HierbayesWarning
-
-    k = np.asarray(elpd.pareto_k)
-    threshold = float(getattr(elpd, "good_k", 0.7))
-    bad = int(np.sum(k > threshold))
-    if bad:
-        worst = [rows[i] for i in np.argsort(-k)[:5] if k[i] > threshold]
-        warnings.warn(
-            f"{label}: Pareto k above {threshold:.2f} for {bad} of {k.size} observations "
-            f"(worst rows {worst}, k up to {k.max():.2f}), so PSIS-LOO is unreliable "
-            "there. Those observations sway their groups' effects strongly; compare with "
-            "k-fold cross-validation (refit without each group) or a model with a heavier-"
-            "tailed response before trusting the ranking.",
-            HierbayesWarning, stacklevel=3)
-    return bad
+    from hierbayes.bayes.model import BayesModel
+    from hierbayes.bayes.posterior import SamplingInfo
+    from hierbayes.report.save import SavedFit
 
 
 def _qnames(prob: float) -> tuple[str, str]:
@@ -95,13 +83,13 @@ class Diagnostics:
     table: pd.DataFrame  # per parameter: rhat, ess_bulk, ess_tail
 
 
-class BayesFit(GroupPlots):
+class BayesFit(GroupPlots, PosteriorChecks):
     """A posterior from :meth:`hierbayes.Model.fit`.
 
     Attributes
     ----------
     model : Model
-        The model that was fitted.
+        The model that was fitted (a :class:`hierbayes.Model`).
     posterior : Posterior
         The draws as NumPy arrays, by variable name.
     idata : arviz.InferenceData
@@ -111,7 +99,7 @@ class BayesFit(GroupPlots):
         Sampler, settings, seed and timings.
     """
 
-    def __init__(self, model: Model, posterior: Posterior, info: SamplingInfo,
+    def __init__(self, model: BayesModel, posterior: Posterior, info: SamplingInfo,
                  idata: Any = None) -> None:
         self.model = model
         self.posterior = posterior
@@ -120,12 +108,17 @@ class BayesFit(GroupPlots):
         self._idata = None
         self._diagnostics: Diagnostics | None = None
 
+    @classmethod
+    def from_saved(cls, saved: SavedFit) -> BayesFit:
+        """The fit that :func:`hierbayes.report.save.read_fit` read back: its InferenceData as saved."""
+        fit = cls(saved.model, saved.posterior, saved.info, saved.idata)
+        fit._idata = saved.idata  # complete as saved (log-likelihood, replicates): not rebuilt
+        return fit
+
     @property
     def idata(self):
         """The ArviZ InferenceData (built on first access; ArviZ's import takes seconds)."""
         if self._idata is None:
-            from hierbayes.bayes.sampling import build_idata
-
             self._idata = build_idata(self.model, self.posterior, self.info, self._sampler_idata)
         return self._idata
 
@@ -158,10 +151,17 @@ class BayesFit(GroupPlots):
             raise KeyError(f"Name two different terms of '{group}': {b.terms}.")
         return self._flat(f"cor_{group}")[:, correlation_position(b.n_terms, i, j)]
 
-    def _headline(self, post: Any = None) -> dict[str, np.ndarray]:
+    def headline_draws(self, post: Any = None) -> dict[str, np.ndarray]:
         """Each headline scalar's (chain, draw) draws, keyed by a readable name.
 
-        ``post`` is another set of draws with the same variables (the prior's).
+        The headline parameters are those the diagnostics and trace plots
+        cover: fixed effects, SDs, correlations and sigma. ``post`` is another
+        set of draws with the same variables (the prior's).
+
+        Examples
+        --------
+        >>> list(fit.headline_draws())[:3]
+        ['fixef[(Intercept)]', 'fixef[Days]', 'sd_Subject[(Intercept)]']
         """
         post = self.posterior if post is None else post
         out: dict[str, np.ndarray] = {}
@@ -188,7 +188,7 @@ class BayesFit(GroupPlots):
             from hierbayes.bayes.diagnostics import ess_bulk, ess_tail, rhat
 
             rows = {}
-            for name, draws in self._headline().items():
+            for name, draws in self.headline_draws().items():
                 rows[name] = {"rhat": rhat(draws), "ess_bulk": ess_bulk(draws),
                               "ess_tail": ess_tail(draws)}
             table = pd.DataFrame(rows).T
@@ -487,109 +487,6 @@ class BayesFit(GroupPlots):
             out[sl] = np.column_stack([est, draws.std(axis=0, ddof=1), q[0], q[1]])
         return pd.DataFrame(out, index=rows.labels, columns=["Estimate", "Est.Error", lo, hi])
 
-    def posterior_predictive(self, seed: int | None = None):
-        """Draw a replicate of the data for every posterior draw; add them to ``idata``.
-
-        The draws use the fitted group effects (brms's ``posterior_predict``)
-        and land in ``idata.posterior_predictive`` under the observed
-        variable's name, ready for ArviZ's ``plot_ppc``.
-
-        Returns
-        -------
-        arviz.InferenceData
-            ``self.idata``, now with a ``posterior_predictive`` group.
-
-        Examples
-        --------
-        >>> fit.posterior_predictive(seed=1).posterior_predictive["Reaction"].shape
-        (2, 500, 180)
-        """
-        import xarray as xr
-
-        from hierbayes.report.predict import posterior_draws
-
-        idata = self.idata
-        y_rep, _ = posterior_draws(self, kind="response", seed=seed)
-        obs = idata.observed_data[self.model.observed_name].coords["obs"].to_numpy()
-        shape = (self.posterior.n_chains, self.posterior.n_draws, -1)
-        group = xr.Dataset(
-            {self.model.observed_name: (("chain", "draw", "obs"), y_rep.reshape(shape))},
-            coords={"chain": idata.posterior["chain"].to_numpy(),
-                    "draw": idata.posterior["draw"].to_numpy(), "obs": obs})
-        if "posterior_predictive" in idata.groups():
-            delattr(idata, "posterior_predictive")
-        idata.add_groups({"posterior_predictive": group})
-        return idata
-
-    def _y_rep(self, seed: int | None) -> np.ndarray:
-        idata = self.idata
-        if "posterior_predictive" not in idata.groups() or seed is not None:
-            self.posterior_predictive(seed)
-        values = idata.posterior_predictive[self.model.observed_name].to_numpy()
-        return values.reshape(-1, values.shape[-1])
-
-    def ppc_pvalues(self, group: str | bool | None = None,
-                    statistics: tuple[str, ...] = ("mean", "sd", "min", "max"),
-                    seed: int | None = None) -> pd.DataFrame:
-        """Posterior predictive p-values: ``P(T(y_rep) >= T(y))`` for each statistic.
-
-        Computed over the whole data and within each level of each grouping
-        factor (``group`` names one; False for the whole data only). Values
-        near 0 or 1 say the model does not reproduce that feature of the
-        data. Replicates come from ``idata.posterior_predictive`` (drawn with
-        ``seed`` when absent or when a seed is given).
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns statistic, group (``"(all)"`` for the whole data), level,
-            observed, p.
-
-        Examples
-        --------
-        >>> p = fit.ppc_pvalues(seed=1)
-        >>> p[p["group"] == "(all)"]["statistic"].tolist()
-        ['mean', 'sd', 'min', 'max']
-        >>> bool(p["p"].between(0, 1).all())
-        True
-        """
-        from hierbayes.report.predict import ppc_pvalues
-
-        d = self.design
-        groups: dict[str, tuple[np.ndarray, list[str]]] = {}
-        if group is not False:
-            for b in d.blocks:
-                if group in (None, True, b.factor, b.group):
-                    groups.setdefault(b.factor, (b.index, b.levels))
-            if isinstance(group, str) and not groups:
-                raise KeyError(f"No grouping factor '{group}'. Factors: {list(d.ngrps())}")
-        return ppc_pvalues(d.y, self._y_rep(seed), groups, tuple(statistics))
-
-    def ppc_plot(self, num_pp_samples: int = 100, seed: int | None = None, kind: str = "kde",
-                 **kwargs: Any):
-        """ArviZ's posterior predictive plot (``plot_ppc``) of the response; returns the Figure.
-
-        ``kind`` is ``"kde"``, ``"cumulative"`` or ``"scatter"``; other
-        arguments go to :func:`arviz.plot_ppc`.
-
-        Examples
-        --------
-        >>> fig = fit.ppc_plot(num_pp_samples=50, seed=1)
-        >>> fig.axes[0].get_xlabel()
-        'Reaction'
-        """
-        import arviz as az
-
-        self._y_rep(seed)
-        ax = az.plot_ppc(self.idata, num_pp_samples=num_pp_samples, random_seed=seed, kind=kind,
-                         **kwargs)
-        ax = np.ravel(ax)[0]
-        ax.set_title(f"Posterior predictive check: {self.design.formula.formula}")
-        ax.set_xlabel(self.design.response_label)
-        ax.set_ylabel("density" if kind == "kde" else ("cumulative probability" if kind == "cumulative"
-                                                       else ""))
-        return ax.figure
-
     def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
         """``n`` new response vectors, each from a different posterior draw.
 
@@ -609,7 +506,6 @@ class BayesFit(GroupPlots):
         """
         from types import SimpleNamespace
 
-        from hierbayes.bayes.sampling import Posterior
         from hierbayes.report.predict import posterior_draws
 
         check_count("n", n)
@@ -626,32 +522,6 @@ class BayesFit(GroupPlots):
         y, labels = posterior_draws(SimpleNamespace(design=self.design, posterior=chosen),
                                     kind="response", seed=rng)
         return pd.DataFrame(y.T, index=labels, columns=[f"sim_{i + 1}" for i in range(n)])
-
-    def loo(self, warn: bool = True, label: str | None = None):
-        """PSIS-LOO (ArviZ's ``loo``, pointwise) on the conditional log-likelihood.
-
-        Warns (:class:`HierbayesWarning`) when Pareto k is above ArviZ's
-        threshold for some observations, naming how many, which rows, and
-        what to do; ``label`` names the fit in that message (its formula by
-        default).
-
-        Examples
-        --------
-        >>> import warnings
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore")  # a few observations have high Pareto k
-        ...     elpd = fit.loo()
-        >>> len(elpd.pareto_k)
-        180
-        """
-        import arviz as az
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            elpd = az.loo(self.idata, pointwise=True)
-        if warn:
-            warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
-        return elpd
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fit to one netCDF file that :func:`hierbayes.load_fit` reads back.

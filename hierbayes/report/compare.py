@@ -169,6 +169,20 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     return table
 
 
+def plot_compare(bayes: Any, reml: Any, prob: float = 0.95):
+    """Posterior intervals against REML intervals, one small panel per parameter; returns the Figure.
+
+    The table is :func:`compare`'s: posterior mean and credible interval, REML
+    estimate with a Wald-type interval. Each parameter has its own axis, since
+    their scales differ (an intercept of 250 beside a correlation); the drawing
+    is :func:`hierbayes.report.plots.plot_compare_table`.
+    """
+    from hierbayes.report.plots import plot_compare_table  # matplotlib and SciPy on first use
+
+    table = compare(bayes, reml, prob=prob)
+    return plot_compare_table(table, "REML" if reml.reml else "ML", prob, bayes.design.formula.formula)
+
+
 def loo_compare(fits: dict[str, Any], warn: bool = True) -> pd.DataFrame:
     """Compare Bayesian fits by PSIS-LOO, as ArviZ's ``compare`` (brms's ``loo_compare``).
 

@@ -2,7 +2,10 @@
 
 Every function takes a fit (:class:`~hierbayes.BayesFit` or
 :class:`~hierbayes.LmerFit`) and returns a :class:`matplotlib.figure.Figure`
-with titled, labelled axes; the fits' ``plot_*`` methods call them. Figures
+with titled, labelled axes; the fits' ``plot_*`` methods call them. Fits are
+taken as they come: a fit whose ``posterior`` is a
+:class:`~hierbayes.bayes.posterior.Posterior` is Bayesian, any other is a REML
+or ML fit, so this module imports neither fit class (they import it). Figures
 are built without pyplot, so a notebook shows each once and loops do not
 pile up open figures; in a script, save them with ``fig.savefig(...)``.
 
@@ -27,7 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hierbayes.bayes.posterior import Posterior
 from hierbayes.errors import DataError
+from hierbayes.linalg.linpred import linear_predictor
+from hierbayes.report.predict import prediction_rows
 from hierbayes.spec.modelframe import level_label
 
 GREY, PARTIAL, NONE, COMPLETE = "0.55", "C0", "C1", "C2"
@@ -47,9 +53,8 @@ def _figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] 
 
 
 def _is_bayes(fit: Any) -> bool:
-    from hierbayes.report.bayes import BayesFit
-
-    return isinstance(fit, BayesFit)
+    """Whether a fit holds posterior draws (a Bayesian fit) rather than REML or ML estimates."""
+    return isinstance(getattr(fit, "posterior", None), Posterior)
 
 
 def _frame(fit: Any) -> pd.DataFrame:
@@ -281,7 +286,7 @@ def _no_pooling(fit: Any, factor: str) -> tuple[list[str], list[str], np.ndarray
             Z[:, terms.index(t)] = b.Z[:, j]
     beta = fit.fixef()["Estimate"].to_numpy()
     other = [j for j, n in enumerate(d.fixef_names) if n not in terms]
-    y = d.y - d.X[:, other] @ beta[other]
+    y = d.y - linear_predictor(d.X[:, other], beta[other])
     index, levels = blocks[0].index, blocks[0].levels
     out = np.full((len(levels), len(terms)), np.nan)
     for k in range(len(levels)):
@@ -356,8 +361,6 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
     ``arm::sim`` draws of the fixed effects (REML fit). A categorical ``x``
     gives a point and an interval per level.
     """
-    from hierbayes.report.predict import prediction_rows
-
     grid, categorical = _grid(fit, x, points=100)
     levels = list(grid[x])
     pos = np.arange(len(levels), dtype=float) if categorical else grid[x].to_numpy(dtype=float)
@@ -368,8 +371,8 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
         band = f"{prob * 100:g}% credible interval"
     else:
         X = prediction_rows(fit.design, grid, re_form="~0").X
-        est = X @ fit.estimates.beta
-        draws = fit.sim(n_sims, seed=seed).fixef.to_numpy() @ X.T
+        est = linear_predictor(X, fit.estimates.beta)
+        draws = linear_predictor(X, fit.sim(n_sims, seed=seed).fixef.to_numpy())
         lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
         band = f"{prob * 100:g}% interval (arm::sim, {n_sims} draws)"
     fig, (ax,) = _figure(1, panel=(5.2, 4.0))
@@ -442,7 +445,7 @@ def plot_diagnostics(fit: Any):
 
 def plot_trace(fit: Any, max_params: int = 12):
     """Per headline parameter, each chain's density and its trace (as ArviZ's ``plot_trace``)."""
-    draws = fit._headline()
+    draws = fit.headline_draws()
     names = list(draws)[:max_params]
     fig, axes = _figure(2 * len(names), ncols=2, panel=(4.2, 1.7))
     for k, name in enumerate(names):
@@ -470,12 +473,10 @@ def plot_prior_posterior(fit: Any, draws: int = 2000, seed: int | None = 1, max_
     (:meth:`hierbayes.Model.prior_predictive`). The axis spans the posterior
     and the central 98% of the prior.
     """
-    from hierbayes.bayes.sampling import Posterior
-
     prior_idata = fit.model.prior_predictive(draws=draws, seed=seed)
     prior = Posterior.from_idata(_as_posterior(prior_idata))
-    prior_draws = fit._headline(prior)
-    post_draws = fit._headline()
+    prior_draws = fit.headline_draws(prior)
+    post_draws = fit.headline_draws()
     names = list(post_draws)[:max_params]
     fig, axes = _figure(len(names), ncols=3, panel=(3.4, 2.6))
     for ax, name in zip(axes, names, strict=True):
@@ -502,19 +503,15 @@ def _as_posterior(idata):
     return az.InferenceData(posterior=idata.prior)
 
 
-def plot_compare(bayes: Any, reml: Any, prob: float = 0.95):
+def plot_compare_table(table: pd.DataFrame, method: str, prob: float, formula: str):
     """Posterior intervals against REML intervals, one small panel per parameter.
 
-    The table is :func:`hierbayes.compare`'s: posterior mean and credible
-    interval, REML estimate with a Wald-type interval. Each parameter has its
-    own axis, since their scales differ (an intercept of 250 beside a
-    correlation).
+    ``table`` is :func:`hierbayes.compare`'s (what :func:`hierbayes.plot_compare`
+    draws); ``method`` names the frequentist fit (``"REML"`` or ``"ML"``). Each
+    parameter has its own axis, since their scales differ (an intercept of 250
+    beside a correlation).
     """
-    from hierbayes.report.compare import compare
-
-    table = compare(bayes, reml, prob=prob)
     fig, axes = _figure(len(table), ncols=1, panel=(6.0, 0.85))
-    method = "REML" if reml.reml else "ML"
     for ax, (param, row) in zip(axes, table.iterrows(), strict=True):
         ax.hlines([1, 0], [row["CrI lower"], row["CI lower"]], [row["CrI upper"], row["CI upper"]],
                   colors=[PARTIAL, NONE], lw=2)
@@ -524,5 +521,25 @@ def plot_compare(bayes: Any, reml: Any, prob: float = 0.95):
         ax.set_title(param, fontsize=9, loc="left")
         ax.set_xlabel("estimate and interval", fontsize=8)
     fig.suptitle(f"Bayes ({prob * 100:g}% CrI) against {method} ({prob * 100:g}% CI)\n"
-                 f"{bayes.design.formula.formula}", fontsize=10)
+                 f"{formula}", fontsize=10)
     return fig
+
+
+def plot_prior_predictive(model: Any, draws: int = 500, seed: int | None = None, idata: Any = None,
+                          num_pp_samples: int = 100, kind: str = "kde", **kwargs: Any):
+    """ArviZ's ``plot_ppc`` of a model's prior predictive against the data; returns the Figure.
+
+    ``idata`` from ``model.prior_predictive`` is drawn when not given
+    (:meth:`hierbayes.Model.plot_prior_predictive`).
+    """
+    import arviz as az
+
+    idata = model.prior_predictive(draws, seed) if idata is None else idata
+    kwargs.setdefault("observed", True)  # ArviZ leaves the data out of prior checks
+    ax = az.plot_ppc(idata, group="prior", num_pp_samples=min(num_pp_samples, draws),
+                     random_seed=seed, kind=kind, **kwargs)
+    ax = np.ravel(ax)[0]
+    ax.set_title(f"Prior predictive check: {model.formula.formula}")
+    ax.set_ylabel("density" if kind == "kde" else "")
+    ax.set_xlabel(model.design.response_label)
+    return ax.figure

@@ -31,9 +31,11 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import DataError, FormulaError
+from hierbayes.linalg.linpred import linear_predictor
 from hierbayes.spec.design import Design, model_matrix_from
 from hierbayes.spec.formula import parse_formula
 from hierbayes.spec.modelframe import NAME_CONSTANTS, level_label
+from hierbayes.spec.naming import correlation_matrix
 
 
 @dataclass
@@ -243,12 +245,18 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
 
 
 def eta_point(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
-    """Linear predictor at one set of estimates; rows at a new level get no group effect."""
-    eta = rows.X @ beta
-    for Z, idx, bk in zip(rows.Z, rows.index, b, strict=True):
-        seen = idx >= 0
-        eta = eta + seen * (Z * bk[np.where(seen, idx, 0)]).sum(axis=1)
-    return eta
+    """Linear predictor at one set of estimates; rows at a new level get no group effect.
+
+    Parameters
+    ----------
+    rows
+        From :func:`prediction_rows`.
+    beta
+        Fixed effects, ``(p,)``.
+    b
+        Per block, fitted levels' group effects, ``(levels, terms)``.
+    """
+    return linear_predictor(rows.X, beta, list(zip(rows.Z, rows.index, b, strict=True)))
 
 
 def eta_draws(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray],
@@ -271,15 +279,11 @@ def eta_draws(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray],
     numpy.ndarray
         ``(S, rows)``.
     """
-    eta = beta @ rows.X.T
+    effects = []
     for Z, idx, nidx, bk, bn in zip(rows.Z, rows.index, rows.new_index, b, b_new, strict=True):
-        seen = idx >= 0
-        if seen.any():
-            eta[:, seen] += np.einsum("snq,nq->sn", bk[:, idx[seen]], Z[seen])
-        new = nidx >= 0
-        if bn is not None and new.any():
-            eta[:, new] += np.einsum("snq,nq->sn", bn[:, nidx[new]], Z[new])
-    return eta
+        # a row is at a fitted level or at a new one: each its own term, gathered by its index
+        effects += [(Z, idx, bk), (Z, nidx, bn)]
+    return linear_predictor(rows.X, beta, effects)
 
 
 def new_level_effects(rng: np.random.Generator, n_new: int, cov_chol: np.ndarray) -> np.ndarray:
@@ -317,8 +321,6 @@ def group_covariance_chol(posterior: Any, block: Any) -> np.ndarray:
     """Per draw, the Cholesky factor of a block's group-effect covariance, ``(S, q, q)``."""
     sd = np.asarray(posterior[f"sd_{block.group}"]).reshape(-1, block.n_terms)
     if block.correlated:
-        from hierbayes.bayes.model import correlation_matrix
-
         q = block.n_terms
         pairs = np.asarray(posterior[f"cor_{block.group}"])
         cor = correlation_matrix(pairs.reshape(-1, pairs.shape[-1]), q)

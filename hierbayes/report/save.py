@@ -1,4 +1,4 @@
-"""A Bayesian fit in one netCDF file: :meth:`BayesFit.save` and :func:`load_fit`.
+"""A Bayesian fit in one netCDF file: :meth:`BayesFit.save` and :func:`hierbayes.load_fit`.
 
 The file is the fit's InferenceData (every group: posterior, sample stats,
 log-likelihood, observed data, and posterior predictive draws if drawn), as
@@ -12,6 +12,11 @@ saved one, so a loaded fit is never silently a different model.
 
 Saving writes to a temporary file, loads it back and compares it with the fit
 (draws, frame, summary) before moving it into place: a saved fit always loads.
+Loading (:func:`read_fit`) gives the parts of a fit (:class:`SavedFit`); the
+model class to rebuild is the caller's (:func:`hierbayes.load_fit` rebuilds a
+:class:`hierbayes.Model`), and so is the fit class
+(:meth:`hierbayes.BayesFit.from_saved`): this module imports neither, and
+takes the fit it saves as it comes (a :class:`hierbayes.BayesFit`).
 
 Extensions of ``model.pymc_model`` are code and are not saved: the loaded
 fit's draws (including those of added variables) and summary are intact, but
@@ -29,17 +34,19 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from hierbayes.bayes.posterior import Posterior, SamplingInfo
+from hierbayes.bayes.priors import Prior, PriorEntry, PriorTable
 from hierbayes.errors import DataError, FitFileError, HierbayesWarning
 
 if TYPE_CHECKING:
-    from hierbayes.report import BayesFit
+    from hierbayes.bayes.model import BayesModel
 
 FORMAT = 1
 GROUP = "hierbayes"
@@ -201,7 +208,7 @@ def _prior_entries(table: Any) -> list[dict[str, Any]]:
              "params": e.prior.params, "source": e.source} for e in table.entries]
 
 
-def _metadata(fit: BayesFit) -> tuple[dict[str, Any], dict[str, Any]]:
+def _metadata(fit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     from hierbayes.version import __version__
 
     design = fit.design
@@ -243,15 +250,12 @@ def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
     return out
 
 
-def _rebuild(meta: dict[str, Any], frame: pd.DataFrame, path: Path):
-    from hierbayes.bayes.model import Model
-    from hierbayes.bayes.priors import Prior, PriorEntry, PriorTable
-
+def _rebuild(meta: dict[str, Any], frame: pd.DataFrame, path: Path, model_class: type[BayesModel]):
     frame.attrs["name"] = meta["data_name"]
     with warnings.catch_warnings():
         # the rank-deficiency warning was given when the fit was made
         warnings.simplefilter("ignore", HierbayesWarning)
-        model = Model(meta["formula"], frame, family=meta["family"])
+        model = model_class(meta["formula"], frame, family=meta["family"])
     design = model.design
     diffs = _differences(meta["design"], _design_check(design))
     if diffs or design.dropped_columns != meta["dropped_columns"]:
@@ -303,14 +307,21 @@ def _read(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     return idata, ds, meta
 
 
-def load_fit(path: str | os.PathLike) -> BayesFit:
-    """Load a fit written by :meth:`BayesFit.save`.
+@dataclass
+class SavedFit:
+    """What a saved fit is made of: the rebuilt model, the draws, the sampler's record, the InferenceData."""
 
-    Returns
-    -------
-    BayesFit
-        Its summary, ``fixef``, ``ranef``, ``varcorr``, ``coef``, predictions
-        and ``idata`` are those of the saved fit.
+    model: Any
+    posterior: Posterior
+    info: SamplingInfo
+    idata: Any
+
+
+def read_fit(path: str | os.PathLike, model_class: type[BayesModel]) -> SavedFit:
+    """Read a fit written by :func:`save_fit`, rebuilding its model as a ``model_class``.
+
+    Warns (:class:`~hierbayes.errors.HierbayesWarning`) when the fit was made
+    from an extended ``pm.Model``, whose extensions a file does not keep.
 
     Raises
     ------
@@ -318,32 +329,29 @@ def load_fit(path: str | os.PathLike) -> BayesFit:
         The file is missing, is not a saved hierbayes fit, comes from a newer
         format, or its formula now evaluates to another design.
     """
-    from hierbayes.bayes.sampling import Posterior, SamplingInfo
-    from hierbayes.report import BayesFit
-
     path = Path(path)
     idata, ds, meta = _read(path)
     try:
         frame = decode_frame(ds, meta["frame"])
-        model = _rebuild(meta, frame, path)
+        model = _rebuild(meta, frame, path, model_class)
         info = SamplingInfo(**meta["info"])
     except FitFileError:
         raise
     except Exception as err:  # a file edited by hand or by another program
         raise FitFileError(f"{path}: the saved fit cannot be rebuilt ({type(err).__name__}: "
                            f"{err}).") from None
-    fit = BayesFit(model, Posterior.from_idata(idata), info, idata)
-    fit._idata = idata
+    posterior = Posterior.from_idata(idata)
     if info.pymc_changed:
+        # stacklevel 3: the caller of hierbayes.load_fit
         warnings.warn(
             f"{path}: the fit was made after model.pymc_model was extended. The draws (also of "
             "added variables) and the summary are as saved, but extensions are code, which a "
             "file does not keep: fit.model.pymc_model is the model without them. Extend it "
-            "again before refitting.", HierbayesWarning, stacklevel=2)
-    return fit
+            "again before refitting.", HierbayesWarning, stacklevel=3)
+    return SavedFit(model, posterior, info, idata)
 
 
-def _same(fit: BayesFit, back: BayesFit) -> list[str]:
+def _same(fit: Any, back: Any) -> list[str]:
     """How a fit loaded back differs from the one saved (empty when it does not)."""
     out = []
     try:
@@ -359,7 +367,7 @@ def _same(fit: BayesFit, back: BayesFit) -> list[str]:
     return out
 
 
-def save_fit(fit: BayesFit, path: str | os.PathLike) -> Path:
+def save_fit(fit: Any, path: str | os.PathLike) -> Path:
     """Write a fit to one netCDF file (see the module docstring); returns the path.
 
     The file is replaced only once the new one has been read back and found
@@ -378,7 +386,8 @@ def save_fit(fit: BayesFit, path: str | os.PathLike) -> Path:
         group.to_netcdf(tmp, mode="a", group=GROUP, engine="h5netcdf")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", HierbayesWarning)
-            back = load_fit(tmp)
+            # rebuilt as the fit's own classes, so the check compares like with like
+            back = type(fit).from_saved(read_fit(tmp, type(fit.model)))
         problems = _same(fit, back)
         if problems:
             raise FitFileError(f"The fit could not be saved so that it loads back unchanged: "

@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 
 import hierbayes as hb
-from hierbayes.bayes.model import correlation_matrix, correlation_pairs, correlation_position
+from hierbayes.spec.naming import correlation_matrix, correlation_pairs, correlation_position
 
 
 def shapes(model: pm.Model) -> dict[str, tuple[int, ...]]:
@@ -118,3 +118,25 @@ def test_correlation_pairs_follow_brms_order_and_round_trip():
     C = S / np.sqrt(np.outer(np.diag(S), np.diag(S)))
     pairs = np.array([C[i, j] for i, j in correlation_pairs(4)])
     np.testing.assert_array_equal(correlation_matrix(pairs[None], 4)[0], np.where(np.eye(4) == 1, 1.0, C))
+
+
+def test_the_engine_model_needs_neither_reports_nor_the_reml_engine():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "import hierbayes as hb\n"
+        "assert not [m for m in sys.modules if m.startswith(('scipy', 'matplotlib', 'pymc'))]\n"
+        "from hierbayes.bayes.model import BayesModel\n"
+        "from hierbayes.bayes.sampler import run_nuts\n"
+        "m = hb.Model('Reaction ~ Days + (1 | Subject)', hb.datasets.load('sleepstudy'))\n"
+        "assert isinstance(m, BayesModel) and type(m).__module__ == 'hierbayes.api'\n"
+        "fit = m.fit(draws=30, tune=30, chains=2, seed=1, progressbar=False, check=False)\n"
+        "print(fit.summary())\n"
+        "loaded = [m for m in sys.modules if m.startswith(('hierbayes.freq', 'hierbayes.report.plots'))]\n"
+        "assert not loaded, loaded\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -22,9 +22,9 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.bayes import native
-from hierbayes.bayes.model import linear_predictor
 from hierbayes.bayes.nuts import sample
 from hierbayes.bayes.pack import pack
+from hierbayes.bayes.posterior import linear_predictor
 from hierbayes.errors import SamplerError
 
 # ---- built when the package is installed ----

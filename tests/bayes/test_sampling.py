@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.bayes.model import PymcFingerprint
+from hierbayes.bayes.pymc_model import PymcFingerprint
 
 
 def quiet_fit(model, **kw):
@@ -58,13 +58,13 @@ class Reached(Exception):
 
 
 def stand_in(monkeypatch, *names):
-    import hierbayes.bayes.sampling
+    import hierbayes.bayes.sampler
 
     def reached(*args, **kwargs):
         raise Reached
 
     for name in names:
-        monkeypatch.setattr(hierbayes.bayes.sampling, name, reached)
+        monkeypatch.setattr(hierbayes.bayes.sampler, name, reached)
 
 
 def switch_warnings(call) -> list[str]:
@@ -86,14 +86,14 @@ def test_a_prior_the_kernel_lacks_switches_with_a_warning(sleepstudy, monkeypatc
 
 
 def test_missing_kernels_are_an_error_not_a_switch(sleep_model, monkeypatch):
-    import hierbayes.bayes.sampling
+    import hierbayes.bayes.sampler
 
     stand_in(monkeypatch, "_nutpie")
-    monkeypatch.setattr(hierbayes.bayes.sampling, "available_samplers", lambda: ["nutpie", "pymc"])
+    monkeypatch.setattr(hierbayes.bayes.sampler, "available_samplers", lambda: ["nutpie", "pymc"])
     for sampler in (None, "hierbayes"):
         with pytest.raises(hb.SamplerError, match="compiled kernels are not available.*sampler='nutpie'"):
             sleep_model.fit(sampler=sampler, progressbar=False)
-    monkeypatch.setattr(hierbayes.bayes.sampling, "available_samplers", lambda: ["hierbayes"])
+    monkeypatch.setattr(hierbayes.bayes.sampler, "available_samplers", lambda: ["hierbayes"])
     uniform = hb.Model("Reaction ~ Days + (1 | Subject)", sleep_model.design.frame,
                        priors={"b": "uniform(-100, 100)"})
     with pytest.raises(hb.SamplerError, match="no sampler of PyMC graphs is installed: pip install nutpie"):
@@ -192,10 +192,10 @@ def test_bad_settings_raise_before_sampling(sleep_model, kw, words):
 
 
 def test_unavailable_sampler_says_how_to_install(sleep_model, monkeypatch):
-    import hierbayes.bayes.sampling
+    import hierbayes.bayes.sampler
 
     # As on a machine without numpyro, whether or not this one has it.
-    monkeypatch.setattr(hierbayes.bayes.sampling, "available_samplers", lambda: ["nutpie", "pymc"])
+    monkeypatch.setattr(hierbayes.bayes.sampler, "available_samplers", lambda: ["nutpie", "pymc"])
     with pytest.raises(hb.SamplerError, match="pip install numpyro"):
         sleep_model.fit(sampler="numpyro", progressbar=False)
 

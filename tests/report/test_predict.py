@@ -358,3 +358,60 @@ def test_blocks_of_rows_give_the_same_draws(brms_fit, newdata):
     # rows 4-6 (new subject, Days 0/5/9) share one draw of its intercept and slope: the
     # Days 0 and Days 9 predictions are correlated through the intercept
     assert np.corrcoef(link[:, 3], link[:, 5])[0, 1] > 0.2
+
+
+# --- the one linear predictor (hierbayes.linalg.linpred) -----------------------------------
+
+def _eta_by_rows(X, beta, effects):
+    """The linear predictor written row by row, as the formula reads."""
+    lead = beta.shape[:-1]
+    out = np.zeros((*lead, X.shape[0]))
+    for n in range(X.shape[0]):
+        out[..., n] = (beta * X[n]).sum(axis=-1)
+        for Z, index, r in effects:
+            if r is not None and index[n] >= 0:
+                out[..., n] += (r[..., index[n], :] * Z[n]).sum(axis=-1)
+    return out
+
+
+def test_linear_predictor_is_the_formula_for_points_and_draws():
+    from hierbayes.linalg.linpred import linear_predictor
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(7, 3))
+    Z1, Z2 = rng.normal(size=(7, 2)), rng.normal(size=(7, 1))
+    i1, i2 = np.array([0, 1, 2, 0, -1, 2, 1]), np.array([-1, -1, -1, -1, -1, -1, -1])
+    for lead in [(), (5,), (2, 4)]:
+        beta = rng.normal(size=(*lead, 3))
+        effects = [(Z1, i1, rng.normal(size=(*lead, 3, 2))), (Z2, i2, rng.normal(size=(*lead, 4, 1))),
+                   (Z2, np.zeros(7, dtype=int), None)]
+        eta = linear_predictor(X, beta, effects)
+        assert eta.shape == (*lead, 7)
+        np.testing.assert_allclose(eta, _eta_by_rows(X, beta, effects), rtol=1e-13, atol=1e-13)
+
+
+def test_every_linear_predictor_is_the_same_one(brms_fit, reml, newdata):
+    from hierbayes.bayes.posterior import linear_predictor as posterior_eta
+    from hierbayes.linalg.linpred import linear_predictor
+    from hierbayes.report.predict import eta_draws, eta_point
+
+    d = brms_fit.design
+    post = brms_fit.posterior
+    blk = d.blocks[0]
+    # the log-likelihood's (all chains at once) and the predictions' (draws flattened)
+    eta = posterior_eta(d, post)
+    flat = linear_predictor(d.X, post["fixef"].reshape(-1, 2), [(blk.Z, blk.index, post["r_Subject"].reshape(-1, 18, 2))])
+    np.testing.assert_array_equal(eta.reshape(-1, d.n_obs), flat)
+    np.testing.assert_array_equal(brms_fit.predict_draws(kind="link"), flat)
+    # REML: the fitted values and the prediction at a new level (no group effect there)
+    rows = prediction_rows(reml.design, newdata)
+    point = eta_point(rows, reml.estimates.beta, reml.estimates.b)
+    np.testing.assert_array_equal(point, reml.predict(newdata).to_numpy())
+    new = rows.index[0] < 0
+    np.testing.assert_array_equal(point[new], rows.X[new] @ reml.estimates.beta)
+    np.testing.assert_allclose(eta_point(prediction_rows(reml.design), reml.estimates.beta, reml.estimates.b),
+                               reml.fitted(), rtol=1e-13)
+    S = 3
+    draws = eta_draws(rows, np.repeat(reml.estimates.beta[None], S, 0),
+                      [np.repeat(b[None], S, 0) for b in reml.estimates.b], [None])
+    np.testing.assert_array_equal(draws, np.repeat(point[None], S, 0))

@@ -8,16 +8,16 @@ model; a ``pm.Model`` that the user extended or changed, or a prior it lacks
 (uniform), goes to nutpie, which
 compiles the PyMC model with numba, and a :class:`~hierbayes.errors.HierbayesWarning`
 says so and why (:func:`choose_sampler`). nutpie's compilation is cached per
-model and dropped when the ``pm.Model`` changes (:meth:`hierbayes.Model.compiled`). PyMC's sampler is
-there for step methods and settings nutpie lacks; numpyro when JAX is installed.
+model and dropped when the ``pm.Model`` changes (:meth:`hierbayes.bayes.model.BayesModel.compiled`).
+PyMC's sampler is there for step methods and settings nutpie lacks; numpyro when JAX is installed.
 
-Draws are kept as NumPy arrays (:class:`Posterior`); ``fit.idata`` builds the
-ArviZ InferenceData, with the observed data and the pointwise log-likelihood
-(computed in NumPy from the draws), when first asked for.
+Draws are kept as NumPy arrays (:class:`~hierbayes.bayes.posterior.Posterior`);
+``fit.idata`` builds the ArviZ InferenceData (:mod:`hierbayes.bayes.idata`) when
+first asked for.
 
 Examples
 --------
->>> from hierbayes.bayes.sampling import available_samplers
+>>> from hierbayes.bayes.sampler import available_samplers
 >>> available_samplers()[:2]
 ['hierbayes', 'nutpie']
 """
@@ -27,21 +27,16 @@ from __future__ import annotations
 import importlib.util
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hierbayes.bayes.model import (
-    correlation_dim,
-    correlation_labels,
-    correlation_pairs,
-    linear_predictor,
-)
+from hierbayes.bayes.posterior import Posterior, SamplingInfo, variable_dims
 from hierbayes.errors import HierbayesWarning, SamplerError
+from hierbayes.spec.naming import correlation_pairs
 
 if TYPE_CHECKING:
-    from hierbayes.bayes.model import Model
+    from hierbayes.bayes.model import BayesModel
 
 SAMPLERS = ("hierbayes", "nutpie", "pymc", "numpyro")
 
@@ -57,76 +52,13 @@ def available_samplers() -> list[str]:
     return found
 
 
-@dataclass
-class SamplingInfo:
-    """What was run: sampler, settings, seed and where the time went."""
-
-    sampler: str
-    draws: int
-    tune: int
-    chains: int
-    seed: int
-    target_accept: float
-    compile_seconds: float
-    sampling_seconds: float
-    centred: dict[str, bool] = field(default_factory=dict)
-    marginal: bool = False
-    # the pm.Model sampled had been extended or changed by the user (not rebuilt by load_fit)
-    pymc_changed: bool = False
-
-
-@dataclass
-class Posterior:
-    """Posterior draws as NumPy arrays shaped ``(chain, draw, *shape)``.
-
-    Attributes
-    ----------
-    variables
-        Name -> draws.
-    dims
-        Name -> dimension names of the trailing axes (as in the InferenceData).
-    coords
-        Dimension name -> labels.
-    stats
-        Sampler statistics (``diverging``, ``tree_depth``, ...), each ``(chain, draw)``.
-    """
-
-    variables: dict[str, np.ndarray]
-    dims: dict[str, tuple[str, ...]]
-    coords: dict[str, list]
-    stats: dict[str, np.ndarray]
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.variables[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.variables
-
-    @property
-    def n_chains(self) -> int:
-        return next(iter(self.variables.values())).shape[0]
-
-    @property
-    def n_draws(self) -> int:
-        return next(iter(self.variables.values())).shape[1]
-
-    @classmethod
-    def from_idata(cls, idata: Any) -> Posterior:
-        post = idata.posterior
-        variables = {k: v.to_numpy() for k, v in post.data_vars.items()}
-        dims = {k: tuple(v.dims[2:]) for k, v in post.data_vars.items()}
-        coords = {k: list(v.to_numpy()) for k, v in post.coords.items() if k not in ("chain", "draw")}
-        stats = {k: v.to_numpy() for k, v in idata.sample_stats.data_vars.items()} if "sample_stats" in idata.groups() else {}
-        return cls(variables, dims, coords, stats)
-
-
 def _check_flag(name: str, value: Any, none: bool = False) -> None:
     if not (isinstance(value, bool | np.bool_) or (none and value is None)):
         allowed = "True, False or None" if none else "True or False"
         raise SamplerError(f"{name} must be {allowed}, not {value!r}.")
 
 
-def check_settings(model: Model, draws: Any, tune: Any, chains: Any, seed: Any, sampler: Any,
+def check_settings(model: BayesModel, draws: Any, tune: Any, chains: Any, seed: Any, sampler: Any,
                    target_accept: Any, cores: Any, progressbar: Any, centred: Any,
                    marginal: Any) -> None:
     """Refuse (:class:`SamplerError`) any setting of the wrong type or value, before anything runs."""
@@ -167,7 +99,7 @@ def _asks_own_forms(centred: Any, marginal: Any) -> list[str]:
     return out
 
 
-def choose_sampler(model: Model, sampler: str | None, centred: Any = None, marginal: Any = None) -> str:
+def choose_sampler(model: BayesModel, sampler: str | None, centred: Any = None, marginal: Any = None) -> str:
     """The sampler a fit uses, saying so (:class:`HierbayesWarning`) whenever it is not the one asked for.
 
     ``None`` asks for hierbayes's own sampler. It moves to a sampler of the
@@ -215,39 +147,7 @@ def choose_sampler(model: Model, sampler: str | None, centred: Any = None, margi
     return sampler
 
 
-def variable_dims(model: Model) -> tuple[dict[str, tuple[str, ...]], dict[str, list]]:
-    """Dimension names and coordinates of the posterior variables, as the PyMC model names them."""
-    d = model.design
-    names = d.fixef_names
-    slopes = [n for n in names if n != "(Intercept)"]
-    dims: dict[str, tuple[str, ...]] = {}
-    coords: dict[str, list] = {}
-    if names:
-        dims["fixef"] = ("fixef_term",)
-        coords["fixef_term"] = list(names)
-    if d.intercept:
-        dims["Intercept"] = ()
-    if slopes:
-        dims["b"] = ("b_term",)
-        coords["b_term"] = slopes
-    for blk in d.blocks:
-        g = blk.group
-        coords[blk.level_dim] = list(blk.levels)
-        coords[blk.term_dim] = list(blk.terms)
-        dims[f"sd_{g}"] = (blk.term_dim,)
-        dims[f"z_{g}"] = dims[f"r_{g}"] = (blk.level_dim, blk.term_dim)
-        if blk.correlated:
-            k = blk.n_terms * (blk.n_terms - 1) // 2
-            dims[f"cpc_{g}"] = (f"cpc_{g}_dim_0",)
-            coords[f"cpc_{g}_dim_0"] = list(range(k))
-            dims[f"cor_{g}"] = (correlation_dim(blk),)
-            coords[correlation_dim(blk)] = correlation_labels(blk.terms)
-    if d.family.has_sigma:
-        dims["sigma"] = ()
-    return dims, coords
-
-
-def _hierbayes(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
+def _hierbayes(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
                marginal=False):
     from hierbayes.bayes.nuts import sample
     from hierbayes.bayes.pack import pack
@@ -262,14 +162,14 @@ def _hierbayes(model: Model, draws, tune, chains, seed, target_accept, cores, pr
             rows, cols = (list(ix) for ix in zip(*correlation_pairs(blk.n_terms), strict=True))
             variables[f"cor_{blk.group}"] = variables[f"cor_{blk.group}"][..., rows, cols]
     run.sampling_seconds += time.perf_counter() - t0
-    dims, coords = variable_dims(model)
+    dims, coords = variable_dims(model.design)
     stats = dict(run.stats)
     stats["diverging"] = stats["diverging"].astype(bool)
     post = Posterior({k: variables[k] for k in dims}, dims, coords, stats)
     return post, None, run.compile_seconds, run.sampling_seconds
 
 
-def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, centred):
+def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred):
     import nutpie
 
     t0 = time.perf_counter()
@@ -290,7 +190,7 @@ def _nutpie(model: Model, draws, tune, chains, seed, target_accept, cores, progr
     return Posterior.from_idata(idata), idata, t1 - t0, time.perf_counter() - t1
 
 
-def _pymc(model: Model, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
+def _pymc(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
           numpyro=False):
     import pymc as pm
 
@@ -315,88 +215,8 @@ def _pymc(model: Model, draws, tune, chains, seed, target_accept, cores, progres
     return Posterior.from_idata(idata), idata, 0.0, time.perf_counter() - t0
 
 
-def pointwise_loglik(model: Model, posterior: Any) -> np.ndarray:
-    """Log-likelihood of each observation under each draw, shape (chains, draws, n)."""
-    design = model.design
-    eta = linear_predictor(design, posterior)
-    y = design.y
-    if design.family.name == "gaussian":
-        sigma = np.asarray(posterior["sigma"])[:, :, None]
-        return -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((y - eta) / sigma) ** 2
-    if design.family.name == "bernoulli":
-        # log p = -log(1 + exp(-eta)) for y = 1, -log(1 + exp(eta)) for y = 0
-        return -np.logaddexp(0.0, np.where(y == 1, -eta, eta))
-    from scipy.special import gammaln
-
-    return y * eta - np.exp(eta) - gammaln(y + 1)
-
-
-def build_idata(model: Model, posterior: Posterior, info: SamplingInfo, idata: Any = None):
-    """The ArviZ InferenceData of a fit: posterior, sample stats, observed data, log-likelihood."""
-    import arviz as az
-    import xarray as xr
-
-    design = model.design
-    obs_name = model.observed_name
-    chain = np.arange(posterior.n_chains)
-    draw = np.arange(posterior.n_draws)
-    if idata is None:
-        base = {"chain": chain, "draw": draw}
-        data_vars = {}
-        for name, values in posterior.variables.items():
-            d = posterior.dims[name]
-            data_vars[name] = (("chain", "draw", *d), values)
-        coords = {**base, **{k: v for k, v in posterior.coords.items()}}
-        post = xr.Dataset(data_vars, coords=coords)
-        stats = xr.Dataset({k: (("chain", "draw"), v) for k, v in posterior.stats.items()},
-                           coords=base)
-        idata = az.InferenceData(posterior=post, sample_stats=stats)
-    loglik = pointwise_loglik(model, posterior)
-    obs = [str(r) for r in design.rows]
-    coords = {"chain": idata.posterior["chain"].to_numpy(), "draw": idata.posterior["draw"].to_numpy(),
-              "obs": obs}
-    ll = xr.Dataset({obs_name: (("chain", "draw", "obs"), loglik)}, coords=coords)
-    observed = xr.Dataset({obs_name: (("obs",), design.y)}, coords={"obs": obs})
-    for group, data in (("log_likelihood", ll), ("observed_data", observed)):
-        if group in idata.groups():
-            delattr(idata, group)
-        idata.add_groups({group: data})
-    idata.posterior.attrs.update({f"hierbayes_{k}": v for k, v in asdict(info).items()})
-    idata.posterior.attrs["formula"] = design.formula.formula
-    for group in idata.groups():
-        ds = idata[group]
-        ds.attrs = netcdf_attrs(ds.attrs)
-        for var in ds.variables.values():
-            var.attrs = netcdf_attrs(var.attrs)
-    return idata
-
-
-def netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Attributes as netCDF can hold them: booleans as 0/1, None as "", dicts and lists as JSON.
-
-    Examples
-    --------
-    >>> netcdf_attrs({"marginal": True, "centred": {"Subject": False}, "seed": 1, "x": None})
-    {'marginal': 1, 'centred': '{"Subject": false}', 'seed': 1, 'x': ''}
-    """
-    import json
-
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if isinstance(value, bool | np.bool_):
-            value = int(value)
-        elif value is None:
-            value = ""
-        elif isinstance(value, dict | list | tuple):
-            value = json.dumps(value, default=str)
-        elif isinstance(value, np.ndarray) and value.dtype.kind not in "iuf":
-            value = json.dumps(value.tolist(), default=str)
-        out[str(key)] = value
-    return out
-
-
 def run_nuts(
-    model: Model,
+    model: BayesModel,
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
