@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import PriorError
+from hierbayes.families.base import sample_sd
 from hierbayes.spec.design import Design
 
 # key: (PyMC class, parameter names, parameters that must be > 0, support)
@@ -334,41 +335,36 @@ class PriorTable:
 _KEY = re.compile(r"^\s*(\w+)\s*(?:\[(.*)\])?\s*$")
 
 
-def _sd(values: np.ndarray) -> float:
-    s = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-    return s if s > 1e-12 else 0.0
-
-
 def default_priors(design: Design) -> list[PriorEntry]:
-    """The data-scaled default priors for a design (see the module docstring)."""
+    """The data-scaled default priors for a design (see the module docstring).
+
+    The family gives the scale ``s``, the intercept's location and the
+    dispersion's prior (:class:`hierbayes.families.base.Family`).
+    """
     fam = design.family
     y = design.y
-    s = _sd(y) if fam.name == "gaussian" else 1.0
-    s = s or 1.0
+    s = fam.prior_scale(y) or 1.0
     out: list[PriorEntry] = []
     if design.intercept:
-        if fam.name == "gaussian":
-            loc = float(np.mean(y))
-        elif fam.name == "poisson":
-            loc = float(np.log(max(np.mean(y), 1e-3)))
-        else:
-            loc = 0.0
+        loc = fam.intercept_location(y)
         out.append(PriorEntry("Intercept", None, None, Prior("normal", loc, 2.5 * s), "default"))
     for j, name in enumerate(design.fixef_names):
         if name == "(Intercept)":
             continue
-        sx = _sd(design.X[:, j])
+        sx = sample_sd(design.X[:, j])
         out.append(PriorEntry("b", None, name, Prior("normal", 0, 2.5 * s / (sx or 1.0)), "default"))
     for b in design.blocks:
         for j, term in enumerate(b.terms):
-            sz = _sd(b.Z[:, j])
+            sz = sample_sd(b.Z[:, j])
             out.append(
                 PriorEntry("sd", b.group, term, Prior("half_student_t", 3, s / (sz or 1.0)), "default")
             )
         if b.correlated:
             out.append(PriorEntry("cor", b.group, None, Prior("lkj", 1), "default"))
-    if fam.has_sigma:
-        out.append(PriorEntry("sigma", None, None, Prior("half_student_t", 3, s), "default"))
+    dispersion = fam.dispersion_prior(s)
+    if fam.dispersion and dispersion is not None:
+        dist, params = dispersion
+        out.append(PriorEntry(fam.dispersion, None, None, Prior(dist, *params), "default"))
     return out
 
 

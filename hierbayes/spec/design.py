@@ -32,6 +32,7 @@ import pandas as pd
 
 from hierbayes.errors import DataError, FormulaError, HierbayesError, HierbayesWarning
 from hierbayes.families import Family, get_family
+from hierbayes.residuals import IID, ResidualModel
 from hierbayes.spec.formula import ParsedFormula, RandomTerm
 from hierbayes.spec.modelframe import NAME_CONSTANTS, ModelFrame, distinct_labels
 from hierbayes.spec.rexpr import Terms, label, parse, terms
@@ -161,6 +162,9 @@ class Design:
         The parsed formula.
     family
         The response family.
+    residual
+        The residual model (today :class:`~hierbayes.residuals.iid.IID`,
+        with the family's dispersion as its scale, or none).
     y
         The response, encoded as floats.
     X
@@ -201,6 +205,7 @@ class Design:
     blocks: list[RandomBlock]
     rows: pd.Index
     response_label: str
+    residual: ResidualModel
     dropped_rows: int = 0
     dropped_columns: list[str] = field(default_factory=list)
     data_name: str = "data"
@@ -230,9 +235,7 @@ class Design:
             rows += [(b.group, t, None) for t in b.terms]
             p = b.n_terms
             rows += [(b.group, b.terms[i], b.terms[j]) for i in range(p) for j in range(i + 1, p)]
-        if self.family.has_sigma:
-            rows.append(("Residual", None, None))
-        return rows
+        return rows + self.residual.varcorr_rows()
 
     def ngrps(self) -> dict[str, int]:
         """Number of levels of each grouping factor, as lme4's ``ngrps``."""
@@ -377,6 +380,8 @@ def build_design(
     ['ward:hospital', 'hospital']
     """
     family = get_family(family)
+    # the family's dispersion is the residual model's scale (iid: one sigma, or none)
+    residual = IID(family.dispersion, family.dispersion_label or "Residual")
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}.")
     if len(data) == 0:
@@ -492,13 +497,13 @@ def build_design(
                 "a group-level SD needs at least two groups. Drop the term "
                 f"{b.term.source} or check the column."
             )
-        if family.has_sigma and b.n_levels >= n:
+        if residual.has_scale and b.n_levels >= n:
             raise DataError(
                 f"The grouping factor '{b.factor}' has {b.n_levels} levels for {n} observations: "
                 "each observation is its own group, so its variance cannot be told apart from "
                 f"the residual variance. Drop the term {b.term.source}."
             )
-        if family.has_sigma and n <= b.n_levels * b.n_terms:
+        if residual.has_scale and n <= b.n_levels * b.n_terms:
             raise DataError(
                 f"The number of observations ({n}) is not more than the number of random "
                 f"effects ({b.n_levels * b.n_terms}) for the term {b.term.source}; its "
@@ -516,6 +521,7 @@ def build_design(
         blocks=blocks,
         rows=frame.index,
         response_label=response_label,
+        residual=residual,
         dropped_rows=dropped,
         dropped_columns=dropped_cols,
         data_name=str(data.attrs.get("name", "data")),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from hierbayes.errors import FormulaError, caret
 from hierbayes.spec import rexpr
-from hierbayes.spec.modelframe import check_calls
+from hierbayes.spec.transforms import check_calls
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
 _OPEN = "([{"

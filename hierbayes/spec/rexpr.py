@@ -4,7 +4,7 @@ Formula text is untrusted input (it comes from config files and shared
 notebooks), so it is never handed to Python's ``eval``. This module reads it
 as R reads it: names may contain dots (``days.sleep`` is one name), ``^`` is
 a power inside a call and crossing outside, and the only calls allowed are
-those of the transform table in :mod:`hierbayes.spec.modelframe`. Anything else
+those of the transform table in :mod:`hierbayes.spec.transforms`. Anything else
 (``$``, ``@``, ``[``, ``{``, ``::``, ``;``, backslash lambdas, ``function``)
 is refused with a :class:`~hierbayes.errors.FormulaError` that marks the
 offending text, before anything is evaluated.
