@@ -29,16 +29,9 @@ def pointwise_loglik(model: BayesModel, posterior: Any) -> np.ndarray:
     """Log-likelihood of each observation under each draw, shape (chains, draws, n)."""
     design = model.design
     eta = linear_predictor(design, posterior)
-    y = design.y
-    if design.family.name == "gaussian":
-        sigma = np.asarray(posterior["sigma"])[:, :, None]
-        return -0.5 * np.log(2 * np.pi) - np.log(sigma) - 0.5 * ((y - eta) / sigma) ** 2
-    if design.family.name == "bernoulli":
-        # log p = -log(1 + exp(-eta)) for y = 1, -log(1 + exp(eta)) for y = 0
-        return -np.logaddexp(0.0, np.where(y == 1, -eta, eta))
-    from scipy.special import gammaln
-
-    return y * eta - np.exp(eta) - gammaln(y + 1)
+    fam = design.family
+    sigma = posterior[fam.dispersion] if fam.dispersion else None
+    return fam.loglik(design.y, eta, sigma)
 
 
 def build_idata(model: BayesModel, posterior: Posterior, info: SamplingInfo, idata: Any = None):

@@ -140,7 +140,7 @@ class BayesModel:
         the full model with centring from the data was faster (pupils: 5.7 s
         against 16.1 s, benchmarks/results.md).
         """
-        gaussian = self.family.name == "gaussian"
+        gaussian = self.family.supports_marginal
         if marginal is None:
             if not (gaussian and self.design.blocks):
                 return False

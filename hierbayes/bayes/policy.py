@@ -118,7 +118,7 @@ def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
     """
     if not design.blocks:
         return []
-    if design.family.name != "gaussian":
+    if not design.family.supports_marginal:
         return [False] * len(design.blocks)
     X, y = design.X, design.y
     beta, *_ = np.linalg.lstsq(X, y, rcond=None) if X.shape[1] else (np.zeros(0),)

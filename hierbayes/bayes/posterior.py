@@ -125,8 +125,8 @@ def variable_dims(design: Design) -> tuple[dict[str, tuple[str, ...]], dict[str,
             coords[f"cpc_{g}_dim_0"] = list(range(k))
             dims[f"cor_{g}"] = (correlation_dim(blk),)
             coords[correlation_dim(blk)] = correlation_labels(blk.terms)
-    if design.family.has_sigma:
-        dims["sigma"] = ()
+    if design.family.dispersion:
+        dims[design.family.dispersion] = ()
     return dims, coords
 
 

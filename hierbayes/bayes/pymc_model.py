@@ -188,11 +188,7 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
         taken = {v.name for v in model.free_RVs + model.deterministics}
         obs = observed_name(design, taken)
         family = design.family
-        if family.name == "gaussian":
-            sigma = _scalar_rv("sigma", priors.get("sigma"))
-            pm.Normal(obs, mu=eta, sigma=sigma, observed=design.y, dims="obs")
-        elif family.name == "bernoulli":
-            pm.Bernoulli(obs, logit_p=eta, observed=design.y, dims="obs")
-        else:
-            pm.Poisson(obs, mu=pt.exp(eta), observed=design.y, dims="obs")
+        sigma = (_scalar_rv(family.dispersion, priors.get(family.dispersion))
+                 if family.dispersion else None)
+        family.observe(obs, eta, design.y, dims="obs", sigma=sigma)
     return model, initial

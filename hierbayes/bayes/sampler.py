@@ -82,7 +82,7 @@ def check_settings(model: BayesModel, draws: Any, tune: Any, chains: Any, seed: 
         raise SamplerError(f"target_accept must lie between 0 and 1, not {target_accept!r}.")
     _check_flag("progressbar", progressbar)
     _check_flag("marginal", marginal, none=True)
-    if marginal and model.family.name != "gaussian":
+    if marginal and not model.family.supports_marginal:
         raise SamplerError(f"marginal=True needs a Gaussian model: only there do the group effects "
                            f"integrate out in closed form (this one is {model.family.name}). Leave "
                            "marginal out.")

@@ -310,8 +310,8 @@ class BayesFit(GroupPlots, PosteriorChecks):
         """
         rows = []
         for grp, v1, v2 in self.design.varcorr_index():
-            if grp == "Residual":
-                sd = self._flat("sigma")
+            if grp == self.design.residual.group:
+                sd = self._flat(self.design.residual.scale)
                 vcov, sdcor = sd**2, sd
             else:
                 b = self.design.block(grp)
@@ -339,7 +339,7 @@ class BayesFit(GroupPlots, PosteriorChecks):
         lo, hi = _qnames(prob)
         pct = f"{prob * 100:g}%"
         header = [
-            f"Bayesian {'linear' if d.family.name == 'gaussian' else 'generalized linear'} mixed "
+            f"Bayesian {d.family.model_kind} mixed "
             f"model fit by NUTS ({info.sampler}; {info.chains} chains x {info.draws} draws "
             f"after {info.tune} warm-up)",
             f"  Family: {d.family}",
@@ -404,10 +404,12 @@ class BayesFit(GroupPlots, PosteriorChecks):
 
         d = self.design
         check_intercept_only(d)
-        if d.family.name == "poisson":
-            raise DataError("An ICC for the poisson family depends on the mean; it is not computed.")
+        fam = d.family
+        residual = fam.latent_variance(self._flat(fam.dispersion) if fam.dispersion else None)
+        if residual is None:
+            raise DataError(f"An ICC for the {fam.name} family depends on the mean; it is not "
+                            "computed.")
         variances = {b.group: self._flat(f"sd_{b.group}")[:, 0] ** 2 for b in d.blocks}
-        residual = self._flat("sigma") ** 2 if d.family.has_sigma else np.pi**2 / 3
         total = sum(variances.values()) + residual
         rows = {g: _describe(v / total, prob, point) for g, v in variances.items()}
         return pd.DataFrame.from_dict(rows, orient="index")

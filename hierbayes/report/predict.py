@@ -293,27 +293,6 @@ def new_level_effects(rng: np.random.Generator, n_new: int, cov_chol: np.ndarray
     return np.einsum("sij,snj->sni", cov_chol, z)
 
 
-def inverse_link(link: str, eta: np.ndarray) -> np.ndarray:
-    """The mean from the linear predictor."""
-    if link == "identity":
-        return eta
-    if link == "logit":
-        from scipy.special import expit
-
-        return expit(eta)
-    return np.exp(eta)
-
-
-def draw_response(rng: np.random.Generator, family: str, mean: np.ndarray,
-                  sigma: np.ndarray | None = None) -> np.ndarray:
-    """Draws of the response given its mean (and sigma, ``(S,)``, for the Gaussian)."""
-    if family == "gaussian":
-        return mean + rng.standard_normal(mean.shape) * np.asarray(sigma)[:, None]
-    if family == "bernoulli":
-        return (rng.random(mean.shape) < mean).astype(float)
-    return rng.poisson(mean).astype(float)
-
-
 KINDS = ("link", "mean", "response")
 
 
@@ -364,7 +343,8 @@ def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
         b.append(np.asarray(post[f"r_{blk.group}"]).reshape(S, blk.n_levels, blk.n_terms))
         b_new.append(new_level_effects(rng, len(levels), group_covariance_chol(post, blk))
                      if levels else None)
-    sigma = np.asarray(post["sigma"]).reshape(S) if design.family.has_sigma else None
+    fam = design.family
+    sigma = np.asarray(post[fam.dispersion]).reshape(S) if fam.dispersion else None
     step = max(1, max_values // S)
     for start in range(0, rows.n_rows, step):
         sl = slice(start, min(start + step, rows.n_rows))
@@ -372,8 +352,8 @@ def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
         if kind == "link":
             yield sl, eta
             continue
-        mean = inverse_link(design.family.link, eta)
-        yield sl, (mean if kind == "mean" else draw_response(rng, design.family.name, mean, sigma))
+        mean = fam.inverse_link(eta)
+        yield sl, (mean if kind == "mean" else fam.draw(rng, mean, sigma))
 
 
 def posterior_draws(fit: Any, newdata: pd.DataFrame | None = None, re_form: Any = None,
