@@ -37,6 +37,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import threading
+import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_int, c_int64, c_uint64, c_void_p
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,8 +289,12 @@ def load() -> ctypes.CDLL:
             M = POINTER(Model)
             lib.hb_model_check.argtypes = [M]
             lib.hb_model_check.restype = c_int
-            lib.hb_logp.argtypes = [M, c_void_p, c_void_p, POINTER(c_double)]
-            lib.hb_logp.restype = c_int
+            lib.hb_work_new.argtypes = [M, POINTER(c_int)]
+            lib.hb_work_new.restype = c_void_p
+            lib.hb_work_free.argtypes = [c_void_p]
+            lib.hb_work_free.restype = None
+            lib.hb_logp.argtypes = [M, c_void_p, c_void_p, c_void_p]
+            lib.hb_logp.restype = c_double
             lib.hb_run_chain.argtypes = [M, c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64,
                                          c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p,
                                          c_void_p]
@@ -411,13 +416,27 @@ class NativeModel:
         lib = load()
         _raise_for(lib.hb_model_check(self.ref), "checking the packed model")
         self._logp = lib.hb_logp
+        # logp_grad's work buffers: allocated at its first call, freed with this object
+        self._work: int | None = None
+        self._work_lock = threading.Lock()
+
+    def _new_work(self) -> int:
+        lib = load()
+        status = c_int(codes.OK)
+        work = lib.hb_work_new(self.ref, byref(status))
+        _raise_for(status.value, "allocating work for logp_grad")
+        weakref.finalize(self, lib.hb_work_free, work)
+        return work
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density and gradient at ``theta`` (calls from several threads take turns)."""
         theta = np.ascontiguousarray(theta, dtype=np.float64)
         grad = np.zeros(self.dim)
-        lp = c_double()
-        _raise_for(self._logp(self.ref, _ptr(theta), _ptr(grad), byref(lp)), "logp_grad")
-        return lp.value, grad
+        with self._work_lock:
+            if self._work is None:
+                self._work = self._new_work()
+            lp = self._logp(self.ref, self._work, _ptr(theta), _ptr(grad))
+        return float(lp), grad
 
     def run_chain(self, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
                   metric: np.ndarray, target_accept: float, max_depth: int, progress: np.ndarray,

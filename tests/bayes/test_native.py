@@ -206,7 +206,7 @@ def test_an_unknown_family_or_prior_code_is_refused_not_run_as_another(sleep_mod
     rows[-1, codes.PRI_CODE] = -1
     with pytest.raises(SamplerError, match="prior code"):
         NativeModel(dataclasses.replace(marg.data, prior_index=rows), marg.dim)
-    # the record itself is checked by every entry point, not only by NativeModel
+    # the record itself is checked wherever work is allocated, not only by NativeModel
     model = NativeModel(packed.data, packed.dim)
     model.record.family = 7
     with pytest.raises(SamplerError, match="response family code"):
@@ -243,8 +243,12 @@ def test_a_chain_reusing_its_buffers_computes_what_a_fresh_call_does(case):
     if case == "marginal crossed":
         assert packed.native.record.q2 > 0
     out = sample(packed, draws=30, tune=30, chains=1, seed=4, progressbar=False)
-    fresh = [packed.logp_grad(q)[0] for q in out.draws[0]]
-    np.testing.assert_array_equal(out.stats["lp"][0], fresh)
+    # logp_grad keeps one work per model too: in reverse order, and fresh each time
+    kept = [packed.logp_grad(q) for q in out.draws[0][::-1]][::-1]
+    fresh = [NativeModel(packed.data, packed.dim).logp_grad(q) for q in out.draws[0]]
+    np.testing.assert_array_equal(out.stats["lp"][0], [lp for lp, _ in fresh])
+    np.testing.assert_array_equal(out.stats["lp"][0], [lp for lp, _ in kept])
+    np.testing.assert_array_equal([g for _, g in kept], [g for _, g in fresh])
 
 
 # ---- Ctrl-C ----

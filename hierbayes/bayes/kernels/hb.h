@@ -18,8 +18,8 @@
  *   family_*.c        one log-likelihood (with its gradient in eta) per family
  *   marginal.c        the Gaussian log density with every group effect integrated out
  *   draws.c           exact draws of integrated-out group effects
- *   nuts.c            NUTS, its step size and metric adaptation; hb_logp
- *   work.c            the work buffers, allocated once per chain (or per call from Python)
+ *   nuts.c            NUTS, its step size and metric adaptation; hb_logp and its work
+ *   work.c            the work buffers, allocated once per chain (or per model for Python)
  */
 #ifndef HB_H
 #define HB_H
@@ -249,7 +249,9 @@ int64_t hb_constant_count(void);
 const char *hb_constant_name(int64_t i);
 int64_t hb_constant_value(int64_t i);
 int hb_model_check(const Model *d);
-int hb_logp(const Model *d, const double *theta, double *grad, double *lp);
+Work *hb_work_new(const Model *d, int *status);
+void hb_work_free(Work *w);
+double hb_logp(const Model *d, Work *w, const double *theta, double *grad);
 int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune, int64_t n_draws,
                  double target_accept, int64_t max_depth, double *draws, double *stats, double *metric,
                  volatile int64_t *progress, int64_t chain, double *step_out, volatile const int32_t *stop);

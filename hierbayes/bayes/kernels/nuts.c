@@ -10,7 +10,7 @@
  * ctypes releases the GIL during a call, so chains run in parallel threads;
  * each checks a stop flag at every leapfrog step, so Ctrl-C ends a fit at
  * once. A chain allocates its work buffers (work.c) once, before its first
- * evaluation.
+ * evaluation; Python's hb_logp calls share one (hb_work_new).
  */
 #include "hb.h"
 
@@ -20,15 +20,33 @@ double density(const Model *d, const double *theta, double *grad, Work *wk) {
     return d->mode == MODE_MARGINAL ? logp_marg(d, theta, grad, &wk->m) : logp_full(d, theta, grad, &wk->f);
 }
 
-/* The log density at theta into *lp and its gradient into grad. Returns HB_OK,
- * or HB_NOMEM, HB_BAD_FAMILY, HB_BAD_MODE, HB_BAD_MODEL (nothing evaluated). */
-int hb_logp(const Model *d, const double *theta, double *grad, double *lp) {
-    Work wk;
-    int status = work_alloc(&wk, d);
-    *lp = status == HB_OK ? density(d, theta, grad, &wk) : -INFINITY;
-    work_free(&wk);
-    return status;
+/* Work for hb_logp, allocated once for many calls from Python (NULL, with
+ * *status HB_NOMEM, HB_BAD_FAMILY, HB_BAD_MODE or HB_BAD_MODEL, if it cannot
+ * be); hb_work_free frees it. */
+Work *hb_work_new(const Model *d, int *status) {
+    Work *w = malloc(sizeof(Work));
+    if (w == NULL) {
+        *status = HB_NOMEM;
+        return NULL;
+    }
+    *status = work_alloc(w, d);
+    if (*status != HB_OK) {
+        work_free(w);
+        free(w);
+        return NULL;
+    }
+    return w;
 }
+
+void hb_work_free(Work *w) {
+    if (w == NULL) return;
+    work_free(w);
+    free(w);
+}
+
+/* The log density at theta, its gradient into grad, with work from hb_work_new
+ * for this record (one call at a time per work). */
+double hb_logp(const Model *d, Work *w, const double *theta, double *grad) { return density(d, theta, grad, w); }
 
 /* ---- NUTS ---- */
 

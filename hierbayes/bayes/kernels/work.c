@@ -1,8 +1,8 @@
 /* work.c: the densities' work buffers, allocated once per chain.
  *
  * hb_run_chain allocates one Work before its first evaluation and frees it
- * after its last; hb_logp and the exact draws allocate one per call from
- * Python. An evaluation then allocates nothing: the buffers that the
+ * after its last; Python's hb_logp calls share one per model (hb_work_new),
+ * and the exact draws allocate one per call. An evaluation then allocates nothing: the buffers that the
  * densities accumulate into are zeroed where they are used (full.c,
  * marginal.c), the rest are written in full before they are read. Sizes come
  * from the Model record alone, so there is no limit on the number of blocks
