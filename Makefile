@@ -4,11 +4,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint clean-venv
+.PHONY: demo test lint clean-venv kernels
 
-# pip builds the compiled kernels (hierbayes/bayes/_ckernels.c, setup.py) into the package folder:
-# an edited kernel is rebuilt by the next `make test` or `make demo`.
-$(STAMP): pyproject.toml setup.py hierbayes/bayes/_ckernels.c
+# pip builds the compiled kernels (every hierbayes/bayes/kernels/*.c and their header, setup.py)
+# into the package folder: an edited kernel file is rebuilt by the next `make test` or `make demo`.
+KERNEL_FILES := $(wildcard hierbayes/bayes/kernels/*)
+$(STAMP): pyproject.toml setup.py hierbayes/bayes/kernel_sources.py $(KERNEL_FILES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
@@ -26,6 +27,11 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd
+
+# Rebuild the kernels in place without pip (same flags and source hash as setup.py), with the
+# venv's Python if there is one.
+kernels:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/build_kernels.py
 
 .PHONY: bench bench-reml bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).

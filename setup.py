@@ -1,33 +1,39 @@
 """Build hierbayes's compiled kernels when the package is installed.
 
 Everything else about the package is declared in pyproject.toml. The kernels
-(``hierbayes/bayes/_ckernels.c``) are plain C with no Python headers, loaded with
-ctypes by ``hierbayes/native.py``; they are built here as the extension
-``hierbayes._ckernels`` so that pip compiles them once, at install time, into
-the package folder (``_ckernels.cpython-*.so``), and nothing is compiled or
-cached at run time.
+(``hierbayes/bayes/kernels/*.c`` and their header ``hb.h``) are plain C with
+no Python headers, loaded with ctypes by ``hierbayes/bayes/native.py``; they
+are built here, every C file into the one extension
+``hierbayes.bayes._ckernels``, so that pip compiles them once, at install
+time, into the package folder (``_ckernels.cpython-*.so``), and nothing is
+compiled or cached at run time. ``tools/build_kernels.py`` builds the same
+library with the same flags without pip.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-SOURCE = "hierbayes/bayes/_ckernels.c"
-# native.py compares this with the hash of the _ckernels.c beside the library,
-# so a kernel edited in a checkout but not rebuilt is refused, not run stale.
-SOURCE_SHA256 = hashlib.sha256((Path(__file__).parent / SOURCE).read_bytes()).hexdigest()
+HERE = Path(__file__).resolve().parent
+# loaded by path: the package itself (and NumPy) cannot be imported while it is being built
+_spec = importlib.util.spec_from_file_location("_kernel_sources",
+                                               HERE / "hierbayes" / "bayes" / "kernel_sources.py")
+kernel_sources = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kernel_sources)
 
-# -O3 with IEEE semantics (no -ffast-math: the sampler tests for infinities and
-# NaNs). Portable code, no -march=native, and no contraction of a * b + c into
-# fused multiply-adds, so the kernels' arithmetic is the same on every x86-64 and
-# ARM machine (the C library's exp and log aside); benchmarks/results.md
-# measured -march=native: no gain.
-UNIX_FLAGS = ["-O3", "-std=gnu99", "-ffp-contract=off"]
+# setuptools wants paths relative to this file's folder
+KERNELS = Path("hierbayes", "bayes", "kernels")
+SOURCES = [(KERNELS / p.name).as_posix() for p in kernel_sources.c_sources(HERE / KERNELS)]
+HEADERS = [(KERNELS / p.name).as_posix() for p in kernel_sources.kernel_files(HERE / KERNELS)
+           if p.suffix == ".h"]
+# native.py compares this with the hash of the kernel files beside the library,
+# so a kernel edited in a checkout but not rebuilt is refused, not run stale.
+SOURCE_SHA256 = kernel_sources.source_sha256(HERE / KERNELS)
 
 
 class BuildKernels(build_ext):
@@ -36,7 +42,7 @@ class BuildKernels(build_ext):
     def build_extensions(self) -> None:
         if self.compiler.compiler_type == "unix":
             for ext in self.extensions:
-                ext.extra_compile_args = [*UNIX_FLAGS, *ext.extra_compile_args]
+                ext.extra_compile_args = [*kernel_sources.UNIX_FLAGS, *ext.extra_compile_args]
         super().build_extensions()
 
     def get_export_symbols(self, ext: Extension) -> list[str]:
@@ -49,12 +55,15 @@ setup(
     ext_modules=[
         Extension(
             "hierbayes.bayes._ckernels",
-            sources=[SOURCE],
+            sources=SOURCES,
+            depends=HEADERS,
+            include_dirs=[KERNELS.as_posix()],
             define_macros=[("HB_SOURCE_SHA256", f'"{SOURCE_SHA256}"')],
             libraries=[] if sys.platform == "win32" else ["m"],
             export_symbols=[
-                "hb_logp", "hb_run_chain", "hb_draw_effects", "hb_draw_collapsed",
-                "hb_source_sha256", "hb_model_size", "hb_model_fields", "hb_model_offsets",
+                "hb_logp", "hb_work_new", "hb_work_free", "hb_run_chain", "hb_draw_effects", "hb_draw_collapsed", "hb_cpc_cholesky",
+                "hb_model_check", "hb_source_sha256", "hb_model_size", "hb_model_fields",
+                "hb_model_offsets", "hb_model_field_name", "hb_constant_count", "hb_constant_name", "hb_constant_value",
             ],
         )
     ],

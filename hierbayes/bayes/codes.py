@@ -1,10 +1,18 @@
-"""Codes shared with the compiled kernels: prior families, response families, block table columns.
+"""Codes shared with the compiled kernels: prior families, response families, table columns.
 
-The C side (``_ckernels.c``) has the same numbers; :mod:`hierbayes.bayes.native`
-checks them when it loads the library.
+The C side (``kernels/hb.h``) has the same numbers under the names of
+:data:`KERNEL_CONSTANTS`; :func:`hierbayes.bayes.native.check_library`
+compares the two tables when it loads the library and refuses one that differs
+in any name or value.
+
+Examples
+--------
+>>> from hierbayes.bayes.codes import FAMILY_CODES, KERNEL_CONSTANTS
+>>> KERNEL_CONSTANTS["FAMILY_POISSON"] == FAMILY_CODES["poisson"]
+True
 """
 
-# Prior codes, shared with the C kernels (prior_logp_dx in _ckernels.c). Parameters a, b, c as listed.
+# Prior codes (prior_logp_dx in kernels/priors.c). Parameters a, b, c as listed.
 NORMAL, STUDENT_T, CAUCHY, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5
 EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL = 6, 7, 8, 9
 PRIOR_CODES = {
@@ -19,6 +27,43 @@ PRIOR_CODES = {
     "inv_gamma": (INV_GAMMA, ("alpha", "beta")),
     "lognormal": (LOGNORMAL, ("mu", "sigma")),
 }
+# Response families: each has its log-likelihood in kernels/family_<name>.c.
 FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
-# Columns of the per-block table.
+# Columns of the full density's per-block table (B_N columns).
 B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
+B_N = 13
+# Columns of the marginal density's per-block table, first block first (M_N columns).
+M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR = range(6)
+M_N = 6
+# Columns of a prior's integer row: the parameter's position, its prior code, whether positive.
+PRI_AT, PRI_CODE, PRI_POSITIVE = range(3)
+PRI_N = 3
+# Columns of the sampler's per-draw statistics (hierbayes.bayes.nuts.STAT_NAMES, in this order).
+STAT_LP, STAT_ACCEPT, STAT_N_LEAPFROG, STAT_DEPTH, STAT_DIVERGED, STAT_ENERGY, STAT_STEP = range(7)
+STAT_N = 7
+# What the kernels' entry points return.
+OK, NO_MEMORY, STOPPED, BAD_FAMILY, BAD_PRIOR, BAD_MODE, BAD_MODEL = range(7)
+# The Model record's mode.
+MODE_FULL, MODE_MARGINAL = 0, 1
+
+#: Every code above by its name in ``kernels/hb.h`` (checked against the library at load).
+KERNEL_CONSTANTS: dict[str, int] = {
+    **{f"B_{name}": value for name, value in (
+        ("K", B_K), ("L", B_L), ("COL", B_COL), ("SD", B_SD), ("CPC", B_CPC), ("EFF", B_EFF),
+        ("CENTRED", B_CENTRED), ("CORR", B_CORR), ("ONES", B_ONES), ("ABSORB", B_ABSORB),
+        ("PARENT", B_PARENT), ("PMAP", B_PMAP), ("SKIP", B_SKIP), ("N", B_N))},
+    **{f"M_{name}": value for name, value in (
+        ("K", M_K), ("L", M_L), ("OFF", M_OFF), ("SD", M_SD), ("CPC", M_CPC), ("CORR", M_CORR),
+        ("N", M_N))},
+    **{f"PRIOR_{dist.upper()}": code for dist, (code, _) in PRIOR_CODES.items()},
+    "PRIOR_N": len(PRIOR_CODES),
+    **{f"FAMILY_{name.upper()}": code for name, code in FAMILY_CODES.items()},
+    "FAMILY_N": len(FAMILY_CODES),
+    "PRI_AT": PRI_AT, "PRI_CODE": PRI_CODE, "PRI_POSITIVE": PRI_POSITIVE, "PRI_N": PRI_N,
+    "STAT_LP": STAT_LP, "STAT_ACCEPT": STAT_ACCEPT, "STAT_N_LEAPFROG": STAT_N_LEAPFROG,
+    "STAT_DEPTH": STAT_DEPTH, "STAT_DIVERGED": STAT_DIVERGED, "STAT_ENERGY": STAT_ENERGY,
+    "STAT_STEP": STAT_STEP, "STAT_N": STAT_N,
+    "HB_OK": OK, "HB_NOMEM": NO_MEMORY, "HB_STOPPED": STOPPED, "HB_BAD_FAMILY": BAD_FAMILY,
+    "HB_BAD_PRIOR": BAD_PRIOR, "HB_BAD_MODE": BAD_MODE, "HB_BAD_MODEL": BAD_MODEL,
+    "MODE_FULL": MODE_FULL, "MODE_MARGINAL": MODE_MARGINAL,
+}

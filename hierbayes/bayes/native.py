@@ -1,18 +1,23 @@
-"""hierbayes's compiled kernels (``_ckernels.c``), loaded and called through ctypes.
+"""hierbayes's compiled kernels (``kernels/*.c``), loaded, checked and called through ctypes.
 
-The kernels are one C file with no Python headers. ``pip install`` builds it
-(``setup.py``) as the extension ``hierbayes._ckernels``, a shared library
-beside this module (``_ckernels.cpython-*.so``); :func:`load` finds it through
-the import system and opens it with ctypes. Nothing is compiled or cached at
-run time, so a fit needs no C compiler and loads the kernels in milliseconds.
-Nothing is compiled per model either: a model is a :class:`Model` record of
-pointers to the arrays that :func:`hierbayes.bayes.pack.pack` lays out.
+This module is the kernels' Python side. The kernels are C files with no
+Python headers (``hierbayes/bayes/kernels``: a header ``hb.h`` and one file per
+concern). ``pip install`` compiles them (``setup.py``; in a checkout also
+``tools/build_kernels.py``) into the extension ``hierbayes.bayes._ckernels``, a
+shared library beside this module (``_ckernels.cpython-*.so``); :func:`load`
+finds it through the import system and opens it with ctypes. Nothing is
+compiled or cached at run time, so a fit needs no C compiler and loads the
+kernels in milliseconds. Nothing is compiled per model either: a model is a
+:class:`Model` record of pointers into the arrays of a :class:`FullArrays` or
+:class:`MarginalArrays`, which :func:`hierbayes.bayes.pack.pack` lays out.
 
-At load the library is checked against this module: its ``Model`` record must
-have the layout of the ctypes mirror below, and, where ``_ckernels.c`` sits
-beside it (a checkout), it must have been built from that file. A missing or
-mismatched library raises :class:`~hierbayes.errors.SamplerError` saying how to
-rebuild it; the fit never moves to another sampler on its own.
+At load the library is checked against this module (:func:`check_library`):
+its ``Model`` record must have the layout of the ctypes mirror below (size,
+field names and offsets), every code it shares with Python must have the value
+:mod:`hierbayes.bayes.codes` gives it, and, where the kernel sources sit
+beside it (a checkout), it must have been built from them. A missing or mismatched library raises
+:class:`~hierbayes.errors.SamplerError` saying how to rebuild it; the fit
+never moves to another sampler on its own.
 
 Examples
 --------
@@ -23,27 +28,31 @@ Examples
 >>> lp, grad = p.logp_grad(p.start)
 >>> grad.shape == (p.dim,)
 True
+>>> cpc_cholesky(np.zeros((2, 1)), 2).shape
+(2, 2, 2)
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import importlib.util
 import threading
-from ctypes import POINTER, c_char_p, c_double, c_int, c_int64, c_uint64, c_void_p
+import weakref
+from ctypes import POINTER, byref, c_char_p, c_double, c_int, c_int64, c_uint64, c_void_p
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hierbayes.bayes import codes
+from hierbayes.bayes.kernel_sources import KERNELS, kernel_files, source_sha256
 from hierbayes.errors import SamplerError
 
 EXTENSION = f"{__package__}._ckernels"
-SOURCE = Path(__file__).with_name("_ckernels.c")
 REINSTALL = (
     "Reinstall hierbayes so that pip builds them (this needs a C compiler): "
     "`pip install --force-reinstall --no-deps hierbayes`, or in a checkout "
-    "`make clean-venv demo`, `pip install -e .` or `python setup.py build_ext --inplace`."
+    "`make clean-venv demo`, `pip install -e .` or `python tools/build_kernels.py`."
 )
 
 _lock = threading.Lock()
@@ -51,21 +60,106 @@ _lib: ctypes.CDLL | None = None
 
 
 class Model(ctypes.Structure):
-    """The C ``Model`` record: sizes and pointers into the packed arrays (see ``_ckernels.c``)."""
+    """The C ``Model`` record: sizes and pointers into the packed arrays (``kernels/hb.h``)."""
 
     _fields_ = [
         ("mode", c_int64), ("dim", c_int64),
         ("n", c_int64), ("p", c_int64), ("G", c_int64), ("npri", c_int64),
+        ("family", c_int64), ("sigma_at", c_int64), ("collapsed", c_int64),
         ("Xt", c_void_p), ("y", c_void_p), ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
         ("cseg", c_void_p), ("blk", c_void_p),
-        ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("misc", c_void_p),
-        ("pmap", c_void_p),
+        ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("pmap", c_void_p),
         ("mp", c_int64), ("q", c_int64), ("q1", c_int64), ("q2", c_int64), ("mG", c_int64),
         ("mnpri", c_int64), ("mn", c_int64), ("mosig", c_int64),
         ("XtX", c_void_p), ("Xty", c_void_p), ("yty", c_double), ("ZtX", c_void_p),
         ("Zty", c_void_p), ("G11", c_void_p), ("G21", c_void_p), ("G22", c_void_p),
         ("mblk", c_void_p), ("mblk_eta", c_void_p), ("mpri_i", c_void_p), ("mpri_f", c_void_p),
     ]
+
+
+@dataclass(frozen=True)
+class FullArrays:
+    """What the full log density reads: the rows, the block table and the priors.
+
+    Attributes
+    ----------
+    X
+        ``(n, p)`` fixed-effect design, intercept column first, slopes centred.
+    y
+        ``(n,)`` response.
+    index
+        ``(n, G)`` int32: each row's level in each block.
+    Z
+        ``(n, sum K)``: the blocks' columns side by side.
+    blocks
+        ``(G, codes.B_N)`` int64 block table (columns ``codes.B_*``).
+    lkj_eta
+        ``(G,)`` each block's LKJ shape (1 when uncorrelated).
+    prior_index, prior_params
+        ``(npri, codes.PRI_N)`` int64 rows (parameter, prior code, positive) and
+        ``(npri, 3)`` parameters.
+    family
+        The response family's code (``codes.FAMILY_CODES``).
+    sigma_at
+        Position of log sigma in the parameter vector, -1 without one.
+    collapsed
+        The random-intercept block integrated out row by row, -1 for none.
+    parent_map
+        int32, the nested-centred blocks' level maps, concatenated (``codes.B_PMAP``).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    index: np.ndarray
+    Z: np.ndarray
+    blocks: np.ndarray
+    lkj_eta: np.ndarray
+    prior_index: np.ndarray
+    prior_params: np.ndarray
+    family: int
+    sigma_at: int
+    collapsed: int
+    parent_map: np.ndarray
+
+
+@dataclass(frozen=True)
+class MarginalArrays:
+    """What the marginal log density reads: cross-products made once, blocks first-block first.
+
+    Attributes
+    ----------
+    XtX, Xty, yty
+        ``X'X``, ``X'y`` and ``y'y`` of the centred fixed-effect design.
+    ZtX, Zty
+        ``Z'X`` and ``Z'y``, ``q`` rows.
+    G11, G21, G22
+        ``Z'Z`` in blocks: the first block's per-level ``K x K`` blocks
+        ``(L1, K1, K1)``, the rest against the first ``(q2, q1)``, the rest
+        against itself ``(q2, q2)``.
+    blocks
+        ``(G, codes.M_N)`` int64 block table (columns ``codes.M_*``).
+    lkj_eta, prior_index, prior_params
+        As :class:`FullArrays`.
+    n_obs
+        Number of rows.
+    sigma_at
+        Position of log sigma in the parameter vector.
+    """
+
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    ZtX: np.ndarray
+    Zty: np.ndarray
+    G11: np.ndarray
+    G21: np.ndarray
+    G22: np.ndarray
+    blocks: np.ndarray
+    lkj_eta: np.ndarray
+    prior_index: np.ndarray
+    prior_params: np.ndarray
+    n_obs: int
+    sigma_at: int
 
 
 def library_path() -> Path:
@@ -79,58 +173,96 @@ def library_path() -> Path:
     spec = importlib.util.find_spec(EXTENSION)
     if spec is None or spec.origin is None:
         raise SamplerError(
-            f"hierbayes's compiled kernels ({EXTENSION}, built from _ckernels.c when the "
+            f"hierbayes's compiled kernels ({EXTENSION}, built from kernels/*.c when the "
             f"package is installed) are missing from {Path(__file__).parent}: the "
             f"installation is incomplete. {REINSTALL}"
         )
     return Path(spec.origin)
 
 
-def check_library(lib: ctypes.CDLL, path: Path, source: Path | None = None) -> None:
-    """Refuse a library whose ``Model`` layout, or source, is not this module's.
+def _check_record(lib: ctypes.CDLL, path: Path) -> None:
+    size, fields = lib.hb_model_size(), lib.hb_model_fields()
+    names = [name for name, _ in Model._fields_]
+    mine = [getattr(Model, name).offset for name in names]
+    theirs: list[int] = []
+    their_names: list[str] = []
+    if fields == len(mine):
+        out = np.zeros(fields, dtype=np.int64)
+        lib.hb_model_offsets(out.ctypes.data)
+        theirs = out.tolist()
+        their_names = [lib.hb_model_field_name(i).decode() for i in range(fields)]
+    if size != ctypes.sizeof(Model) or theirs != mine or their_names != names:
+        moved = [name for name, a, b in zip(names, theirs, mine, strict=False) if a != b]
+        renamed = [(a, b) for a, b in zip(names, their_names, strict=False) if a != b]
+        where = (f" (first different offset: field '{moved[0]}')" if moved else
+                 f" (field '{renamed[0][0]}' is '{renamed[0][1]}' in the kernels)" if renamed else "")
+        raise SamplerError(
+            f"hierbayes's kernels ({path.name}) lay out their Model record in {size} bytes "
+            f"over {fields} fields, and hierbayes.bayes.native.Model in {ctypes.sizeof(Model)} bytes "
+            f"over {len(mine)}{where}: the ctypes mirror in native.py was not changed with "
+            "kernels/hb.h. Make them agree field by field."
+        )
+
+
+def library_constants(lib: ctypes.CDLL) -> dict[str, int]:
+    """The codes the library shares with Python, by their names in ``kernels/hb.h``."""
+    return {lib.hb_constant_name(i).decode(): int(lib.hb_constant_value(i))
+            for i in range(lib.hb_constant_count())}
+
+
+def _check_constants(lib: ctypes.CDLL, path: Path) -> None:
+    theirs, mine = library_constants(lib), codes.KERNEL_CONSTANTS
+    for name in sorted(set(theirs) | set(mine)):
+        if theirs.get(name) != mine.get(name):
+            c_side = "not defined" if name not in theirs else f"{theirs[name]}"
+            py_side = "not defined" if name not in mine else f"{mine[name]}"
+            raise SamplerError(
+                f"hierbayes's kernels ({path.name}) and hierbayes/bayes/codes.py disagree on the "
+                f"constant {name}: {c_side} in the kernels (kernels/hb.h), {py_side} in "
+                "codes.KERNEL_CONSTANTS. Make them agree, then rebuild the kernels."
+            )
+
+
+def check_library(lib: ctypes.CDLL, path: Path, sources: Path | None = None) -> None:
+    """Refuse a library whose ``Model`` layout, shared constants or sources are not this module's.
 
     Raises
     ------
     SamplerError
         When the C ``Model`` record differs from :class:`Model` in size, field
-        count or any field's offset (the ctypes mirror was not kept in step
-        with ``_ckernels.c``), or when ``source`` (default :data:`SOURCE`)
-        exists and is not the file the library was built from.
+        count, any field's offset or name (the ctypes mirror was not kept in step
+        with ``kernels/hb.h``); when a code the library exports differs from
+        :data:`hierbayes.bayes.codes.KERNEL_CONSTANTS` in name or value (the
+        message names it); or when the folder ``sources`` (default
+        ``kernels/`` beside this module) holds kernel files whose hash is not
+        the one the library was built from.
     """
     try:
         lib.hb_model_size.restype = c_int64
         lib.hb_model_fields.restype = c_int64
         lib.hb_source_sha256.restype = c_char_p
         lib.hb_model_offsets.argtypes = [c_void_p]
+        lib.hb_model_field_name.argtypes = [c_int64]
+        lib.hb_model_field_name.restype = c_char_p
+        lib.hb_constant_count.restype = c_int64
+        lib.hb_constant_name.argtypes = [c_int64]
+        lib.hb_constant_name.restype = c_char_p
+        lib.hb_constant_value.argtypes = [c_int64]
+        lib.hb_constant_value.restype = c_int64
     except AttributeError as err:  # a library from before these checks, or not ours
         raise SamplerError(
             f"{path} does not export this version's layout checks ({err}). {REINSTALL}"
         ) from err
-    size, fields = lib.hb_model_size(), lib.hb_model_fields()
-    mine = [getattr(Model, name).offset for name, _ in Model._fields_]
-    theirs: list[int] = []
-    if fields == len(mine):
-        out = np.zeros(fields, dtype=np.int64)
-        lib.hb_model_offsets(out.ctypes.data)
-        theirs = out.tolist()
-    if size != ctypes.sizeof(Model) or theirs != mine:
-        moved = [name for (name, _), a, b in zip(Model._fields_, theirs, mine, strict=False) if a != b]
-        raise SamplerError(
-            f"hierbayes's kernels ({path.name}) lay out their Model record in {size} bytes "
-            f"over {fields} fields, and hierbayes.bayes.native.Model in {ctypes.sizeof(Model)} bytes "
-            f"over {len(mine)}" + (f" (first different offset: field '{moved[0]}')" if moved else "")
-            + ": the ctypes mirror in native.py was not changed with _ckernels.c. Make them "
-            "agree field by field."
-        )
-    source = SOURCE if source is None else source
-    if source.exists():
+    _check_record(lib, path)
+    _check_constants(lib, path)
+    sources = KERNELS if sources is None else sources
+    if kernel_files(sources):
         built = lib.hb_source_sha256().decode()
-        if built != hashlib.sha256(source.read_bytes()).hexdigest():
+        if built != source_sha256(sources):
             raise SamplerError(
-                f"hierbayes's kernels ({path}) were built from another version of "
-                f"{source.name} than the one beside them (edited since the last build?). "
-                "Rebuild them in the checkout: `make test`, `pip install -e .` or "
-                "`python setup.py build_ext --inplace`."
+                f"hierbayes's kernels ({path}) were built from other versions of the kernel "
+                f"files than those in {sources} (edited since the last build?). Rebuild them "
+                "in the checkout: `make test`, `pip install -e .` or `python tools/build_kernels.py`."
             )
 
 
@@ -155,7 +287,13 @@ def load() -> ctypes.CDLL:
                 ) from err
             check_library(lib, path)
             M = POINTER(Model)
-            lib.hb_logp.argtypes = [M, c_void_p, c_void_p]
+            lib.hb_model_check.argtypes = [M]
+            lib.hb_model_check.restype = c_int
+            lib.hb_work_new.argtypes = [M, POINTER(c_int)]
+            lib.hb_work_new.restype = c_void_p
+            lib.hb_work_free.argtypes = [c_void_p]
+            lib.hb_work_free.restype = None
+            lib.hb_logp.argtypes = [M, c_void_p, c_void_p, c_void_p]
             lib.hb_logp.restype = c_double
             lib.hb_run_chain.argtypes = [M, c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64,
                                          c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p,
@@ -165,6 +303,8 @@ def load() -> ctypes.CDLL:
                 fn = getattr(lib, name)
                 fn.argtypes = [M, c_void_p, c_int64, c_uint64, c_void_p]
                 fn.restype = c_int
+            lib.hb_cpc_cholesky.argtypes = [c_void_p, c_int64, c_int64, c_void_p]
+            lib.hb_cpc_cholesky.restype = c_int
             _lib = lib
     return _lib
 
@@ -173,12 +313,56 @@ def _ptr(a: np.ndarray) -> int:
     return a.ctypes.data
 
 
-class NativeModel:
-    """A :class:`Model` record over packed arrays, which it keeps alive."""
+_FAILURES = {
+    codes.NO_MEMORY: "ran out of memory",
+    codes.BAD_FAMILY: "were given a response family code they have no log-likelihood for",
+    codes.BAD_PRIOR: "were given a prior code they do not know",
+    codes.BAD_MODE: "were given a Model record that is neither full nor marginal",
+    codes.BAD_MODEL: "were given a Model record they cannot evaluate",
+}
 
-    def __init__(self, marginal: bool, data: tuple, dim: int) -> None:
+
+def _raise_for(status: int, doing: str) -> None:
+    """Raise for a kernel's non-zero status (MemoryError when memory ran out)."""
+    if status == codes.OK:
+        return
+    why = _FAILURES.get(status, f"failed with status {status}")
+    message = f"hierbayes's kernels {why} ({doing})"
+    if status == codes.NO_MEMORY:
+        raise MemoryError(message)
+    raise SamplerError(message)
+
+
+def cpc_cholesky(y: np.ndarray, n: int) -> np.ndarray:
+    """Cholesky factors of correlation matrices from unconstrained partial correlations, batched.
+
+    ``y`` has shape ``(..., n (n - 1) / 2)``; the result ``(..., n, n)``. This
+    is the kernels' transform (``kernels/lkj.c``), the one the sampler uses;
+    :func:`hierbayes.bayes.lkj.cpc_to_cholesky` is the PyMC model's.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    m = n * (n - 1) // 2
+    if n < 1 or y.shape[-1:] != (m,):
+        raise ValueError(f"{n} x {n} correlations take {m} partial correlations, not {y.shape[-1:]}")
+    lead = y.shape[:-1]
+    flat = np.ascontiguousarray(y.reshape(int(np.prod(lead)), m))
+    out = np.empty((flat.shape[0], n, n))
+    _raise_for(load().hb_cpc_cholesky(_ptr(flat), flat.shape[0], n, _ptr(out)), "cpc_cholesky")
+    return out.reshape(*lead, n, n)
+
+
+class NativeModel:
+    """A :class:`Model` record over packed arrays, which it keeps alive.
+
+    Raises
+    ------
+    SamplerError
+        When the kernels refuse the record (``hb_model_check``): a family or
+        prior code they do not know.
+    """
+
+    def __init__(self, arrays: FullArrays | MarginalArrays, dim: int) -> None:
         m = Model()
-        m.mode = 1 if marginal else 0
         m.dim = dim
         keep = []
 
@@ -187,48 +371,71 @@ class NativeModel:
             keep.append(a)
             return _ptr(a)
 
-        if marginal:
-            XtX, Xty, yty, ZtX, Zty, G11, G21, G22, blk, etas, pri_i, pri_f, misc = data
+        if isinstance(arrays, MarginalArrays):
+            a = arrays
+            blk = a.blocks
             if blk.shape[0] == 0:
                 raise ValueError("the marginal kernel needs at least one group term")
-            m.mp, m.q = XtX.shape[0], Zty.shape[0]
-            m.q1 = int(blk[0, 0] * blk[0, 1])
+            m.mode = codes.MODE_MARGINAL
+            m.mp, m.q = a.XtX.shape[0], a.Zty.shape[0]
+            m.q1 = int(blk[0, codes.M_K] * blk[0, codes.M_L])
             m.q2 = m.q - m.q1
-            m.mG, m.mnpri, m.mn, m.mosig = blk.shape[0], pri_i.shape[0], int(misc[0]), int(misc[1])
-            m.yty = float(yty)
-            m.XtX, m.Xty, m.ZtX, m.Zty = (arr(a, np.float64) for a in (XtX, Xty, ZtX, Zty))
-            m.G11, m.G21, m.G22 = (arr(a, np.float64) for a in (G11, G21, G22))
-            m.mblk, m.mblk_eta = arr(blk, np.int64), arr(etas, np.float64)
-            m.mpri_i, m.mpri_f = arr(pri_i, np.int64), arr(pri_f, np.float64)
+            m.mG, m.mnpri, m.mn, m.mosig = blk.shape[0], a.prior_index.shape[0], a.n_obs, a.sigma_at
+            m.yty = float(a.yty)
+            m.XtX, m.Xty, m.ZtX, m.Zty = (arr(x, np.float64) for x in (a.XtX, a.Xty, a.ZtX, a.Zty))
+            m.G11, m.G21, m.G22 = (arr(x, np.float64) for x in (a.G11, a.G21, a.G22))
+            m.mblk, m.mblk_eta = arr(blk, np.int64), arr(a.lkj_eta, np.float64)
+            m.mpri_i, m.mpri_f = arr(a.prior_index, np.int64), arr(a.prior_params, np.float64)
         else:
-            X, y, idx, Zv, blk, etas, pri_i, pri_f, misc, pmap = data
+            a = arrays
+            X, y, idx, Zv, blk = a.X, a.y, a.index, a.Z, a.blocks
+            m.mode = codes.MODE_FULL
             m.n, m.p = X.shape
-            m.G, m.npri = blk.shape[0], pri_i.shape[0]
-            cg = int(misc[2])
+            m.G, m.npri = blk.shape[0], a.prior_index.shape[0]
+            m.family, m.sigma_at, m.collapsed = a.family, a.sigma_at, a.collapsed
+            cg = a.collapsed
             if cg >= 0:
                 # rows sorted by the collapsed block's level, so its level sums run over
                 # contiguous rows (the likelihood does not depend on the rows' order)
                 order = np.argsort(idx[:, cg], kind="stable")
                 X, y, idx, Zv = X[order], y[order], idx[order], Zv[order]
-                counts = np.bincount(idx[:, cg], minlength=int(blk[cg, 1]))
+                counts = np.bincount(idx[:, cg], minlength=int(blk[cg, codes.B_L]))
             else:
                 counts = np.zeros(1, dtype=np.int64)
             m.ccnt = arr(counts, np.float64)
             m.cseg = arr(np.concatenate(([0], np.cumsum(counts))), np.int64)
             # column-major copies: the kernel's row loops run a column at a time
             m.Xt, m.y, m.ZvT = arr(X.T, np.float64), arr(y, np.float64), arr(Zv.T, np.float64)
-            m.idxT, m.pmap = arr(idx.T, np.int32), arr(pmap, np.int32)
-            m.blk, m.blk_eta = arr(blk, np.int64), arr(etas, np.float64)
-            m.pri_i, m.pri_f, m.misc = arr(pri_i, np.int64), arr(pri_f, np.float64), arr(misc, np.int64)
+            m.idxT, m.pmap = arr(idx.T, np.int32), arr(a.parent_map, np.int32)
+            m.blk, m.blk_eta = arr(blk, np.int64), arr(a.lkj_eta, np.float64)
+            m.pri_i, m.pri_f = arr(a.prior_index, np.int64), arr(a.prior_params, np.float64)
         self.record = m
         self.ref = ctypes.byref(m)
         self._keep = keep
         self.dim = dim
+        lib = load()
+        _raise_for(lib.hb_model_check(self.ref), "checking the packed model")
+        self._logp = lib.hb_logp
+        # logp_grad's work buffers: allocated at its first call, freed with this object
+        self._work: int | None = None
+        self._work_lock = threading.Lock()
+
+    def _new_work(self) -> int:
+        lib = load()
+        status = c_int(codes.OK)
+        work = lib.hb_work_new(self.ref, byref(status))
+        _raise_for(status.value, "allocating work for logp_grad")
+        weakref.finalize(self, lib.hb_work_free, work)
+        return work
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density and gradient at ``theta`` (calls from several threads take turns)."""
         theta = np.ascontiguousarray(theta, dtype=np.float64)
         grad = np.zeros(self.dim)
-        lp = load().hb_logp(self.ref, _ptr(theta), _ptr(grad))
+        with self._work_lock:
+            if self._work is None:
+                self._work = self._new_work()
+            lp = self._logp(self.ref, self._work, _ptr(theta), _ptr(grad))
         return float(lp), grad
 
     def run_chain(self, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
@@ -236,28 +443,34 @@ class NativeModel:
                   chain: int, stop: np.ndarray) -> float:
         """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``.
 
-        ``stop`` is a one-element int32 array that the chain reads at every
-        leapfrog step: setting it (from another thread) ends the chain there,
-        and this call then raises KeyboardInterrupt.
+        ``stats`` has the columns ``codes.STAT_*``. ``stop`` is a one-element
+        int32 array that the chain reads at every leapfrog step: setting it
+        (from another thread) ends the chain there, and this call then raises
+        KeyboardInterrupt.
         """
         q0 = np.ascontiguousarray(q0, dtype=np.float64)
         if stop.dtype != np.int32 or not stop.flags.c_contiguous:
             raise TypeError("stop must be a contiguous int32 array")
+        if stats.shape[-1] != codes.STAT_N:
+            raise ValueError(f"stats needs {codes.STAT_N} columns, not {stats.shape[-1]}")
         step = np.zeros(1)
         rc = load().hb_run_chain(self.ref, _ptr(q0), seed, tune, draws.shape[0], target_accept,
                                  max_depth, _ptr(draws), _ptr(stats), _ptr(metric), _ptr(progress),
                                  chain, _ptr(step), _ptr(stop))
-        if rc == 2:
+        if rc == codes.STOPPED:
             raise KeyboardInterrupt(f"chain {chain} stopped")
-        if rc:
+        if rc == codes.NO_MEMORY:
             raise MemoryError("hierbayes's sampler ran out of memory")
+        _raise_for(rc, f"chain {chain}")
         return float(step[0])
 
     def _draw(self, name: str, thetas: np.ndarray, width: int, seed: int) -> np.ndarray:
         thetas = np.ascontiguousarray(thetas, dtype=np.float64)
         out = np.empty((thetas.shape[0], width))
-        if getattr(load(), name)(self.ref, _ptr(thetas), thetas.shape[0], seed, _ptr(out)):
+        rc = getattr(load(), name)(self.ref, _ptr(thetas), thetas.shape[0], seed, _ptr(out))
+        if rc == codes.NO_MEMORY:
             raise MemoryError("hierbayes ran out of memory drawing group effects")
+        _raise_for(rc, name)
         return out
 
     def draw_effects(self, thetas: np.ndarray, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Run hierbayes's own NUTS (``_ckernels.c``, through :mod:`hierbayes.bayes.native`) on a packed model.
+"""Run hierbayes's own NUTS (``kernels/nuts.c``, through :mod:`hierbayes.bayes.native`) on a packed model.
 
 Chains run in parallel threads (ctypes releases the GIL during each call); a
 progress bar on stderr follows them. The main thread waits with a timeout, so

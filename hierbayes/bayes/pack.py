@@ -19,7 +19,7 @@ Parameter vector (unconstrained, the sampler's space), in order:
 * ``log sigma`` (Gaussian family).
 
 The density equals the PyMC model's (:func:`hierbayes.bayes.model.build_pymc_model`)
-up to a constant when every block is non-centred; ``tests/test_logdensity.py``
+up to a constant when every block is non-centred; ``tests/bayes/test_logdensity.py``
 checks values and gradients against PyTensor's.
 
 Examples
@@ -52,14 +52,17 @@ from hierbayes.bayes.codes import (
     B_EFF,
     B_K,
     B_L,
+    B_N,
     B_ONES,
     B_PARENT,
     B_PMAP,
     B_SD,
     B_SKIP,
     FAMILY_CODES,
+    PRI_N,
     PRIOR_CODES,
 )
+from hierbayes.bayes.native import FullArrays, MarginalArrays, NativeModel, cpc_cholesky
 from hierbayes.bayes.policy import supported
 from hierbayes.bayes.priors import PriorTable
 from hierbayes.spec.design import Design
@@ -72,7 +75,8 @@ class Packed:
     Attributes
     ----------
     data
-        The tuple handed to the kernel.
+        The arrays the kernels read: :class:`~hierbayes.bayes.native.FullArrays`,
+        or :class:`~hierbayes.bayes.native.MarginalArrays` when ``marginal``.
     dim
         Number of unconstrained parameters.
     layout
@@ -93,7 +97,7 @@ class Packed:
         The random-intercept block integrated out row by row, or -1.
     """
 
-    data: tuple
+    data: FullArrays | MarginalArrays
     dim: int
     layout: dict[str, tuple[int, tuple[int, ...]]]
     centred: list[bool]
@@ -115,11 +119,9 @@ class Packed:
         return self.native.logp_grad(theta)
 
     @cached_property
-    def native(self):
+    def native(self) -> NativeModel:
         """The compiled kernels' view of this model (:class:`hierbayes.bayes.native.NativeModel`)."""
-        from hierbayes.bayes.native import NativeModel
-
-        return NativeModel(self.marginal, self.data, self.dim)
+        return NativeModel(self.data, self.dim)
 
     def initial_point(self, seed: int, jitter: float = 1.0) -> np.ndarray:
         """A start: central values plus uniform jitter scaled per coordinate."""
@@ -175,7 +177,7 @@ class Packed:
             if blk.correlated:
                 cpc = take(f"cpc_{g}")
                 out[f"cpc_{g}"] = cpc
-                L = cpc_cholesky_np(cpc, K)
+                L = cpc_cholesky(cpc, K)
                 out[f"cor_{g}"] = L @ np.swapaxes(L, -1, -2)
             else:
                 L = np.broadcast_to(np.eye(K), (*lead, K, K))
@@ -205,23 +207,6 @@ class Packed:
         if "sigma" in self.layout:
             out["sigma"] = np.exp(take("sigma"))
         return out
-
-
-def cpc_cholesky_np(y: np.ndarray, n: int) -> np.ndarray:
-    """Cholesky factors of correlation matrices from partial correlations, batched."""
-    z = np.tanh(y)
-    L = np.zeros((*y.shape[:-1], n, n))
-    L[..., 0, 0] = 1.0
-    k = 0
-    for i in range(1, n):
-        sum_sq = np.zeros(y.shape[:-1])
-        for j in range(i):
-            value = z[..., k] if j == 0 else z[..., k] * np.sqrt(1.0 - sum_sq)
-            L[..., i, j] = value
-            sum_sq = sum_sq + value**2
-            k += 1
-        L[..., i, i] = np.sqrt(np.maximum(1.0 - sum_sq, 0.0))
-    return L
 
 
 def _prior_row(prior) -> tuple[int, list[float]]:
@@ -257,7 +242,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         all non-centred when omitted (see :func:`choose_centring`).
     marginal
         Gaussian models only: integrate the group effects out
-        (``_ckernels.c``); the sampler then moves over the
+        (``kernels/marginal.c``); the sampler then moves over the
         fixed effects, SDs, correlations and sigma, and the group effects are
         drawn exactly afterwards (:meth:`Packed.constrain`).
     collapse
@@ -318,7 +303,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     blk_rows, blk_eta = [], []
     for g, blk in enumerate(blocks):
         K, L = blk.n_terms, blk.n_levels
-        row = [0] * 13
+        row = [0] * B_N
         row[B_ABSORB] = -1
         row[B_PARENT] = -1
         row[B_ONES] = int(K == 1 and bool(np.all(blk.Z[:, 0] == 1.0)))
@@ -394,16 +379,16 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             og = blk_rows[g][B_EFF]
             oh = blk_rows[h][B_EFF]
             start[og:og + len(mapping)] = [start[oh + m] for m in mapping]
-    misc = np.array([FAMILY_CODES[design.family.name], -1, cg], dtype=np.int64)
+    sigma_at = -1
     if design.family.has_sigma:
         layout["sigma"] = (off, ())
         p = priors.get("sigma")
         add_prior(off, p, True)
-        misc[1] = off
+        sigma_at = off
         start.append(math.log(p.typical()))
         scale.append(1.0)
         off += 1
-    pri = (np.array(pri_i, dtype=np.int64).reshape(-1, 3), np.array(pri_f, dtype=float).reshape(-1, 3))
+    pri = (np.array(pri_i, dtype=np.int64).reshape(-1, PRI_N), np.array(pri_f, dtype=float).reshape(-1, 3))
     # fresh C-ordered copies: the kernels read them through raw pointers
     y = np.array(design.y, dtype=float, order="C")
     Xc = np.array(Xc, dtype=float, order="C")
@@ -415,16 +400,18 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             order = [first] + [g for g in order if g != first]
         data = _cross_products(Xc, y, [blocks[g] for g in order],
                                [blk_rows[g] for g in order], [blk_eta[g] for g in order], pri,
-                               np.array([design.n_obs, misc[1]], dtype=np.int64))
+                               np.array([design.n_obs, sigma_at], dtype=np.int64))
     else:
         idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
         for g, blk in enumerate(blocks):
             idx[:, g] = blk.index
         Zv = np.column_stack([b.Z for b in blocks]) if blocks else np.zeros((design.n_obs, 0))
-        data = (Xc, y, idx, np.array(Zv, dtype=float, order="C"),
-                np.array(blk_rows, dtype=np.int64).reshape(-1, 13), np.array(blk_eta, dtype=float),
-                pri[0], pri[1], misc,
-                np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
+        data = FullArrays(
+            X=Xc, y=y, index=idx, Z=np.array(Zv, dtype=float, order="C"),
+            blocks=np.array(blk_rows, dtype=np.int64).reshape(-1, B_N),
+            lkj_eta=np.array(blk_eta, dtype=float), prior_index=pri[0], prior_params=pri[1],
+            family=FAMILY_CODES[design.family.name], sigma_at=sigma_at, collapsed=cg,
+            parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
     return Packed(
         data=data,
         dim=off,
@@ -510,7 +497,7 @@ def _absorbing_block(blocks, centred, intercept) -> tuple[int, int]:
     return best
 
 
-def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:
+def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> MarginalArrays:
     """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first)."""
     n, p = Xc.shape
     sizes = [b.n_levels * b.n_terms for b in blocks]
@@ -552,5 +539,7 @@ def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> tuple:
     def c(a):
         return np.array(a, dtype=float, order="C")
 
-    return (c(Xc.T @ Xc), c(Xc.T @ y), float(y @ y), c(ZtX), c(Zty), c(G11), c(G21), c(G22), table,
-            np.array(etas, dtype=float), pri[0], pri[1], misc)
+    return MarginalArrays(
+        XtX=c(Xc.T @ Xc), Xty=c(Xc.T @ y), yty=float(y @ y), ZtX=c(ZtX), Zty=c(Zty), G11=c(G11),
+        G21=c(G21), G22=c(G22), blocks=table, lkj_eta=np.array(etas, dtype=float),
+        prior_index=pri[0], prior_params=pri[1], n_obs=int(misc[0]), sigma_at=int(misc[1]))

@@ -86,3 +86,34 @@ def test_nuts_recovers_the_prior_marginals():
     exact_r = 2 * stats.beta(beta, beta).ppf([0.1, 0.9]) - 1
     for i, j in ((0, 1), (0, 2), (1, 2)):
         np.testing.assert_allclose(np.quantile(C[:, i, j], [0.1, 0.9]), exact_r, atol=0.03)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_the_kernels_transform_is_the_pymc_models(n):
+    # one CPC -> Cholesky transform serves the sampler and the posterior (kernels/lkj.c);
+    # at random points, batched, it equals the PyMC model's to rounding
+    import pytensor
+    import pytensor.tensor as pt
+
+    from hierbayes.bayes.native import cpc_cholesky
+
+    m = n * (n - 1) // 2
+    y = pt.vector("y")
+    L_pymc = pytensor.function([y], cpc_to_cholesky(y, n)[0])
+    rng = np.random.default_rng(n)
+    points = np.concatenate([rng.normal(0, 1, (40, m)), rng.normal(0, 3, (10, m))])
+    L = cpc_cholesky(points.reshape(5, 10, m), n)
+    assert L.shape == (5, 10, n, n)
+    for point, got in zip(points, L.reshape(-1, n, n), strict=True):
+        np.testing.assert_allclose(got, L_pymc(point), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.diag(got @ got.T), 1.0, atol=1e-12)
+    # and the inverse transform takes it back
+    np.testing.assert_allclose(corr_to_cpc(L[0, 0] @ L[0, 0].T), points[0], atol=1e-9)
+
+
+def test_the_kernels_transform_checks_its_shape():
+    from hierbayes.bayes.native import cpc_cholesky
+
+    np.testing.assert_array_equal(cpc_cholesky(np.zeros((3, 0)), 1), np.ones((3, 1, 1)))
+    with pytest.raises(ValueError, match="3 x 3 correlations take 3 partial correlations"):
+        cpc_cholesky(np.zeros(2), 3)

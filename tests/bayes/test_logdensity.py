@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.bayes.pack import cpc_cholesky_np, pack
+from hierbayes.bayes.native import cpc_cholesky
+from hierbayes.bayes.pack import pack
 
 
 def _pymc_point(packed, theta):
@@ -105,7 +106,7 @@ def test_centred_form_is_the_same_density_in_other_coordinates(sleep_model):
     theta_c[off:off + L * K] = a.ravel()
     # r = T z: the centred density is the non-centred one less L log|T|
     sd = post["sd_Subject"].ravel()
-    Lc = cpc_cholesky_np(theta[nc.layout["cpc_Subject"][0]:][:1], 2)
+    Lc = cpc_cholesky(theta[nc.layout["cpc_Subject"][0]:][:1], 2)
     log_det_T = np.sum(np.log(sd * np.diag(Lc)))
     assert c.logp_grad(theta_c)[0] == pytest.approx(nc.logp_grad(theta)[0] - L * log_det_T, abs=1e-8)
     grad = c.logp_grad(theta_c)[1]
@@ -117,7 +118,7 @@ def test_centred_form_is_the_same_density_in_other_coordinates(sleep_model):
 
 def _dense_marginal_loglik(design, priors, packed, theta):
     """log N(y | X beta, sigma^2 I + Z Sigma Z') by dense linear algebra."""
-    X = pack(design, priors).data[0]
+    X = pack(design, priors).data.X
     lay = packed.layout
     sigma = np.exp(theta[lay["sigma"][0]])
     V = sigma**2 * np.eye(design.n_obs)
@@ -126,7 +127,7 @@ def _dense_marginal_loglik(design, priors, packed, theta):
         L = np.eye(K)
         if blk.correlated:
             oc, (m,) = lay[f"cpc_{blk.group}"]
-            L = cpc_cholesky_np(theta[oc:oc + m], K)
+            L = cpc_cholesky(theta[oc:oc + m], K)
         T = np.exp(theta[o:o + K])[:, None] * L
         Zf = np.zeros((design.n_obs, blk.n_levels * K))
         for i, lev in enumerate(blk.index):
@@ -156,7 +157,7 @@ def test_marginal_density_is_the_integrated_likelihood(extra_data, formula):
             size = int(np.prod(shape)) if shape else 1
             theta_full[full.layout[name][0]:full.layout[name][0] + size] = theta[off:off + size]
         sigma = np.exp(theta[marg.layout["sigma"][0]])
-        resid = model.design.y - full.data[0] @ theta[:full.data[0].shape[1]]
+        resid = model.design.y - full.data.X @ theta[:full.data.X.shape[1]]
         prior_part = full.logp_grad(theta_full)[0] - (
             -model.design.n_obs * np.log(sigma) - 0.5 * resid @ resid / sigma**2)
         lp, grad = marg.logp_grad(theta)
@@ -178,7 +179,7 @@ def test_marginal_effect_draws_follow_their_conditional(extra_data):
     Zs, Ss = [], []
     for blk in d.blocks:
         o, (K,) = lay[f"sd_{blk.group}"]
-        L = cpc_cholesky_np(theta[lay[f"cpc_{blk.group}"][0]:][:1], 2) if blk.correlated else np.eye(K)
+        L = cpc_cholesky(theta[lay[f"cpc_{blk.group}"][0]:][:1], 2) if blk.correlated else np.eye(K)
         T = np.exp(theta[o:o + K])[:, None] * L
         Zf = np.zeros((d.n_obs, blk.n_levels * K))
         for i, lev in enumerate(blk.index):
@@ -192,8 +193,8 @@ def test_marginal_effect_draws_follow_their_conditional(extra_data):
         S[o:o + len(s), o:o + len(s)] = s
         o += len(s)
     V = sigma**2 * np.eye(d.n_obs) + Z @ S @ Z.T
-    X = marg.data[0].shape[0]
-    Xc = pack(d, model.priors).data[0]
+    X = marg.data.XtX.shape[0]
+    Xc = pack(d, model.priors).data.X
     r = d.y - Xc @ theta[:X]
     mean = S @ Z.T @ np.linalg.solve(V, r)
     cov = S - S @ Z.T @ np.linalg.solve(V, Z @ S)

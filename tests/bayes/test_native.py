@@ -1,13 +1,15 @@
-"""The compiled kernels' plumbing: built at install, checked at load, stopped by Ctrl-C,
-any number of bars; row order and seeds."""
+"""The compiled kernels' plumbing: built at install, checked at load (layout, shared codes,
+sources), stopped by Ctrl-C, any number of bars, buffers reused per chain; row order and seeds."""
 
 from __future__ import annotations
 
 import _thread
 import ctypes
 import ctypes.util
+import dataclasses
 import importlib.machinery
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +23,9 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.bayes import native
+from hierbayes.bayes import codes, native
+from hierbayes.bayes.kernel_sources import KERNELS, c_sources, kernel_files, source_sha256
+from hierbayes.bayes.native import NativeModel
 from hierbayes.bayes.nuts import sample
 from hierbayes.bayes.pack import pack
 from hierbayes.bayes.posterior import linear_predictor
@@ -89,6 +93,12 @@ def test_a_ctypes_mirror_out_of_step_with_the_c_record_is_refused(monkeypatch):
     monkeypatch.setattr(native, "Model", _changed_mirror([("mode", ctypes.c_int64 * 2), *fields[1:]]))
     with pytest.raises(SamplerError, match="first different offset: field 'dim'"):
         native.check_library(lib, path)
+    # two fields swapped: size and count agree, one offset does not
+    i = [name for name, _ in fields].index("collapsed")
+    swapped = [*fields[:i - 1], fields[i], fields[i - 1], *fields[i + 1:]]
+    monkeypatch.setattr(native, "Model", _changed_mirror(swapped))
+    with pytest.raises(SamplerError, match="field 'collapsed' is 'sigma_at' in the kernels"):
+        native.check_library(lib, path)
 
 
 def test_a_library_without_the_layout_checks_is_refused():
@@ -97,12 +107,148 @@ def test_a_library_without_the_layout_checks_is_refused():
         native.check_library(ctypes.CDLL(libm), Path(libm))
 
 
-def test_a_library_built_from_another_source_is_refused(tmp_path):
-    edited = tmp_path / "_ckernels.c"
-    edited.write_bytes(native.SOURCE.read_bytes() + b"/* edited */\n")
-    with pytest.raises(SamplerError, match="another version of _ckernels.c.*Rebuild"):
-        native.check_library(native.load(), native.library_path(), source=edited)
-    native.check_library(native.load(), native.library_path(), source=tmp_path / "absent.c")
+def test_a_library_built_from_other_sources_is_refused(tmp_path):
+    # every kernel file counts, the header as much as a C file
+    lib, path = native.load(), native.library_path()
+    for name in ("nuts.c", "hb.h"):
+        edited = tmp_path / name.replace(".", "_")
+        shutil.copytree(KERNELS, edited)
+        (edited / name).write_bytes((KERNELS / name).read_bytes() + b"/* edited */\n")
+        with pytest.raises(SamplerError, match="built from other versions of the kernel files.*Rebuild"):
+            native.check_library(lib, path, sources=edited)
+    # a new file, even one that is not compiled, is another source too
+    added = tmp_path / "added"
+    shutil.copytree(KERNELS, added)
+    (added / "family_new.c").write_text("/* a new family */\n")
+    with pytest.raises(SamplerError, match="built from other versions"):
+        native.check_library(lib, path, sources=added)
+    # an installed package without the sources beside it is not checked
+    (tmp_path / "empty").mkdir()
+    native.check_library(lib, path, sources=tmp_path / "empty")
+    native.check_library(lib, path, sources=tmp_path / "absent")
+
+
+def test_the_source_hash_covers_every_kernel_file_in_name_order(tmp_path):
+    files = kernel_files(KERNELS)
+    assert [p.name for p in files] == sorted(p.name for p in files)
+    assert {p.suffix for p in files} == {".c", ".h"} and (KERNELS / "hb.h") in files
+    assert c_sources(KERNELS) == [p for p in files if p.suffix == ".c"]
+    # what the library was built with (setup.py and tools/build_kernels.py share kernel_sources)
+    assert native.load().hb_source_sha256().decode() == source_sha256(KERNELS)
+    # moving text from one file to the next changes the hash, though the bytes joined are the same
+    (tmp_path / "a.c").write_text("int x;\n")
+    (tmp_path / "b.c").write_text("int y;\n")
+    before = source_sha256(tmp_path)
+    (tmp_path / "a.c").write_text("int x;\nint y;\n")
+    (tmp_path / "b.c").write_text("")
+    assert source_sha256(tmp_path) != before
+    assert source_sha256(tmp_path / "absent") == ""
+
+
+def test_every_c_file_is_short_and_says_what_it_is_for():
+    for path in kernel_files(KERNELS):
+        text = path.read_text()
+        assert len(text.splitlines()) < 600, path.name
+        assert text.startswith(f"/* {path.name}: "), path.name
+
+
+def test_a_constant_out_of_step_with_the_c_header_is_refused(monkeypatch):
+    lib, path = native.load(), native.library_path()
+    theirs = native.library_constants(lib)
+    assert theirs == codes.KERNEL_CONSTANTS  # every shared code, by name and value
+    assert theirs["FAMILY_POISSON"] == codes.FAMILY_CODES["poisson"] and theirs["B_N"] == 13
+    original = dict(codes.KERNEL_CONSTANTS)
+    changed = {**original, "B_SKIP": 99}
+    monkeypatch.setattr(codes, "KERNEL_CONSTANTS", changed)
+    with pytest.raises(SamplerError, match="disagree on the constant B_SKIP: 12 in the kernels.*99 in"):
+        native.check_library(lib, path)
+    missing = {k: v for k, v in original.items() if k != "PRIOR_LOGNORMAL"}
+    monkeypatch.setattr(codes, "KERNEL_CONSTANTS", missing)
+    with pytest.raises(SamplerError, match="constant PRIOR_LOGNORMAL: 9 in the kernels.*not defined in"):
+        native.check_library(lib, path)
+    extra = {**original, "FAMILY_BINOMIAL": 3}
+    monkeypatch.setattr(codes, "KERNEL_CONSTANTS", extra)
+    with pytest.raises(SamplerError, match="constant FAMILY_BINOMIAL: not defined in the kernels"):
+        native.check_library(lib, path)
+
+
+def test_the_shared_codes_are_what_pack_writes(sleep_model):
+    d, pri = sleep_model.design, sleep_model.priors
+    full = pack(d, pri, centred=[True], collapse=False)
+    blk = full.data.blocks
+    assert blk.shape == (1, codes.B_N)
+    assert blk[0, codes.B_K] == 2 and blk[0, codes.B_L] == 18 and blk[0, codes.B_CORR] == 1
+    assert blk[0, codes.B_SD] == full.layout["sd_Subject"][0]
+    assert blk[0, codes.B_EFF] == full.layout["eff_Subject"][0] and blk[0, codes.B_CENTRED] == 1
+    rows = full.data.prior_index
+    assert rows.shape[1] == codes.PRI_N
+    assert rows[-1, codes.PRI_AT] == full.layout["sigma"][0] == full.data.sigma_at
+    assert rows[-1, codes.PRI_POSITIVE] == 1
+    assert full.data.family == codes.FAMILY_CODES["gaussian"] and full.data.collapsed == -1
+    marg = pack(d, pri, marginal=True).data
+    mb = marg.blocks
+    assert mb.shape == (1, codes.M_N)
+    assert (mb[0, codes.M_K], mb[0, codes.M_L], mb[0, codes.M_OFF], mb[0, codes.M_CORR]) == (2, 18, 0, 1)
+    assert mb[0, codes.M_SD] == full.layout["sd_Subject"][0] and marg.n_obs == d.n_obs == 180
+
+
+def test_an_unknown_family_or_prior_code_is_refused_not_run_as_another(sleep_model):
+    # before the split, an unknown family code fell silently into Poisson's branch
+    packed = pack(sleep_model.design, sleep_model.priors, collapse=False)
+    with pytest.raises(SamplerError, match="response family code"):
+        NativeModel(dataclasses.replace(packed.data, family=3), packed.dim)
+    rows = packed.data.prior_index.copy()
+    rows[0, codes.PRI_CODE] = len(codes.PRIOR_CODES)
+    with pytest.raises(SamplerError, match="prior code"):
+        NativeModel(dataclasses.replace(packed.data, prior_index=rows), packed.dim)
+    marg = pack(sleep_model.design, sleep_model.priors, marginal=True)
+    rows = marg.data.prior_index.copy()
+    rows[-1, codes.PRI_CODE] = -1
+    with pytest.raises(SamplerError, match="prior code"):
+        NativeModel(dataclasses.replace(marg.data, prior_index=rows), marg.dim)
+    # the record itself is checked wherever work is allocated, not only by NativeModel
+    model = NativeModel(packed.data, packed.dim)
+    model.record.family = 7
+    with pytest.raises(SamplerError, match="response family code"):
+        model.logp_grad(packed.start)
+    stats = np.empty((5, codes.STAT_N))
+    with pytest.raises(SamplerError, match="response family code"):
+        model.run_chain(packed.start, 1, 5, np.empty((5, packed.dim)), stats, np.empty(packed.dim),
+                        0.8, 3, np.zeros(1, dtype=np.int64), 0, np.zeros(1, dtype=np.int32))
+
+
+@pytest.mark.parametrize("case", ["nested centred", "collapsed", "marginal crossed", "bernoulli"])
+def test_a_chain_reusing_its_buffers_computes_what_a_fresh_call_does(case):
+    # a chain allocates its work once and evaluates thousands of times; the lp it records for
+    # each draw must be, to the last bit, what a call with freshly allocated buffers gives there
+    rng = np.random.default_rng(11)
+    n = 240
+    teacher = rng.integers(0, 12, n)
+    df = pd.DataFrame({"school": (teacher // 3).astype(str), "teacher": teacher.astype(str),
+                       "cohort": rng.integers(0, 5, n).astype(str), "x": rng.normal(size=n)})
+    df["y"] = 1 + 0.5 * df["x"] + rng.normal(size=4)[teacher // 3] + rng.normal(size=n)
+    df["hit"] = (df["y"] > 1).astype(int)
+    formula = "y ~ x + (1 | school) + (1 | teacher) + (1 | cohort)"
+    if case == "bernoulli":
+        m = hb.Model("hit ~ x + (1 | school) + (x | cohort)", df, family="bernoulli")
+        packed = pack(m.design, m.priors, centred=[True, False])
+    else:
+        m = hb.Model(formula, df)
+        kw = {"nested centred": dict(centred=[True] * 3, collapse=False),
+              "collapsed": dict(centred=[False, True, False], collapse=True),
+              "marginal crossed": dict(marginal=True)}[case]
+        packed = pack(m.design, m.priors, **kw)
+    if case == "nested centred":
+        assert any(h >= 0 for h, _ in packed.parents)
+    if case == "marginal crossed":
+        assert packed.native.record.q2 > 0
+    out = sample(packed, draws=30, tune=30, chains=1, seed=4, progressbar=False)
+    # logp_grad keeps one work per model too: in reverse order, and fresh each time
+    kept = [packed.logp_grad(q) for q in out.draws[0][::-1]][::-1]
+    fresh = [NativeModel(packed.data, packed.dim).logp_grad(q) for q in out.draws[0]]
+    np.testing.assert_array_equal(out.stats["lp"][0], [lp for lp, _ in fresh])
+    np.testing.assert_array_equal(out.stats["lp"][0], [lp for lp, _ in kept])
+    np.testing.assert_array_equal([g for _, g in kept], [g for _, g in fresh])
 
 
 # ---- Ctrl-C ----
