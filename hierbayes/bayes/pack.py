@@ -95,6 +95,8 @@ class Packed:
         Per block, ``(parent block, level map)`` when nested-centred, else ``(-1, ...)``.
     collapsed
         The random-intercept block integrated out row by row, or -1.
+    dispersion
+        The family's dispersion parameter (``"sigma"``), sampled on the log scale, or None.
     """
 
     data: FullArrays | MarginalArrays
@@ -113,6 +115,7 @@ class Packed:
     absorb: tuple = (-1, -1)
     parents: list = field(default_factory=list)
     collapsed: int = -1
+    dispersion: str | None = None
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density and gradient at one unconstrained point."""
@@ -204,8 +207,8 @@ class Packed:
                 r = z @ np.swapaxes(T, -1, -2)
             out[f"z_{g}"] = z
             out[f"r_{g}"] = r
-        if "sigma" in self.layout:
-            out["sigma"] = np.exp(take("sigma"))
+        if self.dispersion in self.layout:
+            out[self.dispersion] = np.exp(take(self.dispersion))
         return out
 
 
@@ -254,7 +257,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     reason = supported(priors)
     if reason is not None:
         raise ValueError(f"The compiled log density cannot express {reason}.")
-    if marginal and design.family.name != "gaussian":
+    if marginal and not design.family.supports_marginal:
         raise ValueError("Only Gaussian models have their group effects integrated out.")
     names = design.fixef_names
     X = design.X
@@ -332,7 +335,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     cg = -1
     parents: list[tuple[int, np.ndarray]] = []
     if not marginal:
-        if design.family.name == "gaussian" and collapse is not False:
+        if design.family.supports_marginal and collapse is not False:
             simple = [g for g, b in enumerate(blocks) if _simple_intercept_block(b)]
             if simple:
                 cg = max(simple, key=lambda g: blocks[g].n_levels)
@@ -380,9 +383,9 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             oh = blk_rows[h][B_EFF]
             start[og:og + len(mapping)] = [start[oh + m] for m in mapping]
     sigma_at = -1
-    if design.family.has_sigma:
-        layout["sigma"] = (off, ())
-        p = priors.get("sigma")
+    if design.family.dispersion:
+        layout[design.family.dispersion] = (off, ())
+        p = priors.get(design.family.dispersion)
         add_prior(off, p, True)
         sigma_at = off
         start.append(math.log(p.typical()))
@@ -410,9 +413,10 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             X=Xc, y=y, index=idx, Z=np.array(Zv, dtype=float, order="C"),
             blocks=np.array(blk_rows, dtype=np.int64).reshape(-1, B_N),
             lkj_eta=np.array(blk_eta, dtype=float), prior_index=pri[0], prior_params=pri[1],
-            family=FAMILY_CODES[design.family.name], sigma_at=sigma_at, collapsed=cg,
+            family=FAMILY_CODES[design.family.kernel], sigma_at=sigma_at, collapsed=cg,
             parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
     return Packed(
+        dispersion=design.family.dispersion,
         data=data,
         dim=off,
         layout=layout,
