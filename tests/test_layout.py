@@ -46,3 +46,10 @@ def test_long_modules_are_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(cl, "PACKAGE", tmp_path / "hierbayes")
     problems, _ = cl.check(max_lines=10)
     assert problems == ["hierbayes/__init__.py: 11 lines (at most 10); split it by concern"]
+
+
+def test_architecture_doc_lists_every_module():
+    from tools import architecture
+
+    current = architecture.DOC.read_text()
+    assert architecture.render(current) == current, "docs/architecture.md is stale: run tools/architecture.py"

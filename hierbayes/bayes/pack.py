@@ -1,4 +1,4 @@
-"""The model's log density and its gradient, compiled once for every model.
+"""A design and its priors packed into the arrays that the compiled log density reads.
 
 PyMC builds a new graph for every model, and nutpie compiles it with numba in
 13 to 30 seconds, with nothing cached across processes. Our models all share
