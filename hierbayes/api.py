@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hierbayes.freq.reml import fit_design
+from hierbayes.freq.fit import fit_design
 from hierbayes.report.lmer import LmerFit
 from hierbayes.spec.design import build_design
 from hierbayes.spec.formula import parse_formula
@@ -47,5 +47,6 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
     [251.405, 10.467]
     """
     design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action)
-    return fit_design(design, reml=reml, optimizer=optimizer)
+    # stacklevel 3: convergence warnings point at the user's call of lmer
+    return LmerFit.from_mermod(fit_design(design, reml=reml, optimizer=optimizer, stacklevel=3))
 

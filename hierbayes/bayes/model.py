@@ -540,14 +540,14 @@ class Model:
         return ax.figure
 
     def fit_reml(self):
-        """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.freq.reml`)."""
-        from hierbayes.freq.reml import fit_design
+        """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.freq`)."""
+        from hierbayes.report.lmer import fit_lmer as fit_design
 
         return fit_design(self.design, reml=True)
 
     def fit_ml(self):
         """Fit the same formula by maximum likelihood with the lme4-style engine."""
-        from hierbayes.freq.reml import fit_design
+        from hierbayes.report.lmer import fit_lmer as fit_design
 
         return fit_design(self.design, reml=False)
 

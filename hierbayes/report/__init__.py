@@ -5,6 +5,7 @@ and ML fit's (:class:`LmerFit`).
 """
 
 from hierbayes.report.bayes import BayesFit, Diagnostics, Summary
-from hierbayes.report.lmer import LmerFit, Sims
+from hierbayes.report.lmer import LmerFit
+from hierbayes.report.sims import Sims
 
 __all__ = ["BayesFit", "Diagnostics", "LmerFit", "Sims", "Summary"]

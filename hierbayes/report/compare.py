@@ -62,8 +62,7 @@ def anova(*fits: Any, **named: Any) -> Table:
     """
     from scipy.stats import chi2
 
-    from hierbayes.freq.reml import fit_design
-    from hierbayes.report.lmer import LmerFit
+    from hierbayes.report.lmer import LmerFit, fit_lmer
 
     items = [(f"m{i + 1}", f) for i, f in enumerate(fits)] + list(named.items())
     if len(items) < 2:
@@ -82,7 +81,7 @@ def anova(*fits: Any, **named: Any) -> Table:
         raise DataError("The fits have different responses; a likelihood-ratio test needs the same data.")
     if any(f.reml for _, f in items):
         warnings.warn("refitting model(s) with ML (instead of REML)", HierbayesWarning, stacklevel=2)
-        items = [(name, fit_design(f.design, reml=False) if f.reml else f) for name, f in items]
+        items = [(name, fit_lmer(f.design, reml=False) if f.reml else f) for name, f in items]
     items.sort(key=lambda item: item[1].n_params)
     rows = []
     for i, (_name, f) in enumerate(items):
@@ -116,7 +115,7 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     Table
         One row per parameter; prints as a table, HTML in notebooks.
     """
-    from hierbayes.freq.reml import varcomp_wald
+    from hierbayes.freq.wald import varcomp_wald
     from hierbayes.report.bayes import BayesFit
     from hierbayes.report.lmer import LmerFit
 
