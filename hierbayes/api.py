@@ -32,8 +32,13 @@ from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import parse_formula
 
 
-def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa") -> LmerFit:
-    """Fit a design by REML or ML: the one call into the REML engine (:mod:`hierbayes.freq.reml`).
+def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa",
+                    stacklevel: int = 4) -> LmerFit:
+    """Fit a design by REML or ML: the one call into the REML engine (:mod:`hierbayes.freq.fit`).
+
+    ``stacklevel`` is :func:`hierbayes.freq.fit.fit_design`'s, counted from
+    there: 4 points convergence warnings at the user's line that called
+    :func:`lmer` or :meth:`Model.fit_reml`.
 
     :func:`lmer`, :meth:`Model.fit_reml` and :meth:`Model.fit_ml` all come here.
 
@@ -45,9 +50,10 @@ def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa"
     False
     """
     # imported here: the REML engine pulls in SciPy's optimisers and sparse matrices
-    from hierbayes.freq.reml import fit_design
+    from hierbayes.freq.fit import fit_design
 
-    return fit_design(design, reml=reml, optimizer=optimizer)
+    return LmerFit.from_mermod(fit_design(design, reml=reml, optimizer=optimizer,
+                                          stacklevel=stacklevel))
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",

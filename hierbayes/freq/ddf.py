@@ -33,11 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+from scipy.linalg import solve_triangular
 
 from hierbayes.errors import DataError
 
 if TYPE_CHECKING:
-    from hierbayes.report.lmer import LmerFit
+    from hierbayes.freq.mermod import MerMod
 
 KR_MAX_ROWS = 5000
 
@@ -104,9 +105,7 @@ def jacobian(f, x: np.ndarray, d: float = 1e-4, eps: float = 1e-4, r: int = 4) -
     return out
 
 
-def _vcov_beta(fit: LmerFit, theta: np.ndarray, sigma: float) -> np.ndarray:
-    from scipy.linalg import solve_triangular
-
+def _vcov_beta(fit: MerMod, theta: np.ndarray, sigma: float) -> np.ndarray:
     dev = fit.deviance_function
     f = dev.factor(theta)
     q, p = dev.q_rest, dev.p
@@ -114,14 +113,14 @@ def _vcov_beta(fit: LmerFit, theta: np.ndarray, sigma: float) -> np.ndarray:
     return sigma**2 * inv.T @ inv
 
 
-def _check(fit: LmerFit, method: str) -> None:
+def _check(fit: MerMod, method: str) -> None:
     if not fit.reml and method == "kenward-roger":
         raise DataError("Kenward-Roger's method is for REML fits; refit with reml=True.")
     if fit.design.X.shape[1] == 0:
         raise DataError("The model has no fixed effects to test.")
 
 
-def _table(fit: LmerFit, se: np.ndarray, df: np.ndarray) -> pd.DataFrame:
+def _table(fit: MerMod, se: np.ndarray, df: np.ndarray) -> pd.DataFrame:
     beta = fit.estimates.beta
     t = beta / se
     return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
@@ -129,7 +128,7 @@ def _table(fit: LmerFit, se: np.ndarray, df: np.ndarray) -> pd.DataFrame:
                         index=fit.design.fixef_names)
 
 
-def satterthwaite(fit: LmerFit) -> pd.DataFrame:
+def satterthwaite(fit: MerMod) -> pd.DataFrame:
     """Fixed effects with Satterthwaite's df and p-values, as lmerTest's ``summary``.
 
     Returns
@@ -162,7 +161,7 @@ def satterthwaite(fit: LmerFit) -> pd.DataFrame:
     return _table(fit, np.sqrt(np.diag(C)), df)
 
 
-def _covariance_parameters(fit: LmerFit) -> tuple[list[np.ndarray], np.ndarray]:
+def _covariance_parameters(fit: MerMod) -> tuple[list[np.ndarray], np.ndarray]:
     """pbkrtest's G matrices (dV / d s_i) and the parameters s (covariances, then sigma^2)."""
     d = fit.design
     n = d.n_obs
@@ -182,7 +181,7 @@ def _covariance_parameters(fit: LmerFit) -> tuple[list[np.ndarray], np.ndarray]:
     return G, np.array(s)
 
 
-def kenward_roger(fit: LmerFit) -> pd.DataFrame:
+def kenward_roger(fit: MerMod) -> pd.DataFrame:
     """Fixed effects with Kenward-Roger's df, adjusted SEs and p-values (pbkrtest, lmerTest).
 
     Returns
@@ -238,7 +237,7 @@ def kenward_roger(fit: LmerFit) -> pd.DataFrame:
     return _table(fit, np.sqrt(np.diag(PhiA)), df)
 
 
-def z_table(fit: LmerFit) -> pd.DataFrame:
+def z_table(fit: MerMod) -> pd.DataFrame:
     """Fixed effects with p-values from treating t as a standard normal z."""
     _check(fit, "z")
     beta = fit.estimates.beta
@@ -260,6 +259,6 @@ def method_key(ddf: str) -> str:
     return key
 
 
-def fixef_tests(fit: LmerFit, ddf: str) -> pd.DataFrame:
+def fixef_tests(fit: MerMod, ddf: str) -> pd.DataFrame:
     """The fixed-effect table for a ``ddf`` method (``"satterthwaite"``, ``"kenward-roger"``, ``"z"``)."""
     return METHODS[method_key(ddf)](fit)

@@ -34,17 +34,21 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from hierbayes.freq.confint import check_level, interval_columns, param_names, sdcor, varcomp_names
-from hierbayes.freq.reml import BOUNDARY, RESTART, diagonal_entries
+from hierbayes.freq.bootstrap import one_blas_thread
+from hierbayes.freq.deviance import Deviance
+from hierbayes.freq.fit import fit_design
+from hierbayes.freq.optimize import BOUNDARY, RESTART, diagonal_entries
+from hierbayes.freq.params import check_level, interval_columns, param_names, sdcor, varcomp_names
 
 if TYPE_CHECKING:
-    from hierbayes.report.lmer import LmerFit
+    from hierbayes.freq.mermod import MerMod
 
 
 def _theta_from_sdcor(dev, x: np.ndarray) -> np.ndarray:
@@ -127,11 +131,10 @@ class Profiler:
         A REML or ML fit; profiles use its ML refit, as lme4 does.
     """
 
-    def __init__(self, fit: LmerFit) -> None:
-        from hierbayes.freq.reml import Deviance, fit_design
-
+    def __init__(self, fit: MerMod) -> None:
         self.fit = fit
-        ml = fit if not fit.reml else fit_design(fit.design, reml=False, start=fit.theta)
+        # stacklevel 3: an ML refit's convergence warnings point at profile_confint, as before
+        ml = fit if not fit.reml else fit_design(fit.design, reml=False, start=fit.theta, stacklevel=3)
         self.ml = ml
         self.dev = Deviance(fit.design, reml=False)
         self.names = param_names(fit.design)
@@ -180,10 +183,6 @@ class Profiler:
         return self._fixed_deviance(k - self.n_vc, value)
 
     def _fixed_deviance(self, j: int, value: float) -> float:
-        import dataclasses
-
-        from hierbayes.freq.reml import Deviance
-
         d = self.fit.design
         if j not in self._fixed:
             keep = [c for c in range(d.X.shape[1]) if c != j]
@@ -233,16 +232,14 @@ class Profiler:
         raise RuntimeError(f"The profile of {self.names[k]} did not reach zeta = {z:.3f}.")
 
 
-def profile_confint(fit: LmerFit, level: float = 0.95) -> pd.DataFrame:
+def profile_confint(fit: MerMod, level: float = 0.95) -> pd.DataFrame:
     """Profile intervals for every parameter (lme4's ``confint(method = "profile")``).
 
     Returns
     -------
     pandas.DataFrame
-        Rows as :func:`hierbayes.freq.confint.param_names`, columns ``2.5 %`` and ``97.5 %``.
+        Rows as :func:`hierbayes.freq.params.param_names`, columns ``2.5 %`` and ``97.5 %``.
     """
-    from hierbayes.freq.confint import one_blas_thread
-
     check_level(level)
     z = stats.norm.ppf(0.5 + level / 2)
     rows = []

@@ -8,6 +8,7 @@ Bayesian fit to a file. The report layer imports both engines; neither imports i
 """
 
 from hierbayes.report.bayes import BayesFit, Diagnostics, Summary
-from hierbayes.report.lmer import LmerFit, Sims
+from hierbayes.report.lmer import LmerFit
+from hierbayes.report.sims import Sims
 
 __all__ = ["BayesFit", "Diagnostics", "LmerFit", "Sims", "Summary"]

@@ -52,7 +52,8 @@ def anova(*fits: Any, **named: Any) -> Table:
     Parameters
     ----------
     *fits, **named
-        :class:`~hierbayes.LmerFit` objects, positionally (named by their
+        REML or ML fits (:class:`~hierbayes.LmerFit`, or the engine's
+        :class:`~hierbayes.freq.mermod.MerMod`), positionally (named by their
         formulas' right-hand sides) or as keywords (named by the keyword).
 
     Returns
@@ -62,14 +63,15 @@ def anova(*fits: Any, **named: Any) -> Table:
     """
     from scipy.stats import chi2
 
-    from hierbayes.freq.reml import fit_design
-    from hierbayes.report.lmer import LmerFit
+    from hierbayes.freq.fit import fit_design
+    from hierbayes.freq.mermod import MerMod
 
     items = [(f"m{i + 1}", f) for i, f in enumerate(fits)] + list(named.items())
     if len(items) < 2:
         raise DataError("anova needs at least two fits to compare.")
     for name, f in items:
-        if not isinstance(f, LmerFit):
+        # the test reads the engine's record only (an LmerFit is one), so the report is not needed
+        if not isinstance(f, MerMod):
             raise DataError(
                 f"anova compares REML/ML fits (hb.lmer, model.fit_reml); '{name}' is {type(f).__name__}. "
                 "For Bayesian fits use hb.loo_compare."
@@ -82,7 +84,8 @@ def anova(*fits: Any, **named: Any) -> Table:
         raise DataError("The fits have different responses; a likelihood-ratio test needs the same data.")
     if any(f.reml for _, f in items):
         warnings.warn("refitting model(s) with ML (instead of REML)", HierbayesWarning, stacklevel=2)
-        items = [(name, fit_design(f.design, reml=False) if f.reml else f) for name, f in items]
+        # stacklevel 3: a refit's convergence warnings point at the user's call of anova
+        items = [(name, fit_design(f.design, reml=False, stacklevel=3) if f.reml else f) for name, f in items]
     items.sort(key=lambda item: item[1].n_params)
     rows = []
     for i, (_name, f) in enumerate(items):
@@ -116,7 +119,7 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     Table
         One row per parameter; prints as a table, HTML in notebooks.
     """
-    from hierbayes.freq.reml import varcomp_wald
+    from hierbayes.freq.wald import varcomp_wald
     from hierbayes.report.bayes import BayesFit
     from hierbayes.report.lmer import LmerFit
 

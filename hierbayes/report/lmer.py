@@ -10,13 +10,14 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from hierbayes.errors import check_count
+from hierbayes.freq.mermod import MerMod
 from hierbayes.report.format import (
     Summary,
     aligned,
@@ -28,79 +29,39 @@ from hierbayes.report.format import (
 )
 from hierbayes.report.groupplots import GroupPlots
 
+if TYPE_CHECKING:
+    from hierbayes.report.sims import Sims
+
 
 @dataclass
-class LmerFit(GroupPlots):
-    """A linear mixed model fitted by REML or ML.
+class LmerFit(MerMod, GroupPlots):
+    """A linear mixed model fitted by REML or ML: the report over the engine's record.
+
+    The fields and the model-level quantities (``theta``, ``sigma``,
+    ``deviance``, ``loglik``, ``aic``, ``bic``, ``is_singular()``,
+    ``covariance()``) are :class:`hierbayes.freq.mermod.MerMod`'s; this class
+    adds the summaries, accessors, predictions and plots.
 
     Attributes
     ----------
     design
         The evaluated formula.
     deviance_function
-        The objective (:class:`hierbayes.freq.reml.Deviance`), callable on theta.
+        The objective (:class:`hierbayes.freq.deviance.Deviance`), callable on theta.
     opt
-        The optimisation record (:class:`hierbayes.freq.reml.OptSummary`), with
+        The optimisation record (:class:`hierbayes.freq.optimize.OptSummary`), with
         lme4's convergence check: ``opt.max_grad``, ``opt.gradient``,
         ``opt.hessian``, ``opt.messages`` and ``opt.converged``.
     """
 
-    design: Any
-    deviance_function: Any
-    opt: Any
-    factor: Any
-    estimates: Any
-
-    @property
-    def reml(self) -> bool:
-        """True for a REML fit, False for ML."""
-        return self.deviance_function.reml
-
-    @property
-    def theta(self) -> np.ndarray:
-        """lme4's theta: each term's relative covariance factor, column-wise lower triangle."""
-        return self.opt.final.copy()
-
-    @property
-    def sigma(self) -> float:
-        """Residual standard deviation."""
-        return self.estimates.sigma
-
-    @property
-    def deviance(self) -> float:
-        """The criterion at convergence: REML criterion (REML fits) or -2 log-likelihood (ML)."""
-        return self.opt.f_final
-
-    @property
-    def nobs(self) -> int:
-        return self.design.n_obs
-
-    @property
-    def n_params(self) -> int:
-        """Fixed effects, theta and sigma: the parameter count in AIC and BIC."""
-        return self.design.X.shape[1] + len(self.theta) + 1
-
-    @property
-    def loglik(self) -> float:
-        """Log-likelihood (the REML log-likelihood for a REML fit, as lme4's logLik)."""
-        return -self.deviance / 2
-
-    @property
-    def aic(self) -> float:
-        return self.deviance + 2 * self.n_params
-
-    @property
-    def bic(self) -> float:
-        return self.deviance + self.n_params * np.log(self.nobs)
+    @classmethod
+    def from_mermod(cls, fit: MerMod) -> LmerFit:
+        """The report over an engine fit (it shares the fit's arrays, copying none)."""
+        return cls(**{f.name: getattr(fit, f.name) for f in fields(MerMod)})
 
     def ngrps(self) -> dict[str, int]:
         """Levels of each grouping factor."""
         return self.design.ngrps()
-
-    def is_singular(self, tol: float = 1e-4) -> bool:
-        """True when a variance component sits on its boundary (a theta of about zero), as lme4."""
-        on_bound = np.isfinite(self.deviance_function.lower)
-        return bool(np.any(self.theta[on_bound] < tol))
 
     def fixef(self, ddf: str | None = None) -> pd.DataFrame:
         """Fixed effects with standard errors and t values; with ``ddf``, df and p-values too.
@@ -161,18 +122,6 @@ class LmerFit(GroupPlots):
                     rows.append({"group": factor, "term": term, "level": level, "Estimate": values[k, j]})
         return pd.DataFrame(rows)
 
-    def covariance(self) -> list[np.ndarray]:
-        """Each term's covariance matrix of group effects: sigma^2 T T'."""
-        f = self.factor
-        return [self.sigma**2 * T @ T.T for T in f.T]
-
-    def _covariance_chol(self) -> list[np.ndarray]:
-        """Each term's Cholesky factor of :meth:`covariance`, for drawing new group effects.
-
-        A tiny ridge keeps it defined when a term is singular (an SD or correlation on its bound).
-        """
-        return [np.linalg.cholesky(S + 1e-12 * np.eye(len(S))) for S in self.covariance()]
-
     def varcorr(self) -> pd.DataFrame:
         """Variance components as ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
         covs = dict(zip([b.group for b in self.design.blocks], self.covariance(), strict=True))
@@ -230,18 +179,9 @@ class LmerFit(GroupPlots):
         >>> fit.confint(method="wald").loc["Days"].round(3).tolist()
         [7.438, 13.497]
         """
-        from hierbayes.freq import confint as ci
+        from hierbayes.freq.confint import confint
 
-        key = str(method).lower()
-        if key == "wald":
-            return ci.wald(self, level)
-        if key in ("boot", "bootstrap"):
-            return ci.boot(self, level, n_sims, seed, progressbar, n_jobs)
-        if key == "profile":
-            from hierbayes.freq.profile import profile_confint
-
-            return profile_confint(self, level)
-        raise ValueError(f"method must be 'profile', 'wald' or 'boot', not {method!r}.")
+        return confint(self, method, level, n_sims, seed, progressbar, n_jobs)
 
     def icc(self) -> pd.Series:
         """Intraclass correlations of a random-intercept model.
@@ -331,7 +271,8 @@ class LmerFit(GroupPlots):
         >>> fit.sim(n_sims=100, seed=1).fixef.shape
         (100, 2)
         """
-        from hierbayes.freq.reml import simulate_arm
+        from hierbayes.freq.sim import simulate_arm
+        from hierbayes.report.sims import Sims
 
         check_count("n_sims", n_sims)
         rng = np.random.default_rng(seed)
@@ -422,7 +363,7 @@ class LmerFit(GroupPlots):
         rng = np.random.default_rng(seed)
         sims = self.sim(n_sims, seed=rng)
         b_new = []
-        for levels, chol in zip(rows.new_levels, self._covariance_chol(), strict=True):
+        for levels, chol in zip(rows.new_levels, self.covariance_chol(), strict=True):
             b_new.append(new_level_effects(rng, len(levels), np.broadcast_to(chol, (n_sims, *chol.shape)))
                          if levels else None)
         draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
@@ -453,18 +394,11 @@ class LmerFit(GroupPlots):
         >>> fit.simulate(3, seed=1).shape
         (180, 3)
         """
+        from hierbayes.freq.sim import simulate_responses
+
         check_count("n", n)
-        d = self.design
-        rng = np.random.default_rng(seed)
-        y = np.tile(d.X @ self.estimates.beta, (n, 1))
-        for blk, chol, b_hat in zip(d.blocks, self._covariance_chol(), self.estimates.b, strict=True):
-            if use_u:
-                b = np.broadcast_to(b_hat, (n, *b_hat.shape))
-            else:
-                b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
-            y += np.einsum("snq,nq->sn", b[:, blk.index], blk.Z)
-        y += rng.standard_normal(y.shape) * self.sigma
-        return pd.DataFrame(y.T, index=d.rows, columns=[f"sim_{i + 1}" for i in range(n)])
+        y = simulate_responses(self, n, np.random.default_rng(seed), use_u)
+        return pd.DataFrame(y.T, index=self.design.rows, columns=[f"sim_{i + 1}" for i in range(n)])
 
     def refit(self, y: Any) -> LmerFit:
         """The same model fitted to a new response vector, as lme4's ``refit``.
@@ -480,18 +414,10 @@ class LmerFit(GroupPlots):
         >>> again.nobs
         180
         """
-        from hierbayes.errors import DataError
-        from hierbayes.freq.reml import fit_design
+        from hierbayes.freq.fit import refit
 
-        values = np.asarray(y, dtype=float).ravel()
-        if values.shape != (self.nobs,):
-            raise DataError(f"refit needs {self.nobs} response values (one per fitted row), "
-                            f"not {values.size}.")
-        if not np.isfinite(values).all():
-            raise DataError("refit's response has missing or infinite values.")
-        dev = self.deviance_function.with_response(values)
-        return fit_design(dev.design, reml=self.reml, start=self.theta, optimizer=self.opt.optimizer,
-                          deviance=dev)
+        # stacklevel 3: convergence warnings point at the caller of this method
+        return LmerFit.from_mermod(refit(self, y, stacklevel=3))
 
     def summary(self, ddf: str | None = None) -> Summary:
         """lmer's summary: criterion, scaled residuals, random and fixed effects, their correlation.
@@ -586,50 +512,23 @@ def _abbreviate(name: str, width: int = 6) -> str:
     return name if len(name) <= width else name[:width]
 
 
-class Sims:
-    """Draws from :meth:`LmerFit.sim` (arm::sim).
+def fit_lmer(design: Any, reml: bool = True, start: np.ndarray | None = None,
+             optimizer: str = "bobyqa") -> LmerFit:
+    """Fit a design by REML or ML (:func:`hierbayes.freq.fit.fit_design`) and report it.
 
-    Attributes
-    ----------
-    sigma : numpy.ndarray
-        (n_sims,) residual SDs.
-    fixef : pandas.DataFrame
-        (n_sims, p) fixed effects, columns named as lme4.
-    ranef : dict[str, numpy.ndarray]
-        Per term group name, (n_sims, levels, terms) group effects.
+    Convergence warnings point at the caller's caller: the user's call of
+    ``anova`` or ``Model.fit_reml``.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.formula import parse_formula
+    >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), hb.datasets.load("sleepstudy"))
+    >>> round(fit_lmer(d, reml=False).deviance, 2)
+    1794.08
     """
+    from hierbayes.freq.fit import fit_design
 
-    def __init__(self, design: Any, sigma: np.ndarray, beta: np.ndarray, bs: list[np.ndarray]) -> None:
-        self.design = design
-        self.sigma = sigma
-        self.fixef = pd.DataFrame(beta, columns=design.fixef_names)
-        self.ranef = {blk.group: b for blk, b in zip(design.blocks, bs, strict=True)}
-
-    def coef(self) -> dict[str, tuple]:
-        """Per grouping factor, ``(terms, levels, draws)`` of fixed plus group effects.
-
-        ``draws`` has shape (n_sims, levels, terms).
-        """
-        return coefficients(self.design, self.fixef.to_numpy(), list(self.ranef.values()))
-
-    def summary(self) -> pd.DataFrame:
-        """Mean, sd, 2.5% and 97.5% of every fixed effect, sigma, group effect and coefficient."""
-        rows = []
-
-        def add(kind: str, group: str, term: str, level: str, x: np.ndarray) -> None:
-            q = np.quantile(x, [0.025, 0.975])
-            rows.append({"kind": kind, "group": group, "term": term, "level": level,
-                         "mean": x.mean(), "sd": x.std(ddof=1), "2.5%": q[0], "97.5%": q[1]})
-
-        for t in self.fixef.columns:
-            add("fixef", "", t, "", self.fixef[t].to_numpy())
-        add("sigma", "", "", "", self.sigma)
-        for blk in self.design.blocks:
-            for j, t in enumerate(blk.terms):
-                for k, level in enumerate(blk.levels):
-                    add("ranef", blk.factor, t, level, self.ranef[blk.group][:, k, j])
-        for factor, (terms, levels, draws) in self.coef().items():
-            for j, t in enumerate(terms):
-                for k, level in enumerate(levels):
-                    add("coef", factor, t, level, draws[:, k, j])
-        return pd.DataFrame(rows)
+    return LmerFit.from_mermod(fit_design(design, reml=reml, start=start, optimizer=optimizer,
+                                          stacklevel=4))

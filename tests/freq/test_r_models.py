@@ -223,7 +223,7 @@ def test_lme4_run_to_convergence_agrees_too(model_id):
 def test_at_lme4_theta(model_id):
     import dataclasses
 
-    from hierbayes.freq.reml import estimates
+    from hierbayes.freq.estimates import estimates
 
     ref, fit = MODELS[model_id], fitted(model_id)
     dev = fit.deviance_function

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import hierbayes as hb
-from hierbayes.freq.reml import Deviance, canonical_theta, optimize_theta
+from hierbayes.freq.deviance import Deviance
+from hierbayes.freq.optimize import canonical_theta, optimize_theta
 from hierbayes.spec.design import build_design
 from hierbayes.spec.formula import parse_formula
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import hierbayes as hb
-from hierbayes.freq import reml
-from hierbayes.freq.reml import Deviance, check_convergence, derivatives, scaled_max_grad
+from hierbayes.freq import optimize
+from hierbayes.freq.deviance import Deviance
+from hierbayes.freq.optimize import check_convergence, derivatives, scaled_max_grad
 
 from .test_r_models import MODELS, load_dataset
 
@@ -65,7 +66,7 @@ def test_check_at_lme4_theta_gives_lme4s_verdict(model_id):
         # measured: sitka 13.824 against lme4's 13.9479, bodyweight 0.0069567 against 0.00687887
         assert out["max_grad"] == pytest.approx(theirs[0], rel=0.02)
     else:
-        assert out["max_grad"] < reml.GRAD_TOL
+        assert out["max_grad"] < optimize.GRAD_TOL
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_fits_warn_exactly_where_they_stop_short(fits):
     assert warned == FLAGGED - at_optimum
     assert "sitka" in warned  # 54 above the optimum, as lme4
     for k in at_optimum:
-        assert fits[k][0].opt.max_grad < reml.GRAD_TOL and fits[k][0].opt.converged
+        assert fits[k][0].opt.max_grad < optimize.GRAD_TOL and fits[k][0].opt.converged
 
 
 @pytest.mark.parametrize("model_id", list(MODELS))
@@ -136,7 +137,7 @@ def test_rescaling_as_advised_clears_the_warnings():
         tight = hb.lmer("size ~ Time + treat + (Time | tree)", sitka, optimizer="lbfgsb")
     # L-BFGS-B reaches the optimum (the gradient check passes) but the scale problem stays
     assert not any("max|grad|" in str(w.message) for w in caught)
-    assert tight.opt.max_grad < reml.GRAD_TOL
+    assert tight.opt.max_grad < optimize.GRAD_TOL
     assert scaled.deviance == pytest.approx(tight.deviance, rel=1e-8)
     assert scaled.deviance == pytest.approx(MODELS["sitka"]["converged_fit"]["criterion"], rel=1e-8)
 
@@ -176,7 +177,7 @@ def test_scaled_gradient_is_lme4s():
     assert ok and k == 0 and value == pytest.approx(0.005)
     # a raw gradient of 0.01 along a steep direction scales to 0.001: it passes
     value, _, _ = scaled_max_grad(np.array([0.001, 0.01]), H)
-    assert value == pytest.approx(0.001) and value < reml.GRAD_TOL
+    assert value == pytest.approx(0.001) and value < optimize.GRAD_TOL
     # not positive definite: lme4 cannot scale; the raw gradient is reported
     value, k, ok = scaled_max_grad(np.array([0.001, -0.3]), np.diag([1.0, -1.0]))
     assert not ok and k == 1 and value == pytest.approx(0.3)
@@ -194,17 +195,17 @@ def test_scaled_gradient_is_lme4s():
 def test_hessian_checks_are_lme4s(eigenvalues, expected):
     Q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(len(eigenvalues),) * 2))
     H = Q @ np.diag(eigenvalues) @ Q.T
-    assert reml._hessian_messages((H + H.T) / 2, reml.HESS_TOL) == expected
+    assert optimize.hessian_messages((H + H.T) / 2, optimize.HESS_TOL) == expected
 
 
 def test_an_optimiser_out_of_evaluations_warns(sleepstudy, monkeypatch):
-    real = reml._bobyqa
+    real = optimize.bobyqa
 
     def capped(dev, start):
         x, _ = real(dev, start)
         return x, "NLopt BOBYQA: maxeval reached"
 
-    monkeypatch.setattr(reml, "_bobyqa", capped)
+    monkeypatch.setattr(optimize, "bobyqa", capped)
     with pytest.warns(hb.ConvergenceWarning, match="maxeval"):
         fit = hb.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
     assert not fit.opt.converged
@@ -212,7 +213,7 @@ def test_an_optimiser_out_of_evaluations_warns(sleepstudy, monkeypatch):
 
 def test_check_false_skips_it(sleepstudy):
     design = hb.build_design(hb.parse_formula("Reaction ~ Days + (Days | Subject)"), sleepstudy)
-    opt = reml.optimize_theta(Deviance(design), check=False)
+    opt = optimize.optimize_theta(Deviance(design), check=False)
     assert opt.check_evaluations == 0 and opt.gradient is None and "check=False" in opt.skipped
 
 

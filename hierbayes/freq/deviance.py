@@ -1,0 +1,201 @@
+"""The profiled deviance of a linear mixed model as a function of theta (lme4's ``mkLmerDevfun``).
+
+The profiled deviance of Bates, Maechler, Bolker & Walker (2015, JSS 67(1)) is
+a function of the relative covariance factor's parameters ``theta`` alone:
+for each ``theta`` a penalised least-squares problem gives the conditional
+modes, the fixed effects and the penalised residual sum of squares ``r^2``,
+through the blocked Cholesky factor ``L`` of
+:mod:`hierbayes.linalg.blocked`, and then
+
+    ML:   d(theta) = log|L_Z|^2 + n (1 + log(2 pi r^2 / n))
+    REML: d(theta) = log|L_Z|^2 + log|L_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))).
+
+``theta`` holds, term by term, the column-wise lower triangle of each
+relative covariance factor ``T_g`` (lme4's order); each term's covariance is
+``sigma^2 T_g T_g'``. This module holds the objective only: the
+cross-products are :class:`hierbayes.linalg.crossprod.CrossProducts`, the
+factor is :class:`hierbayes.linalg.blocked.BlockedCholesky`'s, the optimiser
+is :mod:`hierbayes.freq.optimize`'s.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> from hierbayes.spec.design import build_design
+>>> from hierbayes.spec.formula import parse_formula
+>>> d = build_design(parse_formula("Reaction ~ Days + (Days | Subject)"), hb.datasets.load("sleepstudy"))
+>>> dev = Deviance(d, reml=True)
+>>> dev.n_theta, round(float(dev([0.967, 0.015, 0.231])), 3)   # lme4's optimum: 1743.628
+(3, 1743.628)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from hierbayes.errors import DataError
+from hierbayes.linalg.blocked import BlockedCholesky, BlockedFactor
+from hierbayes.linalg.crossprod import CrossProducts
+from hierbayes.spec.design import Design
+
+
+def tril_index(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each theta entry of a ``p``-term factor: lme4's column-wise lower triangle.
+
+    Examples
+    --------
+    >>> rows, cols = tril_index(2)
+    >>> rows.tolist(), cols.tolist()
+    ([0, 1, 1], [0, 0, 1])
+    """
+    rows, cols = [], []
+    for j in range(p):
+        for i in range(j, p):
+            rows.append(i)
+            cols.append(j)
+    return np.array(rows), np.array(cols)
+
+
+class Deviance:
+    """The profiled deviance (REML criterion or -2 log-likelihood) as a function of theta.
+
+    Parameters
+    ----------
+    design
+        A gaussian design with at least one random-effect term.
+    reml
+        REML criterion (True) or ML deviance (False).
+
+    Attributes
+    ----------
+    n, p
+        Observations and fixed effects.
+    sizes, levels
+        Terms and levels of each random-effect term (the design's order).
+    tril
+        Per term, :func:`tril_index` of its factor.
+    n_theta, theta0, lower
+        Length of theta, lme4's start (identity factors) and lower bounds
+        (0 on diagonals, -inf elsewhere).
+    cross
+        The cross-products of ``[Z X y]``.
+    cholesky
+        Their blocked Cholesky factorisation.
+    evaluations
+        How many times the deviance was evaluated.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.formula import parse_formula
+    >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), hb.datasets.load("sleepstudy"))
+    >>> dev = Deviance(d, reml=True)
+    >>> dev.theta0, round(float(dev(dev.theta0)), 4)
+    (array([1.]), 1787.3989)
+    """
+
+    def __init__(self, design: Design, reml: bool = True) -> None:
+        if design.family.name != "gaussian":
+            raise DataError(
+                f"REML and ML fits here are for gaussian models; this one is {design.family.name}."
+            )
+        if not design.blocks:
+            raise DataError("The formula has no random-effect term; use ordinary least squares.")
+        self.design = design
+        self.reml = reml
+        self.n = design.n_obs
+        self.p = design.X.shape[1]
+        blocks = design.blocks
+        self.sizes = [b.n_terms for b in blocks]
+        self.levels = [b.n_levels for b in blocks]
+        self.tril = [tril_index(p) for p in self.sizes]
+        self.n_theta = sum(p * (p + 1) // 2 for p in self.sizes)
+        self.theta0 = np.concatenate([(r == c).astype(float) for r, c in self.tril])
+        self.lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in self.tril])
+        self.cross = CrossProducts.from_blocks(blocks, design.X, design.y)
+        self.q_rest = self.cross.q_rest
+        self.cholesky = BlockedCholesky(self.cross)
+        self.evaluations = 0
+        self._best: tuple[bytes, float, BlockedFactor] | None = None
+
+    def with_response(self, y: np.ndarray) -> Deviance:
+        """The same objective for another response (lme4's ``refit``), reusing Z'Z and X'X.
+
+        Only the products with y change (:meth:`CrossProducts.with_response`).
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> from hierbayes.spec.design import build_design
+        >>> from hierbayes.spec.formula import parse_formula
+        >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), hb.datasets.load("sleepstudy"))
+        >>> dev = Deviance(d).with_response(d.y + 1.0)   # a shift: only the intercept moves
+        >>> round(float(dev(dev.theta0)), 4)
+        1787.3989
+        """
+        y = np.asarray(y, dtype=float)
+        new = copy.copy(self)
+        # the stored data frame holds the old response; a refit has none to plot from
+        new.design = dataclasses.replace(self.design, y=y, frame=None)
+        new.cross = self.cross.with_response(y)
+        new.cholesky = BlockedCholesky(new.cross)
+        new.evaluations = 0
+        new._best = None  # the old response's factor must never be handed out for the new one
+        return new
+
+    @property
+    def dense(self) -> bool:
+        """Whether the factor is computed with dense arrays (a small problem)."""
+        return self.cholesky.dense
+
+    def T(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The relative covariance factors (lower triangular, one per term) of theta."""
+        out, k = [], 0
+        for p, (r, c) in zip(self.sizes, self.tril, strict=True):
+            T = np.zeros((p, p))
+            T[r, c] = theta[k : k + len(r)]
+            out.append(T)
+            k += len(r)
+        return out
+
+    def factor(self, theta: np.ndarray) -> BlockedFactor:
+        """The blocked Cholesky factor at theta (the best point's is kept, not recomputed)."""
+        theta = np.asarray(theta, dtype=float)
+        if self._best is not None and self._best[0] == theta.tobytes():
+            return self._best[2]
+        return self.cholesky.factor(self.T(theta))
+
+    @property
+    def dof(self) -> int:
+        """Residual degrees of freedom behind sigma: n - p (REML) or n (ML)."""
+        return self.n - self.p if self.reml else self.n
+
+    def objective(self, f: BlockedFactor, sigma2: float | None = None) -> float:
+        """The criterion at a factor; profiled over sigma unless ``sigma2`` is given.
+
+        ``log|L_Z|^2 (+ log|L_X|^2 for REML) + dof log(2 pi sigma^2) + r^2 / sigma^2``,
+        which at ``sigma^2 = r^2 / dof`` is the profiled form in the module docstring.
+        """
+        s2 = f.r2 / self.dof if sigma2 is None else sigma2
+        ld = f.ld_z + (f.ld_x if self.reml else 0.0)
+        return ld + self.dof * np.log(2 * np.pi * s2) + f.r2 / s2
+
+    def __call__(self, theta: np.ndarray) -> float:
+        theta = np.asarray(theta, dtype=float)
+        key = theta.tobytes()
+        # The lowest point seen is kept with its factor: the fit asks for the optimum's value
+        # and factor again after the optimiser returns it (two evaluations saved per fit).
+        if self._best is not None and self._best[0] == key:
+            return self._best[1]
+        self.evaluations += 1
+        try:
+            f = self.factor(theta)
+        except np.linalg.LinAlgError:
+            return np.inf
+        value = self.objective(f)
+        if self._best is None or value < self._best[1]:
+            self._best = (key, value, f)
+        return value

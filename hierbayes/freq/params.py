@@ -1,0 +1,87 @@
+"""The parameters that confidence intervals are given for, named as lme4 names them.
+
+Parameters are named as lme4 names them with ``oldNames = FALSE``: per
+random-effect term, in the order of theta (column-wise lower triangle),
+``sd_<term>|<group>`` on the diagonal and ``cor_<row term>.<column term>|<group>``
+below it; then ``sigma``; then the fixed effects. Every interval method of
+:mod:`hierbayes.freq.confint` reports its rows in this order.
+
+Examples
+--------
+>>> import hierbayes as hb
+>>> from hierbayes.freq.fit import fit_design
+>>> from hierbayes.spec.design import build_design
+>>> from hierbayes.spec.formula import parse_formula
+>>> d = build_design(parse_formula("Reaction ~ Days + (Days | Subject)"), hb.datasets.load("sleepstudy"))
+>>> param_names(d)
+['sd_(Intercept)|Subject', 'cor_Days.(Intercept)|Subject', 'sd_Days|Subject', 'sigma', '(Intercept)', 'Days']
+>>> parameter_values(fit_design(d)).round(2).tolist()
+[24.74, 0.07, 5.92, 25.59, 251.41, 10.47]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from hierbayes.freq.mermod import MerMod
+
+
+def varcomp_names(design) -> list[str]:
+    """lme4's ``oldNames = FALSE`` names of the variance components, in theta's order, and sigma."""
+    def names_with(label) -> list[str]:
+        out = []
+        for blk in design.blocks:
+            t, g = blk.terms, label(blk)
+            for j in range(blk.n_terms):
+                for i in range(j, blk.n_terms):
+                    out.append(f"sd_{t[i]}|{g}" if i == j else f"cor_{t[i]}.{t[j]}|{g}")
+        return out
+
+    # lme4 names by grouping factor, so (Days || Subject) gives sd_(Intercept)|Subject and
+    # sd_Days|Subject; only if that repeats a name do the unique names (Subject.1) step in.
+    names = names_with(lambda b: b.factor)
+    if len(set(names)) < len(names):
+        names = names_with(lambda b: b.group)
+    return [*names, "sigma"]
+
+
+def param_names(design) -> list[str]:
+    """Every parameter ``confint`` reports: variance components, sigma, fixed effects."""
+    return varcomp_names(design) + list(design.fixef_names)
+
+
+def sdcor(covariances: list[np.ndarray], sigma: float) -> np.ndarray:
+    """Variance components on lme4's sd/cor scale, in :func:`varcomp_names`' order."""
+    out = []
+    for S in covariances:
+        sd = np.sqrt(np.diag(S))
+        q = len(sd)
+        for j in range(q):
+            for i in range(j, q):
+                if i == j:
+                    out.append(sd[i])
+                else:
+                    out.append(S[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else np.nan)
+    return np.array([*out, sigma])
+
+
+def parameter_values(fit: MerMod) -> pd.Series:
+    """The fit's parameters under :func:`param_names`."""
+    values = np.concatenate([sdcor(fit.covariance(), fit.sigma), fit.estimates.beta])
+    return pd.Series(values, index=param_names(fit.design))
+
+
+def interval_columns(level: float) -> list[str]:
+    """The column names of an interval table at ``level``: ``["2.5 %", "97.5 %"]`` at 0.95."""
+    lo = (1 - level) / 2 * 100
+    return [f"{lo:g} %", f"{100 - lo:g} %"]
+
+
+def check_level(level: float) -> None:
+    """Raise ValueError unless ``0 < level < 1``."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie between 0 and 1, not {level!r}.")
