@@ -59,12 +59,20 @@ from hierbayes.bayes.codes import (
     B_SD,
     B_SKIP,
     FAMILY_CODES,
+    M_CORR,
+    M_CPC,
+    M_K,
+    M_L,
+    M_N,
+    M_OFF,
+    M_SD,
     PRI_N,
     PRIOR_CODES,
 )
 from hierbayes.bayes.native import FullArrays, MarginalArrays, NativeModel, cpc_cholesky
 from hierbayes.bayes.policy import supported
 from hierbayes.bayes.priors import PriorTable
+from hierbayes.linalg.crossprod import CrossProducts, marginal_arrays
 from hierbayes.spec.design import Design
 
 
@@ -502,48 +510,19 @@ def _absorbing_block(blocks, centred, intercept) -> tuple[int, int]:
 
 
 def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> MarginalArrays:
-    """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first)."""
-    n, p = Xc.shape
+    """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first).
+
+    The products are :mod:`hierbayes.linalg.crossprod`'s, the same that the
+    REML deviance factors; this adds the kernel's block table, priors and sizes.
+    """
     sizes = [b.n_levels * b.n_terms for b in blocks]
     offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]
-    q = int(sum(sizes))
-    table = np.zeros((len(blocks), 6), dtype=np.int64)
+    table = np.zeros((len(blocks), M_N), dtype=np.int64)
     for g, (b, row) in enumerate(zip(blocks, rows, strict=True)):
-        table[g] = [b.n_terms, b.n_levels, offsets[g], row[B_SD], row[B_CPC], int(b.correlated)]
-    # Z as (row, column, value) triplets; every row has K_g entries per block
-    cols = [offsets[g] + b.index[:, None] * b.n_terms + np.arange(b.n_terms)[None, :]
-            for g, b in enumerate(blocks)]
-    vals = [b.Z for b in blocks]
-    Zcols = np.concatenate(cols, axis=1) if blocks else np.zeros((n, 0), dtype=np.int64)
-    Zvals = np.concatenate(vals, axis=1) if blocks else np.zeros((n, 0))
-    ZtX = np.zeros((q, p))
-    Zty = np.zeros(q)
-    for k in range(Zcols.shape[1]):
-        np.add.at(ZtX, Zcols[:, k], Zvals[:, k, None] * Xc)
-        np.add.at(Zty, Zcols[:, k], Zvals[:, k] * y)
-    K1, L1 = (blocks[0].n_terms, blocks[0].n_levels) if blocks else (0, 0)
-    q1 = K1 * L1
-    q2 = q - q1
-    G11 = np.zeros((L1, K1, K1))
-    if blocks:
-        b0 = blocks[0]
-        for a in range(K1):
-            for c in range(K1):
-                G11[:, a, c] = np.bincount(b0.index, weights=b0.Z[:, a] * b0.Z[:, c], minlength=L1)
-    G21 = np.zeros((q2, q1))
-    G22 = np.zeros((q2, q2))
-    if q2:
-        from scipy import sparse
-
-        Zs = sparse.csr_matrix((Zvals.ravel(), (np.repeat(np.arange(n), Zcols.shape[1]), Zcols.ravel())),
-                               shape=(n, q))
-        Z1, Z2 = Zs[:, :q1], Zs[:, q1:]
-        G21 = (Z2.T @ Z1).toarray()
-        G22 = (Z2.T @ Z2).toarray()
-    def c(a):
-        return np.array(a, dtype=float, order="C")
-
+        table[g, [M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR]] = [
+            b.n_terms, b.n_levels, offsets[g], row[B_SD], row[B_CPC], int(b.correlated)]
+    m = marginal_arrays(CrossProducts.from_blocks(blocks, Xc, y))
     return MarginalArrays(
-        XtX=c(Xc.T @ Xc), Xty=c(Xc.T @ y), yty=float(y @ y), ZtX=c(ZtX), Zty=c(Zty), G11=c(G11),
-        G21=c(G21), G22=c(G22), blocks=table, lkj_eta=np.array(etas, dtype=float),
-        prior_index=pri[0], prior_params=pri[1], n_obs=int(misc[0]), sigma_at=int(misc[1]))
+        XtX=m.XtX, Xty=m.Xty, yty=m.yty, ZtX=m.ZtX, Zty=m.Zty, G11=m.G11, G21=m.G21, G22=m.G22,
+        blocks=table, lkj_eta=np.array(etas, dtype=float), prior_index=pri[0],
+        prior_params=pri[1], n_obs=int(misc[0]), sigma_at=int(misc[1]))

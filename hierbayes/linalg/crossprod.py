@@ -177,7 +177,7 @@ class CrossProducts:
                              levels=self.levels, p=self.p)
 
 
-class MarginalArrays(NamedTuple):
+class MarginalProducts(NamedTuple):
     """The Bayesian marginal kernel's cross-products, as ``hierbayes.bayes.pack`` lays them out.
 
     ``Z = [Z_1, Z_2 ... Z_k]`` (first block first, each level-major), ``q_1``
@@ -194,7 +194,7 @@ class MarginalArrays(NamedTuple):
     G22: np.ndarray  # (q_2, q_2): [Z_2 ... Z_k]'[Z_2 ... Z_k]
 
 
-def marginal_arrays(cp: CrossProducts) -> MarginalArrays:
+def marginal_arrays(cp: CrossProducts) -> MarginalProducts:
     """The marginal kernel's X'X, X'y, y'y, Z'X, Z'y and Z'Z blocks, sliced from ``cp``.
 
     With ``D = [Z_2 ... Z_k, X, y]``, ``q_2 = cp.q_rest`` and ``p = cp.p``::
@@ -235,5 +235,5 @@ def marginal_arrays(cp: CrossProducts) -> MarginalArrays:
     X, y = c(XY[:, :p]), c(XY[:, p])
     ZtX = np.vstack([AD1[xs].toarray().T, cp.ADD[:q2, xs]])
     Zty = np.concatenate([AD1[-1].toarray().ravel(), cp.ADD[:q2, -1]])
-    return MarginalArrays(XtX=c(X.T @ X), Xty=c(X.T @ y), yty=float(y @ y), ZtX=c(ZtX), Zty=c(Zty),
+    return MarginalProducts(XtX=c(X.T @ X), Xty=c(X.T @ y), yty=float(y @ y), ZtX=c(ZtX), Zty=c(Zty),
                           G11=c(cp.A11), G21=c(AD1[:q2].toarray()), G22=c(cp.ADD[:q2, :q2]))
