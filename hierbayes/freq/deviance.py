@@ -98,7 +98,7 @@ class Deviance:
     """
 
     def __init__(self, design: Design, reml: bool = True) -> None:
-        if design.family.name != "gaussian":
+        if not design.family.supports_reml or not design.residual.is_iid:
             raise DataError(
                 f"REML and ML fits here are for gaussian models; this one is {design.family.name}."
             )

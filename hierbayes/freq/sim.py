@@ -32,6 +32,7 @@ import numpy as np
 from hierbayes.freq.deviance import Deviance
 from hierbayes.freq.estimates import Estimates, back_solve, split_u
 from hierbayes.linalg.blocked import BlockedFactor
+from hierbayes.linalg.linpred import linear_predictor
 
 if TYPE_CHECKING:
     from hierbayes.freq.mermod import MerMod
@@ -73,12 +74,13 @@ def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: boo
         ``(n, nobs)``.
     """
     d = fit.design
-    y = np.tile(d.X @ fit.estimates.beta, (n, 1))
+    effects = []
     for blk, chol, b_hat in zip(d.blocks, fit.covariance_chol(), fit.estimates.b, strict=True):
         if use_u:
             b = np.broadcast_to(b_hat, (n, *b_hat.shape))
         else:
             b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
-        y += np.einsum("snq,nq->sn", b[:, blk.index], blk.Z)
+        effects.append((blk.Z, blk.index, b))
+    y = linear_predictor(d.X, np.tile(fit.estimates.beta, (n, 1)), effects)
     y += rng.standard_normal(y.shape) * fit.sigma
     return y

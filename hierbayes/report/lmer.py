@@ -18,6 +18,7 @@ import pandas as pd
 
 from hierbayes.errors import check_count
 from hierbayes.freq.mermod import MerMod
+from hierbayes.linalg.linpred import linear_predictor
 from hierbayes.report.format import (
     Summary,
     aligned,
@@ -127,7 +128,7 @@ class LmerFit(MerMod, GroupPlots):
         covs = dict(zip([b.group for b in self.design.blocks], self.covariance(), strict=True))
         rows = []
         for grp, v1, v2 in self.design.varcorr_index():
-            if grp == "Residual":
+            if grp == self.design.residual.group:
                 rows.append({"grp": grp, "var1": None, "var2": None, "vcov": self.sigma**2,
                              "sdcor": self.sigma})
                 continue
@@ -283,10 +284,9 @@ class LmerFit(MerMod, GroupPlots):
     def fitted(self) -> np.ndarray:
         """Fitted values with group effects: X beta + Z b."""
         d = self.design
-        eta = d.X @ self.estimates.beta
-        for blk, b in zip(d.blocks, self.estimates.b, strict=True):
-            eta = eta + (blk.Z * b[blk.index]).sum(axis=1)
-        return eta
+        return linear_predictor(d.X, self.estimates.beta,
+                                [(blk.Z, blk.index, b) for blk, b in zip(d.blocks, self.estimates.b,
+                                                                          strict=True)])
 
     def residuals(self) -> np.ndarray:
         """Response minus fitted values."""
