@@ -18,12 +18,16 @@ $(STAMP): pyproject.toml setup.py hierbayes/bayes/kernel_sources.py $(KERNEL_FIL
 demo: $(STAMP)
 	$(PY) examples/sleepstudy.py
 
+# tools/check_layout.py: no import cycles, engines that never import the report layer,
+# no private imports across modules, no module over 600 lines (docs/architecture.md).
 test: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
+	$(PY) -m ruff check hierbayes tests examples benchmarks tools conftest.py setup.py
+	$(PY) tools/check_layout.py
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP)
-	$(PY) -m ruff check hierbayes tests examples benchmarks conftest.py setup.py
+	$(PY) -m ruff check hierbayes tests examples benchmarks tools conftest.py setup.py
+	$(PY) tools/check_layout.py
 
 clean-venv:
 	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd

@@ -53,3 +53,10 @@ def test_architecture_doc_lists_every_module():
 
     current = architecture.DOC.read_text()
     assert architecture.render(current) == current, "docs/architecture.md is stale: run tools/architecture.py"
+
+
+def test_the_package_keeps_its_layout():
+    problems, rooms = cl.check()
+    assert problems == []
+    assert "report" not in rooms["bayes"] | rooms["freq"]
+    assert "freq" not in rooms["bayes"] and "bayes" not in rooms["freq"]
