@@ -124,7 +124,7 @@ class Model(BayesModel):
     """
 
     def fit_reml(self) -> LmerFit:
-        """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.freq.reml`)."""
+        """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.freq`)."""
         return fit_lmer_design(self.design, reml=True)
 
     def fit_ml(self) -> LmerFit:
