@@ -40,8 +40,14 @@ class BuildKernels(build_ext):
     """build_ext for a ctypes library: C flags per compiler, no ``PyInit_`` export."""
 
     def build_extensions(self) -> None:
-        if self.compiler.compiler_type == "unix":
-            for ext in self.extensions:
+        # one translation unit that includes every kernel file (kernel_sources.unity_source)
+        unity = Path(self.build_temp) / "hb_kernels.c"
+        unity.parent.mkdir(parents=True, exist_ok=True)
+        unity.write_text(kernel_sources.unity_source(HERE / KERNELS))
+        for ext in self.extensions:
+            ext.sources = [unity.as_posix()]
+            ext.depends = [*SOURCES, *HEADERS]
+            if self.compiler.compiler_type == "unix":
                 ext.extra_compile_args = [*kernel_sources.UNIX_FLAGS, *ext.extra_compile_args]
         super().build_extensions()
 

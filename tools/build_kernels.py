@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.output or ROOT / "hierbayes" / "bayes" / f"_ckernels{sysconfig.get_config_var('EXT_SUFFIX')}"
     cc = shlex.split(os.environ.get("CC", "cc"))
-    cmd = [*cc, *ks.UNIX_FLAGS, "-fPIC", "-shared", f"-I{ks.KERNELS}",
-           f'-DHB_SOURCE_SHA256="{digest}"', *map(str, ks.c_sources()), "-lm", "-o", str(out)]
-    print(" ".join(shlex.quote(c) for c in cmd))
-    return subprocess.run(cmd).returncode
+    with tempfile.TemporaryDirectory() as tmp:
+        unity = Path(tmp) / "hb_kernels.c"  # one translation unit, as setup.py compiles them
+        unity.write_text(ks.unity_source())
+        cmd = [*cc, *ks.UNIX_FLAGS, "-fPIC", "-shared", f"-I{ks.KERNELS}",
+               f'-DHB_SOURCE_SHA256="{digest}"', str(unity), "-lm", "-o", str(out)]
+        print(" ".join(shlex.quote(c) for c in cmd))
+        return subprocess.run(cmd).returncode
 
 
 if __name__ == "__main__":

@@ -403,3 +403,12 @@ def test_chains_are_reproducible_and_seeds_differ(sleepstudy):
     np.testing.assert_array_equal(a.stats["n_steps"], b.stats["n_steps"])
     assert not np.array_equal(a.draws, c.draws)
     assert not np.array_equal(a.draws[0], a.draws[1])
+
+
+def test_the_build_compiles_every_kernel_file_once_in_one_unit():
+    from hierbayes.bayes.kernel_sources import unity_source
+
+    text = unity_source()
+    included = [line.split('"')[1] for line in text.splitlines() if line.startswith("#include")]
+    assert included == [p.resolve().as_posix() for p in c_sources()]
+    assert len(set(included)) == len(included) and not any(p.endswith(".h") for p in included)
