@@ -305,6 +305,8 @@ def load() -> ctypes.CDLL:
                 fn.restype = c_int
             lib.hb_cpc_cholesky.argtypes = [c_void_p, c_int64, c_int64, c_void_p]
             lib.hb_cpc_cholesky.restype = c_int
+            lib.hb_windows.argtypes = [c_int64, c_void_p, c_int64]
+            lib.hb_windows.restype = c_int64
             _lib = lib
     return _lib
 
@@ -331,6 +333,23 @@ def _raise_for(status: int, doing: str) -> None:
     if status == codes.NO_MEMORY:
         raise MemoryError(message)
     raise SamplerError(message)
+
+
+def warmup_windows(n_tune: int) -> list[tuple[int, int]]:
+    """The warm-up iterations ``[start, end)`` over which the sampler estimates its metric.
+
+    Stan's schedule, from the kernels (``hb_windows`` in ``kernels/nuts.c``):
+    75 fast iterations, slow windows doubling from 25, 50 fast iterations at
+    the end (15%, 75% and 10% of shorter warm-ups); none below 20.
+
+    Examples
+    --------
+    >>> warmup_windows(1000)
+    [(75, 100), (100, 150), (150, 250), (250, 450), (450, 950)]
+    """
+    out = np.zeros(2 * 64, dtype=np.int64)
+    n = load().hb_windows(int(n_tune), _ptr(out), 64)
+    return [(int(a), int(b)) for a, b in out[: 2 * n].reshape(-1, 2)]
 
 
 def cpc_cholesky(y: np.ndarray, n: int) -> np.ndarray:

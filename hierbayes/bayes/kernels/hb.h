@@ -258,5 +258,8 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
 int hb_draw_effects(const Model *d, const double *thetas, int64_t ndraws, uint64_t seed, double *out);
 int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint64_t seed, double *out);
 int hb_cpc_cholesky(const double *y, int64_t n_draws, int64_t K, double *out);
+/* Stan's warm-up windows for the metric: [start, end) pairs, at most max; returns the count. */
+#define HB_MAX_WINDOWS 64
+int64_t hb_windows(int64_t n_tune, int64_t *out, int64_t max);
 
 #endif

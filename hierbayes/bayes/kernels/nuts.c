@@ -302,6 +302,36 @@ static void initial_metric(const Model *d, Work *wk, Rng *rng, const double *q, 
  * (set by native.py when sampling is interrupted). Returns HB_OK; HB_NOMEM if
  * memory ran out; HB_STOPPED if stopped, with draws incomplete; HB_BAD_* for a
  * record the kernels cannot evaluate (nothing run). */
+/* Stan's windowed adaptation schedule (stan/mcmc/windowed_adaptation.hpp): a fast
+ * initial buffer (75 iterations), slow windows that double from 25, and a fast
+ * terminal buffer (50), scaled to 15% / 75% / 10% of warm-up when it is shorter
+ * than 150; none below 20 iterations. A window ends the slow phase when the one
+ * after it would end past the terminal buffer: Stan's compute_next_window tests
+ * the next window's last iteration plus twice its size. Writes [start, end)
+ * pairs to out (at most max pairs) and returns how many. */
+int64_t hb_windows(int64_t n_tune, int64_t *out, int64_t max) {
+    if (n_tune < 20) return 0;
+    int64_t init_buf = 75, term_buf = 50, base_win = 25;
+    if (init_buf + term_buf + base_win > n_tune) {
+        init_buf = (int64_t)(0.15 * n_tune);
+        term_buf = (int64_t)(0.1 * n_tune);
+        base_win = n_tune - (init_buf + term_buf);
+    }
+    int64_t last = n_tune - term_buf - 1, size = base_win, start = init_buf;
+    int64_t next = init_buf + base_win - 1, n = 0; /* next: the window's last iteration */
+    while (n < max) {
+        out[2 * n] = start;
+        out[2 * n + 1] = next + 1;
+        n++;
+        if (next >= last) break;
+        start = next + 1;
+        size *= 2;
+        next = next + size;
+        if (next != last && next + 2 * size >= last + 1) next = last;
+    }
+    return n;
+}
+
 int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune, int64_t n_draws,
                  double target_accept, int64_t max_depth, double *draws, double *stats, double *metric,
                  volatile int64_t *progress, int64_t chain, double *step_out, volatile const int32_t *stop) {
@@ -330,14 +360,10 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     initial_metric(d, &wk, &rng, q, g, m_inv, ws);
     double eps = find_step_size(d, &wk, &rng, q, lp, g, 1.0, m_inv, ws);
 
-    /* Stan's windows: fast init buffer, doubling slow windows, fast term buffer */
-    int64_t init_buf = 75, term_buf = 50, base_win = 25;
-    if (n_tune < init_buf + term_buf + base_win) {
-        init_buf = (int64_t)(0.15 * n_tune);
-        term_buf = (int64_t)(0.1 * n_tune);
-        base_win = n_tune - init_buf - term_buf;
-    }
-    int64_t win_start = init_buf, win_size = base_win, win_end = init_buf + base_win;
+    /* Stan's windows (hb_windows): metric windows [wins[2w], wins[2w + 1]) */
+    int64_t wins[2 * HB_MAX_WINDOWS];
+    int64_t n_win = hb_windows(n_tune, wins, HB_MAX_WINDOWS), w_at = 0;
+    int64_t win_start = n_win ? wins[0] : n_tune, win_end = n_win ? wins[1] : n_tune;
     int64_t count = 0;
     /* dual averaging (Hoffman & Gelman 2014), Stan's constants */
     double mu = log(10.0 * eps), h_bar = 0.0, log_eps_bar = 0.0;
@@ -357,7 +383,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
             double w = pow((double)t, -kappa);
             log_eps_bar = w * log_eps + (1.0 - w) * log_eps_bar;
             eps = exp(log_eps);
-            if (it >= win_start && it < win_end && win_end <= n_tune - term_buf) {
+            if (it >= win_start && it < win_end) {
                 count++;
                 for (int64_t i = 0; i < dim; i++) {
                     double delta = q[i] - mean[i];
@@ -365,7 +391,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
                     m2[i] += delta * (q[i] - mean[i]);
                 }
             }
-            if (it + 1 == win_end && win_end <= n_tune - term_buf) {
+            if (it + 1 == win_end && w_at < n_win) {
                 for (int64_t i = 0; i < dim; i++) {
                     double var = m2[i] / (double)(count > 1 ? count - 1 : 1);
                     m_inv[i] = (count / (count + 5.0)) * var + 1e-3 * (5.0 / (count + 5.0));
@@ -373,11 +399,9 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
                     m2[i] = 0.0;
                 }
                 count = 0;
-                win_start = win_end;
-                win_size *= 2;
-                /* as Stan: a window that would leave less than its double takes the rest */
-                if (win_start + 2 * win_size >= n_tune - term_buf) win_size = n_tune - term_buf - win_start;
-                win_end = win_start + win_size;
+                w_at++;
+                win_start = w_at < n_win ? wins[2 * w_at] : n_tune;
+                win_end = w_at < n_win ? wins[2 * w_at + 1] : n_tune;
                 eps = find_step_size(d, &wk, &rng, q, lp, g, eps, m_inv, ws);
                 mu = log(10.0 * eps);
                 h_bar = 0.0;
