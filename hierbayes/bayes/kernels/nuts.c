@@ -345,16 +345,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
     Work wk;
     int status = work_alloc(&wk, d);
     if (status == HB_OK && (!q || !g || !m_inv || !mean || !m2 || !ws)) status = HB_NOMEM;
-    if (status != HB_OK) {
-        work_free(&wk);
-        free(q);
-        free(g);
-        free(m_inv);
-        free(mean);
-        free(m2);
-        free(ws);
-        return status;
-    }
+    if (status != HB_OK) goto done; /* one release path for both endings */
     COPY(q, q0);
     double lp = density(d, q, g, &wk);
     initial_metric(d, &wk, &rng, q, g, m_inv, ws);
@@ -437,6 +428,7 @@ int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune
         COPY(metric, m_inv);
         *step_out = eps;
     }
+done:
     work_free(&wk);
     free(q);
     free(g);
