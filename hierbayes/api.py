@@ -19,12 +19,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from hierbayes.bayes.model import BayesModel
-from hierbayes.bayes.sampler import run_nuts
-from hierbayes.errors import SamplerError
+from hierbayes.bayes.sampler import check_flag, run_nuts
 from hierbayes.report.bayes import BayesFit
 from hierbayes.report.lmer import LmerFit
 from hierbayes.report.save import read_fit
@@ -206,8 +204,7 @@ class Model(BayesModel):
         BayesFit
             The draws with lmer-style summaries (:class:`hierbayes.BayesFit`).
         """
-        if not isinstance(check, bool | np.bool_):
-            raise SamplerError(f"check must be True or False, not {check!r}.")
+        check_flag("check", check)
         posterior, info, idata = run_nuts(
             self,
             draws=draws,

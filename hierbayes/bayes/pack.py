@@ -18,7 +18,7 @@ Parameter vector (unconstrained, the sampler's space), in order:
   or ``r`` itself (centred, ``r ~ N(0, diag(sd) L L' diag(sd))``);
 * ``log sigma`` (Gaussian family).
 
-The density equals the PyMC model's (:func:`hierbayes.bayes.model.build_pymc_model`)
+The density equals the PyMC model's (:func:`hierbayes.bayes.pymc_model.build_pymc_model`)
 up to a constant when every block is non-centred; ``tests/bayes/test_logdensity.py``
 checks values and gradients against PyTensor's.
 

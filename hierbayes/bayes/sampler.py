@@ -52,7 +52,8 @@ def available_samplers() -> list[str]:
     return found
 
 
-def _check_flag(name: str, value: Any, none: bool = False) -> None:
+def check_flag(name: str, value: Any, none: bool = False) -> None:
+    """Refuse (:class:`SamplerError`) a flag that is not True or False (or None, with ``none``)."""
     if not (isinstance(value, bool | np.bool_) or (none and value is None)):
         allowed = "True, False or None" if none else "True or False"
         raise SamplerError(f"{name} must be {allowed}, not {value!r}.")
@@ -80,8 +81,8 @@ def check_settings(model: BayesModel, draws: Any, tune: Any, chains: Any, seed: 
                            f"{target_accept!r}.")
     if not 0 < target_accept < 1:  # also refuses nan
         raise SamplerError(f"target_accept must lie between 0 and 1, not {target_accept!r}.")
-    _check_flag("progressbar", progressbar)
-    _check_flag("marginal", marginal, none=True)
+    check_flag("progressbar", progressbar)
+    check_flag("marginal", marginal, none=True)
     if marginal and not model.family.supports_marginal:
         raise SamplerError(f"marginal=True needs a Gaussian model: only there do the group effects "
                            f"integrate out in closed form (this one is {model.family.name}). Leave "

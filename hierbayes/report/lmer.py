@@ -510,25 +510,3 @@ def _abbreviate(name: str, width: int = 6) -> str:
     if name == "(Intercept)":
         return "(Intr)"
     return name if len(name) <= width else name[:width]
-
-
-def fit_lmer(design: Any, reml: bool = True, start: np.ndarray | None = None,
-             optimizer: str = "bobyqa") -> LmerFit:
-    """Fit a design by REML or ML (:func:`hierbayes.freq.fit.fit_design`) and report it.
-
-    Convergence warnings point at the caller's caller: the user's call of
-    ``anova`` or ``Model.fit_reml``.
-
-    Examples
-    --------
-    >>> import hierbayes as hb
-    >>> from hierbayes.spec.design import build_design
-    >>> from hierbayes.spec.formula import parse_formula
-    >>> d = build_design(parse_formula("Reaction ~ Days + (1 | Subject)"), hb.datasets.load("sleepstudy"))
-    >>> round(fit_lmer(d, reml=False).deviance, 2)
-    1794.08
-    """
-    from hierbayes.freq.fit import fit_design
-
-    return LmerFit.from_mermod(fit_design(design, reml=reml, start=start, optimizer=optimizer,
-                                          stacklevel=4))
