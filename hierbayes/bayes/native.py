@@ -41,6 +41,7 @@ import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_int, c_int64, c_uint64, c_void_p
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -295,10 +296,18 @@ def load() -> ctypes.CDLL:
             lib.hb_work_free.restype = None
             lib.hb_logp.argtypes = [M, c_void_p, c_void_p, c_void_p]
             lib.hb_logp.restype = c_double
-            lib.hb_run_chain.argtypes = [M, c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64,
-                                         c_void_p, c_void_p, c_void_p, c_void_p, c_int64, c_void_p,
-                                         c_void_p]
+            chain = [c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64, c_int64, c_void_p,
+                     c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p]
+            lib.hb_run_chain.argtypes = [M, *chain]
             lib.hb_run_chain.restype = c_int
+            target = [c_void_p, c_void_p, c_int64]  # the function, its context, the dimension
+            lib.hb_run_target.argtypes = [*target, *chain]
+            lib.hb_run_target.restype = c_int
+            lib.hb_transitions.argtypes = [*target, c_void_p, c_uint64, c_int64, c_double, c_void_p,
+                                           c_int64, c_void_p, c_void_p]
+            lib.hb_transitions.restype = c_int
+            lib.hb_init_stepsize.argtypes = [*target, c_void_p, c_uint64, c_void_p, c_void_p]
+            lib.hb_init_stepsize.restype = c_int
             for name in ("hb_draw_effects", "hb_draw_collapsed"):
                 fn = getattr(lib, name)
                 fn.argtypes = [M, c_void_p, c_int64, c_uint64, c_void_p]
@@ -321,6 +330,15 @@ _FAILURES = {
     codes.BAD_PRIOR: "were given a prior code they do not know",
     codes.BAD_MODE: "were given a Model record that is neither full nor marginal",
     codes.BAD_MODEL: "were given a Model record they cannot evaluate",
+    codes.IMPROPER: ("found no step size with a leapfrog acceptance below 0.8 up to 1e7: the posterior "
+                     "looks improper. Check that every parameter has a proper prior and that the "
+                     "data inform the model"),
+    codes.NO_STEP_SIZE: ("halved the step size to 0 without a leapfrog step of acceptance 0.8: the log "
+                         "density is not finite or not continuous near the start. Check the priors, "
+                         "the data's scale, and any initial values you gave"),
+    codes.METRIC_OVERFLOW: ("estimated a metric that is not finite in warm-up (numerical overflow): a "
+                            "parameter ran off to infinity. Give it a tighter prior"),
+    codes.TARGET_FAILED: "were stopped by an error in the log density they sample",
 }
 
 
@@ -333,6 +351,40 @@ def _raise_for(status: int, doing: str) -> None:
     if status == codes.NO_MEMORY:
         raise MemoryError(message)
     raise SamplerError(message)
+
+
+def run_chain(target: Any, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
+              metric: np.ndarray, target_accept: float, max_depth: int, progress: np.ndarray, chain: int,
+              stop: np.ndarray, curvature: bool = True) -> float:
+    """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``; the step size.
+
+    ``target`` is a Model record (``NativeModel.ref``) or a ``(function
+    pointer, context pointer, dim)`` triple of a log density in nutpie's
+    calling convention (:mod:`hierbayes.bayes.target`). ``stats`` has the
+    columns ``codes.STAT_*``. ``stop`` is a one-element int32 array that the
+    chain reads at every leapfrog step: setting it (from another thread) ends
+    the chain there, and this call then raises KeyboardInterrupt.
+    ``curvature`` starts the metric from the density's curvature (ours,
+    ``kernels/chain.c``) rather than 1 (Stan's).
+    """
+    q0 = np.ascontiguousarray(q0, dtype=np.float64)
+    if stop.dtype != np.int32 or not stop.flags.c_contiguous:
+        raise TypeError("stop must be a contiguous int32 array")
+    if stats.shape[-1] != codes.STAT_N:
+        raise ValueError(f"stats needs {codes.STAT_N} columns, not {stats.shape[-1]}")
+    step = np.zeros(1)
+    args = (_ptr(q0), seed, tune, draws.shape[0], target_accept, max_depth, int(bool(curvature)),
+            _ptr(draws), _ptr(stats), _ptr(metric), _ptr(progress), chain, _ptr(step), _ptr(stop))
+    if isinstance(target, tuple):
+        rc = load().hb_run_target(*target, *args)
+    else:
+        rc = load().hb_run_chain(target, *args)
+    if rc == codes.STOPPED:
+        raise KeyboardInterrupt(f"chain {chain} stopped")
+    if rc == codes.NO_MEMORY:
+        raise MemoryError("hierbayes's sampler ran out of memory")
+    _raise_for(rc, f"chain {chain}")
+    return float(step[0])
 
 
 def warmup_windows(n_tune: int) -> list[tuple[int, int]]:
@@ -459,29 +511,10 @@ class NativeModel:
 
     def run_chain(self, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
                   metric: np.ndarray, target_accept: float, max_depth: int, progress: np.ndarray,
-                  chain: int, stop: np.ndarray) -> float:
-        """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``.
-
-        ``stats`` has the columns ``codes.STAT_*``. ``stop`` is a one-element
-        int32 array that the chain reads at every leapfrog step: setting it
-        (from another thread) ends the chain there, and this call then raises
-        KeyboardInterrupt.
-        """
-        q0 = np.ascontiguousarray(q0, dtype=np.float64)
-        if stop.dtype != np.int32 or not stop.flags.c_contiguous:
-            raise TypeError("stop must be a contiguous int32 array")
-        if stats.shape[-1] != codes.STAT_N:
-            raise ValueError(f"stats needs {codes.STAT_N} columns, not {stats.shape[-1]}")
-        step = np.zeros(1)
-        rc = load().hb_run_chain(self.ref, _ptr(q0), seed, tune, draws.shape[0], target_accept,
-                                 max_depth, _ptr(draws), _ptr(stats), _ptr(metric), _ptr(progress),
-                                 chain, _ptr(step), _ptr(stop))
-        if rc == codes.STOPPED:
-            raise KeyboardInterrupt(f"chain {chain} stopped")
-        if rc == codes.NO_MEMORY:
-            raise MemoryError("hierbayes's sampler ran out of memory")
-        _raise_for(rc, f"chain {chain}")
-        return float(step[0])
+                  chain: int, stop: np.ndarray, curvature: bool = True) -> float:
+        """Warm up and sample one chain of this model (:func:`run_chain`)."""
+        return run_chain(self.ref, q0, seed, tune, draws, stats, metric, target_accept, max_depth,
+                         progress, chain, stop, curvature)
 
     def _draw(self, name: str, thetas: np.ndarray, width: int, seed: int) -> np.ndarray:
         thetas = np.ascontiguousarray(thetas, dtype=np.float64)

@@ -18,7 +18,9 @@
  *   family_*.c        one log-likelihood (with its gradient in eta) per family
  *   marginal.c        the Gaussian log density with every group effect integrated out
  *   draws.c           exact draws of integrated-out group effects
- *   nuts.c            NUTS, its step size and metric adaptation; hb_logp and its work
+ *   density.c         the model's density as a sampler target; hb_logp and its work
+ *   nuts.c            one NUTS transition and the step-size search, as Stan's
+ *   chain.c           a chain: Stan's warm-up (windows, dual averaging), then the draws
  *   work.c            the work buffers, allocated once per chain (or per model for Python)
  */
 #ifndef HB_H
@@ -56,7 +58,8 @@ enum { PRI_AT, PRI_CODE, PRI_POSITIVE, PRI_N };
 /* Columns of the sampler's per-draw statistics (nuts.STAT_NAMES). */
 enum { STAT_LP, STAT_ACCEPT, STAT_N_LEAPFROG, STAT_DEPTH, STAT_DIVERGED, STAT_ENERGY, STAT_STEP, STAT_N };
 /* What the exported functions return. */
-enum { HB_OK, HB_NOMEM, HB_STOPPED, HB_BAD_FAMILY, HB_BAD_PRIOR, HB_BAD_MODE, HB_BAD_MODEL };
+enum { HB_OK, HB_NOMEM, HB_STOPPED, HB_BAD_FAMILY, HB_BAD_PRIOR, HB_BAD_MODE, HB_BAD_MODEL, HB_IMPROPER,
+       HB_NO_STEP_SIZE, HB_METRIC_OVERFLOW, HB_TARGET_FAILED };
 /* Model.mode */
 enum { MODE_FULL, MODE_MARGINAL };
 
@@ -73,6 +76,7 @@ enum { MODE_FULL, MODE_MARGINAL };
     X(STAT_LP) X(STAT_ACCEPT) X(STAT_N_LEAPFROG) X(STAT_DEPTH) X(STAT_DIVERGED) X(STAT_ENERGY)        \
     X(STAT_STEP) X(STAT_N)                                                                            \
     X(HB_OK) X(HB_NOMEM) X(HB_STOPPED) X(HB_BAD_FAMILY) X(HB_BAD_PRIOR) X(HB_BAD_MODE) X(HB_BAD_MODEL) \
+    X(HB_IMPROPER) X(HB_NO_STEP_SIZE) X(HB_METRIC_OVERFLOW) X(HB_TARGET_FAILED)                       \
     X(MODE_FULL) X(MODE_MARGINAL)
 
 /* ---- the model ---- */
@@ -238,6 +242,40 @@ HB_INTERNAL double logp_marg(const Model *d, const double *theta, double *grad, 
 /* The model's log density at theta, either way; the gradient goes into grad. */
 HB_INTERNAL double density(const Model *d, const double *theta, double *grad, Work *wk);
 
+/* ---- the sampler's target (density.c) ---- */
+
+/* A log density in nutpie's calling convention: 0 on success, the density into
+ * *logp and its gradient into grad; ctx is the target's own. */
+typedef int64_t (*hb_logp_fn)(uint64_t dim, const double *x, double *grad, double *logp, void *ctx);
+typedef struct {
+    hb_logp_fn fn;
+    void *ctx;
+    int64_t dim;
+    int64_t failed; /* the first non-zero code fn returned */
+} Target;
+/* The context of hb_model_logp: a model and its work. */
+typedef struct {
+    const Model *d;
+    Work *w;
+} ModelTarget;
+HB_INTERNAL double target_logp(Target *t, const double *q, double *g); /* NaN once fn fails */
+
+/* ---- NUTS (nuts.c) ---- */
+
+typedef struct Nuts Nuts; /* a transition's buffers, allocated once per chain */
+typedef struct {
+    double lp, accept, energy;
+    int64_t n_leapfrog, depth;
+    int diverged, stopped;
+} Transition;
+HB_INTERNAL Nuts *nuts_new(int64_t dim, int64_t max_depth);
+HB_INTERNAL void nuts_free(Nuts *s);
+HB_INTERNAL Transition nuts_transition(Nuts *s, Target *t, Rng *rng, double *q, double lp, double *g, double eps,
+                                       const double *m_inv, volatile const int32_t *stop);
+HB_INTERNAL int init_stepsize(Nuts *s, Target *t, Rng *rng, const double *q, const double *g, double lp,
+                              const double *m_inv, double *eps);
+HB_INTERNAL void transition_stats(double *row, const Transition *tr, double eps);
+
 /* ---- exported (native.py) ---- */
 
 int64_t hb_model_size(void);
@@ -252,9 +290,19 @@ int hb_model_check(const Model *d);
 Work *hb_work_new(const Model *d, int *status);
 void hb_work_free(Work *w);
 double hb_logp(const Model *d, Work *w, const double *theta, double *grad);
+int64_t hb_model_logp(uint64_t dim, const double *x, double *grad, double *logp, void *ctx);
 int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune, int64_t n_draws,
-                 double target_accept, int64_t max_depth, double *draws, double *stats, double *metric,
-                 volatile int64_t *progress, int64_t chain, double *step_out, volatile const int32_t *stop);
+                 double target_accept, int64_t max_depth, int64_t curvature, double *draws, double *stats,
+                 double *metric, volatile int64_t *progress, int64_t chain, double *step_out,
+                 volatile const int32_t *stop);
+int hb_run_target(hb_logp_fn fn, void *ctx, int64_t dim, const double *q0, uint64_t seed, int64_t n_tune,
+                  int64_t n_draws, double target_accept, int64_t max_depth, int64_t curvature, double *draws,
+                  double *stats, double *metric, volatile int64_t *progress, int64_t chain, double *step_out,
+                  volatile const int32_t *stop);
+int hb_transitions(hb_logp_fn fn, void *ctx, int64_t dim, const double *q0, uint64_t seed, int64_t n, double eps,
+                   const double *m_inv, int64_t max_depth, double *draws, double *stats);
+int hb_init_stepsize(hb_logp_fn fn, void *ctx, int64_t dim, const double *q0, uint64_t seed, const double *m_inv,
+                     double *eps);
 int hb_draw_effects(const Model *d, const double *thetas, int64_t ndraws, uint64_t seed, double *out);
 int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint64_t seed, double *out);
 int hb_cpc_cholesky(const double *y, int64_t n_draws, int64_t K, double *out);

@@ -1,56 +1,120 @@
-/* nuts.c: NUTS as Stan runs it, one chain per call; and hb_logp, the density for Python.
+/* nuts.c: one NUTS transition and the step-size search, as Stan's.
  *
- * Hoffman & Gelman 2014; Betancourt 2017: multinomial sampling, biased
- * progressive sampling between subtrees, the generalised U-turn criterion
- * with a diagonal metric, and Stan's warm-up (dual averaging; a diagonal
- * metric re-estimated in doubling windows). Trajectories are built
- * iteratively: a subtree checks its own sub-subtrees for U-turns from
- * momentum checkpoints (numpyro's iterative NUTS), so there is no recursion.
+ * The transition is stan::mcmc::base_nuts::transition (Stan 2.26 and later)
+ * with a diagonal metric, written over a Target (density.c): multinomial
+ * sampling of the trajectory's states, biased progressive sampling between the
+ * old tree and a new subtree, uniform progressive sampling inside a subtree,
+ * and the generalised U-turn criterion checked at every merge, both across the
+ * merged tree and across each join ("between subtrees": the first subtree with
+ * the second's first state, the second with the first's last state). A
+ * trajectory is divergent when its energy error passes 1000 (a NaN energy is
+ * infinite). The stored energy (energy__) is the Hamiltonian at the selected
+ * state, with its momentum. init_stepsize is base_hmc::init_stepsize.
  *
- * ctypes releases the GIL during a call, so chains run in parallel threads;
- * each checks a stop flag at every leapfrog step, so Ctrl-C ends a fit at
- * once. A chain allocates its work buffers (work.c) once, before its first
- * evaluation; Python's hb_logp calls share one (hb_work_new).
+ * The one departure: every leapfrog step reads a stop flag, so Ctrl-C ends a
+ * tree of depth 10 on a large data set at once; a stopped transition is
+ * discarded by the caller.
  */
 #include "hb.h"
 
-/* ---- the density either way ---- */
+#define MAX_DELTA_H 1000.0
 
-double density(const Model *d, const double *theta, double *grad, Work *wk) {
-    return d->mode == MODE_MARGINAL ? logp_marg(d, theta, grad, &wk->m) : logp_full(d, theta, grad, &wk->f);
-}
+/* A phase-space point: position, momentum, gradient of the log density, and the log density. */
+typedef struct {
+    double *q, *p, *g;
+    double lp;
+} Point;
 
-/* Work for hb_logp, allocated once for many calls from Python (NULL, with
- * *status HB_NOMEM, HB_BAD_FAMILY, HB_BAD_MODE or HB_BAD_MODEL, if it cannot
- * be); hb_work_free frees it. */
-Work *hb_work_new(const Model *d, int *status) {
-    Work *w = malloc(sizeof(Work));
-    if (w == NULL) {
-        *status = HB_NOMEM;
+/* build_tree's locals at one depth, so that nothing is allocated during a transition */
+typedef struct {
+    double *p_init_end, *ps_init_end, *rho_init, *p_final_beg, *ps_final_beg, *rho_final, *rho_sub;
+    Point z_final;
+} Level;
+
+struct Nuts {
+    int64_t dim, max_depth;
+    double *block;
+    Point z, z_fwd, z_bck, z_sample, z_propose;
+    double *p_fwd_fwd, *ps_fwd_fwd, *p_fwd_bck, *ps_fwd_bck, *p_bck_fwd, *ps_bck_fwd, *p_bck_bck, *ps_bck_bck;
+    double *rho, *rho_fwd, *rho_bck, *rho_ext;
+    Level *levels; /* levels[d] for build_tree at depth d >= 1 */
+    /* the transition in progress */
+    Target *t;
+    Rng *rng;
+    const double *m_inv;
+    double eps, H0, sum_metro;
+    int64_t n_leapfrog;
+    int divergent, stopped;
+    volatile const int32_t *stop;
+};
+
+#define NUTS_TOP_VECTORS 27 /* 5 points of 3 vectors, 8 ends, 4 momentum sums */
+#define NUTS_LEVEL_VECTORS 10
+
+Nuts *nuts_new(int64_t dim, int64_t max_depth) {
+    Nuts *s = calloc(1, sizeof(Nuts));
+    if (s == NULL) return NULL;
+    int64_t d1 = dim > 0 ? dim : 1, levels = max_depth > 0 ? max_depth : 1;
+    s->dim = dim;
+    s->max_depth = max_depth;
+    s->block = calloc((size_t)((NUTS_TOP_VECTORS + NUTS_LEVEL_VECTORS * levels) * d1), sizeof(double));
+    s->levels = calloc((size_t)levels, sizeof(Level));
+    if (s->block == NULL || s->levels == NULL) {
+        nuts_free(s);
         return NULL;
     }
-    *status = work_alloc(w, d);
-    if (*status != HB_OK) {
-        work_free(w);
-        free(w);
-        return NULL;
+    double *at = s->block;
+#define TAKE(v) ((v) = at, at += d1)
+    Point *pts[5] = {&s->z, &s->z_fwd, &s->z_bck, &s->z_sample, &s->z_propose};
+    for (int i = 0; i < 5; i++) {
+        TAKE(pts[i]->q);
+        TAKE(pts[i]->p);
+        TAKE(pts[i]->g);
     }
-    return w;
+    TAKE(s->p_fwd_fwd);
+    TAKE(s->ps_fwd_fwd);
+    TAKE(s->p_fwd_bck);
+    TAKE(s->ps_fwd_bck);
+    TAKE(s->p_bck_fwd);
+    TAKE(s->ps_bck_fwd);
+    TAKE(s->p_bck_bck);
+    TAKE(s->ps_bck_bck);
+    TAKE(s->rho);
+    TAKE(s->rho_fwd);
+    TAKE(s->rho_bck);
+    TAKE(s->rho_ext);
+    for (int64_t k = 0; k < levels; k++) {
+        Level *L = &s->levels[k];
+        TAKE(L->p_init_end);
+        TAKE(L->ps_init_end);
+        TAKE(L->rho_init);
+        TAKE(L->p_final_beg);
+        TAKE(L->ps_final_beg);
+        TAKE(L->rho_final);
+        TAKE(L->rho_sub);
+        TAKE(L->z_final.q);
+        TAKE(L->z_final.p);
+        TAKE(L->z_final.g);
+    }
+#undef TAKE
+    return s;
 }
 
-void hb_work_free(Work *w) {
-    if (w == NULL) return;
-    work_free(w);
-    free(w);
+void nuts_free(Nuts *s) {
+    if (s == NULL) return;
+    free(s->block);
+    free(s->levels);
+    free(s);
 }
 
-/* The log density at theta, its gradient into grad, with work from hb_work_new
- * for this record (one call at a time per work). */
-double hb_logp(const Model *d, Work *w, const double *theta, double *grad) { return density(d, theta, grad, w); }
+#define COPY(dst, src) memcpy((dst), (src), (size_t)dim * sizeof(double))
 
-/* ---- NUTS ---- */
-
-#define MAX_ENERGY_ERROR 1000.0
+static void copy_point(Point *dst, const Point *src, int64_t dim) {
+    COPY(dst->q, src->q);
+    COPY(dst->p, src->p);
+    COPY(dst->g, src->g);
+    dst->lp = src->lp;
+}
 
 static double kinetic(const double *p, const double *m_inv, int64_t dim) {
     double acc = 0.0;
@@ -58,383 +122,281 @@ static double kinetic(const double *p, const double *m_inv, int64_t dim) {
     return 0.5 * acc;
 }
 
-/* Generalised U-turn criterion (Betancourt 2017) with a diagonal metric. */
-static int is_turning(const double *p_left, const double *p_right, const double *rho, const double *m_inv,
-                      int64_t dim) {
+/* The Hamiltonian, NaN read as infinite (Stan's base_nuts). */
+static double hamiltonian(const Point *z, const double *m_inv, int64_t dim) {
+    double h = -z->lp + kinetic(z->p, m_inv, dim);
+    return isnan(h) ? INFINITY : h;
+}
+
+static void sharp(double *out, const double *p, const double *m_inv, int64_t dim) {
+    for (int64_t i = 0; i < dim; i++) out[i] = m_inv[i] * p[i];
+}
+
+/* Stan's compute_criterion: no U-turn while both ends' sharp momenta point along rho. */
+static int criterion(const double *ps_minus, const double *ps_plus, const double *rho, int64_t dim) {
     double a = 0.0, b = 0.0;
     for (int64_t i = 0; i < dim; i++) {
-        a += p_left[i] * m_inv[i] * rho[i];
-        b += p_right[i] * m_inv[i] * rho[i];
+        a += ps_plus[i] * rho[i];
+        b += ps_minus[i] * rho[i];
     }
-    return a <= 0.0 || b <= 0.0;
+    return a > 0.0 && b > 0.0;
 }
 
-static double leapfrog(const Model *d, Work *wk, double *q, double *p, double *g, double eps, const double *m_inv) {
-    int64_t dim = d->dim;
-    for (int64_t i = 0; i < dim; i++) {
-        p[i] += 0.5 * eps * g[i];
-        q[i] += eps * m_inv[i] * p[i];
-    }
-    double lp = density(d, q, g, wk);
-    for (int64_t i = 0; i < dim; i++) p[i] += 0.5 * eps * g[i];
-    return lp;
-}
-
-static int popcount(uint64_t n) {
-    int c = 0;
-    while (n) {
-        c += (int)(n & 1);
-        n >>= 1;
-    }
-    return c;
-}
-
-static int trailing_ones(uint64_t n) {
-    int c = 0;
-    while (n & 1) {
-        c++;
-        n >>= 1;
-    }
-    return c;
-}
-
-static double logaddexp(double a, double b) {
+static double log_sum_exp(double a, double b) {
     if (a == -INFINITY) return b;
-    if (b == -INFINITY) return a;
-    double m = a > b ? a : b;
-    return m + log1p(exp(-fabs(a - b)));
+    if (a == INFINITY && b == INFINITY) return INFINITY;
+    double m = a > b ? a : b, x = -fabs(a - b);
+    return m + log1p(exp(x));
 }
 
-#define COPY(dst, src) memcpy((dst), (src), dim * sizeof(double))
+/* Stan's explicit leapfrog (expl_leapfrog): half step in p, full in q, half in p. */
+static void leapfrog(Target *t, Point *z, double eps, const double *m_inv) {
+    int64_t dim = t->dim;
+    for (int64_t i = 0; i < dim; i++) {
+        z->p[i] += 0.5 * eps * z->g[i];
+        z->q[i] += eps * m_inv[i] * z->p[i];
+    }
+    z->lp = target_logp(t, z->q, z->g);
+    for (int64_t i = 0; i < dim; i++) z->p[i] += 0.5 * eps * z->g[i];
+}
 
-typedef struct {
-    double lp, accept, energy;
-    int64_t n_leapfrog, depth;
-    int diverged, stopped;
-} Transition;
-
-/* One NUTS transition from (q, lp, g); the new state is written in place.
- * ws holds (18 + 2 * max_depth) * dim doubles. The trajectory ends early, with
- * stopped set, once *stop is non-zero: a tree of depth 10 on a large data set
- * takes seconds, and Ctrl-C should not wait for it. */
-static Transition nuts_step(const Model *d, Work *wk, Rng *rng, double *q, double lp, double *g, double eps,
-                            const double *m_inv, int64_t max_depth, double *ws, volatile const int32_t *stop) {
-    int64_t dim = d->dim;
-    double *p = ws, *q_l = ws + dim, *p_l = ws + 2 * dim, *g_l = ws + 3 * dim;
-    double *q_r = ws + 4 * dim, *p_r = ws + 5 * dim, *g_r = ws + 6 * dim;
-    double *rho = ws + 7 * dim, *sub_rho = ws + 8 * dim, *q_new = ws + 9 * dim, *g_new = ws + 10 * dim;
-    double *q_sub = ws + 11 * dim, *g_sub = ws + 12 * dim, *qc = ws + 13 * dim, *pc = ws + 14 * dim;
-    double *gc = ws + 15 * dim, *tmp = ws + 16 * dim, *old_near = ws + 17 * dim;
-    double *ckpt_p = ws + 18 * dim, *ckpt_rho = ws + (18 + max_depth) * dim;
+static void sample_p(double *p, Rng *rng, const double *m_inv, int64_t dim) {
     for (int64_t i = 0; i < dim; i++) p[i] = rng_normal(rng) / sqrt(m_inv[i]);
-    double H0 = -lp + kinetic(p, m_inv, dim);
-    COPY(q_l, q);
-    COPY(p_l, p);
-    COPY(g_l, g);
-    COPY(q_r, q);
-    COPY(p_r, p);
-    COPY(g_r, g);
-    COPY(rho, p);
-    COPY(q_new, q);
-    COPY(g_new, g);
-    double lp_new = lp;
-    double log_w = 0.0; /* log of the trajectory's total weight, relative to the start's */
-    double sum_accept = 0.0;
-    int64_t n_leapfrog = 0, depth = 0;
-    int diverged = 0, stopped = 0;
-    while (depth < max_depth) {
-        int forward = rng_uniform(rng) < 0.5;
-        double step;
-        if (forward) {
-            COPY(qc, q_r);
-            COPY(pc, p_r);
-            COPY(gc, g_r);
-            step = eps;
+}
+
+/* base_nuts::build_tree: a subtree of 2^depth steps from s->z in direction sign. */
+static int build_tree(Nuts *s, int64_t depth, Point *z_propose, double *ps_beg, double *ps_end, double *rho,
+                      double *p_beg, double *p_end, double sign, double *log_sum_weight) {
+    int64_t dim = s->dim;
+    if (depth == 0) {
+        if (*s->stop) {
+            s->stopped = 1;
+            return 0;
+        }
+        leapfrog(s->t, &s->z, sign * s->eps, s->m_inv);
+        s->n_leapfrog++;
+        double h = hamiltonian(&s->z, s->m_inv, dim);
+        if (h - s->H0 > MAX_DELTA_H) s->divergent = 1;
+        *log_sum_weight = log_sum_exp(*log_sum_weight, s->H0 - h);
+        s->sum_metro += s->H0 - h > 0 ? 1.0 : exp(s->H0 - h);
+        copy_point(z_propose, &s->z, dim);
+        sharp(ps_beg, s->z.p, s->m_inv, dim);
+        COPY(ps_end, ps_beg);
+        for (int64_t i = 0; i < dim; i++) rho[i] += s->z.p[i];
+        COPY(p_beg, s->z.p);
+        COPY(p_end, p_beg);
+        return !s->divergent;
+    }
+    Level *L = &s->levels[depth];
+    double log_sum_weight_init = -INFINITY;
+    memset(L->rho_init, 0, (size_t)dim * sizeof(double));
+    if (!build_tree(s, depth - 1, z_propose, ps_beg, L->ps_init_end, L->rho_init, p_beg, L->p_init_end, sign,
+                    &log_sum_weight_init))
+        return 0;
+    copy_point(&L->z_final, &s->z, dim);
+    double log_sum_weight_final = -INFINITY;
+    memset(L->rho_final, 0, (size_t)dim * sizeof(double));
+    if (!build_tree(s, depth - 1, &L->z_final, L->ps_final_beg, ps_end, L->rho_final, L->p_final_beg, p_end, sign,
+                    &log_sum_weight_final))
+        return 0;
+    double log_sum_weight_subtree = log_sum_exp(log_sum_weight_init, log_sum_weight_final);
+    *log_sum_weight = log_sum_exp(*log_sum_weight, log_sum_weight_subtree);
+    if (log_sum_weight_final > log_sum_weight_subtree) {
+        copy_point(z_propose, &L->z_final, dim);
+    } else {
+        double accept_prob = exp(log_sum_weight_final - log_sum_weight_subtree);
+        if (rng_uniform(s->rng) < accept_prob) copy_point(z_propose, &L->z_final, dim);
+    }
+    double *rs = L->rho_sub;
+    for (int64_t i = 0; i < dim; i++) {
+        rs[i] = L->rho_init[i] + L->rho_final[i];
+        rho[i] += rs[i];
+    }
+    int persist = criterion(ps_beg, ps_end, rs, dim);
+    for (int64_t i = 0; i < dim; i++) rs[i] = L->rho_init[i] + L->p_final_beg[i];
+    persist &= criterion(ps_beg, L->ps_final_beg, rs, dim);
+    for (int64_t i = 0; i < dim; i++) rs[i] = L->rho_final[i] + L->p_init_end[i];
+    persist &= criterion(L->ps_init_end, ps_end, rs, dim);
+    return persist;
+}
+
+/* base_nuts::transition from (q, lp, g) with step size eps and inverse metric
+ * m_inv; the selected state is written back to (q, g). */
+Transition nuts_transition(Nuts *s, Target *t, Rng *rng, double *q, double lp, double *g, double eps,
+                           const double *m_inv, volatile const int32_t *stop) {
+    int64_t dim = s->dim;
+    s->t = t;
+    s->rng = rng;
+    s->m_inv = m_inv;
+    s->eps = eps;
+    s->stop = stop;
+    s->n_leapfrog = 0;
+    s->sum_metro = 0.0;
+    s->divergent = 0;
+    s->stopped = 0;
+    COPY(s->z.q, q);
+    COPY(s->z.g, g);
+    s->z.lp = lp;
+    sample_p(s->z.p, rng, m_inv, dim);
+    copy_point(&s->z_fwd, &s->z, dim);
+    copy_point(&s->z_bck, &s->z, dim);
+    copy_point(&s->z_sample, &s->z, dim);
+    copy_point(&s->z_propose, &s->z, dim);
+    COPY(s->p_fwd_fwd, s->z.p);
+    sharp(s->ps_fwd_fwd, s->z.p, m_inv, dim);
+    COPY(s->p_fwd_bck, s->z.p);
+    COPY(s->ps_fwd_bck, s->ps_fwd_fwd);
+    COPY(s->p_bck_fwd, s->z.p);
+    COPY(s->ps_bck_fwd, s->ps_fwd_fwd);
+    COPY(s->p_bck_bck, s->z.p);
+    COPY(s->ps_bck_bck, s->ps_fwd_fwd);
+    COPY(s->rho, s->z.p);
+    double log_sum_weight = 0.0; /* log(exp(H0 - H0)) */
+    s->H0 = hamiltonian(&s->z, m_inv, dim);
+    int64_t depth = 0;
+    while (depth < s->max_depth) {
+        memset(s->rho_fwd, 0, (size_t)dim * sizeof(double));
+        memset(s->rho_bck, 0, (size_t)dim * sizeof(double));
+        double log_sum_weight_subtree = -INFINITY;
+        int valid;
+        if (rng_uniform(rng) > 0.5) {
+            copy_point(&s->z, &s->z_fwd, dim);
+            COPY(s->rho_bck, s->rho);
+            COPY(s->p_bck_fwd, s->p_fwd_fwd);
+            COPY(s->ps_bck_fwd, s->ps_fwd_fwd);
+            valid = build_tree(s, depth, &s->z_propose, s->ps_fwd_bck, s->ps_fwd_fwd, s->rho_fwd, s->p_fwd_bck,
+                               s->p_fwd_fwd, 1.0, &log_sum_weight_subtree);
+            copy_point(&s->z_fwd, &s->z, dim);
         } else {
-            COPY(qc, q_l);
-            COPY(pc, p_l);
-            COPY(gc, g_l);
-            step = -eps;
+            copy_point(&s->z, &s->z_bck, dim);
+            COPY(s->rho_fwd, s->rho);
+            COPY(s->p_fwd_bck, s->p_bck_bck);
+            COPY(s->ps_fwd_bck, s->ps_bck_bck);
+            valid = build_tree(s, depth, &s->z_propose, s->ps_bck_fwd, s->ps_bck_bck, s->rho_bck, s->p_bck_fwd,
+                               s->p_bck_bck, -1.0, &log_sum_weight_subtree);
+            copy_point(&s->z_bck, &s->z, dim);
         }
-        double sub_log_w = -INFINITY, lp_sub = 0.0;
-        memset(sub_rho, 0, dim * sizeof(double));
-        int turning = 0;
-        uint64_t n_steps = (uint64_t)1 << depth;
-        for (uint64_t n = 0; n < n_steps; n++) {
-            if (*stop) {
-                stopped = 1;
-                break;
-            }
-            double lpc = leapfrog(d, wk, qc, pc, gc, step, m_inv);
-            n_leapfrog++;
-            double H = -lpc + kinetic(pc, m_inv, dim);
-            if (!isfinite(H) || H - H0 > MAX_ENERGY_ERROR) {
-                diverged = 1;
-                break;
-            }
-            double lw = H0 - H;
-            sum_accept += lw > 0 ? 1.0 : exp(lw);
-            /* progressive uniform (multinomial) sampling within the subtree */
-            double new_log_w = logaddexp(sub_log_w, lw);
-            if (log(rng_uniform(rng)) < lw - new_log_w) {
-                COPY(q_sub, qc);
-                COPY(g_sub, gc);
-                lp_sub = lpc;
-            }
-            sub_log_w = new_log_w;
-            for (int64_t i = 0; i < dim; i++) sub_rho[i] += pc[i];
-            if (n % 2 == 0) {
-                int k = popcount(n);
-                COPY(ckpt_p + k * dim, pc);
-                COPY(ckpt_rho + k * dim, sub_rho);
-            } else {
-                int k_max = popcount(n >> 1);
-                int k_min = k_max - trailing_ones(n) + 1;
-                for (int k = k_max; k >= k_min; k--) {
-                    /* momentum sum of the sub-subtree that starts at checkpoint k */
-                    for (int64_t i = 0; i < dim; i++) tmp[i] = sub_rho[i] - ckpt_rho[k * dim + i] + ckpt_p[k * dim + i];
-                    if (is_turning(ckpt_p + k * dim, pc, tmp, m_inv, dim)) {
-                        turning = 1;
-                        break;
-                    }
-                }
-                if (turning) break;
-            }
-        }
-        /* the old tree's end next to the new subtree, for the checks across the join */
-        COPY(old_near, forward ? p_r : p_l);
-        if (forward) {
-            COPY(q_r, qc);
-            COPY(p_r, pc);
-            COPY(g_r, gc);
-        } else {
-            COPY(q_l, qc);
-            COPY(p_l, pc);
-            COPY(g_l, gc);
-        }
-        if (diverged || turning || stopped) break;
-        /* biased progressive sampling: prefer the new subtree */
-        if (log(rng_uniform(rng)) < sub_log_w - log_w) {
-            COPY(q_new, q_sub);
-            COPY(g_new, g_sub);
-            lp_new = lp_sub;
-        }
-        log_w = logaddexp(log_w, sub_log_w);
-        for (int64_t i = 0; i < dim; i++) rho[i] += sub_rho[i];
+        if (!valid) break;
         depth++;
-        if (is_turning(p_l, p_r, rho, m_inv, dim)) break;
-        /* Stan's checks across the join (since Stan 2.26): the old tree with the new
-         * subtree's first state, and the new subtree with the old tree's near end.
-         * ckpt_p[0] is the subtree's first state; pc its last. */
-        const double *old_far = forward ? p_l : p_r;
-        for (int64_t i = 0; i < dim; i++) tmp[i] = rho[i] - sub_rho[i] + ckpt_p[i];
-        if (is_turning(old_far, ckpt_p, tmp, m_inv, dim)) break;
-        for (int64_t i = 0; i < dim; i++) tmp[i] = sub_rho[i] + old_near[i];
-        if (is_turning(old_near, pc, tmp, m_inv, dim)) break;
-    }
-    COPY(q, q_new);
-    COPY(g, g_new);
-    Transition t;
-    t.lp = lp_new;
-    t.accept = sum_accept / (double)(n_leapfrog > 0 ? n_leapfrog : 1);
-    t.n_leapfrog = n_leapfrog;
-    t.depth = depth;
-    t.diverged = diverged;
-    t.stopped = stopped;
-    t.energy = H0;
-    return t;
-}
-
-/* Stan's heuristic: double or halve eps until one leapfrog's acceptance crosses 0.8. */
-static double find_step_size(const Model *d, Work *wk, Rng *rng, const double *q, double lp, const double *g, double eps,
-                             const double *m_inv, double *ws) {
-    int64_t dim = d->dim;
-    double *qc = ws, *pc = ws + dim, *gc = ws + 2 * dim;
-    int direction = 0;
-    for (int it = 0; it < 100; it++) {
-        COPY(qc, q);
-        COPY(gc, g);
-        for (int64_t i = 0; i < dim; i++) pc[i] = rng_normal(rng) / sqrt(m_inv[i]);
-        double H0 = -lp + kinetic(pc, m_inv, dim);
-        double lpc = leapfrog(d, wk, qc, pc, gc, eps, m_inv);
-        double H = -lpc + kinetic(pc, m_inv, dim);
-        double delta = isfinite(H) ? H0 - H : -INFINITY;
-        int new_dir = delta > log(0.8) ? 1 : -1;
-        if (direction == 0)
-            direction = new_dir;
-        else if (new_dir != direction)
-            break;
-        eps = direction == 1 ? eps * 2.0 : eps * 0.5;
-        if (eps > 1e7 || eps < 1e-10) break;
-    }
-    return eps;
-}
-
-/* The first metric, before any draws: where the log density's curvature at the
- * start is above 1 (the diagonal of -H, from finite differences of the
- * gradient along random +-1 probes: E[v (H v)] = diag H), the inverse metric
- * takes its reciprocal; elsewhere it stays 1. A unit metric on a model whose
- * log sigma has curvature 2n (n rows) forces a step size of about 1/sqrt(2n)
- * and trajectories of hundreds of steps through the first windows. */
-static void initial_metric(const Model *d, Work *wk, Rng *rng, const double *q, const double *g,
-                           double *m_inv, double *ws) {
-    int64_t dim = d->dim;
-    double *qc = ws, *gc = ws + dim, *v = ws + 2 * dim, *diag = ws + 3 * dim;
-    const int probes = 8;
-    const double h = 1e-5;
-    for (int64_t i = 0; i < dim; i++) diag[i] = 0.0;
-    for (int k = 0; k < probes; k++) {
-        for (int64_t i = 0; i < dim; i++) {
-            v[i] = rng_uniform(rng) < 0.5 ? -1.0 : 1.0;
-            qc[i] = q[i] + h * v[i];
+        if (log_sum_weight_subtree > log_sum_weight) {
+            copy_point(&s->z_sample, &s->z_propose, dim);
+        } else {
+            double accept_prob = exp(log_sum_weight_subtree - log_sum_weight);
+            if (rng_uniform(rng) < accept_prob) copy_point(&s->z_sample, &s->z_propose, dim);
         }
-        density(d, qc, gc, wk);
-        for (int64_t i = 0; i < dim; i++) diag[i] += -v[i] * (gc[i] - g[i]) / h / probes;
+        log_sum_weight = log_sum_exp(log_sum_weight, log_sum_weight_subtree);
+        for (int64_t i = 0; i < dim; i++) s->rho[i] = s->rho_bck[i] + s->rho_fwd[i];
+        int persist = criterion(s->ps_bck_bck, s->ps_fwd_fwd, s->rho, dim);
+        for (int64_t i = 0; i < dim; i++) s->rho_ext[i] = s->rho_bck[i] + s->p_fwd_bck[i];
+        persist &= criterion(s->ps_bck_bck, s->ps_fwd_bck, s->rho_ext, dim);
+        for (int64_t i = 0; i < dim; i++) s->rho_ext[i] = s->rho_fwd[i] + s->p_bck_fwd[i];
+        persist &= criterion(s->ps_bck_fwd, s->ps_fwd_fwd, s->rho_ext, dim);
+        if (!persist) break;
     }
-    for (int64_t i = 0; i < dim; i++) m_inv[i] = isfinite(diag[i]) && diag[i] > 1.0 ? 1.0 / diag[i] : 1.0;
+    COPY(q, s->z_sample.q);
+    COPY(g, s->z_sample.g);
+    Transition tr;
+    tr.lp = s->z_sample.lp;
+    tr.accept = s->n_leapfrog > 0 ? s->sum_metro / (double)s->n_leapfrog : 0.0;
+    tr.energy = hamiltonian(&s->z_sample, m_inv, dim);
+    tr.n_leapfrog = s->n_leapfrog;
+    tr.depth = depth;
+    tr.diverged = s->divergent;
+    tr.stopped = s->stopped;
+    return tr;
 }
 
-/* Warm up and sample one chain. draws (n_draws x dim) receives the kept
- * draws; stats (n_draws x STAT_N) lp, accept_stat, n_leapfrog, tree depth,
- * diverged, energy and step size; metric the adapted inverse metric
- * (diagonal); *step_out the final step size. progress[chain] counts finished
- * iterations. The chain stops within one leapfrog step once *stop is non-zero
- * (set by native.py when sampling is interrupted). Returns HB_OK; HB_NOMEM if
- * memory ran out; HB_STOPPED if stopped, with draws incomplete; HB_BAD_* for a
- * record the kernels cannot evaluate (nothing run). */
-/* Stan's windowed adaptation schedule (stan/mcmc/windowed_adaptation.hpp): a fast
- * initial buffer (75 iterations), slow windows that double from 25, and a fast
- * terminal buffer (50), scaled to 15% / 75% / 10% of warm-up when it is shorter
- * than 150; none below 20 iterations. A window ends the slow phase when the one
- * after it would end past the terminal buffer: Stan's compute_next_window tests
- * the next window's last iteration plus twice its size. Writes [start, end)
- * pairs to out (at most max pairs) and returns how many. */
-int64_t hb_windows(int64_t n_tune, int64_t *out, int64_t max) {
-    if (n_tune < 20) return 0;
-    int64_t init_buf = 75, term_buf = 50, base_win = 25;
-    if (init_buf + term_buf + base_win > n_tune) {
-        init_buf = (int64_t)(0.15 * n_tune);
-        term_buf = (int64_t)(0.1 * n_tune);
-        base_win = n_tune - (init_buf + term_buf);
-    }
-    int64_t last = n_tune - term_buf - 1, size = base_win, start = init_buf;
-    int64_t next = init_buf + base_win - 1, n = 0; /* next: the window's last iteration */
-    while (n < max) {
-        out[2 * n] = start;
-        out[2 * n + 1] = next + 1;
-        n++;
-        if (next >= last) break;
-        start = next + 1;
-        size *= 2;
-        next = next + size;
-        if (next != last && next + 2 * size >= last + 1) next = last;
-    }
-    return n;
+/* One leapfrog from (q, g) with fresh momentum: Stan's energy change delta_H = H0 - h. */
+static double probe(Nuts *s, Target *t, Rng *rng, const double *q, const double *g, double lp, double eps,
+                    const double *m_inv) {
+    int64_t dim = s->dim;
+    COPY(s->z.q, q);
+    COPY(s->z.g, g);
+    s->z.lp = lp;
+    sample_p(s->z.p, rng, m_inv, dim);
+    double H0 = hamiltonian(&s->z, m_inv, dim);
+    leapfrog(t, &s->z, eps, m_inv);
+    return H0 - hamiltonian(&s->z, m_inv, dim);
 }
 
-int hb_run_chain(const Model *d, const double *q0, uint64_t seed, int64_t n_tune, int64_t n_draws,
-                 double target_accept, int64_t max_depth, double *draws, double *stats, double *metric,
-                 volatile int64_t *progress, int64_t chain, double *step_out, volatile const int32_t *stop) {
-    int64_t dim = d->dim;
+/* base_hmc::init_stepsize: from *eps, double (or halve) it until one leapfrog's
+ * acceptance, exp(delta_H), crosses 0.8; the first step size past the crossing
+ * is kept. Returns HB_OK; HB_IMPROPER past 1e7 ("posterior is improper");
+ * HB_NO_STEP_SIZE when halving reaches 0; HB_TARGET_FAILED if the target failed. */
+int init_stepsize(Nuts *s, Target *t, Rng *rng, const double *q, const double *g, double lp, const double *m_inv,
+                  double *eps) {
+    if (s->dim == 0 || *eps == 0 || *eps > 1e7 || isnan(*eps)) return HB_OK;
+    const double log08 = log(0.8);
+    double delta_H = probe(s, t, rng, q, g, lp, *eps, m_inv);
+    int direction = delta_H > log08 ? 1 : -1;
+    while (1) {
+        delta_H = probe(s, t, rng, q, g, lp, *eps, m_inv);
+        if (t->failed) return HB_TARGET_FAILED;
+        if (direction == 1 && !(delta_H > log08)) break;
+        if (direction == -1 && !(delta_H < log08)) break;
+        *eps = direction == 1 ? 2.0 * *eps : 0.5 * *eps;
+        if (*eps > 1e7) return HB_IMPROPER;
+        if (*eps == 0) return HB_NO_STEP_SIZE;
+    }
+    return HB_OK;
+}
+
+/* ---- exported for tests of the transition against a reference ---- */
+
+/* n transitions with a fixed step size and inverse metric, no adaptation, from
+ * q0 and a seed: the states into draws (n x dim), the statistics into stats
+ * (n x STAT_N). Returns HB_OK, HB_NOMEM or HB_TARGET_FAILED. */
+int hb_transitions(hb_logp_fn fn, void *ctx, int64_t dim, const double *q0, uint64_t seed, int64_t n, double eps,
+                   const double *m_inv, int64_t max_depth, double *draws, double *stats) {
+    Target t = {fn, ctx, dim, 0};
     Rng rng;
     rng_seed(&rng, seed);
-    double *q = malloc(dim * sizeof(double)), *g = calloc(dim, sizeof(double));
-    double *m_inv = malloc(dim * sizeof(double)), *mean = calloc(dim, sizeof(double));
-    double *m2 = calloc(dim, sizeof(double));
-    double *ws = calloc((18 + 2 * max_depth) * dim, sizeof(double));
-    Work wk;
-    int status = work_alloc(&wk, d);
-    if (status == HB_OK && (!q || !g || !m_inv || !mean || !m2 || !ws)) status = HB_NOMEM;
-    if (status != HB_OK) goto done; /* one release path for both endings */
-    COPY(q, q0);
-    double lp = density(d, q, g, &wk);
-    initial_metric(d, &wk, &rng, q, g, m_inv, ws);
-    double eps = find_step_size(d, &wk, &rng, q, lp, g, 1.0, m_inv, ws);
-
-    /* Stan's windows (hb_windows): metric windows [wins[2w], wins[2w + 1]) */
-    int64_t wins[2 * HB_MAX_WINDOWS];
-    int64_t n_win = hb_windows(n_tune, wins, HB_MAX_WINDOWS), w_at = 0;
-    int64_t win_start = n_win ? wins[0] : n_tune, win_end = n_win ? wins[1] : n_tune;
-    int64_t count = 0;
-    /* dual averaging (Hoffman & Gelman 2014), Stan's constants */
-    double mu = log(10.0 * eps), h_bar = 0.0, log_eps_bar = 0.0;
-    int64_t t = 0;
-    const double gamma = 0.05, t0 = 10.0, kappa = 0.75;
-    for (int64_t it = 0; it < n_tune + n_draws; it++) {
-        Transition tr = nuts_step(d, &wk, &rng, q, lp, g, eps, m_inv, max_depth, ws, stop);
-        if (tr.stopped) {
-            status = HB_STOPPED;
-            break;
-        }
-        lp = tr.lp;
-        if (it < n_tune) {
-            t++;
-            h_bar = (1.0 - 1.0 / (t + t0)) * h_bar + (target_accept - tr.accept) / (t + t0);
-            double log_eps = mu - sqrt((double)t) / gamma * h_bar;
-            double w = pow((double)t, -kappa);
-            log_eps_bar = w * log_eps + (1.0 - w) * log_eps_bar;
-            eps = exp(log_eps);
-            if (it >= win_start && it < win_end) {
-                count++;
-                for (int64_t i = 0; i < dim; i++) {
-                    double delta = q[i] - mean[i];
-                    mean[i] += delta / count;
-                    m2[i] += delta * (q[i] - mean[i]);
-                }
-            }
-            if (it + 1 == win_end && w_at < n_win) {
-                for (int64_t i = 0; i < dim; i++) {
-                    double var = m2[i] / (double)(count > 1 ? count - 1 : 1);
-                    m_inv[i] = (count / (count + 5.0)) * var + 1e-3 * (5.0 / (count + 5.0));
-                    mean[i] = 0.0;
-                    m2[i] = 0.0;
-                }
-                count = 0;
-                w_at++;
-                win_start = w_at < n_win ? wins[2 * w_at] : n_tune;
-                win_end = w_at < n_win ? wins[2 * w_at + 1] : n_tune;
-                eps = find_step_size(d, &wk, &rng, q, lp, g, eps, m_inv, ws);
-                mu = log(10.0 * eps);
-                h_bar = 0.0;
-                log_eps_bar = 0.0;
-                t = 0;
-            }
-            /* the start's curvature is a poor guess when the start is far from the
-             * posterior: take it again once the chain has moved in */
-            if ((it + 1 == 10 || it + 1 == 30) && it + 1 < win_start) {
-                initial_metric(d, &wk, &rng, q, g, m_inv, ws);
-                eps = find_step_size(d, &wk, &rng, q, lp, g, eps, m_inv, ws);
-                mu = log(10.0 * eps);
-                h_bar = 0.0;
-                log_eps_bar = 0.0;
-                t = 0;
-            }
-            if (it + 1 == n_tune) eps = exp(log_eps_bar);
-        } else {
-            int64_t k = it - n_tune;
-            COPY(draws + k * dim, q);
-            double *s = stats + k * STAT_N;
-            s[STAT_LP] = lp;
-            s[STAT_ACCEPT] = tr.accept;
-            s[STAT_N_LEAPFROG] = (double)tr.n_leapfrog;
-            s[STAT_DEPTH] = (double)tr.depth;
-            s[STAT_DIVERGED] = tr.diverged ? 1.0 : 0.0;
-            s[STAT_ENERGY] = tr.energy;
-            s[STAT_STEP] = eps;
-        }
-        progress[chain] = it + 1;
-    }
+    Nuts *s = nuts_new(dim, max_depth);
+    double *q = malloc((size_t)(dim > 0 ? dim : 1) * sizeof(double));
+    double *g = malloc((size_t)(dim > 0 ? dim : 1) * sizeof(double));
+    int status = s && q && g ? HB_OK : HB_NOMEM;
+    static const int32_t never = 0;
     if (status == HB_OK) {
-        COPY(metric, m_inv);
-        *step_out = eps;
+        COPY(q, q0);
+        double lp = target_logp(&t, q, g);
+        for (int64_t k = 0; k < n && status == HB_OK; k++) {
+            Transition tr = nuts_transition(s, &t, &rng, q, lp, g, eps, m_inv, &never);
+            if (t.failed) status = HB_TARGET_FAILED;
+            lp = tr.lp;
+            COPY(draws + k * dim, q);
+            transition_stats(stats + k * STAT_N, &tr, eps);
+        }
     }
-done:
-    work_free(&wk);
+    nuts_free(s);
     free(q);
     free(g);
-    free(m_inv);
-    free(mean);
-    free(m2);
-    free(ws);
     return status;
+}
+
+/* Stan's init_stepsize from *eps at q0 with a seed (its result into *eps). */
+int hb_init_stepsize(hb_logp_fn fn, void *ctx, int64_t dim, const double *q0, uint64_t seed, const double *m_inv,
+                     double *eps) {
+    Target t = {fn, ctx, dim, 0};
+    Rng rng;
+    rng_seed(&rng, seed);
+    Nuts *s = nuts_new(dim, 1);
+    double *g = malloc((size_t)(dim > 0 ? dim : 1) * sizeof(double));
+    int status = s && g ? HB_OK : HB_NOMEM;
+    if (status == HB_OK) {
+        double lp = target_logp(&t, q0, g);
+        status = t.failed ? HB_TARGET_FAILED : init_stepsize(s, &t, &rng, q0, g, lp, m_inv, eps);
+    }
+    nuts_free(s);
+    free(g);
+    return status;
+}
+
+void transition_stats(double *row, const Transition *tr, double eps) {
+    row[STAT_LP] = tr->lp;
+    row[STAT_ACCEPT] = tr->accept;
+    row[STAT_N_LEAPFROG] = (double)tr->n_leapfrog;
+    row[STAT_DEPTH] = (double)tr->depth;
+    row[STAT_DIVERGED] = tr->diverged ? 1.0 : 0.0;
+    row[STAT_ENERGY] = tr->energy;
+    row[STAT_STEP] = eps;
 }
