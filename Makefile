@@ -37,7 +37,7 @@ clean-venv:
 kernels:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/build_kernels.py
 
-.PHONY: bench bench-reml bench-deps sbc gallery
+.PHONY: bench bench-reml bench-sampler bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -47,6 +47,10 @@ bench: bench-deps
 
 bench-reml: bench-deps
 	$(PY) benchmarks/reml.py $(BENCH_ARGS)
+
+# ESS per gradient and per second of hierbayes's sampler, median over seeds (benchmarks/results/sampler.md).
+bench-sampler: $(STAMP)
+	$(PY) benchmarks/sampler.py $(BENCH_ARGS)
 
 # Simulation-based calibration (about a minute per 200 replicates); results in docs/sbc/.
 sbc: $(STAMP)

@@ -159,6 +159,7 @@ class Model(BayesModel):
         check: bool = True,
         centred: bool | dict[str, bool] | None = None,
         marginal: bool | None = None,
+        max_treedepth: int = 10,
     ) -> BayesFit:
         """Sample the posterior by NUTS.
 
@@ -198,6 +199,10 @@ class Model(BayesModel):
             effects out and sample fixed effects, SDs, correlations and sigma,
             then draw the group effects exactly for each draw. None (default)
             does so where the factorisation is cheap (:meth:`use_marginal`).
+        max_treedepth
+            The most doublings of a NUTS trajectory (Stan's ``max_treedepth``,
+            10 by default: at most 1023 leapfrog steps per draw), for every
+            sampler. A warning says when draws reach it.
 
         Returns
         -------
@@ -217,6 +222,7 @@ class Model(BayesModel):
             progressbar=progressbar,
             centred=centred,
             marginal=marginal,
+            max_treedepth=max_treedepth,
         )
         fit = BayesFit(self, posterior, info, idata)
         if check:

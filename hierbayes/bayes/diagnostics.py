@@ -130,3 +130,32 @@ def ess_tail(x: np.ndarray) -> float:
         q = np.quantile(x, prob)
         out.append(_ess(_split((x <= q).astype(float))))
     return min(out)
+
+
+def ess_mean(x: np.ndarray) -> float:
+    """ESS for the mean of draws shaped (chains, draws): split chains, no rank normalisation.
+
+    ArviZ's ``ess(method="mean")``: the one to divide a posterior mean's
+    Monte Carlo error by, ``sd / sqrt(ess_mean)``.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.shape[1] < 4 or not np.all(np.isfinite(x)):
+        return np.nan
+    return _ess(_split(x))
+
+
+def ebfmi(energy: np.ndarray) -> np.ndarray:
+    """Energy Bayesian fraction of missing information per chain (Betancourt 2016), as ``arviz.bfmi``.
+
+    The mean squared change of the energy between draws over its variance,
+    for ``energy`` shaped (chains, draws). Below 0.3, the momentum
+    resampling moves the energy too little to explore the posterior's tails.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> bool(ebfmi(rng.normal(size=(1, 4000)))[0] > 1.9)  # independent draws: 2
+    True
+    """
+    e = np.atleast_2d(np.asarray(energy, dtype=float))
+    return np.square(np.diff(e, axis=1)).mean(axis=1) / np.var(e, axis=1)

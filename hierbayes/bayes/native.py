@@ -267,6 +267,51 @@ def check_library(lib: ctypes.CDLL, path: Path, sources: Path | None = None) -> 
             )
 
 
+def open_library(path: Path, sources: Path | None = None) -> ctypes.CDLL:
+    """Open a build of the kernels at ``path``, check it (:func:`check_library`) and declare its entry points.
+
+    :func:`load` opens the installed one; tests open others (the same sources
+    built with other flags) to compare their draws.
+    """
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as err:
+        raise SamplerError(
+            f"hierbayes's compiled kernels ({path}) could not be loaded: {err}. {REINSTALL}"
+        ) from err
+    check_library(lib, path, sources)
+    M = POINTER(Model)
+    lib.hb_model_check.argtypes = [M]
+    lib.hb_model_check.restype = c_int
+    lib.hb_work_new.argtypes = [M, POINTER(c_int)]
+    lib.hb_work_new.restype = c_void_p
+    lib.hb_work_free.argtypes = [c_void_p]
+    lib.hb_work_free.restype = None
+    lib.hb_logp.argtypes = [M, c_void_p, c_void_p, c_void_p]
+    lib.hb_logp.restype = c_double
+    chain = [c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64, c_int64, c_void_p,
+             c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p]
+    lib.hb_run_chain.argtypes = [M, *chain]
+    lib.hb_run_chain.restype = c_int
+    target = [c_void_p, c_void_p, c_int64]  # the function, its context, the dimension
+    lib.hb_run_target.argtypes = [*target, *chain]
+    lib.hb_run_target.restype = c_int
+    lib.hb_transitions.argtypes = [*target, c_void_p, c_uint64, c_int64, c_double, c_void_p,
+                                   c_int64, c_void_p, c_void_p]
+    lib.hb_transitions.restype = c_int
+    lib.hb_init_stepsize.argtypes = [*target, c_void_p, c_uint64, c_void_p, c_void_p]
+    lib.hb_init_stepsize.restype = c_int
+    for name in ("hb_draw_effects", "hb_draw_collapsed"):
+        fn = getattr(lib, name)
+        fn.argtypes = [M, c_void_p, c_int64, c_uint64, c_void_p]
+        fn.restype = c_int
+    lib.hb_cpc_cholesky.argtypes = [c_void_p, c_int64, c_int64, c_void_p]
+    lib.hb_cpc_cholesky.restype = c_int
+    lib.hb_windows.argtypes = [c_int64, c_void_p, c_int64]
+    lib.hb_windows.restype = c_int64
+    return lib
+
+
 def load() -> ctypes.CDLL:
     """The kernels' shared library, opened and checked once per process.
 
@@ -279,44 +324,7 @@ def load() -> ctypes.CDLL:
     global _lib
     with _lock:
         if _lib is None:
-            path = library_path()
-            try:
-                lib = ctypes.CDLL(str(path))
-            except OSError as err:
-                raise SamplerError(
-                    f"hierbayes's compiled kernels ({path}) could not be loaded: {err}. {REINSTALL}"
-                ) from err
-            check_library(lib, path)
-            M = POINTER(Model)
-            lib.hb_model_check.argtypes = [M]
-            lib.hb_model_check.restype = c_int
-            lib.hb_work_new.argtypes = [M, POINTER(c_int)]
-            lib.hb_work_new.restype = c_void_p
-            lib.hb_work_free.argtypes = [c_void_p]
-            lib.hb_work_free.restype = None
-            lib.hb_logp.argtypes = [M, c_void_p, c_void_p, c_void_p]
-            lib.hb_logp.restype = c_double
-            chain = [c_void_p, c_uint64, c_int64, c_int64, c_double, c_int64, c_int64, c_void_p,
-                     c_void_p, c_void_p, c_void_p, c_int64, c_void_p, c_void_p]
-            lib.hb_run_chain.argtypes = [M, *chain]
-            lib.hb_run_chain.restype = c_int
-            target = [c_void_p, c_void_p, c_int64]  # the function, its context, the dimension
-            lib.hb_run_target.argtypes = [*target, *chain]
-            lib.hb_run_target.restype = c_int
-            lib.hb_transitions.argtypes = [*target, c_void_p, c_uint64, c_int64, c_double, c_void_p,
-                                           c_int64, c_void_p, c_void_p]
-            lib.hb_transitions.restype = c_int
-            lib.hb_init_stepsize.argtypes = [*target, c_void_p, c_uint64, c_void_p, c_void_p]
-            lib.hb_init_stepsize.restype = c_int
-            for name in ("hb_draw_effects", "hb_draw_collapsed"):
-                fn = getattr(lib, name)
-                fn.argtypes = [M, c_void_p, c_int64, c_uint64, c_void_p]
-                fn.restype = c_int
-            lib.hb_cpc_cholesky.argtypes = [c_void_p, c_int64, c_int64, c_void_p]
-            lib.hb_cpc_cholesky.restype = c_int
-            lib.hb_windows.argtypes = [c_int64, c_void_p, c_int64]
-            lib.hb_windows.restype = c_int64
-            _lib = lib
+            _lib = open_library(library_path())
     return _lib
 
 
@@ -342,7 +350,7 @@ _FAILURES = {
 }
 
 
-def _raise_for(status: int, doing: str) -> None:
+def raise_for(status: int, doing: str) -> None:
     """Raise for a kernel's non-zero status (MemoryError when memory ran out)."""
     if status == codes.OK:
         return
@@ -355,7 +363,7 @@ def _raise_for(status: int, doing: str) -> None:
 
 def run_chain(target: Any, q0: np.ndarray, seed: int, tune: int, draws: np.ndarray, stats: np.ndarray,
               metric: np.ndarray, target_accept: float, max_depth: int, progress: np.ndarray, chain: int,
-              stop: np.ndarray, curvature: bool = True) -> float:
+              stop: np.ndarray, curvature: bool = True, lib: ctypes.CDLL | None = None) -> float:
     """Warm up and sample one chain into ``draws`` (n, dim), ``stats`` (n, 7) and ``metric``; the step size.
 
     ``target`` is a Model record (``NativeModel.ref``) or a ``(function
@@ -365,7 +373,8 @@ def run_chain(target: Any, q0: np.ndarray, seed: int, tune: int, draws: np.ndarr
     chain reads at every leapfrog step: setting it (from another thread) ends
     the chain there, and this call then raises KeyboardInterrupt.
     ``curvature`` starts the metric from the density's curvature (ours,
-    ``kernels/chain.c``) rather than 1 (Stan's).
+    ``kernels/chain.c``) rather than 1 (Stan's). ``lib`` is another build of
+    the kernels (:func:`open_library`), the installed one by default.
     """
     q0 = np.ascontiguousarray(q0, dtype=np.float64)
     if stop.dtype != np.int32 or not stop.flags.c_contiguous:
@@ -375,15 +384,16 @@ def run_chain(target: Any, q0: np.ndarray, seed: int, tune: int, draws: np.ndarr
     step = np.zeros(1)
     args = (_ptr(q0), seed, tune, draws.shape[0], target_accept, max_depth, int(bool(curvature)),
             _ptr(draws), _ptr(stats), _ptr(metric), _ptr(progress), chain, _ptr(step), _ptr(stop))
+    lib = load() if lib is None else lib
     if isinstance(target, tuple):
-        rc = load().hb_run_target(*target, *args)
+        rc = lib.hb_run_target(*target, *args)
     else:
-        rc = load().hb_run_chain(target, *args)
+        rc = lib.hb_run_chain(target, *args)
     if rc == codes.STOPPED:
         raise KeyboardInterrupt(f"chain {chain} stopped")
     if rc == codes.NO_MEMORY:
         raise MemoryError("hierbayes's sampler ran out of memory")
-    _raise_for(rc, f"chain {chain}")
+    raise_for(rc, f"chain {chain}")
     return float(step[0])
 
 
@@ -418,7 +428,7 @@ def cpc_cholesky(y: np.ndarray, n: int) -> np.ndarray:
     lead = y.shape[:-1]
     flat = np.ascontiguousarray(y.reshape(int(np.prod(lead)), m))
     out = np.empty((flat.shape[0], n, n))
-    _raise_for(load().hb_cpc_cholesky(_ptr(flat), flat.shape[0], n, _ptr(out)), "cpc_cholesky")
+    raise_for(load().hb_cpc_cholesky(_ptr(flat), flat.shape[0], n, _ptr(out)), "cpc_cholesky")
     return out.reshape(*lead, n, n)
 
 
@@ -485,7 +495,7 @@ class NativeModel:
         self._keep = keep
         self.dim = dim
         lib = load()
-        _raise_for(lib.hb_model_check(self.ref), "checking the packed model")
+        raise_for(lib.hb_model_check(self.ref), "checking the packed model")
         self._logp = lib.hb_logp
         # logp_grad's work buffers: allocated at its first call, freed with this object
         self._work: int | None = None
@@ -495,7 +505,7 @@ class NativeModel:
         lib = load()
         status = c_int(codes.OK)
         work = lib.hb_work_new(self.ref, byref(status))
-        _raise_for(status.value, "allocating work for logp_grad")
+        raise_for(status.value, "allocating work for logp_grad")
         weakref.finalize(self, lib.hb_work_free, work)
         return work
 
@@ -522,7 +532,7 @@ class NativeModel:
         rc = getattr(load(), name)(self.ref, _ptr(thetas), thetas.shape[0], seed, _ptr(out))
         if rc == codes.NO_MEMORY:
             raise MemoryError("hierbayes ran out of memory drawing group effects")
-        _raise_for(rc, name)
+        raise_for(rc, name)
         return out
 
     def draw_effects(self, thetas: np.ndarray, seed: int) -> np.ndarray:

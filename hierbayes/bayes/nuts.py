@@ -66,6 +66,7 @@ def sample(
     progressbar: bool = True,
     max_treedepth: int = 10,
     init_jitter: float = 1.0,
+    curvature: bool = True,
 ) -> NutsRun:
     """Sample a packed model's posterior by NUTS.
 
@@ -82,6 +83,10 @@ def sample(
     init_jitter
         Starts are the model's central values plus uniform jitter of this size
         (in units of each coordinate's scale).
+    curvature
+        Start the metric from the log density's curvature (hierbayes's
+        addition to Stan's warm-up, docs/sampling.md); False is Stan's warm-up
+        exactly, with a unit metric until the first window ends.
     """
     compile_s = load_kernels()
     model = packed.native
@@ -113,7 +118,7 @@ def sample(
 
     def one(c: int) -> None:
         step[c] = model.run_chain(inits[c], seeds[c], tune, out[c], stats[c], metric[c],
-                                  target_accept, max_treedepth, progress, c, stop)
+                                  target_accept, max_treedepth, progress, c, stop, curvature)
 
     t0 = time.perf_counter()
     done = threading.Event()

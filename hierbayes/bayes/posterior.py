@@ -38,6 +38,7 @@ class SamplingInfo:
     sampling_seconds: float
     centred: dict[str, bool] = field(default_factory=dict)
     marginal: bool = False
+    max_treedepth: int = 10
     # the pm.Model sampled had been extended or changed by the user (not rebuilt by load_fit)
     pymc_changed: bool = False
 

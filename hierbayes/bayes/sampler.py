@@ -59,16 +59,24 @@ def check_flag(name: str, value: Any, none: bool = False) -> None:
         raise SamplerError(f"{name} must be {allowed}, not {value!r}.")
 
 
+#: The deepest tree a fit may ask for: 2**20 leapfrog steps per draw is already hours on a large model.
+MAX_TREEDEPTH = 20
+
+
 def check_settings(model: BayesModel, draws: Any, tune: Any, chains: Any, seed: Any, sampler: Any,
                    target_accept: Any, cores: Any, progressbar: Any, centred: Any,
-                   marginal: Any) -> None:
+                   marginal: Any, max_treedepth: Any = 10) -> None:
     """Refuse (:class:`SamplerError`) any setting of the wrong type or value, before anything runs."""
-    counts = [("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)]
+    counts = [("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1), ("max_treedepth", max_treedepth, 1)]
     if cores is not None:
         counts.append(("cores", cores, 1))
     for name, value, low in counts:
         if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < low:
             raise SamplerError(f"{name} must be an integer of at least {low}, not {value!r}.")
+    if max_treedepth > MAX_TREEDEPTH:
+        raise SamplerError(f"max_treedepth must be at most {MAX_TREEDEPTH} (2**{MAX_TREEDEPTH} leapfrog steps "
+                           f"per draw), not {max_treedepth}. Stan's default, 10, suits most models; raise it "
+                           "a few steps at a time if the tree-depth warning asks for it.")
     if seed is not None:
         if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or \
                 not 0 <= seed < 2**32:
@@ -149,13 +157,14 @@ def choose_sampler(model: BayesModel, sampler: str | None, centred: Any = None, 
 
 
 def _hierbayes(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
-               marginal=False):
+               max_treedepth, marginal=False):
     from hierbayes.bayes.nuts import sample
     from hierbayes.bayes.pack import pack
 
     packed = pack(model.design, model.priors, centred=centred, marginal=marginal)
     run = sample(packed, draws=draws, tune=tune, chains=chains, seed=seed,
-                 target_accept=target_accept, cores=cores, progressbar=progressbar)
+                 target_accept=target_accept, cores=cores, progressbar=progressbar,
+                 max_treedepth=max_treedepth)
     t0 = time.perf_counter()
     variables = packed.constrain(run.draws, seed=seed)
     for blk in model.design.blocks:
@@ -170,7 +179,8 @@ def _hierbayes(model: BayesModel, draws, tune, chains, seed, target_accept, core
     return post, None, run.compile_seconds, run.sampling_seconds
 
 
-def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred):
+def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
+            max_treedepth):
     import nutpie
 
     t0 = time.perf_counter()
@@ -185,6 +195,7 @@ def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, 
         cores=cores or chains,
         seed=seed,
         target_accept=target_accept,
+        maxdepth=max_treedepth,
         progress_bar=progressbar,
         save_warmup=False,
     )
@@ -192,13 +203,16 @@ def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, 
 
 
 def _pymc(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
-          numpyro=False):
+          max_treedepth, numpyro=False):
     import pymc as pm
 
     t0 = time.perf_counter()
     kwargs: dict[str, Any] = {}
     if numpyro:
         kwargs["nuts_sampler"] = "numpyro"
+        kwargs["nuts_sampler_kwargs"] = {"nuts_kwargs": {"max_tree_depth": max_treedepth}}
+    else:
+        kwargs["nuts"] = {"max_treedepth": max_treedepth}
     with model.pymc_model:
         idata = pm.sample(
             draws=draws,
@@ -228,6 +242,7 @@ def run_nuts(
     progressbar: bool = True,
     centred: Any = None,
     marginal: bool | None = None,
+    max_treedepth: int = 10,
 ):
     """Sample a model's posterior.
 
@@ -239,7 +254,7 @@ def run_nuts(
         one on request).
     """
     check_settings(model, draws, tune, chains, seed, sampler, target_accept, cores, progressbar,
-                   centred, marginal)
+                   centred, marginal, max_treedepth)
     sampler = choose_sampler(model, sampler, centred, marginal)
     blocks = model.design.blocks
     flags = model.centring(centred) if sampler == "hierbayes" else [False] * len(blocks)
@@ -247,7 +262,7 @@ def run_nuts(
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
     seed = int(seed)
-    args = (model, draws, tune, chains, seed, target_accept, cores, progressbar, flags)
+    args = (model, draws, tune, chains, seed, target_accept, cores, progressbar, flags, int(max_treedepth))
     if sampler == "hierbayes":
         posterior, idata, compile_s, sample_s = _hierbayes(*args, marginal=marginal)
     elif sampler == "nutpie":
@@ -265,6 +280,7 @@ def run_nuts(
         sampling_seconds=round(sample_s, 3),
         centred={} if marginal else {b.group: bool(f) for b, f in zip(blocks, flags, strict=True)},
         marginal=marginal,
+        max_treedepth=int(max_treedepth),
         pymc_changed=sampler != "hierbayes" and model.pymc_model_changed(),
     )
     return posterior, info, idata

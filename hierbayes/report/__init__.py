@@ -2,12 +2,14 @@
 
 ``bayes`` holds the posterior's report (:class:`BayesFit`; its checks against
 the data in ``checks``), ``lmer`` the REML and ML fit's (:class:`LmerFit`).
+``diagnostics`` holds the sampler's diagnostics and the warnings they raise.
 Both use ``format`` (text), ``predict`` (rows to predict and draws of them)
 and ``plots``; ``compare`` sets fits side by side and ``save`` writes a
 Bayesian fit to a file. The report layer imports both engines; neither imports it.
 """
 
-from hierbayes.report.bayes import BayesFit, Diagnostics, Summary
+from hierbayes.report.bayes import BayesFit, Summary
+from hierbayes.report.diagnostics import Diagnostics
 from hierbayes.report.lmer import LmerFit
 from hierbayes.report.sims import Sims
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +33,7 @@ from hierbayes.bayes.idata import build_idata
 from hierbayes.bayes.posterior import Posterior
 from hierbayes.errors import ConvergenceWarning, SettingsError, check_count
 from hierbayes.report.checks import PosteriorChecks
+from hierbayes.report.diagnostics import Diagnostics, compute_diagnostics, convergence_messages
 from hierbayes.report.format import (
     Summary,
     aligned,
@@ -69,18 +69,6 @@ def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, 
     q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2])
     est = float(np.median(draws)) if point == "median" else float(np.mean(draws))
     return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
-
-
-@dataclass
-class Diagnostics:
-    """Sampler diagnostics over the headline parameters (fixef, SDs, correlations, sigma)."""
-
-    divergences: int
-    draws: int
-    max_rhat: float
-    min_ess_bulk: float
-    min_ess_tail: float
-    table: pd.DataFrame  # per parameter: rhat, ess_bulk, ess_tail
 
 
 class BayesFit(GroupPlots, PosteriorChecks):
@@ -183,83 +171,25 @@ class BayesFit(GroupPlots, PosteriorChecks):
         return out
 
     def diagnostics(self) -> Diagnostics:
-        """Divergences, R-hat and ESS over fixed effects, SDs, correlations and sigma."""
-        if self._diagnostics is None:
-            from hierbayes.bayes.diagnostics import ess_bulk, ess_tail, rhat
+        """Divergences, tree depth, E-BFMI, R-hat and ESS over fixed effects, SDs, correlations and sigma.
 
-            rows = {}
-            for name, draws in self.headline_draws().items():
-                rows[name] = {"rhat": rhat(draws), "ess_bulk": ess_bulk(draws),
-                              "ess_tail": ess_tail(draws)}
-            table = pd.DataFrame(rows).T
-            stats = self.posterior.stats
-            div = int(stats["diverging"].sum()) if "diverging" in stats else 0
-            self._diagnostics = Diagnostics(
-                divergences=div,
-                draws=self.posterior.n_chains * self.posterior.n_draws,
-                max_rhat=float(np.nanmax(table["rhat"])) if table["rhat"].notna().any() else np.nan,
-                min_ess_bulk=float(table["ess_bulk"].min()),
-                min_ess_tail=float(table["ess_tail"].min()),
-                table=table,
-            )
+        Printing it gives a short report with advice (:class:`hierbayes.report.diagnostics.Diagnostics`).
+        """
+        if self._diagnostics is None:
+            self._diagnostics = compute_diagnostics(self.headline_draws(), self.posterior, self.info)
         return self._diagnostics
 
     def check_convergence(self, rhat: float = 1.01, ess: float = 400) -> list[str]:
-        """Warn (one :class:`ConvergenceWarning` each) about divergences, high R-hat, low ESS.
+        """Warn (one :class:`ConvergenceWarning` each) about divergences, saturated trees, low E-BFMI,
+        high R-hat and low ESS.
 
         Returns the messages, empty when all is well.
         """
-        d = self.diagnostics()
-        messages = []
-        if d.divergences:
-            messages.append(
-                f"{d.divergences} of {d.draws} post-warmup draws ended in a divergence, so the "
-                "posterior may be biased. Refit with a higher target_accept (e.g. "
-                "fit(target_accept=0.95)), give tighter priors to the SDs, or simplify the "
-                "random-effect structure."
-            )
-        high = d.table.index[d.table["rhat"] > rhat].tolist()
-        if high:
-            messages.append(
-                f"R-hat above {rhat} for {', '.join(high)}: the chains disagree. Draw more "
-                "(larger tune and draws), or reparameterise (fit(centred=...) per block, or a "
-                "simpler random-effect structure), before trusting the estimates."
-            )
-        low = d.table.index[d.table["ess_bulk"] < ess].tolist()
-        if low:
-            messages.append(
-                f"Bulk ESS below {ess:g} for {', '.join(low)}: too few effective draws for "
-                "reliable estimates and intervals. Increase draws (and tune)."
-            )
-        messages += self._undefined_diagnostics(d.table)
+        messages = convergence_messages(self.diagnostics(), self.posterior.n_chains,
+                                        self.posterior.n_draws, rhat, ess)
         for m in messages:
             warnings.warn(m, ConvergenceWarning, stacklevel=3)
         return messages
-
-    def _undefined_diagnostics(self, table: pd.DataFrame) -> list[str]:
-        """Messages for parameters whose R-hat or ESS is not finite, by cause."""
-        finite = np.isfinite(table[["rhat", "ess_bulk", "ess_tail"]].to_numpy(dtype=float))
-        names = table.index[~finite.all(axis=1)].tolist()
-        if not names:
-            return []
-        chains, draws = self.posterior.n_chains, self.posterior.n_draws
-        which = ", ".join(names)
-        if draws < 4:
-            return [f"R-hat and ESS are NA for {which}: they split each chain in two halves and "
-                    f"need at least 4 draws per chain, and {draws} were drawn. Draw more: reliable "
-                    "values need some hundreds per chain (e.g. fit(draws=1000, tune=1000))."]
-        out = []
-        rhat_only = table.index[~finite[:, 0] & finite[:, 1:].all(axis=1)].tolist()
-        if chains < 2 and rhat_only:
-            out.append(f"R-hat is NA for {', '.join(rhat_only)}: it compares chains, and only one "
-                       "was run. Run at least 2 (e.g. fit(chains=4)), and draw more if needed.")
-        rest = [n for n in names if not (chains < 2 and n in rhat_only)]
-        if rest:
-            out.append(f"R-hat or ESS is not finite for {', '.join(rest)}: their draws are not "
-                       "finite or never change, so the sampler is stuck there. Check the priors "
-                       "and the data for those parameters, and draw more (larger tune and draws) "
-                       "before trusting any estimate.")
-        return out
 
     def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""

@@ -200,33 +200,86 @@ def test_unavailable_sampler_says_how_to_install(sleep_model, monkeypatch):
         sleep_model.fit(sampler="numpyro", progressbar=False)
 
 
-def test_short_runs_warn_with_advice(sleep_model, sleep_fit):
+def _altered(fit, variables=None, stats=None):
+    """A copy of a fit with some draws or sampler statistics replaced (its diagnostics recomputed)."""
+    from copy import copy
+
+    out = copy(fit)
+    out._diagnostics = None
+    out.posterior = copy(fit.posterior)
+    out.posterior.variables = {**fit.posterior.variables, **(variables or {})}
+    out.posterior.stats = {**fit.posterior.stats, **(stats or {})}
+    return out
+
+
+def _convergence_messages(fit):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = sleep_model.fit(draws=40, tune=40, chains=2, seed=3, progressbar=False)
-    messages = [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
-    table = fit.diagnostics().table
+        fit.check_convergence()
+    return [str(w.message) for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
+
+
+def test_short_runs_warn_with_advice(sleep_model, sleep_fit):
+    # 2 chains x 40 draws: bulk ESS cannot reach 400 (it is at most n log10 n = 152), so that
+    # warning is certain; chains moved apart by 10 posterior SDs make R-hat certain too.
+    fit = quiet_fit(sleep_model, draws=40, tune=40, chains=2, seed=3)
+    fx = fit.posterior["fixef"].copy()
+    fx[1] += 10 * fx.std(axis=(0, 1))
+    messages = _convergence_messages(_altered(fit, {"fixef": fx}))
+    table = _altered(fit, {"fixef": fx}).diagnostics().table
     high = table.index[table["rhat"] > 1.01].tolist()
     low = table.index[table["ess_bulk"] < 400].tolist()
-    assert high and low  # 40 draws: both problems, each in one warning
+    assert {"fixef[(Intercept)]", "fixef[Days]"} <= set(high)
+    assert low == table.index.tolist()
     (rhat_msg,) = [m for m in messages if m.startswith("R-hat")]
     (ess_msg,) = [m for m in messages if m.startswith("Bulk ESS")]
     assert rhat_msg.split(":")[0].endswith(", ".join(high)) and "centred=" in rhat_msg
     assert ", ".join(low) in ess_msg and "Increase draws" in ess_msg
-    assert not any("divergence" in m for m in messages) or fit.diagnostics().divergences > 0
 
 
-def test_warnings_name_divergences(sleepstudy):
-    # A tiny step-size target on a funnel-prone model with few levels provokes divergences.
-    df = sleepstudy[sleepstudy["Subject"].isin(sleepstudy["Subject"].cat.categories[:3])]
-    model = hb.Model("Reaction ~ Days + (Days | Subject)", df, priors={"sd": "half_cauchy(100)"})
-    # Non-centred and not marginalised: the form with a funnel between SDs and effects.
-    fit = quiet_fit(model, draws=300, tune=300, chains=2, seed=2, target_accept=0.5,
-                    marginal=False, centred=False)
-    if fit.diagnostics().divergences == 0:
-        pytest.fail("expected divergences with target_accept=0.5 on 3 subjects")
-    messages = fit.check_convergence()
-    assert any("divergence" in m and "target_accept" in m for m in messages)
+def test_warnings_name_divergences(sleep_fit):
+    diverging = np.zeros_like(sleep_fit.posterior.stats["diverging"], dtype=bool)
+    diverging[0, :7] = diverging[2, 100] = True
+    messages = _convergence_messages(_altered(sleep_fit, stats={"diverging": diverging}))
+    (msg,) = [m for m in messages if "divergence" in m]
+    total = diverging.size
+    assert msg.startswith(f"8 of {total} post-warmup draws ended in a divergence") and "target_accept" in msg
+
+
+def test_saturated_trees_warn_and_max_treedepth_reaches_the_sampler(sleep_model):
+    # max_treedepth=1: a tree stops at depth 1 unless its first step diverges, so nearly every
+    # draw is at the limit, whatever the seed
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sleep_model.fit(draws=100, tune=100, chains=2, seed=1, progressbar=False, max_treedepth=1)
+    d = fit.diagnostics()
+    assert fit.info.max_treedepth == 1 and d.max_treedepth == 1
+    assert fit.posterior.stats["tree_depth"].max() == 1
+    assert d.treedepth_hits == int((fit.posterior.stats["tree_depth"] == 1).sum()) > 150
+    (msg,) = [str(w.message) for w in caught if "maximum tree depth" in str(w.message)]
+    assert msg.startswith(f"{d.treedepth_hits} of 200 post-warmup draws") and "max_treedepth=3" in msg
+    assert "tree depth at max_treedepth" in repr(d)
+
+
+def test_low_ebfmi_warns(sleep_fit):
+    # an energy that wanders as a random walk changes little between draws next to its spread
+    rng = np.random.default_rng(0)
+    energy = sleep_fit.posterior.stats["energy"].copy()
+    energy[1] = np.cumsum(rng.normal(size=energy.shape[1]))
+    energy[3] = np.cumsum(rng.normal(size=energy.shape[1]))
+    fit = _altered(sleep_fit, stats={"energy": energy})
+    d = fit.diagnostics()
+    assert d.low_ebfmi() == [1, 3] and all(v > 0.3 for c, v in enumerate(d.ebfmi) if c in (0, 2))
+    (msg,) = [m for m in _convergence_messages(fit) if "E-BFMI" in m]
+    assert msg.startswith("E-BFMI below 0.3 in chains 1, 3") and "centred=" in msg
+    assert "chains 1, 3 below 0.3" in repr(d)
+    assert not [m for m in _convergence_messages(sleep_fit) if "E-BFMI" in m or "tree depth" in m]
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True, 21])
+def test_bad_max_treedepth_is_refused(sleep_model, value):
+    with pytest.raises(hb.SamplerError, match="max_treedepth"):
+        sleep_model.fit(max_treedepth=value, progressbar=False)
 
 
 @pytest.mark.slow
