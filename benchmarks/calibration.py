@@ -259,7 +259,16 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 
 def sampler_form(packed) -> str:
     """The form a :class:`hierbayes.bayes.pack.Packed` samples: ``"marginal"``, ``"collapsed"``,
-    ``"centred"``, ``"non-centred"`` or ``"mixed"`` (some blocks centred, some not)."""
+    ``"centred"``, ``"non-centred"`` or ``"mixed"`` (some blocks centred, some not).
+
+    Examples
+    --------
+    >>> from hierbayes.bayes.pack import pack
+    >>> data, _ = simulate(np.random.default_rng(1), slope=False)
+    >>> m = hb.Model(formula(False), data, priors=priors(False))
+    >>> sampler_form(pack(m.design, m.priors)), sampler_form(pack(m.design, m.priors, collapse=False))
+    ('collapsed', 'non-centred')
+    """
     if packed.marginal:
         return "marginal"
     if packed.collapsed >= 0:
@@ -278,6 +287,15 @@ def packings() -> Iterator[list]:
     block is sampled non-centred whatever was asked): the packed model is what
     the sampler ran on. The sampler imports ``pack`` from its module when it
     runs, so recording there sees it.
+
+    Examples
+    --------
+    >>> data, _ = simulate(np.random.default_rng(1), slope=False)
+    >>> with packings() as seen:
+    ...     _ = hb.Model(formula(False), data, priors=priors(False)).fit(
+    ...         draws=20, tune=20, chains=1, seed=1, progressbar=False, check=False, marginal=False)
+    >>> [sampler_form(p) for p in seen]
+    ['collapsed']
     """
     import hierbayes.bayes.pack as pack_module
 
@@ -298,7 +316,15 @@ def packings() -> Iterator[list]:
 
 def fit_variant(variant: Variant, data: pd.DataFrame, seed: int, draws: int = 500,
                 tune: int = 500, chains: int = 2):
-    """Fit one simulated data set in a variant's form; raise if the sampler ran another form."""
+    """Fit one simulated data set in a variant's form; raise if the sampler ran another form.
+
+    Examples
+    --------
+    >>> v = VARIANTS["gaussian collapsed"]
+    >>> data, _ = v.simulation.simulate(v.simulation.rng(1))
+    >>> fit_variant(v, data, seed=1, draws=50, tune=50).info.marginal
+    False
+    """
     sim = variant.simulation
     model = hb.Model(sim.formula, data, family=sim.family, priors=sim.priors)
     with packings() as seen, warnings.catch_warnings():
