@@ -52,7 +52,8 @@ bench-reml: bench-deps
 bench-sampler: $(STAMP)
 	$(PY) benchmarks/sampler.py $(BENCH_ARGS)
 
-# Simulation-based calibration (about a minute per 200 replicates); results in docs/sbc/.
+# Simulation-based calibration of every sampler form and family (benchmarks/sbc.py; variants
+# one by one with --variants); results in docs/sbc/.
 sbc: $(STAMP)
 	$(PY) benchmarks/sbc.py
 

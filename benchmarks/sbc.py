@@ -1,62 +1,74 @@
-"""Simulation-based calibration of `y ~ x + (x | g)` with 20 groups (Talts et al. 2018).
+"""Simulation-based calibration of every sampler form and family (Talts et al. 2018).
 
-For each replicate: parameters from the priors in `hierbayes.calibration.SBC_PRIORS`,
-a data set of 20 groups x 10 rows from them, a fit (2 chains x 500 draws after 500
-tuning steps), and the rank of each true value among 99 thinned draws. Ranks of the
-fixed effects, both SDs, the correlation and sigma are tested for uniformity by a
-chi-square test on 20 bins. Run for the default sampler form (group effects integrated
-out) and for the full model (group effects sampled).
+Variants (``calibration.VARIANTS``): the gaussian ``y ~ x + (x | g)`` with its group effects
+integrated out (marginal), sampled centred, and sampled non-centred; the gaussian
+``y ~ x + (1 | g)`` whose random intercept is collapsed (summed over rows sorted by level,
+unequal level sizes, shuffled rows); bernoulli (logit) and poisson (log) ``y ~ x + (x | g)``
+sampled centred and non-centred. Each variant's fit must reach the form it names: the script
+stops if the sampler packed the model otherwise (``calibration.fit_variant``).
 
-    python benchmarks/sbc.py [--replicates 200] [--seed 4]
+For each replicate: parameters from the priors in ``calibration.FAMILY_PRIORS``, a data set
+from them, a fit (2 chains x 500 draws after 500 tuning steps), and the rank of each true value
+among 99 thinned draws. Each parameter's ranks are tested for uniformity by a chi-square test on
+20 bins. Variants of one simulation fit the same data sets, so their ranks are also compared
+pair by pair: they differ by Monte Carlo noise alone when both forms sample the same posterior.
 
-The default run (seed 4, 200 replicates) is the acceptance run. It was fixed on 2026-11-24,
-after seeds 1-3 had been run and before it was run itself, and every earlier run stays listed
-beside it. Two further checks use every replicate kept in docs/sbc/: the chi-square test on the
-pooled ranks, and a paired comparison of the two sampler forms, which fit the same simulated data
-and so must give ranks that differ by Monte Carlo noise alone.
+    python benchmarks/sbc.py [--replicates 200] [--seed 6] [--variants NAME ...] [--table]
 
-Writes docs/sbc/results-seed<S>-n<R>.json, docs/sbc/ranks-<variant>-seed<S>-n<R>.png, and
-docs/sbc/results.md listing every run kept there.
+The acceptance run of every variant is seed 6 with 200 replicates (the defaults, ``make sbc``),
+fixed on 2026-12-02 before it was run. Before it, seeds 1-4 (the gaussian model alone, marginal
+and full with centring chosen from the data; seed 4 was that model's acceptance run) and a pilot
+of every variant (seed 5, 40 replicates, to size the run) were run; every run stays listed.
+
+Writes docs/sbc/results-seed<S>-n<R>-<variant>.json, docs/sbc/ranks-<variant>-seed<S>-n<R>.png,
+and docs/sbc/results.md listing every run kept there (``--table`` only rewrites the latter).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
-import warnings
 from pathlib import Path
 
 import calibration as cal
 import numpy as np
 
-import hierbayes as hb
-
 OUT = Path(__file__).resolve().parents[1] / "docs" / "sbc"
-VARIANTS = {"default (marginal)": {}, "full model": {"marginal": False}}
 KEEP, BINS = 99, 20
+PARAMS = ["(Intercept)", "x", "sd_(Intercept)", "sd_x", "cor", "sigma"]
+# runs before every form and family had a variant: the gaussian slope model, two variants
+LEGACY = {"default (marginal)": ("gaussian marginal", "marginal"),
+          "full model": ("full model", "centring chosen from the data")}
 
 
-def run_variant(kwargs: dict, replicates: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
+def run_variant(variant: cal.Variant, replicates: int, seed: int) -> dict:
+    sim = variant.simulation
+    rng = sim.rng(seed)
     ranks: dict[str, list[int]] = {}
-    divergences, min_ess = 0, []
+    divergences, min_ess, gradients = [], [], []
     t0 = time.perf_counter()
     for i in range(replicates):
-        data, truth = cal.simulate(rng, n_groups=20, per_group=10, slope=True)
-        model = hb.Model(cal.formula(True), data, priors=cal.priors(True))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", hb.ConvergenceWarning)
-            fit = model.fit(draws=500, tune=500, chains=2, seed=seed * 100_000 + i, progressbar=False,
-                            check=False, **kwargs)
+        data, truth = sim.simulate(rng)
+        fit = cal.fit_variant(variant, data, seed=seed * 100_000 + i)
         for name, r in cal.ranks(truth, cal.headline(fit), keep=KEEP).items():
             ranks.setdefault(name, []).append(r)
         d = fit.diagnostics()
-        divergences += d.divergences
-        min_ess.append(d.min_ess_bulk)
+        divergences.append(d.divergences)
+        min_ess.append(round(d.min_ess_bulk, 1))
+        gradients.append(int(fit.posterior.stats["n_steps"].sum()))
+    seconds = time.perf_counter() - t0
     pvalues = {k: cal.uniformity_pvalue(np.array(v), keep=KEEP, bins=BINS) for k, v in ranks.items()}
-    return {"replicates": replicates, "seconds": round(time.perf_counter() - t0, 1), "pvalues": pvalues,
-            "ranks": ranks, "divergences": divergences, "median_min_ess": float(np.median(min_ess))}
+    return {"model": sim.describe(), "stream": sim.stream, "priors": sim.priors, "form": variant.form,
+            "fit": variant.fit_kwargs, "replicates": replicates, "seconds": round(seconds, 1),
+            "seconds_per_replicate": round(seconds / replicates, 3),
+            "median_gradients": float(np.median(gradients)), "pvalues": pvalues, "ranks": ranks,
+            "divergences": int(sum(divergences)),
+            "divergent_replicates": int(np.count_nonzero(divergences)),
+            "median_min_ess": float(np.median(min_ess)),
+            "per_replicate": {"divergences": divergences, "min_ess_bulk": min_ess,
+                              "gradients": gradients}}
 
 
 def plot(name: str, result: dict, path: Path) -> None:
@@ -71,20 +83,22 @@ def plot(name: str, result: dict, path: Path) -> None:
     fig, axes = plt.subplots(2, 3, figsize=(10, 5.5), sharey=True)
     # the band each bin's count stays inside with 99% probability under uniformity
     lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / BINS)
-    for ax, (param, values) in zip(axes.flat, ranks.items(), strict=True):
+    params = [k for k in PARAMS if k in ranks]
+    for ax in axes.flat[len(params):]:
+        ax.set_visible(False)
+    for ax, param in zip(axes.flat, params, strict=False):
         ax.axhspan(lo, hi, color="0.85", zorder=0)
-        ax.hist(values, bins=np.arange(0, KEEP + 2, (KEEP + 1) // BINS), color="C0", edgecolor="white")
+        ax.hist(ranks[param], bins=np.arange(0, KEEP + 2, (KEEP + 1) // BINS), color="C0",
+                edgecolor="white")
         ax.set_title(f"{param}  (p = {result['pvalues'][param]:.2f})", fontsize=10)
         ax.set_xlabel("rank among 99 draws")
     for ax in axes[:, 0]:
         ax.set_ylabel("replicates")
-    fig.suptitle(f"SBC ranks, y ~ x + (x | g), {name}: {n} replicates (grey: 99% band per bin)")
+    fig.suptitle(f"SBC ranks, {name}: {result['model']}, {n} replicates (grey: 99% band per bin)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-PARAMS = ["(Intercept)", "x", "sd_(Intercept)", "sd_x", "cor", "sigma"]
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -101,69 +115,131 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(stats.ttest_1samp(d, 0.0).pvalue), float(stats.linregress((a + b) / 2, d).pvalue)
 
 
+def load_runs() -> list[dict]:
+    """Every run kept in docs/sbc/, its variants' files merged by seed and replicates, oldest first.
+
+    A legacy run's variants get the fields later runs record (model, form, stream).
+    """
+    runs: dict[tuple[int, int], dict] = {}
+    for path in sorted(OUT.glob("results-*.json")):
+        run = json.loads(path.read_text())
+        into = runs.setdefault((run["seed"], run["replicates"]), {
+            "seed": run["seed"], "replicates": run["replicates"], "variants": {}})
+        for name, res in run["variants"].items():
+            if name in LEGACY:
+                res = {"model": cal.GAUSSIAN_SLOPE.describe(), "stream": "legacy",
+                       "form": LEGACY[name][1], "pooled_as": LEGACY[name][0], **res}
+            into["variants"][name] = res
+    order = {name: i for i, name in enumerate([*LEGACY, *cal.VARIANTS])}
+    for run in runs.values():
+        run["variants"] = dict(sorted(run["variants"].items(), key=lambda kv: order.get(kv[0], 99)))
+    return [runs[k] for k in sorted(runs)]
+
+
+def _cells(pvalues: dict[str, float]) -> str:
+    return " | ".join(f"{pvalues[k]:.3f}" if k in pvalues else "" for k in PARAMS)
+
+
 def pooled_tables(runs: list[dict]) -> str:
     ranks: dict[str, dict[str, list[int]]] = {}
     for run in runs:
         for name, res in run["variants"].items():
             for k, v in res["ranks"].items():
-                ranks.setdefault(name, {}).setdefault(k, []).extend(v)
-    n = len(next(iter(next(iter(ranks.values())).values())))
-    lines = [f"Pooled over every run above ({n} replicates per form): chi-square p-values on 20 bins.", "",
-             "| variant | " + " | ".join(f"p {k}" for k in PARAMS) + " |", "|" + "---|" * (len(PARAMS) + 1)]
+                ranks.setdefault(res.get("pooled_as", name), {}).setdefault(k, []).extend(v)
+    lines = ["Pooled over every run above (`default (marginal)` counts as `gaussian marginal`: the "
+             "same model, priors and form): chi-square p-values on 20 bins.", "",
+             "| variant | replicates | " + " | ".join(f"p {k}" for k in PARAMS) + " |",
+             "|" + "---|" * (len(PARAMS) + 2)]
     for name, r in ranks.items():
-        lines.append(f"| {name} | " + " | ".join(
-            f"{cal.uniformity_pvalue(np.array(r[k]), keep=KEEP, bins=BINS):.3f}" for k in PARAMS) + " |")
-    forms = list(ranks)
-    if len(forms) == 2:
-        a, b = ranks[forms[0]], ranks[forms[1]]
-        lines += ["", f"Paired, {forms[0]} against {forms[1]} on the same replicates: p-values for a shift "
-                  "in location (t-test of rank differences) and in spread (slope of the difference on "
-                  "the mean rank); the SD of the differences is Monte Carlo noise.", "",
-                  "| parameter | mean difference | SD of differences | p location | p spread |",
-                  "|---|---|---|---|---|"]
-        for k in PARAMS:
-            d = np.array(a[k], float) - np.array(b[k], float)
-            pl, ps = paired(a[k], b[k])
-            lines.append(f"| {k} | {d.mean():+.2f} | {d.std():.2f} | {pl:.3f} | {ps:.3f} |")
+        n = len(next(iter(r.values())))
+        p = {k: cal.uniformity_pvalue(np.array(v), keep=KEEP, bins=BINS) for k, v in r.items()}
+        lines.append(f"| {name} | {n} | {_cells(p)} |")
+    # pairs of variants that fitted the same data sets: same simulation and stream, same run
+    pairs: dict[tuple[str, str], dict[str, tuple[list, list]]] = {}
+    for run in runs:
+        for (na, a), (nb, b) in itertools.combinations(run["variants"].items(), 2):
+            if (a["model"], a["stream"]) != (b["model"], b["stream"]):
+                continue
+            into = pairs.setdefault((na, nb), {})
+            for k in a["ranks"]:
+                got = into.setdefault(k, ([], []))
+                got[0].extend(a["ranks"][k])
+                got[1].extend(b["ranks"][k])
+    if pairs:
+        lines += ["", "Paired, two forms on the same replicates: p-values for a shift in location "
+                  "(t-test of rank differences) / in spread (slope of the difference on the mean "
+                  "rank).", "",
+                  "| forms | replicates | " + " | ".join(PARAMS) + " |", "|" + "---|" * (len(PARAMS) + 2)]
+        for (na, nb), by_param in pairs.items():
+            cells = []
+            for k in PARAMS:
+                if k in by_param:
+                    pl, ps = paired(*by_param[k])
+                    cells.append(f"{pl:.3f} / {ps:.3f}")
+                else:
+                    cells.append("")
+            n = len(next(iter(by_param.values()))[0])
+            lines.append(f"| {na} vs {nb} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def write_table() -> str:
     """docs/sbc/results.md from every run's JSON in docs/sbc/, so runs of other seeds stay listed."""
-    runs = [json.loads(path.read_text()) for path in sorted(OUT.glob("results-*.json"))]
-    lines = ["| run | variant | replicates | seconds | divergences | median min ESS | "
-             + " | ".join(f"p {k}" for k in PARAMS) + " |", "|" + "---|" * 12]
+    runs = load_runs()
+    models = ["| variant | model | form | `fit()` arguments | priors |", "|---|---|---|---|---|"]
+    for v in cal.VARIANTS.values():
+        args = ", ".join(f"{k}={val}" for k, val in v.fit_kwargs.items())
+        # a bar inside a table cell ends it, code span or not
+        models.append(f"| {v.name} | {v.simulation.describe().replace('|', chr(92) + '|')} | "
+                      f"{v.form} | {args} | "
+                      f"`{v.simulation.priors}` |")
+    lines = ["| run | variant | replicates | s / replicate | median gradients | divergences "
+             "(replicates) | median min ESS | " + " | ".join(f"p {k}" for k in PARAMS) + " |",
+             "|" + "---|" * (len(PARAMS) + 7)]
     for run in runs:
         for name, res in run["variants"].items():
-            p = res["pvalues"]
-            lines.append(f"| seed {run['seed']} | {name} | {res['replicates']} | {res['seconds']} | "
-                         f"{res['divergences']} | {res['median_min_ess']:.0f} | "
-                         + " | ".join(f"{p[k]:.3f}" for k in PARAMS) + " |")
+            per = res.get("seconds_per_replicate", res["seconds"] / res["replicates"])
+            grads = f"{res['median_gradients']:.0f}" if "median_gradients" in res else ""
+            div = str(res["divergences"]) + (f" ({res['divergent_replicates']})"
+                                             if "divergent_replicates" in res else "")
+            lines.append(f"| seed {run['seed']} | {name} | {res['replicates']} | {per:.3f} | {grads} | "
+                         f"{div} | {res['median_min_ess']:.0f} | {_cells(res['pvalues'])} |")
     table = "\n".join(lines) + "\n\n" + pooled_tables(runs)
     (OUT / "results.md").write_text(
-        f"SBC of `y ~ x + (x | g)`, 20 groups x 10 rows, priors `{cal.SBC_PRIORS}`; 2 chains x 500 "
-        "draws after 500 tuning steps; ranks among 99 thinned draws; chi-square p-values on 20 bins. "
-        "Each run: `benchmarks/sbc.py --replicates R --seed S`; histograms in "
-        "`ranks-<variant>-seed<S>-n<R>.png`. The acceptance run, fixed before it was run, is seed 4 "
-        "with 200 replicates (`make sbc`).\n\n" + table + "\n")
+        "Simulation-based calibration: parameters from the priors, data from them, a fit of 2 "
+        "chains x 500 draws after 500 tuning steps, ranks of the true values among 99 thinned "
+        "draws, chi-square p-values on 20 bins. Each run: `benchmarks/sbc.py --replicates R "
+        "--seed S`; histograms in `ranks-<variant>-seed<S>-n<R>.png`. The acceptance run of "
+        "every variant, fixed before it was run, is seed 6 with 200 replicates (`make sbc`); "
+        "seeds 1-4 calibrated the gaussian slope model alone (seed 4 was its acceptance run), "
+        "with the variants `default (marginal)` and `full model` (the full model with the "
+        "centring chosen from each data set); seed 5 was the pilot.\n\n"
+        + "\n".join(models) + "\n\n"
+        "Divergences: the total over the run's replicates, and in how many replicates any "
+        "occurred. Median gradients: NUTS's leapfrog steps (gradients) per replicate over both "
+        "chains' draws after warm-up, a cost free of the shared machine's noise.\n\n" + table + "\n")
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replicates", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--variants", nargs="+", choices=list(cal.VARIANTS), default=list(cal.VARIANTS),
+                        metavar="NAME", help=f"any of: {', '.join(cal.VARIANTS)} (default: all)")
+    parser.add_argument("--table", action="store_true", help="only rewrite docs/sbc/results.md")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     tag = f"seed{args.seed}-n{args.replicates}"
-    variants = {}
-    for name, kwargs in VARIANTS.items():
-        res = run_variant(kwargs, args.replicates, args.seed)
-        variants[name] = res
-        plot(name, res, OUT / f"ranks-{name.split()[0]}-{tag}.png")
-        print(name, {k: round(v, 3) for k, v in res["pvalues"].items()}, flush=True)
-    (OUT / f"results-{tag}.json").write_text(
-        json.dumps({"seed": args.seed, "replicates": args.replicates, "variants": variants}, indent=1))
+    for name in [] if args.table else args.variants:
+        variant = cal.VARIANTS[name]
+        res = run_variant(variant, args.replicates, args.seed)
+        plot(name, res, OUT / f"ranks-{variant.slug}-{tag}.png")
+        (OUT / f"results-{tag}-{variant.slug}.json").write_text(json.dumps(
+            {"seed": args.seed, "replicates": args.replicates, "variants": {name: res}}, indent=1))
+        print(f"{name}: {res['seconds_per_replicate']:.3f} s per replicate, {res['divergences']} "
+              f"divergences, median min ESS {res['median_min_ess']:.0f}, p",
+              {k: round(v, 3) for k, v in res["pvalues"].items()}, flush=True)
     print(write_table())
 
 
