@@ -240,6 +240,23 @@ def _spread(prior) -> float:
     return 1.0
 
 
+def collapsed_block(design: Design) -> int:
+    """The block the full model integrates out level by level (-1 for none): a Gaussian model's
+    plain random-intercept block with the most levels.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> m = hb.Model("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+    >>> collapsed_block(m.design)
+    0
+    """
+    if not design.family.supports_marginal:
+        return -1
+    simple = [g for g, b in enumerate(design.blocks) if _simple_intercept_block(b)]
+    return max(simple, key=lambda g: design.blocks[g].n_levels) if simple else -1
+
+
 def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
          marginal: bool = False, collapse: bool | None = None) -> Packed:
     """Lay a design and its priors out as the compiled log density's arrays.
@@ -343,10 +360,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     cg = -1
     parents: list[tuple[int, np.ndarray]] = []
     if not marginal:
-        if design.family.supports_marginal and collapse is not False:
-            simple = [g for g, b in enumerate(blocks) if _simple_intercept_block(b)]
-            if simple:
-                cg = max(simple, key=lambda g: blocks[g].n_levels)
+        cg = collapsed_block(design) if collapse is not False else -1
         # the collapsed block takes no part in centring, absorbing or nesting
         centred = [c and g != cg for g, c in enumerate(centred)]
         absorb = _absorbing_block(blocks, centred, intercept)

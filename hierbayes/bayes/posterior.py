@@ -39,6 +39,8 @@ class SamplingInfo:
     centred: dict[str, bool] = field(default_factory=dict)
     marginal: bool = False
     max_treedepth: int = 10
+    # the block hierbayes's full model integrated out level by level (its effects drawn exactly)
+    collapsed: str | None = None
     # the pm.Model sampled had been extended or changed by the user (not rebuilt by load_fit)
     pymc_changed: bool = False
 

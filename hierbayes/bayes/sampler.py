@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hierbayes.bayes.pack import collapsed_block
 from hierbayes.bayes.posterior import Posterior, SamplingInfo, variable_dims
 from hierbayes.errors import HierbayesWarning, SamplerError
 from hierbayes.spec.naming import correlation_pairs
@@ -269,6 +270,7 @@ def run_nuts(
         posterior, idata, compile_s, sample_s = _nutpie(*args)
     else:
         posterior, idata, compile_s, sample_s = _pymc(*args, numpyro=sampler == "numpyro")
+    collapsed = collapsed_block(model.design) if sampler == "hierbayes" and not marginal else -1
     info = SamplingInfo(
         sampler=sampler,
         draws=draws,
@@ -278,7 +280,9 @@ def run_nuts(
         target_accept=target_accept,
         compile_seconds=round(compile_s, 3),
         sampling_seconds=round(sample_s, 3),
-        centred={} if marginal else {b.group: bool(f) for b, f in zip(blocks, flags, strict=True)},
+        centred={} if marginal else {b.group: bool(f) for g, (b, f) in enumerate(zip(blocks, flags, strict=True))
+                                     if g != collapsed},
+        collapsed=None if collapsed < 0 else blocks[collapsed].group,
         marginal=marginal,
         max_treedepth=int(max_treedepth),
         pymc_changed=sampler != "hierbayes" and model.pymc_model_changed(),

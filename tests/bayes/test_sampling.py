@@ -368,3 +368,15 @@ def test_stuck_parameters_warn(sleep_fit):
     stuck.posterior.variables["sigma"] = np.full_like(sleep_fit.posterior["sigma"], 25.0)
     with pytest.warns(hb.ConvergenceWarning, match="not finite for sigma: .*stuck"):
         stuck.check_convergence()
+
+
+def test_a_collapsed_block_is_reported_as_collapsed_not_centred(sleepstudy):
+    # the full Gaussian model integrates a plain random intercept out level by level: fit.info says
+    # so, and does not list the block among the centred or non-centred ones
+    m = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    fit = quiet_fit(m, draws=50, tune=50, chains=1, seed=1, marginal=False, centred=True)
+    assert fit.info.collapsed == "Subject" and fit.info.centred == {}
+    both = hb.Model("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", sleepstudy)
+    fit = quiet_fit(both, draws=50, tune=50, chains=1, seed=1, marginal=False, centred=True)
+    assert fit.info.collapsed == "Subject" and len(fit.info.centred) == 1
+    assert quiet_fit(m, draws=50, tune=50, chains=1, seed=1).info.collapsed is None  # marginal
