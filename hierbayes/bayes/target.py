@@ -23,14 +23,14 @@ Examples
 from __future__ import annotations
 
 import ctypes
+import time
 from collections.abc import Callable
 from ctypes import POINTER, c_double, c_int64, c_uint64, c_void_p
-from dataclasses import dataclass
 
 import numpy as np
 
 from hierbayes.bayes import codes, native
-from hierbayes.bayes.nuts import STAT_NAMES
+from hierbayes.bayes.nuts import STAT_NAMES, NutsRun
 from hierbayes.errors import SamplerError
 
 #: The C type of a target's log density: ``int64 f(uint64 dim, const double *x, double *grad,
@@ -136,20 +136,12 @@ def init_stepsize(target: PythonTarget, q0: np.ndarray, seed: int, inv_metric: n
     return float(eps[0])
 
 
-@dataclass
-class TargetRun:
-    """Draws of a target from :func:`sample_target`."""
-
-    draws: np.ndarray  # (chains, draws, dim)
-    stats: dict[str, np.ndarray]  # each (chains, draws)
-    metric: np.ndarray  # (chains, dim): adapted inverse metric
-    step_size: np.ndarray  # (chains,)
-
-
 def sample_target(target: PythonTarget, inits: np.ndarray, draws: int = 1000, tune: int = 1000,
                   seed: int = 0, target_accept: float = 0.8, max_treedepth: int = 10,
-                  curvature: bool = False) -> TargetRun:
+                  curvature: bool = False) -> NutsRun:
     """Warm up and sample one chain per row of ``inits`` (chains, dim), one after another.
+
+    Returns a :class:`hierbayes.bayes.nuts.NutsRun` (no compile time: nothing is compiled).
 
     Chain ``c`` is seeded with ``seed + c``. ``curvature=False`` (the default
     here) is Stan's warm-up exactly; ``True`` adds hierbayes's curvature-based
@@ -165,6 +157,7 @@ def sample_target(target: PythonTarget, inits: np.ndarray, draws: int = 1000, tu
     step = np.empty(chains)
     progress = np.zeros(chains, dtype=np.int64)
     stop = np.zeros(1, dtype=np.int32)
+    t0 = time.perf_counter()
     for c in range(chains):
         try:
             step[c] = native.run_chain(target.triple, inits[c], seed + c, tune, out[c], stats[c], metric[c],
@@ -174,4 +167,5 @@ def sample_target(target: PythonTarget, inits: np.ndarray, draws: int = 1000, tu
                 err, target.error = target.error, None
                 raise err from None
             raise
-    return TargetRun(out, {name: stats[:, :, i] for i, name in enumerate(STAT_NAMES)}, metric, step)
+    return NutsRun(out, {name: stats[:, :, i] for i, name in enumerate(STAT_NAMES)}, metric, step,
+                   compile_seconds=0.0, sampling_seconds=time.perf_counter() - t0)
