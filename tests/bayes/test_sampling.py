@@ -168,9 +168,15 @@ def test_fingerprint_sees_replaced_variables_and_data(sleepstudy):
 
 
 @pytest.mark.slow
-def test_nutpie_sampler_agrees_with_ours(sleep_model, sleep_fit):
-    fit = quiet_fit(sleep_model, draws=500, tune=500, chains=4, seed=3, sampler="nutpie")
-    assert fit.info.sampler == "nutpie"
+def test_nutpie_on_the_pymc_graph_agrees_with_ours(sleep_model, sleep_fit, monkeypatch):
+    from hierbayes.bayes import nutpie_native
+
+    # an untested nutpie samples the graph (the tested ones sample our density:
+    # tests/bayes/test_nutpie_agreement.py)
+    monkeypatch.setattr(nutpie_native, "installed_version", lambda: "0.0.0")
+    with pytest.warns(hb.HierbayesWarning, match="nutpie samples the PyMC graph"):
+        fit = quiet_fit(sleep_model, draws=500, tune=500, chains=4, seed=3, sampler="nutpie")
+    assert fit.info.sampler == "nutpie" and not fit.info.marginal  # as the graph is built
     ours, theirs = sleep_fit.varcorr(), fit.varcorr()
     # both posteriors' SD estimates within 0.25 posterior SD of each other
     diff = np.abs(ours["sdcor"] - theirs["sdcor"]) / ours["Est.Error"]
