@@ -12,11 +12,16 @@ samples the very density hierbayes's own sampler does, in any of its forms
 model. The draws come back unconstrained (``hb_nutpie_expand`` copies them)
 and are constrained as our own sampler's are.
 
-The interface is nutpie's private ``_lib``, whose constructors changed in
-0.14, 0.16.0 and 0.16.9, and whose ``maxdepth`` setting set the minimum depth
-before 0.16.3. It is used only with the versions in :data:`TESTED`;
-:func:`unsupported` says why not elsewhere, and the fit then samples the PyMC
-graph (:func:`hierbayes.bayes.sampler.choose_sampler` warns).
+The interface is nutpie's private ``_lib``, so it is used only with the
+versions in :data:`TESTED`; :func:`unsupported` says why not elsewhere, and
+the fit then samples the PyMC graph (:func:`hierbayes.bayes.sampler.choose_sampler`
+warns). Before 0.16.3 nutpie's ``maxdepth`` setting set the minimum depth
+(0.16.2 ran trees of depth 4 to 6 when asked for at most 3), and 0.15 had
+another ``_make_sampler``. 0.16.9 passes two more arguments to
+``_make_sampler`` and chooses the metric by ``adaptation=``; with those two
+changes 0.16.11 samples this density and agrees with ours, but its ``energy``
+statistic (nuts-rs 0.18's) is ``kinetic - (logp + log det)`` of the metric's
+transformation, not Stan's ``energy__``, which E-BFMI and energy plots read.
 
 Examples
 --------
@@ -33,6 +38,7 @@ Examples
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -41,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from hierbayes.bayes.native import WorkPool
+from hierbayes.bayes.native import WorkPool, load
 from hierbayes.bayes.nuts import STAT_NAMES, NutsRun, load_kernels
 from hierbayes.errors import SamplerError
 
@@ -73,7 +79,7 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 def unsupported() -> str | None:
-    """Why nutpie cannot sample the compiled density here, or None when it can.
+    """Why nutpie cannot sample the compiled density here (its version, or no kernels), or None.
 
     Examples
     --------
@@ -87,6 +93,10 @@ def unsupported() -> str | None:
     if not low <= _release(version) < high:
         return (f"nutpie {version} is not a version whose private interface (nutpie._lib) hierbayes "
                 f"was tested with ({REQUIREMENT})")
+    try:
+        load()
+    except SamplerError as err:  # an incomplete install: nutpie can still sample the graph
+        return f"hierbayes's compiled kernels cannot be loaded ({err})"
     return None
 
 
@@ -141,7 +151,8 @@ def sample(
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     settings: dict[str, Any] = {"target_accept": float(target_accept), "maxdepth": int(max_treedepth)}
-    running = nutpie.sample(model, draws=draws, tune=tune, chains=chains, cores=cores or chains,
+    cores = cores or min(chains, os.cpu_count() or 1)  # as our sampler's default
+    running = nutpie.sample(model, draws=draws, tune=tune, chains=chains, cores=cores,
                             seed=seed, save_warmup=False, progress_bar=progressbar,
                             low_rank_modified_mass_matrix=low_rank, blocking=False, **settings)
     try:
