@@ -92,7 +92,7 @@ def unsupported() -> str | None:
     low, high = TESTED
     if not low <= _release(version) < high:
         return (f"nutpie {version} is not a version whose private interface (nutpie._lib) hierbayes "
-                f"was tested with ({REQUIREMENT})")
+                f"was tested with; install '{REQUIREMENT}' to sample the compiled density with nutpie")
     try:
         load()
     except SamplerError as err:  # an incomplete install: nutpie can still sample the graph

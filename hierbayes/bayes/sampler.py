@@ -160,8 +160,7 @@ def choose_sampler(model: BayesModel, sampler: str | None, centred: Any = None, 
     if sampler == "nutpie" and own_reason is None and (why := nutpie_native.unsupported()):
         warnings.warn(
             f"nutpie samples the PyMC graph (model.pymc_model), compiling it first, not hierbayes's "
-            f"compiled density: {why}. The posterior is the same. Install '{nutpie_native.REQUIREMENT}' "
-            "to sample the compiled density with nutpie.", HierbayesWarning, stacklevel=4)
+            f"compiled density: {why}. The posterior is the same.", HierbayesWarning, stacklevel=4)
     ignored = _asks_own_forms(centred, marginal)
     if ignored and not runs_on_density(model, sampler):
         warnings.warn(

@@ -197,9 +197,17 @@ def test_the_version_gate(monkeypatch, version, ok):
             nutpie_native.sample(None)
 
 
-def test_no_nutpie_is_a_reason_too(monkeypatch):
+def test_no_nutpie_or_no_kernels_are_reasons_too(monkeypatch):
     monkeypatch.setattr(nutpie_native, "installed_version", lambda: None)
     assert nutpie_native.unsupported() == "nutpie is not installed"
+    monkeypatch.setattr(nutpie_native, "installed_version", lambda: "0.16.8")
+
+    def missing():
+        raise hb.SamplerError("hierbayes's compiled kernels are missing")
+
+    monkeypatch.setattr(nutpie_native, "load", missing)
+    why = nutpie_native.unsupported()
+    assert why.startswith("hierbayes's compiled kernels cannot be loaded") and "missing" in why
 
 
 class Reached(Exception):
@@ -225,7 +233,7 @@ def test_an_untested_nutpie_samples_the_graph_with_a_warning(monkeypatch, sleeps
             model.fit(sampler="nutpie", marginal=True, progressbar=False)
     fallback, ignored = [str(w.message) for w in caught if issubclass(w.category, hb.HierbayesWarning)]
     assert "nutpie samples the PyMC graph" in fallback and "nutpie 0.17.0 is not a version" in fallback
-    assert f"Install '{nutpie_native.REQUIREMENT}'" in fallback
+    assert f"install '{nutpie_native.REQUIREMENT}'" in fallback
     assert "marginal=True ignored" in ignored
 
 
