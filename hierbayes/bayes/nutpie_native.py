@@ -164,9 +164,8 @@ def sample(
     sampling_s = time.perf_counter() - t1
     theta = np.ascontiguousarray(idata.posterior[_VARIABLE].to_numpy())
     found = idata.sample_stats
-    stats = {ours: found[theirs].to_numpy() for ours, theirs in STATS.items()}
-    stats["diverging"] = stats["diverging"].astype(float)
-    stats = {name: np.asarray(stats[name], dtype=float) for name in STAT_NAMES}
+    # float columns, as our sampler's (its diverging column is 0/1 too)
+    stats = {name: found[STATS[name]].to_numpy().astype(float) for name in STAT_NAMES}
     return NutsRun(draws=theta, stats=stats, metric=np.full((chains, packed.dim), np.nan),
                    step_size=stats["step_size"][:, -1].copy(), compile_seconds=compile_s,
                    sampling_seconds=sampling_s)
