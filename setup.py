@@ -68,6 +68,7 @@ setup(
             libraries=[] if sys.platform == "win32" else ["m"],
             export_symbols=[
                 "hb_logp", "hb_work_new", "hb_work_free", "hb_run_chain", "hb_draw_effects", "hb_draw_collapsed", "hb_cpc_cholesky", "hb_windows",
+                "hb_pool_new", "hb_pool_free", "hb_nutpie_logp", "hb_nutpie_expand",
                 "hb_model_check", "hb_source_sha256", "hb_model_size", "hb_model_fields",
                 "hb_model_offsets", "hb_model_field_name", "hb_constant_count", "hb_constant_name", "hb_constant_value",
             ],

@@ -172,9 +172,11 @@ class Model(BayesModel):
             and recorded in ``fit.info.seed`` when omitted.
         sampler
             ``"hierbayes"`` (the default: one C kernel for every model,
-            compiled once per installation and cached on disk), ``"nutpie"`` (compiles this
-            model's PyMC graph; chosen, with a warning saying why, when the
-            ``pm.Model`` was extended or a prior is one the kernel lacks),
+            compiled once per installation and cached on disk), ``"nutpie"``
+            (nutpie's NUTS on that same compiled density, a second opinion on
+            the sampler; it compiles this model's PyMC graph instead when the
+            ``pm.Model`` was extended or a prior is one the kernel lacks, and
+            is then chosen, with a warning saying why, when this is None),
             ``"pymc"`` or ``"numpyro"``.
         target_accept
             NUTS's target acceptance rate. 0.9 by default (brms uses 0.8,
@@ -190,12 +192,13 @@ class Model(BayesModel):
             Warn after sampling about divergences, R-hat above 1.01 or
             ESS-bulk below 400.
         centred
-            hierbayes's sampler only: sample group effects centred (True),
-            non-centred (False), per block (``{"dept": True}``), or as the
-            data suggest (None; :func:`hierbayes.bayes.policy.choose_centring`).
+            The samplers of the compiled density only (hierbayes's, and nutpie
+            on it): sample group effects centred (True), non-centred (False),
+            per block (``{"dept": True}``), or as the data suggest (None;
+            :func:`hierbayes.bayes.policy.choose_centring`).
             The posterior is the same; only the sampler's efficiency differs.
         marginal
-            hierbayes's sampler, Gaussian models only: integrate the group
+            As ``centred``, Gaussian models only: integrate the group
             effects out and sample fixed effects, SDs, correlations and sigma,
             then draw the group effects exactly for each draw. None (default)
             does so where the factorisation is cheap (:meth:`use_marginal`).

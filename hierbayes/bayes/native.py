@@ -38,7 +38,7 @@ import ctypes
 import importlib.util
 import threading
 import weakref
-from ctypes import POINTER, byref, c_char_p, c_double, c_int, c_int64, c_uint64, c_void_p
+from ctypes import POINTER, byref, c_char_p, c_double, c_int, c_int64, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +309,14 @@ def open_library(path: Path, sources: Path | None = None) -> ctypes.CDLL:
     lib.hb_cpc_cholesky.restype = c_int
     lib.hb_windows.argtypes = [c_int64, c_void_p, c_int64]
     lib.hb_windows.restype = c_int64
+    lib.hb_pool_new.argtypes = [M, c_int64, POINTER(c_int)]
+    lib.hb_pool_new.restype = c_void_p
+    lib.hb_pool_free.argtypes = [c_void_p]
+    lib.hb_pool_free.restype = None
+    lib.hb_nutpie_logp.argtypes = [c_size_t, c_void_p, c_void_p, c_void_p, c_void_p]
+    lib.hb_nutpie_logp.restype = c_int
+    lib.hb_nutpie_expand.argtypes = [c_size_t, c_size_t, c_void_p, c_void_p, c_void_p]
+    lib.hb_nutpie_expand.restype = c_int
     return lib
 
 
@@ -542,3 +550,39 @@ class NativeModel:
     def draw_collapsed(self, thetas: np.ndarray, levels: int, seed: int) -> np.ndarray:
         """The collapsed block's effects drawn from their conditional posterior."""
         return self._draw("hb_draw_collapsed", thetas, levels, seed)
+
+
+class WorkPool:
+    """Work buffers for ``n`` threads evaluating one model at once, behind nutpie's signatures.
+
+    nutpie calls :attr:`logp_address` (``hb_nutpie_logp`` in
+    ``kernels/nutpie.c``) from every chain's thread with :attr:`address` as its
+    user data; each call claims one of the ``n`` buffers without a lock.
+    The pool keeps ``model`` alive and is freed with this object.
+
+    Raises
+    ------
+    MemoryError
+        When the buffers cannot be allocated.
+    """
+
+    def __init__(self, model: NativeModel, n: int) -> None:
+        lib = load()
+        status = c_int(codes.OK)
+        address = lib.hb_pool_new(model.ref, int(n), byref(status))
+        raise_for(status.value, f"allocating work for {n} threads")
+        weakref.finalize(self, lib.hb_pool_free, address)
+        self.address: int = address
+        self.model = model
+        self.dim = model.dim
+        self.logp_address: int = ctypes.cast(lib.hb_nutpie_logp, c_void_p).value
+        self.expand_address: int = ctypes.cast(lib.hb_nutpie_expand, c_void_p).value
+
+    def logp_grad(self, theta: np.ndarray, dim: int | None = None) -> tuple[int, float, np.ndarray]:
+        """nutpie's call at ``theta``: its return code (0, >0 not finite, <0 wrong ``dim``), lp, gradient."""
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        grad = np.zeros(self.dim)
+        lp = c_double(np.nan)
+        code = load().hb_nutpie_logp(self.dim if dim is None else dim, _ptr(theta), _ptr(grad),
+                                     ctypes.addressof(lp), self.address)
+        return int(code), lp.value, grad

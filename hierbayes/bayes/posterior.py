@@ -41,6 +41,8 @@ class SamplingInfo:
     max_treedepth: int = 10
     # the block hierbayes's full model integrated out level by level (its effects drawn exactly)
     collapsed: str | None = None
+    # the sampler ran on the PyMC graph (model.pymc_model), not on hierbayes's compiled density
+    graph: bool = False
     # the pm.Model sampled had been extended or changed by the user (not rebuilt by load_fit)
     pymc_changed: bool = False
 

@@ -9,6 +9,9 @@ model; a ``pm.Model`` that the user extended or changed, or a prior it lacks
 compiles the PyMC model with numba, and a :class:`~hierbayes.errors.HierbayesWarning`
 says so and why (:func:`choose_sampler`). nutpie's compilation is cached per
 model and dropped when the ``pm.Model`` changes (:meth:`hierbayes.bayes.model.BayesModel.compiled`).
+``sampler="nutpie"`` on a model the kernel can express runs nutpie's NUTS on that
+same compiled density instead, with every form of it (:mod:`hierbayes.bayes.nutpie_native`;
+:func:`runs_on_density`), where the installed nutpie is one whose interface was tested.
 PyMC's sampler is there for step methods and settings nutpie lacks; numpyro when JAX is installed.
 
 Draws are kept as NumPy arrays (:class:`~hierbayes.bayes.posterior.Posterior`);
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hierbayes.bayes.pack import collapsed_block
+from hierbayes.bayes import nutpie_native
 from hierbayes.bayes.posterior import Posterior, SamplingInfo, variable_dims
 from hierbayes.errors import HierbayesWarning, SamplerError
 from hierbayes.spec.naming import correlation_pairs
@@ -100,7 +103,7 @@ def check_settings(model: BayesModel, draws: Any, tune: Any, chains: Any, seed: 
 
 
 def _asks_own_forms(centred: Any, marginal: Any) -> list[str]:
-    """The settings among ``centred`` and ``marginal`` that only hierbayes's sampler honours."""
+    """The settings among ``centred`` and ``marginal`` that only samplers of the compiled density honour."""
     out = []
     if marginal is True:
         out.append("marginal=True")
@@ -109,15 +112,30 @@ def _asks_own_forms(centred: Any, marginal: Any) -> list[str]:
     return out
 
 
+def runs_on_density(model: BayesModel, sampler: str) -> bool:
+    """Whether ``sampler`` samples hierbayes's compiled density (else the PyMC graph).
+
+    hierbayes's own sampler always does; nutpie does when the kernel can
+    express the model and the installed nutpie is one whose private interface
+    was tested (:func:`hierbayes.bayes.nutpie_native.unsupported`).
+    """
+    if sampler == "hierbayes":
+        return True
+    return sampler == "nutpie" and model.own_sampler_obstacle() is None and \
+        nutpie_native.unsupported() is None
+
+
 def choose_sampler(model: BayesModel, sampler: str | None, centred: Any = None, marginal: Any = None) -> str:
     """The sampler a fit uses, saying so (:class:`HierbayesWarning`) whenever it is not the one asked for.
 
     ``None`` asks for hierbayes's own sampler. It moves to a sampler of the
     PyMC graph (nutpie, else PyMC's) when the kernel cannot express the model
     (an extended or changed ``pm.Model``, a prior it lacks), and warns with
-    the reason; ``centred=`` or ``marginal=True`` given to another sampler,
-    which cannot honour them, warn too. Kernels that are not available are
-    an error, never a reason to move.
+    the reason. ``"nutpie"`` samples the compiled density, unless the model
+    needs the graph or the installed nutpie's interface was not tested, which
+    warns (:func:`runs_on_density`). ``centred=`` or ``marginal=True`` given
+    to a sampler of the graph, which cannot honour them, warn too. Kernels
+    that are not available are an error, never a reason to move.
     """
     available = available_samplers()
     if sampler is not None and sampler not in SAMPLERS:
@@ -147,25 +165,31 @@ def choose_sampler(model: BayesModel, sampler: str | None, centred: Any = None, 
             "PyMC graph (model.pymc_model), compiling it first (seconds to a minute per model and "
             f"process). Pass sampler='{sampler}' to choose it yourself.",
             HierbayesWarning, stacklevel=4)
-    ignored = _asks_own_forms(centred, marginal)
-    if sampler != "hierbayes" and ignored:
+    if sampler == "nutpie" and own_reason is None and (why := nutpie_native.unsupported()):
         warnings.warn(
-            f"{' and '.join(ignored)} ignored: only hierbayes's sampler has those forms, and {sampler} "
-            "samples the PyMC model as built (group effects non-centred, not integrated out). The "
-            "posterior is the same; only the sampler's efficiency differs.",
+            f"nutpie samples the PyMC graph (model.pymc_model), compiling it first, not hierbayes's "
+            f"compiled density: {why}. The posterior is the same.", HierbayesWarning, stacklevel=4)
+    ignored = _asks_own_forms(centred, marginal)
+    if ignored and not runs_on_density(model, sampler):
+        warnings.warn(
+            f"{' and '.join(ignored)} ignored: only the samplers of hierbayes's compiled density have "
+            f"those forms, and {sampler} samples the PyMC model as built (group effects non-centred, "
+            "not integrated out). The posterior is the same; only the sampler's efficiency differs.",
             HierbayesWarning, stacklevel=4)
     return sampler
 
 
+
 def _hierbayes(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
-               max_treedepth, marginal=False):
+               max_treedepth, marginal=False, runner=None):
     from hierbayes.bayes.nuts import sample
     from hierbayes.bayes.pack import pack
 
     packed = pack(model.design, model.priors, centred=centred, marginal=marginal)
-    run = sample(packed, draws=draws, tune=tune, chains=chains, seed=seed,
-                 target_accept=target_accept, cores=cores, progressbar=progressbar,
-                 max_treedepth=max_treedepth)
+    # runner: a sampler of the packed density (ours, or nutpie's through nutpie_native)
+    run = (runner or sample)(packed, draws=draws, tune=tune, chains=chains, seed=seed,
+                             target_accept=target_accept, cores=cores, progressbar=progressbar,
+                             max_treedepth=max_treedepth)
     t0 = time.perf_counter()
     variables = packed.constrain(run.draws, seed=seed)
     for blk in model.design.blocks:
@@ -181,9 +205,14 @@ def _hierbayes(model: BayesModel, draws, tune, chains, seed, target_accept, core
 
 
 def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
-            max_treedepth):
+            max_treedepth, marginal=False):
+    if runs_on_density(model, "nutpie"):
+        return _hierbayes(model, draws, tune, chains, seed, target_accept, cores, progressbar, centred,
+                          marginal=marginal, max_treedepth=max_treedepth, runner=nutpie_native.sample)
     import nutpie
 
+    # nutpie's default depth is 10 too; before 0.16.3 its maxdepth setting set the minimum depth
+    depth = {} if max_treedepth == 10 else {"maxdepth": int(max_treedepth)}
     t0 = time.perf_counter()
     compiled, _ = model.compiled("nutpie", lambda m: nutpie.compile_pymc_model(
         m, initial_points=model.initial_points or None))
@@ -196,9 +225,9 @@ def _nutpie(model: BayesModel, draws, tune, chains, seed, target_accept, cores, 
         cores=cores or chains,
         seed=seed,
         target_accept=target_accept,
-        maxdepth=max_treedepth,
         progress_bar=progressbar,
         save_warmup=False,
+        **depth,
     )
     return Posterior.from_idata(idata), idata, t1 - t0, time.perf_counter() - t1
 
@@ -258,8 +287,9 @@ def run_nuts(
                    centred, marginal, max_treedepth)
     sampler = choose_sampler(model, sampler, centred, marginal)
     blocks = model.design.blocks
-    flags = model.centring(centred) if sampler == "hierbayes" else [False] * len(blocks)
-    marginal = model.use_marginal(marginal) if sampler == "hierbayes" else False
+    density = runs_on_density(model, sampler)
+    flags = model.centring(centred) if density else [False] * len(blocks)
+    marginal = model.use_marginal(marginal) if density else False
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**31))
     seed = int(seed)
@@ -267,10 +297,12 @@ def run_nuts(
     if sampler == "hierbayes":
         posterior, idata, compile_s, sample_s = _hierbayes(*args, marginal=marginal)
     elif sampler == "nutpie":
-        posterior, idata, compile_s, sample_s = _nutpie(*args)
+        posterior, idata, compile_s, sample_s = _nutpie(*args, marginal=marginal)
     else:
         posterior, idata, compile_s, sample_s = _pymc(*args, numpyro=sampler == "numpyro")
-    collapsed = collapsed_block(model.design) if sampler == "hierbayes" and not marginal else -1
+    from hierbayes.bayes.pack import collapsed_block  # pack loads SciPy: only once a fit has run
+
+    collapsed = collapsed_block(model.design) if density and not marginal else -1
     info = SamplingInfo(
         sampler=sampler,
         draws=draws,
@@ -285,6 +317,7 @@ def run_nuts(
         collapsed=None if collapsed < 0 else blocks[collapsed].group,
         marginal=marginal,
         max_treedepth=int(max_treedepth),
+        graph=not density,
         pymc_changed=sampler != "hierbayes" and model.pymc_model_changed(),
     )
     return posterior, info, idata

@@ -100,13 +100,15 @@ def test_missing_kernels_are_an_error_not_a_switch(sleep_model, monkeypatch):
         uniform.fit(progressbar=False)
 
 
-def test_forms_only_our_sampler_has_warn_when_another_samples(sleep_model, monkeypatch):
-    stand_in(monkeypatch, "_nutpie")
-    (message,) = switch_warnings(lambda: sleep_model.fit(sampler="nutpie", marginal=True,
-                                                         centred={"Subject": True}, progressbar=False))
+def test_forms_of_the_compiled_density_warn_only_where_the_graph_is_sampled(sleep_model, monkeypatch):
+    stand_in(monkeypatch, "_nutpie", "_pymc")
+    asks = {"marginal": True, "centred": {"Subject": True}, "progressbar": False}
+    # nutpie samples the compiled density here, in the form asked for
+    assert switch_warnings(lambda: sleep_model.fit(sampler="nutpie", **asks)) == []
+    (message,) = switch_warnings(lambda: sleep_model.fit(sampler="pymc", **asks))
     assert "marginal=True and centred={'Subject': True} ignored" in message
-    assert "same" in message
-    assert switch_warnings(lambda: sleep_model.fit(sampler="nutpie", marginal=False, centred=False,
+    assert "pymc samples the PyMC model as built" in message and "same" in message
+    assert switch_warnings(lambda: sleep_model.fit(sampler="pymc", marginal=False, centred=False,
                                                    progressbar=False)) == []
 
 
@@ -166,9 +168,15 @@ def test_fingerprint_sees_replaced_variables_and_data(sleepstudy):
 
 
 @pytest.mark.slow
-def test_nutpie_sampler_agrees_with_ours(sleep_model, sleep_fit):
-    fit = quiet_fit(sleep_model, draws=500, tune=500, chains=4, seed=3, sampler="nutpie")
-    assert fit.info.sampler == "nutpie"
+def test_nutpie_on_the_pymc_graph_agrees_with_ours(sleep_model, sleep_fit, monkeypatch):
+    from hierbayes.bayes import nutpie_native
+
+    # an untested nutpie samples the graph (the tested ones sample our density:
+    # tests/bayes/test_nutpie_agreement.py)
+    monkeypatch.setattr(nutpie_native, "installed_version", lambda: "0.0.0")
+    with pytest.warns(hb.HierbayesWarning, match="nutpie samples the PyMC graph"):
+        fit = quiet_fit(sleep_model, draws=500, tune=500, chains=4, seed=3, sampler="nutpie")
+    assert fit.info.sampler == "nutpie" and not fit.info.marginal  # as the graph is built
     ours, theirs = sleep_fit.varcorr(), fit.varcorr()
     # both posteriors' SD estimates within 0.25 posterior SD of each other
     diff = np.abs(ours["sdcor"] - theirs["sdcor"]) / ours["Est.Error"]

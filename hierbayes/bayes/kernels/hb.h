@@ -21,6 +21,7 @@
  *   density.c         the model's density as a sampler target; hb_logp and its work
  *   nuts.c            one NUTS transition and the step-size search, as Stan's
  *   chain.c           a chain: Stan's warm-up (windows, dual averaging), then the draws
+ *   nutpie.c          the density behind nutpie's function pointers, a Work per calling thread
  *   work.c            the work buffers, allocated once per chain (or per model for Python)
  */
 #ifndef HB_H
@@ -309,5 +310,13 @@ int hb_cpc_cholesky(const double *y, int64_t n_draws, int64_t K, double *out);
 /* Stan's warm-up windows for the metric: [start, end) pairs, at most max; returns the count. */
 #define HB_MAX_WINDOWS 64
 int64_t hb_windows(int64_t n_tune, int64_t *out, int64_t max);
+/* nutpie.c: n Work records for threads that evaluate d at once (NULL, with
+ * *status HB_NOMEM or work_alloc's code, if they cannot be allocated), and
+ * nutpie's logp and expand signatures over it. */
+typedef struct HbPool HbPool;
+HbPool *hb_pool_new(const Model *d, int64_t n, int *status);
+void hb_pool_free(HbPool *p);
+int hb_nutpie_logp(size_t dim, const double *x, double *grad, double *logp, const void *user_data);
+int hb_nutpie_expand(size_t dim, size_t n_expanded, const double *x, double *out, const void *user_data);
 
 #endif
