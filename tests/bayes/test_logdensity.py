@@ -504,3 +504,27 @@ def test_glmm_blocks_are_centred_by_the_information_in_their_rows(family, levels
     assert choose_centring(design) == [centred]
     # and not by a hair: the moment guess of the ratio is a factor of 2 or more from 1
     assert choose_centring(design, threshold=0.5 if centred else 2.0) == [centred]
+
+
+def test_bernoulli_rows_stay_exact_far_out_on_the_logit_scale(extra_data):
+    # log(1 + e^eta) and inverse_logit(eta) share one exp(-|eta|): no overflow at |eta| of
+    # hundreds, and PyTensor's value wherever the rows' eta lies (its gradient is nan at
+    # eta = -700, so there the gradient is checked against differences)
+    model = hb.Model("hit ~ Days + (1 | Subject)", extra_data, family="bernoulli")
+    packed = pack(model.design, model.priors)
+    logp, dlogp = model.pymc_model.compile_logp(), model.pymc_model.compile_dlogp()
+    at = packed.layout["Intercept"][0]
+    diffs, scale = [], 1.0
+    for intercept in (-700.0, -30.0, -1.0, 0.0, 0.5, 30.0, 700.0):
+        theta = packed.initial_point(1)
+        theta[at] = intercept
+        lp, grad = packed.logp_grad(theta)
+        point = _pymc_point(packed, theta)
+        if abs(intercept) < 100:
+            expected = _pymc_grad_in_our_order(model, packed, dlogp(point))
+            np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+        else:
+            np.testing.assert_allclose(grad, _fd_grad(packed, theta), rtol=1e-6, atol=1e-4)
+        diffs.append(lp - float(logp(point)))
+        scale = max(scale, abs(lp))
+    assert np.all(np.isfinite(diffs)) and np.ptp(diffs) < 1e-10 * scale
