@@ -31,7 +31,10 @@ PRIOR_CODES = {
 FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
 # Columns of the full density's per-block table (B_N columns).
 B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
-B_N = 13
+# A centred block whose level means carry fixed effects constant within its levels: the term
+# (-1: none), how many, where their positions start in xcol and their level values in xlev.
+B_XTERM, B_XN, B_XAT, B_XVAL = range(13, 17)
+B_N = 17
 # Columns of the marginal density's per-block table, first block first (M_N columns).
 M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR = range(6)
 M_N = 6
@@ -52,7 +55,8 @@ KERNEL_CONSTANTS: dict[str, int] = {
     **{f"B_{name}": value for name, value in (
         ("K", B_K), ("L", B_L), ("COL", B_COL), ("SD", B_SD), ("CPC", B_CPC), ("EFF", B_EFF),
         ("CENTRED", B_CENTRED), ("CORR", B_CORR), ("ONES", B_ONES), ("ABSORB", B_ABSORB),
-        ("PARENT", B_PARENT), ("PMAP", B_PMAP), ("SKIP", B_SKIP), ("N", B_N))},
+        ("PARENT", B_PARENT), ("PMAP", B_PMAP), ("SKIP", B_SKIP), ("XTERM", B_XTERM), ("XN", B_XN),
+        ("XAT", B_XAT), ("XVAL", B_XVAL), ("N", B_N))},
     **{f"M_{name}": value for name, value in (
         ("K", M_K), ("L", M_L), ("OFF", M_OFF), ("SD", M_SD), ("CPC", M_CPC), ("CORR", M_CORR),
         ("N", M_N))},

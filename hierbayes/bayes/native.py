@@ -70,6 +70,7 @@ class Model(ctypes.Structure):
         ("Xt", c_void_p), ("y", c_void_p), ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
         ("cseg", c_void_p), ("blk", c_void_p),
         ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("pmap", c_void_p),
+        ("xcol", c_void_p), ("xlev", c_void_p),
         ("mp", c_int64), ("q", c_int64), ("q1", c_int64), ("q2", c_int64), ("mG", c_int64),
         ("mnpri", c_int64), ("mn", c_int64), ("mosig", c_int64),
         ("XtX", c_void_p), ("Xty", c_void_p), ("yty", c_double), ("ZtX", c_void_p),
@@ -107,6 +108,12 @@ class FullArrays:
         The random-intercept block integrated out row by row, -1 for none.
     parent_map
         int32, the nested-centred blocks' level maps, concatenated (``codes.B_PMAP``).
+    carried_columns
+        int64, the positions in the parameter vector of the fixed effects that
+        centred blocks' level means carry, block after block (``codes.B_XAT``).
+    carried_values
+        Per such block, level by level, those columns' values at its levels
+        (constant within a level), concatenated (``codes.B_XVAL``).
     """
 
     X: np.ndarray
@@ -121,6 +128,8 @@ class FullArrays:
     sigma_at: int
     collapsed: int
     parent_map: np.ndarray
+    carried_columns: np.ndarray
+    carried_values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -496,6 +505,9 @@ class NativeModel:
             # column-major copies: the kernel's row loops run a column at a time
             m.Xt, m.y, m.ZvT = arr(X.T, np.float64), arr(y, np.float64), arr(Zv.T, np.float64)
             m.idxT, m.pmap = arr(idx.T, np.int32), arr(a.parent_map, np.int32)
+            # never empty: the kernel offsets into them for every block
+            m.xcol = arr(np.append(a.carried_columns, 0), np.int64)
+            m.xlev = arr(np.append(a.carried_values, 0.0), np.float64)
             m.blk, m.blk_eta = arr(blk, np.int64), arr(a.lkj_eta, np.float64)
             m.pri_i, m.pri_f = arr(a.prior_index, np.int64), arr(a.prior_params, np.float64)
         self.record = m

@@ -43,6 +43,13 @@ from functools import cached_property
 
 import numpy as np
 
+from hierbayes.bayes.centring import (
+    Carried,
+    absorbing_block,
+    carried_fixed_effects,
+    nested_parents,
+    simple_intercept_block,
+)
 from hierbayes.bayes.codes import (
     B_ABSORB,
     B_CENTRED,
@@ -58,6 +65,10 @@ from hierbayes.bayes.codes import (
     B_PMAP,
     B_SD,
     B_SKIP,
+    B_XAT,
+    B_XN,
+    B_XTERM,
+    B_XVAL,
     FAMILY_CODES,
     M_CORR,
     M_CPC,
@@ -99,6 +110,9 @@ class Packed:
         Blocks in the marginal kernel's order (the largest first).
     absorb
         ``(block, term)`` whose level means carry the intercept, or ``(-1, -1)``.
+    carried
+        Per block, the fixed effects its level means carry
+        (:class:`~hierbayes.bayes.centring.Carried`; none for a block that is not centred).
     parents
         Per block, ``(parent block, level map)`` when nested-centred, else ``(-1, ...)``.
     collapsed
@@ -121,6 +135,7 @@ class Packed:
     marginal: bool = False
     order: list = field(default_factory=list)
     absorb: tuple = (-1, -1)
+    carried: list = field(default_factory=list)
     parents: list = field(default_factory=list)
     collapsed: int = -1
     dispersion: str | None = None
@@ -205,6 +220,9 @@ class Packed:
                 r = take(f"eff_{g}").copy()
                 if self.absorb[0] == gi:
                     r[..., self.absorb[1]] -= out["Intercept"][..., None]
+                carried = self.carried[gi]
+                if carried.columns:
+                    r[..., carried.term] -= draws[..., carried.columns] @ carried.values.T
                 h, mapping = self.parents[gi]
                 if h >= 0:
                     parent_vals = take(f"eff_{self.blocks[h].group}")[..., 0]
@@ -253,7 +271,7 @@ def collapsed_block(design: Design) -> int:
     """
     if not design.family.supports_marginal:
         return -1
-    simple = [g for g, b in enumerate(design.blocks) if _simple_intercept_block(b)]
+    simple = [g for g, b in enumerate(design.blocks) if simple_intercept_block(b)]
     return max(simple, key=lambda g: design.blocks[g].n_levels) if simple else -1
 
 
@@ -334,6 +352,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         row = [0] * B_N
         row[B_ABSORB] = -1
         row[B_PARENT] = -1
+        row[B_XTERM] = -1
         row[B_ONES] = int(K == 1 and bool(np.all(blk.Z[:, 0] == 1.0)))
         row[B_K], row[B_L] = K, L
         row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.correlated)
@@ -359,11 +378,22 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     absorb = (-1, -1)
     cg = -1
     parents: list[tuple[int, np.ndarray]] = []
+    carried = [Carried() for _ in blocks]
+    x_cols: list[int] = []
+    x_vals: list[np.ndarray] = []
     if not marginal:
         cg = collapsed_block(design) if collapse is not False else -1
         # the collapsed block takes no part in centring, absorbing or nesting
         centred = [c and g != cg for g, c in enumerate(centred)]
-        absorb = _absorbing_block(blocks, centred, intercept)
+        absorb = absorbing_block(blocks, centred, intercept)
+        carried = carried_fixed_effects(blocks, centred, Xc, intercept)
+        for g, cr in enumerate(carried):
+            if cr.columns:
+                row = blk_rows[g]
+                row[B_XTERM], row[B_XN], row[B_XAT] = cr.term, len(cr.columns), len(x_cols)
+                row[B_XVAL] = sum(v.size for v in x_vals)
+                x_cols.extend(cr.columns)
+                x_vals.append(cr.values.ravel())
         col = 0
         for g, blk in enumerate(blocks):
             K, L = blk.n_terms, blk.n_levels
@@ -375,12 +405,17 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
                 continue
             blk_rows[g][B_EFF] = off
             layout[f"eff_{blk.group}"] = (off, (L, K))
-            for _ in range(L):
+            cr = carried[g]
+            carried_start = cr.values @ np.array([start[c] for c in cr.columns]) if cr.columns else None
+            for j in range(L):
                 for k in range(K):
-                    if g == absorb[0] and k == absorb[1]:
-                        # this block's level means carry the intercept: start them there
-                        start.append(start[0])
-                        scale.append(scale[0])
+                    if (g == absorb[0] and k == absorb[1]) or k == cr.term:
+                        # this block's level means carry the intercept or fixed effects: start them there
+                        mean = start[0] if (g, k) == absorb else 0.0
+                        if carried_start is not None and k == cr.term:
+                            mean += float(carried_start[j])
+                        start.append(mean)
+                        scale.append(scale[0] if (g, k) == absorb else 0.1)
                     else:
                         start.append(0.0)
                         # centred effects start near zero: their scale is unknown before sampling
@@ -389,7 +424,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
                 blk_rows[g][B_ABSORB] = absorb[1]
             off += L * K
             col += K
-        parents = _nested_parents(blocks, centred, absorb)
+        parents = nested_parents(blocks, centred)
         pmaps = []
         pos = 0
         for g, (h, mapping) in enumerate(parents):
@@ -400,10 +435,12 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             blk_rows[g][B_PMAP] = pos
             pmaps.append(mapping)
             pos += len(mapping)
-            # a child's level values carry its parent's: start them at the parent's start
+            # a child's level values carry its parent's: start them from the parent's start
+            # (a child never carries the intercept, which goes to the fewest levels)
             og = blk_rows[g][B_EFF]
             oh = blk_rows[h][B_EFF]
-            start[og:og + len(mapping)] = [start[oh + m] for m in mapping]
+            for j, m in enumerate(mapping):
+                start[og + j] += start[oh + m]
     sigma_at = -1
     if design.family.dispersion:
         layout[design.family.dispersion] = (off, ())
@@ -436,7 +473,9 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             blocks=np.array(blk_rows, dtype=np.int64).reshape(-1, B_N),
             lkj_eta=np.array(blk_eta, dtype=float), prior_index=pri[0], prior_params=pri[1],
             family=FAMILY_CODES[design.family.kernel], sigma_at=sigma_at, collapsed=cg,
-            parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32))
+            parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32),
+            carried_columns=np.array(x_cols, dtype=np.int64),
+            carried_values=np.concatenate(x_vals) if x_vals else np.zeros(0))
     return Packed(
         dispersion=design.family.dispersion,
         data=data,
@@ -453,74 +492,10 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         marginal=marginal,
         order=order,
         absorb=absorb,
+        carried=carried,
         parents=parents,
         collapsed=cg,
     )
-
-
-def _simple_intercept_block(blk) -> bool:
-    return blk.n_terms == 1 and blk.terms[0] == "(Intercept)" and bool(np.all(blk.Z[:, 0] == 1.0))
-
-
-def _nested_parents(blocks, centred, absorb) -> list[tuple[int, np.ndarray]]:
-    """Per block, a centred parent block its factor is nested in, and the level map.
-
-    When both blocks are centred random intercepts and every level of the
-    child's factor lies within one level of the parent's (instructors within
-    departments), the child's level values are sampled as ``a_j = a_parent(j) +
-    r_j``: the parent's effects then enter the likelihood only through their
-    children, which removes the ridge between a parent level and the mean of its
-    children's effects. Each parent takes at most one child; the nearest parent
-    (most levels) is chosen.
-    """
-    out: list[tuple[int, np.ndarray]] = [(-1, np.zeros(0, dtype=np.int64)) for _ in blocks]
-    taken: set[int] = set()
-    order = sorted(range(len(blocks)), key=lambda g: blocks[g].n_levels)
-    for g in order:
-        if not centred[g] or not _simple_intercept_block(blocks[g]):
-            continue
-        best = -1
-        for h in order:
-            if h == g or h in taken or not centred[h] or not _simple_intercept_block(blocks[h]):
-                continue
-            if blocks[h].n_levels >= blocks[g].n_levels:
-                continue
-            pairs = np.unique(np.stack([blocks[g].index, blocks[h].index]), axis=1)
-            if pairs.shape[1] != len(np.unique(blocks[g].index)):
-                continue  # some child level lies in two parent levels: not nested
-            if best < 0 or blocks[h].n_levels > blocks[best].n_levels:
-                best = h
-        if best >= 0:
-            mapping = np.zeros(blocks[g].n_levels, dtype=np.int64)
-            mapping[blocks[g].index] = blocks[best].index
-            out[g] = (best, mapping)
-            taken.add(best)
-    return out
-
-
-def _absorbing_block(blocks, centred, intercept) -> tuple[int, int]:
-    """The centred block whose level means carry the intercept, and its intercept term.
-
-    With a centred block, the intercept and the mean of that block's effects
-    are confounded: the sampler crawls along the ridge (on InstEval, an ESS of
-    about 100 for the intercept from 1000 draws). Sampling the level means
-    ``a_j = Intercept + r_j`` instead, with ``a_j ~ N(Intercept, sd)``, makes the
-    intercept the mean of well-determined quantities (Gelfand, Sahu & Carlin
-    1995). The centred block with the fewest levels, where the confounding is
-    strongest, takes it.
-    """
-    if not intercept:
-        return (-1, -1)
-    best = (-1, -1)
-    for g, blk in enumerate(blocks):
-        if not centred[g] or "(Intercept)" not in blk.terms:
-            continue
-        k = blk.terms.index("(Intercept)")
-        if not np.all(blk.Z[:, k] == 1.0):
-            continue
-        if best[0] < 0 or blk.n_levels < blocks[best[0]].n_levels:
-            best = (g, k)
-    return best
 
 
 def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> MarginalArrays:

@@ -115,12 +115,17 @@ def choose_centring(design: Design, threshold: float = 1.0) -> list[bool]:
     every term is well informed (:func:`term_ratios`): centring a block whose
     slope SD is small beside what its rows can resolve put a funnel on that SD,
     and the full model's divergences in SBC all came from such blocks.
+
+    Bernoulli and Poisson models use the same moments of the response: on the
+    response scale, a level's mean varies between levels by about ``(V sd)^2``
+    (``V = mu (1 - mu)`` or ``mu``, the delta method) and a row by ``V`` within,
+    so their ratio times the rows per level is ``n_j V sd^2``, the same data
+    precision (``n_j V``, the Fisher information of the link-scale effect) over
+    prior precision (``1 / sd^2``).
     """
     if not design.blocks:
         return []
-    if not design.family.supports_marginal:
-        return [False] * len(design.blocks)
-    X, y = design.X, design.y
+    X, y = design.X, np.asarray(design.y, dtype=float)
     beta, *_ = np.linalg.lstsq(X, y, rcond=None) if X.shape[1] else (np.zeros(0),)
     resid = y - X @ beta if X.shape[1] else y - y.mean()
     out = []

@@ -16,7 +16,6 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
     rng_seed(&rng, seed);
     int64_t cg = d->collapsed, osig = d->sigma_at, dim = d->dim;
     int64_t Lc = d->blk[cg * B_N + B_L];
-    int64_t j0 = first_fixed_column(d);
     const double *cnt = d->ccnt;
     Work wk;
     int status = work_alloc(&wk, d);
@@ -26,7 +25,7 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
     for (int64_t s = 0; s < ndraws && status == HB_OK; s++) {
         const double *theta = thetas + s * dim;
         build_r(theta, d, r, w);
-        linear_predictor(d, theta, j0, &f->rw, r, f->eta);
+        linear_predictor(d, theta, &f->rw, r, f->eta);
         for (int64_t j = 0; j < Lc; j++) residuals_sum(d->y, f->eta, f->ge, d->cseg[j], d->cseg[j + 1], &S[j]);
         double s2 = exp(2.0 * theta[osig]);
         double tau = w->T[TIX(w, cg, 0, 0)];

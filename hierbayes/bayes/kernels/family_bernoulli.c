@@ -12,10 +12,13 @@ double loglik_bernoulli(const Model *d, const double *theta, const double *eta, 
     const double *y = d->y;
     for (int64_t i = 0; i < n; i++) {
         double e = eta[i];
-        /* log sigmoid, computed stably */
-        double log1pexp = e > 0 ? e + log1p(exp(-e)) : log1p(exp(e));
+        /* log(1 + e^eta) and inverse_logit(eta) from one exp, t = e^-|eta| <= 1 (stable):
+         * the rows' exp and log1p are most of a Bernoulli model's evaluation */
+        double t = exp(-fabs(e));
+        double log1pexp = (e > 0 ? e : 0.0) + log1p(t);
+        double inv = 1.0 / (1.0 + t);
         lp += y[i] * e - log1pexp;
-        ge[i] = y[i] - exp(e - log1pexp);
+        ge[i] = y[i] - (e > 0 ? inv : t * inv);
     }
     return lp;
 }

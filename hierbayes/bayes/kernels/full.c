@@ -1,7 +1,8 @@
 /* full.c: the log density with the group effects in theta, and its gradient.
  *
  * Priors (priors.c), LKJ terms (lkj.c), centred or non-centred blocks,
- * hierarchical centring of the intercept and of nested factors, and the
+ * hierarchical centring of the intercept, of fixed effects constant within a
+ * block's levels and of nested factors, and the
  * response family's log-likelihood (families.c; a Gaussian model may have one
  * random-intercept block integrated out row by row, family_gaussian.c). One
  * pass over the rows computes the linear predictor, then the family's
@@ -35,24 +36,30 @@ double build_r(const double *theta, const Model *d, double *r, TW *w) {
     return lp;
 }
 
-/* 1 when a centred block carries the intercept in its level means (hierarchical
- * centring): the rows then skip the fixed-effect intercept column (column 0). */
-int64_t first_fixed_column(const Model *d) {
-    for (int64_t g = 0; g < d->G; g++)
-        if (d->blk[g * B_N + B_ABSORB] >= 0) return 1;
-    return 0;
-}
-
-/* The row loops' records of the blocks that enter the rows (Rows, hb.h); 1 if memory ran out. */
+/* The row loops' records of the blocks and fixed-effect columns that enter the
+ * rows (Rows, hb.h); 1 if memory ran out. */
 int rows_alloc(const Model *d, Rows *rw) {
-    int64_t G1 = d->G > 0 ? d->G : 1;
+    int64_t G1 = d->G > 0 ? d->G : 1, p = d->p;
     rw->G = 0;
-    rw->K = malloc(5 * G1 * sizeof(int64_t));
+    rw->nx = 0;
+    /* one allocation: the five block records, then the columns (freed with K) */
+    rw->K = malloc((5 * G1 + p + 1) * sizeof(int64_t));
     if (!rw->K) return 1;
     rw->eff = rw->K + G1;
     rw->col = rw->K + 2 * G1;
     rw->ones = rw->K + 3 * G1;
     rw->gi = rw->K + 4 * G1;
+    rw->xc = rw->K + 5 * G1;
+    /* a column enters the rows unless a block's level means carry it; xc is
+     * first used as the mark */
+    for (int64_t j = 0; j < p; j++) rw->xc[j] = 1;
+    for (int64_t g = 0; g < d->G; g++) {
+        const int64_t *b = d->blk + g * B_N;
+        if (b[B_ABSORB] >= 0) rw->xc[0] = 0; /* the intercept: column 0 */
+        for (int64_t c = 0; c < b[B_XN]; c++) rw->xc[d->xcol[b[B_XAT] + c]] = 0;
+    }
+    for (int64_t j = 0; j < p; j++)
+        if (rw->xc[j]) rw->xc[rw->nx++] = j;
     for (int64_t g = 0; g < d->G; g++) {
         const int64_t *b = d->blk + g * B_N;
         if (b[B_SKIP] == 1) continue;
@@ -66,14 +73,23 @@ int rows_alloc(const Model *d, Rows *rw) {
     return 0;
 }
 
-/* eta = X[:, j0:] theta[j0:] + Z r over all rows, a column at a time. */
-void linear_predictor(const Model *d, const double *theta, int64_t j0, const Rows *rw, const double *r,
+/* eta = X[:, xc] theta[xc] + Z r over all rows, a column at a time. */
+void linear_predictor(const Model *d, const double *theta, const Rows *rw, const double *r,
                       double *restrict eta) {
     int64_t n = d->n;
     for (int64_t i = 0; i < n; i++) eta[i] = 0.0;
-    for (int64_t j = j0; j < d->p; j++) {
-        const double *restrict x = d->Xt + j * n;
-        double b = theta[j];
+    /* two columns per pass over eta: half its loads and stores, and the same sums
+     * in the same order as one column at a time */
+    int64_t m = 0;
+    for (; m + 1 < rw->nx; m += 2) {
+        int64_t j0 = rw->xc[m], j1 = rw->xc[m + 1];
+        const double *restrict x0 = d->Xt + j0 * n, *restrict x1 = d->Xt + j1 * n;
+        double b0 = theta[j0], b1 = theta[j1];
+        for (int64_t i = 0; i < n; i++) eta[i] = (eta[i] + x0[i] * b0) + x1[i] * b1;
+    }
+    if (m < rw->nx) {
+        const double *restrict x = d->Xt + rw->xc[m] * n;
+        double b = theta[rw->xc[m]];
         for (int64_t i = 0; i < n; i++) eta[i] += x[i] * b;
     }
     for (int64_t k = 0; k < rw->G; k++) {
@@ -108,11 +124,11 @@ static double dot(const double *restrict x, const double *restrict y, int64_t n)
     return (a0 + a1) + (a2 + a3);
 }
 
-/* The adjoint: grad[j0:] += X[:, j0:]' ge and g_r += Z' ge. */
-static void scatter(const Model *d, const double *restrict ge, int64_t j0, const Rows *rw, double *grad,
-                    double *g_r) {
+/* The adjoint: grad[xc] += X[:, xc]' ge and g_r += Z' ge. */
+static void scatter(const Model *d, const double *restrict ge, const Rows *rw, double *grad, double *g_r) {
     int64_t n = d->n;
-    for (int64_t j = j0; j < d->p; j++) {
+    for (int64_t m = 0; m < rw->nx; m++) {
+        int64_t j = rw->xc[m];
         grad[j] += dot(d->Xt + j * n, ge, n);
     }
     for (int64_t k = 0; k < rw->G; k++) {
@@ -136,7 +152,6 @@ double logp_full(const Model *d, const double *theta, double *grad, FullWork *wk
     int64_t G = d->G, dim = d->dim;
     memset(grad, 0, dim * sizeof(double));
     double lp = 0.0;
-    int64_t j0 = first_fixed_column(d);
     const Rows *rw = &wk->rw;
     TW *w = &wk->tw;
     /* r is written for every block with effects in theta before it is read; g_r
@@ -147,25 +162,34 @@ double logp_full(const Model *d, const double *theta, double *grad, FullWork *wk
     double *gT = wk->gT, *wv = wk->wv, *vv = wk->vv;
     double *eta = wk->eta, *ge = wk->ge;
     lp += build_r(theta, d, r, w);
-    linear_predictor(d, theta, j0, rw, r, eta);
+    linear_predictor(d, theta, rw, r, eta);
     lp = wk->loglik(d, theta, eta, ge, grad, wk, lp);
-    scatter(d, ge, j0, rw, grad, g_r);
+    scatter(d, ge, rw, grad, g_r);
 
     int64_t ld = w->Kmax;
     for (int64_t g = 0; g < G; g++) {
         if (g == cg) continue;
         const int64_t *b = d->blk + g * B_N;
         int64_t K = b[B_K], Lv = b[B_L], oeff = b[B_EFF], kabs = b[B_ABSORB], parent = b[B_PARENT];
+        /* fixed effects constant within this block's levels, carried by term kx's level means */
+        int64_t kx = b[B_XTERM], nxg = b[B_XN];
+        const int64_t *xc = d->xcol + b[B_XAT];
+        const double *xv = d->xlev + b[B_XVAL];
         const double *T = w->T + TIX(w, g, 0, 0);
         for (int64_t t = 0; t < ld * ld; t++) gT[t] = 0.0;
         if (b[B_CENTRED] == 1) {
             for (int64_t j = 0; j < Lv; j++) {
                 int64_t base = oeff + j * K;
                 int64_t pidx = parent >= 0 ? d->blk[parent * B_N + B_EFF] + d->pmap[b[B_PMAP] + j] : -1;
-                /* w = T^-1 (r_j - mu e_k) (forward substitution); mu is the intercept if absorbed */
+                const double *xj = xv + j * nxg;
+                double shift = 0.0;
+                for (int64_t c = 0; c < nxg; c++) shift += xj[c] * theta[xc[c]];
+                /* w = T^-1 (r_j - mu_j) (forward substitution); mu_j is the intercept if absorbed,
+                 * plus the carried fixed effects' part of the linear predictor at level j */
                 for (int64_t a = 0; a < K; a++) {
                     double acc = r[base + a];
                     if (a == kabs) acc -= theta[0];
+                    if (a == kx) acc -= shift;
                     /* nested in a centred parent block: the prior mean is the parent level's value */
                     if (pidx >= 0) acc -= theta[pidx];
                     for (int64_t c = 0; c < a; c++) acc -= T[a * ld + c] * wv[c];
@@ -183,6 +207,8 @@ double logp_full(const Model *d, const double *theta, double *grad, FullWork *wk
                     for (int64_t c = 0; c <= a; c++) gT[a * ld + c] += vv[a] * wv[c];
                 }
                 if (kabs >= 0) grad[0] += vv[kabs];
+                if (kx >= 0)
+                    for (int64_t c = 0; c < nxg; c++) grad[xc[c]] += vv[kx] * xj[c];
                 if (pidx >= 0) grad[pidx] += vv[0];
             }
             for (int64_t a = 0; a < K; a++) {

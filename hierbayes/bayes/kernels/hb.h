@@ -45,7 +45,7 @@
 
 /* Columns of the full density's block table (one row of B_N int64 per block). */
 enum { B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP,
-       B_SKIP, B_N };
+       B_SKIP, B_XTERM, B_XN, B_XAT, B_XVAL, B_N };
 /* Columns of the marginal density's block table (first block first). */
 enum { M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR, M_N };
 /* Prior families, parameters a, b, c as listed in codes.PRIOR_CODES. */
@@ -67,7 +67,7 @@ enum { MODE_FULL, MODE_MARGINAL };
 /* Every code above, by name, for hb_constant_name / hb_constant_value (layout.c). */
 #define HB_CONSTANTS(X)                                                                               \
     X(B_K) X(B_L) X(B_COL) X(B_SD) X(B_CPC) X(B_EFF) X(B_CENTRED) X(B_CORR) X(B_ONES) X(B_ABSORB)     \
-    X(B_PARENT) X(B_PMAP) X(B_SKIP) X(B_N)                                                            \
+    X(B_PARENT) X(B_PMAP) X(B_SKIP) X(B_XTERM) X(B_XN) X(B_XAT) X(B_XVAL) X(B_N)                       \
     X(M_K) X(M_L) X(M_OFF) X(M_SD) X(M_CPC) X(M_CORR) X(M_N)                                          \
     X(PRIOR_NORMAL) X(PRIOR_STUDENT_T) X(PRIOR_CAUCHY) X(PRIOR_HALF_NORMAL) X(PRIOR_HALF_STUDENT_T)   \
     X(PRIOR_HALF_CAUCHY) X(PRIOR_EXPONENTIAL) X(PRIOR_GAMMA) X(PRIOR_INV_GAMMA) X(PRIOR_LOGNORMAL)     \
@@ -106,6 +106,10 @@ typedef struct {
     const int64_t *pri_i; /* npri x PRI_N */
     const double *pri_f;  /* npri x 3 */
     const int32_t *pmap;
+    /* the fixed effects that centred blocks' level means carry (B_XAT, B_XVAL): their
+     * positions in theta, and per block, level by level, their columns' values there */
+    const int64_t *xcol;
+    const double *xlev;
     /* marginal */
     int64_t mp, q, q1, q2, mG, mnpri, mn, mosig;
     const double *XtX, *Xty;
@@ -120,9 +124,9 @@ typedef struct {
 /* The layout that native.py compares with its ctypes mirror. */
 #define MODEL_FIELDS(X)                                                                           \
     X(mode) X(dim) X(n) X(p) X(G) X(npri) X(family) X(sigma_at) X(collapsed) X(Xt) X(y) X(idxT)    \
-    X(ZvT) X(ccnt) X(cseg) X(blk) X(blk_eta) X(pri_i) X(pri_f) X(pmap) X(mp) X(q) X(q1) X(q2)       \
-    X(mG) X(mnpri) X(mn) X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21) X(G22) X(mblk)  \
-    X(mblk_eta) X(mpri_i) X(mpri_f)
+    X(ZvT) X(ccnt) X(cseg) X(blk) X(blk_eta) X(pri_i) X(pri_f) X(pmap) X(xcol) X(xlev) X(mp) X(q)   \
+    X(q1) X(q2) X(mG) X(mnpri) X(mn) X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21)     \
+    X(G22) X(mblk) X(mblk_eta) X(mpri_i) X(mpri_f)
 
 /* ---- random numbers (rng.c) ---- */
 
@@ -163,10 +167,13 @@ HB_INTERNAL void chain_T(const double *theta, double *grad, const double *gT, in
 /* ---- work buffers (work.c), allocated once per chain ---- */
 
 /* The row loops' group terms, read once per chain rather than from the block
- * table per row; one record per block, as many blocks as the model has. */
+ * table per row; one record per block, as many blocks as the model has. xc
+ * lists the nx fixed-effect columns that enter the rows: those a centred
+ * block's level means carry (the intercept, covariates constant within its
+ * levels) are left out. */
 typedef struct {
-    int64_t G;
-    int64_t *K, *eff, *col, *ones, *gi;
+    int64_t G, nx;
+    int64_t *K, *eff, *col, *ones, *gi, *xc;
 } Rows;
 
 struct FullWork;
@@ -226,10 +233,9 @@ HB_INTERNAL double residuals_sum(const double *restrict y, const double *restric
                                  int64_t i0, int64_t i1, double *sum);
 
 HB_INTERNAL int rows_alloc(const Model *d, Rows *rw);
-HB_INTERNAL int64_t first_fixed_column(const Model *d);
 HB_INTERNAL double build_r(const double *theta, const Model *d, double *r, TW *w);
-HB_INTERNAL void linear_predictor(const Model *d, const double *theta, int64_t j0, const Rows *rw,
-                                  const double *r, double *restrict eta);
+HB_INTERNAL void linear_predictor(const Model *d, const double *theta, const Rows *rw, const double *r,
+                                  double *restrict eta);
 HB_INTERNAL double logp_full(const Model *d, const double *theta, double *grad, FullWork *wk);
 
 HB_INTERNAL double factor_T(const double *theta, const Model *d, TW *w);
