@@ -28,12 +28,15 @@ def run(cmd: list[str], timeout: float | None = None, baseline: str | None = Non
     there instead (PYTHONPATH comes before the installed package), so an older
     version runs in the same run as this one and their times compare as ratios.
     """
-    env = None
+    env = cwd = None
     if baseline is not None:
         env = {**os.environ, "PYTHONPATH": str(Path(baseline).resolve())}
+        # `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH:
+        # run from this checkout, it would import this checkout's hierbayes, not the baseline's
+        cwd = str(Path(baseline).resolve())
     t = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
         return {"status": f"stopped after {timeout:.0f} s", "wall_s": round(time.perf_counter() - t, 1)}
     wall = time.perf_counter() - t

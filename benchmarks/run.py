@@ -1,8 +1,9 @@
 """The Bayesian benchmark suite: hierbayes beside its peers, each in a fresh process.
 
-For sleepstudy, pupils (crossed) and InstEval (73,421 rows, crossed), every
-contender runs from interpreter start to printed estimates in its own process,
-in the same run, so the numbers compare as ratios:
+For sleepstudy, pupils (crossed), InstEval (73,421 rows, crossed) and
+speed_dating (a Bernoulli GLMM with a predictor constant within each
+participant), every contender runs from interpreter start to printed estimates
+in its own process, in the same run, so the numbers compare as ratios:
 
 * hierbayes, default (kernels built at install);
 * hierbayes variants side by side: group effects integrated out (marginal),
@@ -10,7 +11,8 @@ in the same run, so the numbers compare as ratios:
   non-centred, and the PyMC model sampled by nutpie;
 * bambi with nutpie and with PyMC's sampler;
 * statsmodels MixedLM and lme4 (REML; no sampling), brms and rstanarm through
-  Rscript when installed.
+  Rscript when installed; for speed_dating, lme4's glmer (Laplace) and
+  statsmodels' BinomialBayesMixedGLM (variational Bayes).
 
 Reported per contender: whole-process wall time, sampling time, min ESS-bulk
 over fixed effects, SDs, correlations and sigma, ESS per second of wall time,
@@ -48,12 +50,28 @@ CASES = {
                  # PyMC's own sampler needs hours here, and statsmodels has run past
                  # 10 minutes and 11 GB
                  "skip": ["bambi + pymc"], "peer_cap": 150},
+    # sexMale is constant within iid: under a diagonal metric it mixed slowest of all
+    # until the centred block's level means carried it (hierbayes.bayes.centring)
+    "speed_dating": {"formula": "decision ~ sex + samerace + attractive_sc + sincere_sc + intelligent_sc + "
+                                "(1 | iid)",
+                     "family": "bernoulli", "factors": ["iid", "sex", "samerace"],
+                     # the response first
+                     "columns": ["decision", "sex", "samerace", "attractive_sc", "sincere_sc",
+                                 "intelligent_sc", "iid"],
+                     "chains": 4, "draws": 1000, "tune": 1000},
+}
+# Per family: lme4's call, brms's family argument, rstanarm's function and family argument.
+R_FAMILY = {
+    "gaussian": {"lme4": "lmer({formula}, df)", "brms_family": "", "rstanarm": "stan_lmer",
+                 "rstanarm_family": ""},
+    "bernoulli": {"lme4": "glmer({formula}, df, family = binomial)", "brms_family": ", family = bernoulli()",
+                  "rstanarm": "stan_glmer", "rstanarm_family": ", family = binomial"},
 }
 
 HIERBAYES = """
 import json, hierbayes as hb
 df = hb.datasets.load("{data}")
-fit = hb.Model("{formula}", df).fit(draws={draws}, tune={tune}, chains={chains}, seed=1,
+fit = hb.Model("{formula}", df, family="{family}").fit(draws={draws}, tune={tune}, chains={chains}, seed=1,
                                     progressbar=False, check=False, **{kwargs})
 d = fit.diagnostics()
 print(fit.summary())
@@ -67,7 +85,7 @@ import time, json, bambi as bmb, arviz as az, pandas as pd
 df = pd.read_csv("{csv}")
 for c in {factors}:
     df[c] = df[c].astype(str)
-m = bmb.Model("{formula}", df)
+m = bmb.Model("{formula}", df, family="{family}")
 t = time.perf_counter()
 idata = m.fit(draws={draws}, tune={tune}, chains={chains}, random_seed=1, inference_method="{method}",
               progressbar=False)
@@ -80,19 +98,28 @@ print("RESULT", json.dumps({{"sampling_s": s, "min_ess_bulk": float(summ["ess_bu
       "divergences": int(idata.sample_stats["diverging"].sum()), "peak_mib": {peak}}}))
 """
 
+# Per case: the label and the fit (REML; variational Bayes for the GLMM, which has no sampler).
 STATSMODELS = {
-    "sleepstudy": 'smf.mixedlm("Reaction ~ Days", df, groups=df["Subject"], re_formula="~Days")',
-    "pupils": ('smf.mixedlm("achievement ~ sex + ses", df, groups=np.ones(len(df)), '
-               'vc_formula={"p": "0 + C(primary_school_id)", "s": "0 + C(secondary_school_id)"})'),
-    "InstEval": ('smf.mixedlm("y ~ service", df, groups=np.ones(len(df)), '
-                 'vc_formula={"s": "0 + C(s)", "d": "0 + C(d)", "dept": "0 + C(dept)"})'),
+    "sleepstudy": ("statsmodels MixedLM (REML)",
+                   'smf.mixedlm("Reaction ~ Days", df, groups=df["Subject"], re_formula="~Days").fit(reml=True)'),
+    "pupils": ("statsmodels MixedLM (REML)",
+               'smf.mixedlm("achievement ~ sex + ses", df, groups=np.ones(len(df)), '
+               'vc_formula={"p": "0 + C(primary_school_id)", "s": "0 + C(secondary_school_id)"})'
+               '.fit(reml=True)'),
+    "InstEval": ("statsmodels MixedLM (REML)",
+                 'smf.mixedlm("y ~ service", df, groups=np.ones(len(df)), '
+                 'vc_formula={"s": "0 + C(s)", "d": "0 + C(d)", "dept": "0 + C(dept)"}).fit(reml=True)'),
+    "speed_dating": ("statsmodels BinomialBayesMixedGLM (VB)",
+                     'BinomialBayesMixedGLM.from_formula("decision ~ sex + samerace + attractive_sc + '
+                     'sincere_sc + intelligent_sc", {"iid": "0 + C(iid)"}, df).fit_vb()'),
 }
 STATSMODELS_CODE = """
 import json, numpy as np, pandas as pd, statsmodels.formula.api as smf
+from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 df = pd.read_csv("{csv}")
 for c in {factors}:
     df[c] = df[c].astype(str)
-fit = {model}.fit(reml=True)
+fit = {model}
 print(fit.summary())
 print("RESULT", json.dumps({{"peak_mib": {peak}}}))
 """
@@ -103,7 +130,7 @@ for (c in c({rfactors})) df[[c]] <- factor(df[[c]])
 """
 LME4 = R_SETUP + """
 suppressMessages(library(lme4))
-m <- lmer({formula}, df)
+m <- {lme4}
 print(summary(m))
 cat(sprintf("RESULT {{\\"peak_mib\\": %d}}\\n", {rpeak}))
 """
@@ -112,7 +139,7 @@ BRMS = R_SETUP + """
 if (!requireNamespace("brms", quietly = TRUE)) quit(status = 3)
 suppressMessages(library(brms))
 t <- proc.time()[["elapsed"]]
-m <- brm({formula}, df, chains = {chains}, iter = {draws} + {tune}, warmup = {tune}, seed = 1, refresh = 0)
+m <- brm({formula}, df{brms_family}, chains = {chains}, iter = {draws} + {tune}, warmup = {tune}, seed = 1, refresh = 0)
 s <- proc.time()[["elapsed"]] - t
 d <- posterior::summarise_draws(m, "ess_bulk")
 d <- d[grepl("^(b_|sd_|cor_|sigma)", d$variable), ]
@@ -123,7 +150,7 @@ cat(sprintf("RESULT {{\\"sampling_s\\": %.2f, \\"min_ess_bulk\\": %.1f, \\"diver
 RSTANARM = R_SETUP + """
 if (!requireNamespace("rstanarm", quietly = TRUE)) quit(status = 3)
 suppressMessages(library(rstanarm))
-m <- stan_lmer({formula}, df, chains = {chains}, iter = {draws} + {tune}, warmup = {tune}, seed = 1, refresh = 0)
+m <- {rstanarm}({formula}, df{rstanarm_family}, chains = {chains}, iter = {draws} + {tune}, warmup = {tune}, seed = 1, refresh = 0)
 s <- summary(m)
 keep <- grepl("^(\\\\(Intercept\\\\)|[a-zA-Z]|Sigma|sigma)", rownames(s)) & !grepl("^b\\\\[", rownames(s))
 cat(sprintf("RESULT {{\\"min_ess_bulk\\": %.1f, \\"peak_mib\\": %d}}\\n", min(s[keep, "n_eff"], na.rm = TRUE), {rpeak}))
@@ -149,20 +176,42 @@ def r_installed(package: str) -> bool:
     return proc.returncode == 0
 
 
+def peer_data(name: str, case: dict):
+    """The data set as the peers read it: the rows hierbayes fits, a two-level response as 0/1.
+
+    hierbayes drops rows with a missing value in the model's variables (as lme4's
+    na.omit does) and counts a two-level response's second level (sorted) as
+    success; bambi refuses missing values, so the CSV has those rows dropped.
+    """
+    import hierbayes as hb
+
+    df = hb.datasets.load(name)
+    if "columns" in case:
+        df = df[case["columns"]].dropna()
+        response = case["columns"][0]
+        if case.get("family") == "bernoulli" and df[response].dtype.kind not in "biuf":
+            df[response] = (df[response] == sorted(df[response].unique())[1]).astype(int)
+    return df
+
+
 def bench_case(name: str, case: dict, cap: float, skip: set[str],
                baseline: str | None = None) -> dict[str, dict]:
     import hierbayes as hb
 
     csv = OUT / f"{name}.csv"
-    hb.datasets.load(name).to_csv(csv, index=False)
+    family = case.get("family", "gaussian")
+    peer_data(name, case).to_csv(csv, index=False)
     fmt = {"data": name, "csv": csv, "peak": PY_PEAK, "rpeak": R_PEAK, "factors": case["factors"],
-           "rfactors": ", ".join(f'"{f}"' for f in case["factors"]), **case}
+           "rfactors": ", ".join(f'"{f}"' for f in case["factors"]), "family": family, **case}
+    r_family = {k: v.format(**fmt) for k, v in R_FAMILY[family].items()}
     py = sys.executable
     results: dict[str, dict] = {}
-    model = hb.Model(case["formula"], hb.datasets.load(name))
+    model = hb.Model(case["formula"], hb.datasets.load(name), family=family)
     for label, kwargs in HIERBAYES_VARIANTS.items():
         if label == "hierbayes, marginal" and model.use_marginal():
             continue  # the default already is the marginal form
+        if "marginal" in kwargs and not model.family.supports_marginal and "centred" not in kwargs:
+            continue  # no marginal form: the default already is the full model, centring from data
         if kwargs.get("marginal") is True and not model.use_marginal() and \
                 name == "InstEval":
             continue  # the dense Schur complement (1,142 square) per evaluation is too slow
@@ -178,11 +227,13 @@ def bench_case(name: str, case: dict, cap: float, skip: set[str],
         if label not in skip:
             results[label] = python_peer("bambi", BAMBI.format(method=method, **fmt), timeout=cap)
     if "statsmodels" not in skip:
-        results["statsmodels MixedLM (REML)"] = python_peer(
-            "statsmodels", STATSMODELS_CODE.format(model=STATSMODELS[name], **fmt), timeout=peer_cap)
-    results["lme4 (REML)"] = r_peer(LME4.format(**fmt))
+        label, model_code = STATSMODELS[name]
+        results[label] = python_peer(
+            "statsmodels", STATSMODELS_CODE.format(model=model_code, **fmt), timeout=peer_cap)
+    lme4_label = "lme4 (REML)" if family == "gaussian" else "lme4 glmer (Laplace)"
+    results[lme4_label] = r_peer(LME4.format(**fmt, **r_family))
     for pkg, code in (("brms", BRMS), ("rstanarm", RSTANARM)):
-        results[pkg] = r_peer(code.format(**fmt)) if r_installed(pkg) else {"status": "not installed"}
+        results[pkg] = r_peer(code.format(**fmt, **r_family)) if r_installed(pkg) else {"status": "not installed"}
     for r in results.values():
         if r.get("status") == "ok" and r.get("min_ess_bulk") and r.get("wall_s"):
             r["ess_per_s"] = r["min_ess_bulk"] / r["wall_s"]
