@@ -161,7 +161,7 @@ HIERBAYES_VARIANTS = {
     "hierbayes, marginal": {"marginal": True},
     "hierbayes, full, centring from data": {"marginal": False},
     "hierbayes, full, non-centred": {"marginal": False, "centred": False},
-    "hierbayes, PyMC model + nutpie": {"sampler": "nutpie"},
+    "hierbayes, nutpie on the compiled density": {"sampler": "nutpie"},
 }
 
 
