@@ -178,11 +178,9 @@ class _Starts:
         self.packed, self.jitter = packed, jitter
 
     def __call__(self, seed: int) -> np.ndarray:
-        for attempt in range(20):
-            q = self.packed.initial_point(seed + attempt, jitter=self.jitter)
-            lp, g = self.packed.logp_grad(q)
-            if np.isfinite(lp) and np.all(np.isfinite(g)):
-                return q
+        q = self.packed.finite_start(seed, jitter=self.jitter)
+        if q is not None:
+            return q
         raise SamplerError("No finite log density at 20 starting points. Check that the priors and "
                            "data are on sensible scales.")
 

@@ -95,12 +95,8 @@ def sample(
     seeds = [int(c.generate_state(1)[0] % (2**31 - 1)) for c in children]
     inits = []
     for c, s in enumerate(seeds):
-        for attempt in range(20):
-            q = packed.initial_point(s + attempt, jitter=init_jitter)
-            lp, g = packed.logp_grad(q)
-            if np.isfinite(lp) and np.all(np.isfinite(g)):
-                break
-        else:
+        q = packed.finite_start(s, jitter=init_jitter)
+        if q is None:
             raise SamplerError(
                 f"Chain {c}: no finite log density at 20 starting points. Check that the "
                 "priors and data are on sensible scales."

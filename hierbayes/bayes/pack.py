@@ -154,6 +154,16 @@ class Packed:
         rng = np.random.default_rng(seed)
         return self.start + jitter * self.start_scale * rng.uniform(-1, 1, self.dim)
 
+    def finite_start(self, seed: int, jitter: float = 1.0, attempts: int = 20) -> np.ndarray | None:
+        """The first of :meth:`initial_point` at seeds ``seed``, ``seed + 1``, ... whose log density
+        and gradient are finite; None when ``attempts`` seeds give none."""
+        for attempt in range(attempts):
+            q = self.initial_point(seed + attempt, jitter=jitter)
+            lp, g = self.logp_grad(q)
+            if np.isfinite(lp) and np.all(np.isfinite(g)):
+                return q
+        return None
+
     def constrain(self, draws: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
         """Posterior variables from unconstrained draws of shape ``(chains, draws, dim)``.
 
