@@ -25,7 +25,8 @@ from hierbayes.errors import (
     SettingsError,
 )
 from hierbayes.families import get_family
-from hierbayes.report import BayesFit, LmerFit, Sims, Summary
+from hierbayes.families import get_family as family  # hb.family("binomial", link="probit")
+from hierbayes.report import BayesFit, GlmerFit, LmerFit, Sims, Summary
 from hierbayes.report.compare import anova, compare, loo_compare
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
@@ -40,6 +41,10 @@ def __getattr__(name: str):
         from hierbayes.api import lmer
 
         return lmer
+    if name == "glmer":
+        from hierbayes.api import glmer
+
+        return glmer
     if name == "plot_compare":
         from hierbayes.report.compare import plot_compare
 
@@ -53,6 +58,7 @@ __all__ = [
     "Design",
     "FitFileError",
     "FormulaError",
+    "GlmerFit",
     "HierbayesError",
     "HierbayesWarning",
     "LmerFit",
@@ -71,7 +77,9 @@ __all__ = [
     "build_design",
     "compare",
     "datasets",
+    "family",
     "get_family",
+    "glmer",
     "lmer",
     "load_fit",
     "loo_compare",

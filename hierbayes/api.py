@@ -24,6 +24,7 @@ import pandas as pd
 from hierbayes.bayes.model import BayesModel
 from hierbayes.bayes.sampler import check_flag, run_nuts
 from hierbayes.report.bayes import BayesFit
+from hierbayes.report.glmer import GlmerFit
 from hierbayes.report.lmer import LmerFit
 from hierbayes.report.save import read_fit
 from hierbayes.spec.design import Design, build_design
@@ -55,7 +56,7 @@ def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa"
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",
-         optimizer: str = "bobyqa") -> LmerFit:
+         optimizer: str = "bobyqa", weights: Any = None, offset: Any = None) -> LmerFit:
     """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
 
     Parameters
@@ -70,6 +71,12 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
         ``"omit"`` (drop rows with missing values, with a warning) or ``"raise"``.
     optimizer
         ``"bobyqa"`` (lme4's default method and settings) or ``"lbfgsb"``.
+    weights
+        Prior weights, as lmer's (precisions: row ``i`` has residual SD
+        ``sigma / sqrt(w_i)``): a column name or one value per row.
+    offset
+        A known part of the linear predictor, added to the formula's
+        ``offset()`` terms: a column name or values.
 
     Examples
     --------
@@ -78,8 +85,86 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
     >>> fit.fixef().round(3)["Estimate"].tolist()
     [251.405, 10.467]
     """
-    design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action)
+    design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action,
+                          weights=weights, offset=offset)
     return fit_lmer_design(design, reml=reml, optimizer=optimizer)
+
+
+def fit_glmm_design(design: Design, nAGQ: int = 1, stacklevel: int = 4,
+                    information: str = "expected") -> GlmerFit:
+    """Fit a design by glmer's method: the one call into the GLMM engine (:mod:`hierbayes.freq.glmer`).
+
+    A negative binomial design is fitted by glmer.nb's method, its shape
+    estimated (:func:`hierbayes.freq.glmernb.fit_glmer_nb`; with
+    ``information="observed"`` by TMB's Laplace approximation, as glmmTMB's
+    nbinom2). ``stacklevel`` is
+    :func:`hierbayes.freq.glmer.fit_glmer_design`'s, counted from there: 4
+    points convergence warnings at the user's line that called :func:`glmer`
+    or :meth:`Model.fit_laplace`.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> design = hb.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                   hb.datasets.load("cbpp"), family="binomial").design
+    >>> fit_glmm_design(design, nAGQ=10).nAGQ
+    10
+    """
+    # imported here: the GLMM engine pulls in SciPy's optimisers and sparse matrices
+    if design.family.name == "negbinomial":
+        from hierbayes.freq.glmernb import fit_glmer_nb
+
+        return GlmerFit.from_glmermod(fit_glmer_nb(design, nAGQ=nAGQ, stacklevel=stacklevel - 1,
+                                                   information=information))
+    from hierbayes.freq.glmer import fit_glmer_design
+
+    return GlmerFit.from_glmermod(fit_glmer_design(design, nAGQ=nAGQ, stacklevel=stacklevel,
+                                                   information=information))
+
+
+def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights: Any = None,
+          offset: Any = None, na_action: str = "omit", information: str = "expected") -> GlmerFit:
+    """Fit a generalised linear mixed model by maximum likelihood, as lme4's ``glmer``.
+
+    Parameters
+    ----------
+    formula
+        An lme4 formula; ``cbind(successes, failures)`` for binomial counts,
+        ``offset(log(exposure))`` terms for offsets.
+    data
+        The data (never modified).
+    family
+        ``"binomial"`` (or ``"bernoulli"``), ``"poisson"``, ``"negbinomial"``
+        (glmer.nb: the shape estimated) or a family with a link,
+        ``hb.get_family("binomial", link="probit")``,
+        ``hb.get_family("gamma", link="log")``.
+    nAGQ
+        1 (Laplace, default), 0 (PIRLS's first stage only) or up to 100
+        (adaptive Gauss-Hermite quadrature; one scalar random-effect term only).
+    weights
+        Prior weights (a column name or one value per row); for a binomial
+        proportion response, the trials.
+    offset
+        A known part of the linear predictor (a column name or values), added
+        to the formula's ``offset()`` terms.
+    na_action
+        ``"omit"`` (drop rows with missing values, with a warning) or ``"raise"``.
+    information
+        ``"expected"`` (glmer's PIRLS and Laplace approximation) or
+        ``"observed"`` (TMB's, as glmmTMB fits the negative binomial; for the
+        negative binomial only, where the log link is not canonical).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> fit = hb.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+    ...                hb.datasets.load("cbpp"), family="binomial")
+    >>> fit.fixef()["Estimate"].round(3).tolist()
+    [-1.398, -0.992, -1.128, -1.58]
+    """
+    design = build_design(parse_formula(formula), data, family=family, na_action=na_action,
+                          weights=weights, offset=offset)
+    return fit_glmm_design(design, nAGQ=nAGQ, information=information)
 
 
 class Model(BayesModel):
@@ -93,8 +178,11 @@ class Model(BayesModel):
     data
         The data. It is never modified.
     family
-        ``"gaussian"`` (default), ``"bernoulli"`` (alias ``"binomial"``) or
-        ``"poisson"``.
+        ``"gaussian"`` (default), ``"binomial"`` (0/1, ``cbind(successes,
+        failures)``, or a proportion with the trials as ``weights=``),
+        ``"bernoulli"``, ``"poisson"``, ``"negbinomial"``, or a family with a
+        link: ``hb.get_family("binomial", link="probit")``, ``hb.get_family("gamma",
+        link="log")`` (:mod:`hierbayes.families`).
     priors
         Priors replacing the defaults, brms-style:
         ``{"b": "normal(0, 50)", "sd[Subject, Days]": "student_t(3, 0, 10)",
@@ -102,6 +190,13 @@ class Model(BayesModel):
     na_action
         ``"omit"`` drops rows with missing values and warns with the count;
         ``"raise"`` raises.
+    weights
+        Prior weights, as lmer's and glmer's ``weights``: a column name or one
+        value per row. Gaussian: precisions (row SD ``sigma / sqrt(w)``);
+        binomial with a proportion response: the trials.
+    offset
+        A known part of the linear predictor (glmer's ``offset``), added to the
+        formula's ``offset()`` terms: a column name or one value per row.
 
     Attributes
     ----------
@@ -128,6 +223,10 @@ class Model(BayesModel):
     def fit_ml(self) -> LmerFit:
         """Fit the same formula by maximum likelihood with the lme4-style engine."""
         return fit_lmer_design(self.design, reml=False)
+
+    def fit_laplace(self, nAGQ: int = 1) -> GlmerFit:
+        """Fit the same GLMM by maximum likelihood as lme4's glmer (Laplace, or AGQ with ``nAGQ > 1``)."""
+        return fit_glmm_design(self.design, nAGQ=nAGQ)
 
     def plot_prior_predictive(self, draws: int = 500, seed: int | None = None, idata: Any = None,
                               num_pp_samples: int = 100, kind: str = "kde", **kwargs: Any):

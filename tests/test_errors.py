@@ -65,6 +65,18 @@ def _nan_days(df: pd.DataFrame) -> pd.Series:
     return x
 
 
+def _glmm_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """sleepstudy with counts, trials, a proportion and exposures (the GLMM families' cases)."""
+    rng = np.random.default_rng(4)
+    trials = rng.integers(1, 8, len(df))
+    return df.assign(trials=trials, succ=rng.binomial(trials, 0.4), prop=0.5,
+                     count=rng.poisson(3.0, len(df)), expo=rng.uniform(1, 2, len(df)))
+
+
+def glmm(formula: str, **kw) -> Callable:
+    return with_data(_glmm_columns, formula, **kw)
+
+
 CASES = [
     # formula
     Case("unclosed parenthesis", model("Reaction ~ Days + (Days | Subject"), hb.FormulaError,
@@ -113,6 +125,40 @@ CASES = [
                                                   "Reaction ~ Days + (1 | Subject)", family="poisson"),
          hb.DataError, ("non-negative integers",)),
     Case("unknown family", model(SLEEP, family="gamma_ish"), hb.DataError, ("Unknown family", "gaussian")),
+    # the GLMM families' responses, weights and offsets (hb.Model, before any sampling)
+    Case("binomial successes above the trials",
+         glmm("cbind(succ, trials - succ - 2) ~ Days + (1 | Subject)", family="binomial"), hb.DataError,
+         ("negative failures", ">= 0")),
+    Case("binomial proportion outside [0, 1]",
+         glmm("I(prop * 3) ~ Days + (1 | Subject)", family="binomial", weights="trials"), hb.DataError,
+         ("outside [0, 1]", "proportion")),
+    Case("binomial proportion times trials not whole",
+         glmm("prop ~ Days + (1 | Subject)", family="binomial", weights="trials"), hb.DataError,
+         ("not whole numbers", "trials")),
+    Case("poisson count not an integer",
+         glmm("I(count + 0.5) ~ Days + (1 | Subject)", family="poisson"), hb.DataError,
+         ("non-negative integers",)),
+    Case("negbinomial count not an integer",
+         glmm("I(count + 0.5) ~ Days + (1 | Subject)", family="negbinomial"), hb.DataError,
+         ("non-negative integers", "negbinomial")),
+    Case("negbinomial count negative",
+         glmm("I(count - 1) ~ Days + (1 | Subject)", family="negbinomial"), hb.DataError,
+         ("non-negative integers",)),
+    Case("gamma response not positive",
+         glmm("I(Reaction - 300) ~ Days + (1 | Subject)", family=hb.get_family("gamma", link="log")),
+         hb.DataError, ("not positive", "y > 0")),
+    Case("gamma without its link", glmm("Reaction ~ Days + (1 | Subject)", family="gamma"), hb.DataError,
+         ("needs its link said", "inverse link")),
+    Case("negative weights", glmm("Reaction ~ Days + (1 | Subject)", weights=np.full(180, -1.0)),
+         hb.DataError, ("negative", "weights")),
+    Case("offset column not in data", glmm("count ~ Days + (1 | Subject)", family="poisson",
+                                           offset="log_expo"), hb.DataError, ("names no column",)),
+    Case("offset() variable not in data",
+         glmm("count ~ Days + offset(log(exposure)) + (1 | Subject)", family="poisson"), hb.FormulaError,
+         ("'exposure'", "not in the data")),
+    Case("weights for a family without them",
+         glmm("count ~ Days + (1 | Subject)", family="poisson", weights="expo"), hb.DataError,
+         ("weights= is not supported for the poisson",)),
     Case("infinite predictor", with_column("Days", _inf_days, SLEEP), hb.DataError,
          ("'Days' has 1 infinite",)),
     Case("missing values, na_action='raise'", with_column("Days", _nan_days, SLEEP, na_action="raise"),

@@ -1,4 +1,4 @@
-"""Codes shared with the compiled kernels: prior families, response families, table columns.
+"""Codes shared with the compiled kernels: prior families, response families, links, table columns.
 
 The C side (``kernels/hb.h``) has the same numbers under the names of
 :data:`KERNEL_CONSTANTS`; :func:`hierbayes.bayes.native.check_library`
@@ -10,11 +10,15 @@ Examples
 >>> from hierbayes.bayes.codes import FAMILY_CODES, KERNEL_CONSTANTS
 >>> KERNEL_CONSTANTS["FAMILY_POISSON"] == FAMILY_CODES["poisson"]
 True
+>>> KERNEL_CONSTANTS["LINK_PROBIT"] == LINK_CODES["probit"]
+True
 """
+
+from hierbayes.families.links import LINKS
 
 # Prior codes (prior_logp_dx in kernels/priors.c). Parameters a, b, c as listed.
 NORMAL, STUDENT_T, CAUCHY, HALF_NORMAL, HALF_STUDENT_T, HALF_CAUCHY = 0, 1, 2, 3, 4, 5
-EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL = 6, 7, 8, 9
+EXPONENTIAL, GAMMA, INV_GAMMA, LOGNORMAL, FLAT = 6, 7, 8, 9, 10
 PRIOR_CODES = {
     "normal": (NORMAL, ("mu", "sigma")),
     "student_t": (STUDENT_T, ("nu", "mu", "sigma")),
@@ -26,9 +30,13 @@ PRIOR_CODES = {
     "gamma": (GAMMA, ("alpha", "beta")),
     "inv_gamma": (INV_GAMMA, ("alpha", "beta")),
     "lognormal": (LOGNORMAL, ("mu", "sigma")),
+    "flat": (FLAT, ()),
 }
-# Response families: each has its log-likelihood in kernels/family_<name>.c.
-FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2}
+# Response families' kernels (a family's ``kernel``): each has its log-likelihood in
+# kernels/family_<name>.c.
+FAMILY_CODES = {"gaussian": 0, "bernoulli": 1, "poisson": 2, "binomial": 3, "negbinomial": 4, "gamma": 5}
+# Links: the codes of hierbayes.families.links, one table for the families and the kernels.
+LINK_CODES = {name: link.code for name, link in LINKS.items()}
 # Columns of the full density's per-block table (B_N columns).
 B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB, B_PARENT, B_PMAP, B_SKIP = range(13)
 # A centred block whose level means carry fixed effects constant within its levels: the term
@@ -46,7 +54,7 @@ STAT_LP, STAT_ACCEPT, STAT_N_LEAPFROG, STAT_DEPTH, STAT_DIVERGED, STAT_ENERGY, S
 STAT_N = 7
 # What the kernels' entry points return.
 (OK, NO_MEMORY, STOPPED, BAD_FAMILY, BAD_PRIOR, BAD_MODE, BAD_MODEL, IMPROPER, NO_STEP_SIZE, METRIC_OVERFLOW,
- TARGET_FAILED) = range(11)
+ TARGET_FAILED, BAD_LINK) = range(12)
 # The Model record's mode.
 MODE_FULL, MODE_MARGINAL = 0, 1
 
@@ -64,6 +72,8 @@ KERNEL_CONSTANTS: dict[str, int] = {
     "PRIOR_N": len(PRIOR_CODES),
     **{f"FAMILY_{name.upper()}": code for name, code in FAMILY_CODES.items()},
     "FAMILY_N": len(FAMILY_CODES),
+    **{f"LINK_{name.upper()}": code for name, code in LINK_CODES.items()},
+    "LINK_N": len(LINK_CODES),
     "PRI_AT": PRI_AT, "PRI_CODE": PRI_CODE, "PRI_POSITIVE": PRI_POSITIVE, "PRI_N": PRI_N,
     "STAT_LP": STAT_LP, "STAT_ACCEPT": STAT_ACCEPT, "STAT_N_LEAPFROG": STAT_N_LEAPFROG,
     "STAT_DEPTH": STAT_DEPTH, "STAT_DIVERGED": STAT_DIVERGED, "STAT_ENERGY": STAT_ENERGY,
@@ -71,6 +81,6 @@ KERNEL_CONSTANTS: dict[str, int] = {
     "HB_OK": OK, "HB_NOMEM": NO_MEMORY, "HB_STOPPED": STOPPED, "HB_BAD_FAMILY": BAD_FAMILY,
     "HB_BAD_PRIOR": BAD_PRIOR, "HB_BAD_MODE": BAD_MODE, "HB_BAD_MODEL": BAD_MODEL,
     "HB_IMPROPER": IMPROPER, "HB_NO_STEP_SIZE": NO_STEP_SIZE, "HB_METRIC_OVERFLOW": METRIC_OVERFLOW,
-    "HB_TARGET_FAILED": TARGET_FAILED,
+    "HB_TARGET_FAILED": TARGET_FAILED, "HB_BAD_LINK": BAD_LINK,
     "MODE_FULL": MODE_FULL, "MODE_MARGINAL": MODE_MARGINAL,
 }

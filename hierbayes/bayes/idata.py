@@ -26,12 +26,17 @@ if TYPE_CHECKING:
 
 
 def pointwise_loglik(model: BayesModel, posterior: Any) -> np.ndarray:
-    """Log-likelihood of each observation under each draw, shape (chains, draws, n)."""
+    """Log-likelihood of each observation under each draw, shape (chains, draws, n).
+
+    With every normalising constant (the binomial coefficient, ``log y!``,
+    the prior weights' ``0.5 log w``), so that PSIS-LOO's elpd is comparable
+    across families and with other software; the offset is in the linear predictor.
+    """
     design = model.design
     eta = linear_predictor(design, posterior)
     fam = design.family
-    sigma = posterior[fam.dispersion] if fam.dispersion else None
-    return fam.loglik(design.y, eta, sigma)
+    dispersion = posterior[fam.dispersion] if fam.dispersion else None
+    return fam.loglik(design.y, eta, dispersion, trials=design.trials, weights=design.weights)
 
 
 def build_idata(model: BayesModel, posterior: Posterior, info: SamplingInfo, idata: Any = None):

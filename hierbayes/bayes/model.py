@@ -28,10 +28,43 @@ import pandas as pd
 from hierbayes.bayes.policy import choose_centring, first_block_nested, marginal_cost, supported
 from hierbayes.bayes.priors import resolve_priors
 from hierbayes.bayes.pymc_model import PymcFingerprint, build_pymc_model, observed_name
-from hierbayes.errors import SamplerError, check_count
+from hierbayes.errors import DataError, SamplerError, check_count
 from hierbayes.families import Family
-from hierbayes.spec.design import build_design
+from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import parse_formula
+
+
+def whole_successes(design: Design) -> np.ndarray:
+    """A binomial design's successes as whole numbers, or a :class:`DataError` where they are not.
+
+    A proportion times its trials (``weights=``) is a count only up to rounding
+    (``0.3 * 10`` is 3.0000000000000004). The Bayesian engine's likelihood
+    is the binomial's, defined at whole successes; brms refuses others, and glmer
+    warns and goes on with a quasi-likelihood. Other designs' responses are returned as they are.
+
+    Examples
+    --------
+    >>> import hierbayes as hb, pandas as pd
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.formula import parse_formula
+    >>> df = pd.DataFrame({"p": [0.3, 0.5, 0.1, 0.7], "n": [10, 4, 10, 10], "g": list("abab")})
+    >>> d = build_design(parse_formula("p ~ 1 + (1 | g)"), df, family="binomial", weights="n")
+    >>> whole_successes(d).tolist()
+    [3.0, 2.0, 1.0, 7.0]
+    """
+    y = design.y
+    if design.trials is None:
+        return y
+    whole = np.round(y)
+    bad = np.abs(y - whole) > 1e-8 * np.maximum(design.trials, 1.0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"The binomial response '{design.response_label}' times its trials (weights=) gives "
+            f"{int(bad.sum())} successes that are not whole numbers (first: {y[i]:g} of "
+            f"{design.trials[i]:g} trials); the binomial likelihood needs whole successes. Check "
+            "that the weights are the trials behind each proportion.")
+    return whole
 
 
 class BayesModel:
@@ -61,9 +94,13 @@ class BayesModel:
         family: str | Family = "gaussian",
         priors: dict[str, Any] | None = None,
         na_action: str = "omit",
+        weights: Any = None,
+        offset: Any = None,
     ) -> None:
         self.formula = parse_formula(formula)
-        self.design = build_design(self.formula, data, family=family, na_action=na_action)
+        self.design = build_design(self.formula, data, family=family, na_action=na_action,
+                                   weights=weights, offset=offset)
+        self.design.y = whole_successes(self.design)
         self.family = self.design.family
         self.priors = resolve_priors(self.design, priors)
         self._pymc_model = None
@@ -97,7 +134,7 @@ class BayesModel:
     def observed_name(self) -> str:
         """The observed variable's name in the InferenceData (the response, if a safe name)."""
         taken = {f"{p}_{b.group}" for b in self.design.blocks for p in ("z", "sd", "r", "cor", "cpc")}
-        return observed_name(self.design, taken | {"fixef", "Intercept", "b", "sigma"})
+        return observed_name(self.design, taken | {"fixef", "Intercept", "b", "sigma", "shape"})
 
     def pymc_model_changed(self) -> bool:
         """Whether ``pymc_model`` was changed since it was built (variables added or replaced,
@@ -132,6 +169,8 @@ class BayesModel:
     def use_marginal(self, marginal: bool | None = None) -> bool:
         """Whether hierbayes's sampler integrates the group effects out.
 
+        Prior weights and offsets are allowed (the marginal kernel reads the
+        rows scaled by the weights' square roots, less the offset).
         ``None`` chooses: yes for Gaussian models whose blocked factorisation
         is cheap (:func:`hierbayes.bayes.policy.marginal_cost` at most 1e5
         flops, e.g. one grouping factor), or at most 2e5 when the design is

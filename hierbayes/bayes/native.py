@@ -39,13 +39,13 @@ import importlib.util
 import threading
 import weakref
 from ctypes import POINTER, byref, c_char_p, c_double, c_int, c_int64, c_size_t, c_uint64, c_void_p
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hierbayes.bayes import codes
+from hierbayes.bayes.arrays import FullArrays, MarginalArrays
 from hierbayes.bayes.kernel_sources import KERNELS, kernel_files, source_sha256
 from hierbayes.errors import SamplerError
 
@@ -66,8 +66,10 @@ class Model(ctypes.Structure):
     _fields_ = [
         ("mode", c_int64), ("dim", c_int64),
         ("n", c_int64), ("p", c_int64), ("G", c_int64), ("npri", c_int64),
-        ("family", c_int64), ("sigma_at", c_int64), ("collapsed", c_int64),
-        ("Xt", c_void_p), ("y", c_void_p), ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
+        ("family", c_int64), ("link", c_int64), ("disp_at", c_int64), ("collapsed", c_int64),
+        ("Xt", c_void_p), ("y", c_void_p), ("offset", c_void_p), ("trials", c_void_p), ("wts", c_void_p),
+        ("nyd", c_int64), ("yd", c_void_p), ("ydn", c_void_p), ("ylogsum", c_double),
+        ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
         ("cseg", c_void_p), ("blk", c_void_p),
         ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("pmap", c_void_p),
         ("xcol", c_void_p), ("xlev", c_void_p),
@@ -77,99 +79,6 @@ class Model(ctypes.Structure):
         ("Zty", c_void_p), ("G11", c_void_p), ("G21", c_void_p), ("G22", c_void_p),
         ("mblk", c_void_p), ("mblk_eta", c_void_p), ("mpri_i", c_void_p), ("mpri_f", c_void_p),
     ]
-
-
-@dataclass(frozen=True)
-class FullArrays:
-    """What the full log density reads: the rows, the block table and the priors.
-
-    Attributes
-    ----------
-    X
-        ``(n, p)`` fixed-effect design, intercept column first, slopes centred.
-    y
-        ``(n,)`` response.
-    index
-        ``(n, G)`` int32: each row's level in each block.
-    Z
-        ``(n, sum K)``: the blocks' columns side by side.
-    blocks
-        ``(G, codes.B_N)`` int64 block table (columns ``codes.B_*``).
-    lkj_eta
-        ``(G,)`` each block's LKJ shape (1 when uncorrelated).
-    prior_index, prior_params
-        ``(npri, codes.PRI_N)`` int64 rows (parameter, prior code, positive) and
-        ``(npri, 3)`` parameters.
-    family
-        The response family's code (``codes.FAMILY_CODES``).
-    sigma_at
-        Position of log sigma in the parameter vector, -1 without one.
-    collapsed
-        The random-intercept block integrated out row by row, -1 for none.
-    parent_map
-        int32, the nested-centred blocks' level maps, concatenated (``codes.B_PMAP``).
-    carried_columns
-        int64, the positions in the parameter vector of the fixed effects that
-        centred blocks' level means carry, block after block (``codes.B_XAT``).
-    carried_values
-        Per such block, level by level, those columns' values at its levels
-        (constant within a level), concatenated (``codes.B_XVAL``).
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    index: np.ndarray
-    Z: np.ndarray
-    blocks: np.ndarray
-    lkj_eta: np.ndarray
-    prior_index: np.ndarray
-    prior_params: np.ndarray
-    family: int
-    sigma_at: int
-    collapsed: int
-    parent_map: np.ndarray
-    carried_columns: np.ndarray
-    carried_values: np.ndarray
-
-
-@dataclass(frozen=True)
-class MarginalArrays:
-    """What the marginal log density reads: cross-products made once, blocks first-block first.
-
-    Attributes
-    ----------
-    XtX, Xty, yty
-        ``X'X``, ``X'y`` and ``y'y`` of the centred fixed-effect design.
-    ZtX, Zty
-        ``Z'X`` and ``Z'y``, ``q`` rows.
-    G11, G21, G22
-        ``Z'Z`` in blocks: the first block's per-level ``K x K`` blocks
-        ``(L1, K1, K1)``, the rest against the first ``(q2, q1)``, the rest
-        against itself ``(q2, q2)``.
-    blocks
-        ``(G, codes.M_N)`` int64 block table (columns ``codes.M_*``).
-    lkj_eta, prior_index, prior_params
-        As :class:`FullArrays`.
-    n_obs
-        Number of rows.
-    sigma_at
-        Position of log sigma in the parameter vector.
-    """
-
-    XtX: np.ndarray
-    Xty: np.ndarray
-    yty: float
-    ZtX: np.ndarray
-    Zty: np.ndarray
-    G11: np.ndarray
-    G21: np.ndarray
-    G22: np.ndarray
-    blocks: np.ndarray
-    lkj_eta: np.ndarray
-    prior_index: np.ndarray
-    prior_params: np.ndarray
-    n_obs: int
-    sigma_at: int
 
 
 def library_path() -> Path:
@@ -352,6 +261,7 @@ def _ptr(a: np.ndarray) -> int:
 _FAILURES = {
     codes.NO_MEMORY: "ran out of memory",
     codes.BAD_FAMILY: "were given a response family code they have no log-likelihood for",
+    codes.BAD_LINK: "were given a link that the response family's kernel does not compute",
     codes.BAD_PRIOR: "were given a prior code they do not know",
     codes.BAD_MODE: "were given a Model record that is neither full nor marginal",
     codes.BAD_MODEL: "were given a Model record they cannot evaluate",
@@ -490,16 +400,24 @@ class NativeModel:
             m.mode = codes.MODE_FULL
             m.n, m.p = X.shape
             m.G, m.npri = blk.shape[0], a.prior_index.shape[0]
-            m.family, m.sigma_at, m.collapsed = a.family, a.sigma_at, a.collapsed
+            m.family, m.link, m.disp_at, m.collapsed = a.family, a.link, a.disp_at, a.collapsed
+            rows = {"offset": a.offset, "trials": a.trials, "wts": a.weights}
             cg = a.collapsed
             if cg >= 0:
                 # rows sorted by the collapsed block's level, so its level sums run over
                 # contiguous rows (the likelihood does not depend on the rows' order)
                 order = np.argsort(idx[:, cg], kind="stable")
                 X, y, idx, Zv = X[order], y[order], idx[order], Zv[order]
+                rows = {k: None if v is None else v[order] for k, v in rows.items()}
                 counts = np.bincount(idx[:, cg], minlength=int(blk[cg, codes.B_L]))
             else:
                 counts = np.zeros(1, dtype=np.int64)
+            for name, values in rows.items():  # NULL: none
+                setattr(m, name, None if values is None else arr(values, np.float64))
+            m.nyd = a.distinct.shape[0]
+            m.yd, m.ydn = arr(np.append(a.distinct, 0.0), np.float64), arr(np.append(a.distinct_counts, 0.0),
+                                                                           np.float64)
+            m.ylogsum = float(a.log_y_sum)
             m.ccnt = arr(counts, np.float64)
             m.cseg = arr(np.concatenate(([0], np.cumsum(counts))), np.int64)
             # column-major copies: the kernel's row loops run a column at a time

@@ -16,9 +16,11 @@ Parameter vector (unconstrained, the sampler's space), in order:
   partial correlations ``cpc`` of an LKJ block (:mod:`hierbayes.bayes.lkj`), then
   the group effects, levels x terms: ``z`` (non-centred, ``r = z (diag(sd) L)'``)
   or ``r`` itself (centred, ``r ~ N(0, diag(sd) L L' diag(sd))``);
-* ``log sigma`` (Gaussian family).
+* the family's log dispersion: ``log sigma`` (Gaussian), ``log shape``
+  (negative binomial, gamma).
 
-The density equals the PyMC model's (:func:`hierbayes.bayes.pymc_model.build_pymc_model`)
+The linear predictor starts from the design's offset; binomial rows read their
+trials, Gaussian rows their prior weights. The density equals the PyMC model's (:func:`hierbayes.bayes.pymc_model.build_pymc_model`)
 up to a constant when every block is non-centred; ``tests/bayes/test_logdensity.py``
 checks values and gradients against PyTensor's.
 
@@ -37,12 +39,14 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from hierbayes.bayes.arrays import FullArrays, MarginalArrays
 from hierbayes.bayes.centring import (
     Carried,
     absorbing_block,
@@ -70,6 +74,7 @@ from hierbayes.bayes.codes import (
     B_XTERM,
     B_XVAL,
     FAMILY_CODES,
+    LINK_CODES,
     M_CORR,
     M_CPC,
     M_K,
@@ -80,7 +85,7 @@ from hierbayes.bayes.codes import (
     PRI_N,
     PRIOR_CODES,
 )
-from hierbayes.bayes.native import FullArrays, MarginalArrays, NativeModel, cpc_cholesky
+from hierbayes.bayes.native import NativeModel, cpc_cholesky
 from hierbayes.bayes.policy import supported
 from hierbayes.bayes.priors import PriorTable
 from hierbayes.linalg.crossprod import CrossProducts, marginal_arrays
@@ -94,8 +99,8 @@ class Packed:
     Attributes
     ----------
     data
-        The arrays the kernels read: :class:`~hierbayes.bayes.native.FullArrays`,
-        or :class:`~hierbayes.bayes.native.MarginalArrays` when ``marginal``.
+        The arrays the kernels read: :class:`~hierbayes.bayes.arrays.FullArrays`,
+        or :class:`~hierbayes.bayes.arrays.MarginalArrays` when ``marginal``.
     dim
         Number of unconstrained parameters.
     layout
@@ -118,7 +123,7 @@ class Packed:
     collapsed
         The random-intercept block integrated out row by row, or -1.
     dispersion
-        The family's dispersion parameter (``"sigma"``), sampled on the log scale, or None.
+        The family's dispersion parameter (``"sigma"``, ``"shape"``), sampled on the log scale, or None.
     """
 
     data: FullArrays | MarginalArrays
@@ -270,7 +275,8 @@ def _spread(prior) -> float:
 
 def collapsed_block(design: Design) -> int:
     """The block the full model integrates out level by level (-1 for none): a Gaussian model's
-    plain random-intercept block with the most levels.
+    plain random-intercept block with the most levels, when its rows have no prior weights
+    (the kernel's per-level closed form assumes equal ones).
 
     Examples
     --------
@@ -279,7 +285,7 @@ def collapsed_block(design: Design) -> int:
     >>> collapsed_block(m.design)
     0
     """
-    if not design.family.supports_marginal:
+    if not design.family.supports_marginal or design.weights is not None:
         return -1
     simple = [g for g, b in enumerate(design.blocks) if simple_intercept_block(b)]
     return max(simple, key=lambda g: design.blocks[g].n_levels) if simple else -1
@@ -305,13 +311,18 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         Gaussian models sampled without ``marginal``: integrate one random
         intercept block out row by row (per level, ``sigma^2 I + tau^2 11'``
         has a closed-form inverse and determinant), the one with the most
-        levels. None (default) does so whenever such a block exists.
+        levels. None (default) does so whenever such a block exists and the
+        rows have no prior weights (:func:`collapsed_block`); True with
+        weights raises.
     """
     reason = supported(priors)
     if reason is not None:
         raise ValueError(f"The compiled log density cannot express {reason}.")
     if marginal and not design.family.supports_marginal:
         raise ValueError("Only Gaussian models have their group effects integrated out.")
+    if collapse and design.weights is not None:
+        raise ValueError("A model with prior weights has no collapsed random-intercept block: the "
+                         "kernel's per-level closed form assumes equal weights. Leave collapse out.")
     names = design.fixef_names
     X = design.X
     slopes = [j for j, n in enumerate(names) if n != "(Intercept)"]
@@ -451,12 +462,12 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             oh = blk_rows[h][B_EFF]
             for j, m in enumerate(mapping):
                 start[og + j] += start[oh + m]
-    sigma_at = -1
+    disp_at = -1
     if design.family.dispersion:
         layout[design.family.dispersion] = (off, ())
         p = priors.get(design.family.dispersion)
         add_prior(off, p, True)
-        sigma_at = off
+        disp_at = off
         start.append(math.log(p.typical()))
         scale.append(1.0)
         off += 1
@@ -470,9 +481,9 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         if blocks:
             first = max(order, key=lambda g: blocks[g].n_levels * blocks[g].n_terms)
             order = [first] + [g for g in order if g != first]
-        data = _cross_products(Xc, y, [blocks[g] for g in order],
+        data = _cross_products(*_whitened(design, Xc, y, [blocks[g] for g in order]),
                                [blk_rows[g] for g in order], [blk_eta[g] for g in order], pri,
-                               np.array([design.n_obs, sigma_at], dtype=np.int64))
+                               np.array([design.n_obs, disp_at], dtype=np.int64))
     else:
         idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
         for g, blk in enumerate(blocks):
@@ -482,10 +493,10 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             X=Xc, y=y, index=idx, Z=np.array(Zv, dtype=float, order="C"),
             blocks=np.array(blk_rows, dtype=np.int64).reshape(-1, B_N),
             lkj_eta=np.array(blk_eta, dtype=float), prior_index=pri[0], prior_params=pri[1],
-            family=FAMILY_CODES[design.family.kernel], sigma_at=sigma_at, collapsed=cg,
+            disp_at=disp_at, collapsed=cg,
             parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32),
             carried_columns=np.array(x_cols, dtype=np.int64),
-            carried_values=np.concatenate(x_vals) if x_vals else np.zeros(0))
+            carried_values=np.concatenate(x_vals) if x_vals else np.zeros(0), **_family_arrays(design))
     return Packed(
         dispersion=design.family.dispersion,
         data=data,
@@ -506,6 +517,55 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         parents=parents,
         collapsed=cg,
     )
+
+
+def kernel_of(design: Design) -> str:
+    """The name of the kernel that evaluates a design's rows (:data:`hierbayes.bayes.codes.FAMILY_CODES`).
+
+    The family's own, except that a binomial response with one trial per row
+    and the logit link runs on the Bernoulli's kernel, whatever the family is
+    called (the same numbers, a little faster).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> df = hb.datasets.load("speed_dating")
+    >>> kernel_of(hb.Model("decision ~ 1 + (1 | iid)", df, family="binomial").design)
+    'bernoulli'
+    """
+    fam = design.family
+    if fam.kernel == "binomial" and design.trials is None and fam.link.name == "logit":
+        return "bernoulli"
+    return fam.kernel
+
+
+def _family_arrays(design: Design) -> dict:
+    """The kernels' per-family inputs: the link, offset, trials, weights and response summaries."""
+    kernel = kernel_of(design)
+    if design.weights is not None and kernel != "gaussian":
+        raise ValueError(f"The {kernel} kernel reads no prior weights; the design has some.")
+    out: dict = {"family": FAMILY_CODES[kernel], "link": LINK_CODES[design.family.link.name]}
+    for key, values in (("offset", design.offset), ("trials", design.trials), ("weights", design.weights)):
+        out[key] = None if values is None else np.array(values, dtype=float)
+    if kernel == "negbinomial":
+        out["distinct"], counts = np.unique(np.asarray(design.y, dtype=float), return_counts=True)
+        out["distinct_counts"] = counts.astype(float)
+    if kernel == "gamma":
+        out["log_y_sum"] = float(np.sum(np.log(design.y)))
+    return out
+
+
+def _whitened(design: Design, Xc: np.ndarray, y: np.ndarray, blocks: list) -> tuple:
+    """``(Xc, y, blocks)`` for the marginal kernel's products: the response less the offset, every
+    row scaled by the square root of its prior weight. The likelihood is then the unweighted one
+    of these rows, up to the constant ``0.5 sum log w``."""
+    if design.offset is not None:
+        y = y - design.offset
+    if design.weights is None:
+        return Xc, y, blocks
+    root = np.sqrt(design.weights)
+    return (Xc * root[:, None], y * root,
+            [dataclasses.replace(b, Z=b.Z * root[:, None]) for b in blocks])
 
 
 def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> MarginalArrays:

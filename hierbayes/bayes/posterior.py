@@ -152,7 +152,8 @@ def linear_predictor(
         and ``r_<group>``.
     X, blocks
         Fixed-effect matrix and, per block, ``(Z, index)`` for other rows;
-        the fitted data's when omitted. An index of -1 adds no group effect.
+        the fitted data's when omitted, and then the design's offset is
+        added. An index of -1 adds no group effect.
 
     Returns
     -------
@@ -167,6 +168,7 @@ def linear_predictor(
     >>> linear_predictor(fit.design, fit.posterior).shape  # doctest: +SKIP
     (2, 20, 180)
     """
+    fitted = X is None
     X = design.X if X is None else X
     if blocks is None:
         blocks = [(b.Z, b.index) for b in design.blocks]
@@ -175,6 +177,10 @@ def linear_predictor(
     if "fixef" in posterior:
         beta = np.asarray(posterior["fixef"])
     else:  # no fixed effects: the draws' shape from another variable
-        first = np.asarray(posterior["sigma" if "sigma" in posterior else f"r_{design.blocks[0].group}"])
+        disp = design.family.dispersion
+        first = np.asarray(posterior[disp if disp in posterior else f"r_{design.blocks[0].group}"])
         beta = np.zeros((*first.shape[:2], X.shape[1]))
-    return linpred(X, beta, effects)
+    eta = linpred(X, beta, effects)
+    if fitted and design.offset is not None:
+        eta = eta + design.offset
+    return eta

@@ -15,18 +15,22 @@ Classes of parameters, as in brms:
     ``cor[Subject]`` one block.
 ``sigma``
     The residual SD (gaussian family).
+``shape``
+    The shape of the negative binomial (``Var(y) = mu + mu^2 / shape``) and of
+    the gamma family (brms's ``shape``).
 
 A prior is a string in brms's notation (``"normal(0, 50)"``,
-``"student_t(3, 0, 50)"``, ``"lkj(2)"``) or a :class:`Prior`. On ``sd`` and
-``sigma`` a location-zero ``normal``, ``student_t`` or ``cauchy`` means its
-half-distribution, as in brms.
+``"student_t(3, 0, 50)"``, ``"lkj(2)"``, ``"flat"``) or a :class:`Prior`. On
+``sd``, ``sigma`` and ``shape`` a location-zero ``normal``, ``student_t`` or
+``cauchy`` means its half-distribution, as in brms. ``flat`` (improper, density
+1: brms's default on ``b``) is allowed on ``b`` only.
 
 Default priors scale with the data (the rule is written out in
 ``docs/priors.md``): with ``s = sd(y)`` for gaussian models and ``s = 1`` on
 the link scale otherwise, ``Intercept ~ normal(mean(y), 2.5 s)``,
 ``b_j ~ normal(0, 2.5 s / sd(x_j))``, ``sd_j ~ half_student_t(3, s / sd(z_j))``
 (``sd(z_j) = 1`` for an intercept), ``sigma ~ half_student_t(3, s)``,
-``cor ~ lkj(1)``.
+``cor ~ lkj(1)``; ``shape ~ gamma(0.01, 0.01)`` (brms's default).
 
 Examples
 --------
@@ -65,6 +69,7 @@ _DISTS: dict[str, tuple[str, tuple[str, ...], frozenset[str], str]] = {
     "lognormal": ("LogNormal", ("mu", "sigma"), frozenset({"sigma"}), "positive"),
     "uniform": ("Uniform", ("lower", "upper"), frozenset(), "interval"),
     "lkj": ("LKJ", ("eta",), frozenset({"eta"}), "correlation"),
+    "flat": ("Flat", (), frozenset(), "real"),
 }
 _ALIASES = {
     "gaussian": "normal",
@@ -78,7 +83,9 @@ _ALIASES = {
     "inversegamma": "inv_gamma",
     "lkjcorr": "lkj",
 }
-CLASSES = ("Intercept", "b", "sd", "cor", "sigma")
+CLASSES = ("Intercept", "b", "sd", "cor", "sigma", "shape")
+#: The classes of one positive parameter each: the families' dispersions.
+_DISPERSIONS = ("sigma", "shape")
 
 
 def _canonical(name: str) -> str | None:
@@ -107,8 +114,8 @@ class Prior:
     dist
         ``normal``, ``student_t``, ``cauchy``, ``half_normal``,
         ``half_student_t``, ``half_cauchy``, ``exponential``, ``gamma``,
-        ``inv_gamma``, ``lognormal``, ``uniform`` or ``lkj`` (PyMC's names such
-        as ``"HalfNormal"`` work too).
+        ``inv_gamma``, ``lognormal``, ``uniform``, ``lkj`` or ``flat`` (PyMC's
+        names such as ``"HalfNormal"`` work too).
     *args, **kwargs
         Parameters in the order above (brms's) or by PyMC's names.
 
@@ -184,6 +191,8 @@ class Prior:
         return _DISTS[self.dist][3]
 
     def __str__(self) -> str:
+        if not self._params:
+            return self.dist  # brms prints "(flat)"; "flat" reads back (Prior.parse)
         return f"{self.dist}({', '.join(_fmt(v) for _, v in self._params)})"
 
     def __repr__(self) -> str:
@@ -197,6 +206,8 @@ class Prior:
         --------
         >>> Prior.parse("lkj(2)").params
         {'eta': 2.0}
+        >>> Prior.parse("flat")
+        Prior('flat')
         """
         if isinstance(spec, Prior):
             return spec
@@ -209,6 +220,8 @@ class Prior:
             node = ast.parse(spec.strip(), mode="eval").body
         except SyntaxError:
             node = None
+        if isinstance(node, ast.Name) and not _DISTS.get(_canonical(node.id) or "", ("", (0,)))[1]:
+            return cls(node.id)  # a distribution without parameters: "flat"
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             raise PriorError(
                 f"Cannot read the prior '{spec}'. Write a distribution call such as "
@@ -346,7 +359,7 @@ def default_priors(design: Design) -> list[PriorEntry]:
     s = fam.prior_scale(y) or 1.0
     out: list[PriorEntry] = []
     if design.intercept:
-        loc = fam.intercept_location(y)
+        loc = fam.intercept_location(y, design.trials)
         out.append(PriorEntry("Intercept", None, None, Prior("normal", loc, 2.5 * s), "default"))
     for j, name in enumerate(design.fixef_names):
         if name == "(Intercept)":
@@ -394,7 +407,7 @@ def resolve_priors(design: Design, user: dict[str, Any] | None = None) -> PriorT
     user
         Keys such as ``"b"``, ``"b[Days]"``, ``"sd"``, ``"sd[Subject]"``,
         ``"sd[Subject, Days]"``, ``"cor"``, ``"cor[Subject]"``, ``"Intercept"``,
-        ``"sigma"``; values are brms-style strings or :class:`Prior`.
+        ``"sigma"``, ``"shape"``; values are brms-style strings or :class:`Prior`.
 
     Raises
     ------
@@ -420,7 +433,7 @@ def resolve_priors(design: Design, user: dict[str, Any] | None = None) -> PriorT
             )
         cls, inside = m.group(1), m.group(2)
         inside = inside.strip() if inside is not None else None
-        if cls in ("Intercept", "sigma") and inside:
+        if cls in ("Intercept", *_DISPERSIONS) and inside:
             raise PriorError(f"The class '{cls}' has a single parameter; write '{cls}', not '{key}'.")
         if cls == "b" and inside == "(Intercept)":
             raise PriorError(
@@ -435,7 +448,10 @@ def resolve_priors(design: Design, user: dict[str, Any] | None = None) -> PriorT
             raise PriorError(f"Prior for '{key}': correlations take lkj(eta), not {prior}.")
         if cls != "cor" and prior.dist == "lkj":
             raise PriorError(f"Prior for '{key}': lkj is for correlations ('cor'), not '{cls}'.")
-        if cls in ("sd", "sigma"):
+        if prior.dist == "flat" and cls != "b":
+            raise PriorError(f"Prior for '{key}': flat (improper) is allowed on fixed effects ('b') "
+                             f"only, as brms's default there; give '{cls}' a proper prior.")
+        if cls in ("sd", *_DISPERSIONS):
             try:
                 prior = prior.half()
             except PriorError as err:
@@ -461,6 +477,7 @@ def _no_match_message(key: str, cls: str, inside: str | None, entries: list[Prio
         reason = {
             "Intercept": "the model has no intercept",
             "sigma": "the family has no residual SD",
+            "shape": "the family has no shape parameter (the negative binomial and gamma have one)",
             "cor": "no random-effect block has two or more terms",
             "b": "the model has no fixed effects besides the intercept",
             "sd": "the model has no random effects",

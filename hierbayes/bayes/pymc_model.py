@@ -9,11 +9,14 @@ Structure (brms's, in PyMC):
   with ``L`` the Cholesky factor of the correlation matrix under an LKJ prior
   (:mod:`hierbayes.bayes.lkj`; SDs and correlations are separate parameters, as in
   Stan, which avoids the funnel of PyMC's ``LKJCholeskyCov``);
-* group effects gathered by each row's level index: ``eta += sum_j Z[:, j] r[index, j]``.
+* group effects gathered by each row's level index: ``eta += sum_j Z[:, j] r[index, j]``;
+* the offset added to ``eta`` (the formula's ``offset()`` terms and ``offset=``), and the
+  family's likelihood (:meth:`hierbayes.families.base.Family.observe`) given the trials,
+  the prior weights and the dispersion (``sigma``, or ``shape``).
 
 Posterior variables: ``fixef``, ``Intercept``, ``b``, ``sd_<group>``,
 ``cor_<group>``, ``r_<group>`` (group effects), ``z_<group>``, ``cpc_<group>``
-(unconstrained partial correlations) and ``sigma``. ``cor_<group>`` holds only
+(unconstrained partial correlations) and the dispersion (``sigma`` or ``shape``). ``cor_<group>`` holds only
 the strictly lower triangle of the correlation matrix, one entry per pair of
 terms along the dimension ``<group>__cor`` (labels ``"Days:(Intercept)"``, in
 brms's order: ``cor_Subject__Intercept__Days``; :mod:`hierbayes.spec.naming`),
@@ -185,10 +188,13 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
                 eta = eta + blk.Z[:, 0] * r[blk.index, 0]
             else:
                 eta = eta + (blk.Z * r[blk.index]).sum(axis=1)
+        if design.offset is not None:
+            eta = eta + design.offset
         taken = {v.name for v in model.free_RVs + model.deterministics}
         obs = observed_name(design, taken)
         family = design.family
-        sigma = (_scalar_rv(family.dispersion, priors.get(family.dispersion))
-                 if family.dispersion else None)
-        family.observe(obs, eta, design.y, dims="obs", sigma=sigma)
+        dispersion = (_scalar_rv(family.dispersion, priors.get(family.dispersion))
+                      if family.dispersion else None)
+        family.observe(obs, eta, design.y, dims="obs", dispersion=dispersion, trials=design.trials,
+                       weights=design.weights)
     return model, initial

@@ -37,7 +37,7 @@ _FACTORS: dict[str, dict[str, list[str] | None]] = {
         "ses": ["lowest", "2", "3", "4", "5", "highest"],
     },
     "InstEval": {"s": None, "d": None, "dept": None, "service": None},
-    "cbpp": {"herd": None},
+    "cbpp": {"herd": None, "period": None},
     "grouseticks": {"INDEX": None, "BROOD": None, "LOCATION": None, "YEAR": None},
     "speed_dating": {"iid": None},
 }

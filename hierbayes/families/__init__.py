@@ -1,17 +1,18 @@
 """Response families: what values each accepts, how the mean links to the predictor, and the rest.
 
-Each family is one module of this package (``gaussian.py``, ``bernoulli.py``,
-``poisson.py``) that exports its :class:`~hierbayes.families.base.Family` as
-``FAMILY``; :func:`discover` finds them, so adding a family is adding a module
-(``docs/extending.md``).
+Each family is one module of this package (``gaussian.py``, ``binomial.py``,
+``poisson.py``, ...) that exports its :class:`~hierbayes.families.base.Family`
+with its default link as ``FAMILY``; :func:`discover` finds them, so adding a
+family is adding a module (``docs/extending.md``). :func:`get_family` gives a
+family with any of its links.
 
 Examples
 --------
 >>> from hierbayes.families import get_family
->>> get_family("binomial").name
-'bernoulli'
+>>> str(get_family("binomial", link="probit"))
+'binomial (probit link)'
 >>> list(FAMILIES)
-['gaussian', 'bernoulli', 'poisson']
+['gaussian', 'bernoulli', 'binomial', 'gamma', 'negbinomial', 'poisson']
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def discover(path: Iterable[str] | None = None) -> dict[str, Family]:
     Examples
     --------
     >>> sorted(discover())
-    ['bernoulli', 'gaussian', 'poisson']
+    ['bernoulli', 'binomial', 'gamma', 'gaussian', 'negbinomial', 'poisson']
     """
     found: dict[str, Family] = {}
     for info in pkgutil.iter_modules(list(__path__ if path is None else path), f"{__name__}."):
@@ -71,16 +72,32 @@ FAMILIES: dict[str, Family] = discover()
 ALIASES: dict[str, str] = aliases_of(FAMILIES)
 
 
-def get_family(family: str | Family) -> Family:
-    """Look a family up by name (``"gaussian"``, ``"bernoulli"``/``"binomial"``, ``"poisson"``).
+_WITH_LINK: dict[tuple[str, str], Family] = {}
+
+
+def get_family(family: str | Family, link: str | None = None) -> Family:
+    """Look a family up by name (``"gaussian"``, ``"binomial"``, ``"poisson"``, ...), with a link.
+
+    Parameters
+    ----------
+    family
+        A name (any case; aliases such as ``"normal"``), or a family, returned as
+        it is (with ``link``, the same family with that link).
+    link
+        R's name of the link (``"probit"``); the family's default when None.
+        A family whose R default hierbayes lacks (gamma's inverse link) needs one.
 
     Examples
     --------
     >>> str(get_family("Normal"))
     'gaussian (identity link)'
+    >>> get_family("binomial", link="cloglog") is get_family("binomial", link="cloglog")
+    True
     """
     if isinstance(family, Family):
-        return family
+        if link is None or link == family.link.name:
+            return family
+        family = family.name
     if not isinstance(family, str):
         raise DataError(f"family must be a name such as 'gaussian', not {family!r}.")
     key = ALIASES.get(family.lower(), family.lower())
@@ -90,4 +107,13 @@ def get_family(family: str | Family) -> Family:
             f"Unknown family '{family}'. Choose one of: {', '.join(FAMILIES)}"
             + (f" ({'; '.join(notes)})" if notes else "") + "."
         )
-    return FAMILIES[key]
+    base = FAMILIES[key]
+    if link is None:
+        if base.default_link is None:
+            raise DataError(base.link_required_message())
+        return base
+    if link == base.link.name:
+        return base
+    if (key, link) not in _WITH_LINK:
+        _WITH_LINK[(key, link)] = base.with_link(link)
+    return _WITH_LINK[(key, link)]

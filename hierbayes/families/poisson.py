@@ -13,17 +13,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import special
 
-from hierbayes.errors import DataError
-from hierbayes.families.base import Family, numeric_response
+from hierbayes.families.base import Family
+from hierbayes.families.counts import count_intercept, count_response
 
 
 class Poisson(Family):
     """``y ~ poisson(exp(eta))``; no dispersion."""
 
     name = "poisson"
-    link = "log"
+    links = ("log",)
+    default_link = "log"
     kernel = "poisson"
+
+    @property
+    def canonical(self) -> bool:
+        """True: the log is the Poisson's canonical link."""
+        return True
 
     def encode_response(self, values: pd.Series, label: str) -> np.ndarray:
         """Non-negative whole numbers, as floats.
@@ -33,48 +40,56 @@ class Poisson(Family):
         >>> FAMILY.encode_response(pd.Series([0, 3]), "y")
         array([0., 3.])
         """
-        y = numeric_response(values, label, self.name)
-        bad = (y < 0) | (y != np.round(y))
-        if bad.any():
-            raise DataError(
-                f"The response '{label}' has {int(bad.sum())} values that are not "
-                "non-negative integers, which the poisson family needs (first: "
-                f"{y[bad][0]!r}). Use family='gaussian' for continuous data."
-            )
-        return y
+        return count_response(values, label, self.name)
 
-    def inverse_link(self, eta: np.ndarray) -> np.ndarray:
-        """``exp(eta)``."""
-        return np.exp(eta)
-
-    def inverse_link_tensor(self, eta: Any) -> Any:
-        """``exp(eta)``, in PyTensor."""
-        import pytensor.tensor as pt
-
-        return pt.exp(eta)
-
-    def intercept_location(self, y: np.ndarray) -> float:
+    def intercept_location(self, y: np.ndarray, trials: np.ndarray | None = None) -> float:
         """``log(mean(y))``, with the mean kept at least 1e-3 (an all-zero response)."""
-        return float(np.log(max(np.mean(y), 1e-3)))
+        return count_intercept(y)
 
-    def loglik(self, y: np.ndarray, eta: np.ndarray,
-               sigma: np.ndarray | None = None) -> np.ndarray:
+    def loglik(self, y: np.ndarray, eta: np.ndarray, dispersion: np.ndarray | None = None,
+               trials: np.ndarray | None = None,
+               weights: np.ndarray | None = None) -> np.ndarray:
         """``y eta - exp(eta) - log(y!)``."""
-        from scipy.special import gammaln
-
-        return y * eta - np.exp(eta) - gammaln(y + 1)
+        return y * eta - np.exp(eta) - special.gammaln(y + 1)
 
     def draw(self, rng: np.random.Generator, mean: np.ndarray,
-             sigma: np.ndarray | None = None) -> np.ndarray:
+             dispersion: np.ndarray | None = None, trials: np.ndarray | None = None,
+             weights: np.ndarray | None = None) -> np.ndarray:
         """Poisson draws with the given means, as floats."""
         return rng.poisson(mean).astype(float)
 
     def observe(self, name: str, eta: Any, observed: np.ndarray, dims: str,
-                sigma: Any = None) -> Any:
+                dispersion: Any = None, trials: np.ndarray | None = None,
+                weights: np.ndarray | None = None) -> Any:
         """``pm.Poisson(name, mu=exp(eta))``."""
         import pymc as pm
 
         return pm.Poisson(name, mu=self.inverse_link_tensor(eta), observed=observed, dims=dims)
+
+    def variance(self, mu: np.ndarray, dispersion: float | None = None) -> np.ndarray:
+        """``mu``."""
+        return mu
+
+    def deviance_residuals(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray,
+                           dispersion: float | None = None) -> np.ndarray:
+        """``2 wt (y log(y / mu) - (y - mu))``, with 0 log 0 = 0."""
+        return 2 * wt * (special.xlogy(y, y) - special.xlogy(y, mu) - (y - mu))
+
+    def aic(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray, deviance: float,
+            dispersion: float | None = None) -> float:
+        """``-2 sum(wt log dpois(y, mu))``."""
+        return float(-2 * (wt * (special.xlogy(y, mu) - mu - special.gammaln(y + 1))).sum())
+
+    def mu_start(self, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
+        """``y + 0.1``, as R's ``poisson()$initialize``."""
+        return y + 0.1
+
+    def cdf(self, y: np.ndarray, mean: np.ndarray, dispersion: np.ndarray | float | None = None,
+            trials: np.ndarray | None = None) -> np.ndarray:
+        """The Poisson CDF."""
+        from scipy import stats
+
+        return stats.poisson.cdf(y, mean)
 
 
 FAMILY = Poisson()

@@ -1,4 +1,4 @@
-"""The frequentist engine: REML and ML as lme4's lmer, and inference on its fits.
+"""The frequentist engine: REML and ML as lme4's lmer, GLMMs as its glmer, and inference on their fits.
 
 It reads a design from :mod:`hierbayes.spec` and never imports the report
 layer (:mod:`hierbayes.report`). The stages, each callable alone:
@@ -13,5 +13,13 @@ layer (:mod:`hierbayes.report`). The stages, each callable alone:
   :mod:`~hierbayes.freq.bootstrap`, named by :mod:`~hierbayes.freq.params`) and
   :mod:`~hierbayes.freq.sim` (arm::sim, simulated responses).
 
-The cross-products and the blocked Cholesky factor are :mod:`hierbayes.linalg`'s.
+GLMMs, as glmer: :mod:`~hierbayes.freq.pirls` (PIRLS, ``pwrssUpdate``),
+:mod:`~hierbayes.freq.laplace` (the Laplace and AGQ deviance, ``mkGlmerDevfun``),
+:mod:`~hierbayes.freq.glmer` (the two stages and the checks, returning
+:class:`~hierbayes.freq.glmermod.GlmerMod`), :mod:`~hierbayes.freq.glmernb`
+(glmer.nb), and their inference (:mod:`~hierbayes.freq.glmersim`,
+:mod:`~hierbayes.freq.glmerprofile`, the bootstrap and Wald intervals above).
+
+The cross-products (a GLMM's reweighted per PIRLS iteration) and the blocked
+Cholesky factor are :mod:`hierbayes.linalg`'s.
 """

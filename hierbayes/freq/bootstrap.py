@@ -1,8 +1,10 @@
-"""The parametric bootstrap of a REML/ML fit (lme4's ``bootMer``) and its percentile intervals.
+"""The parametric bootstrap of a REML/ML or GLMM fit (lme4's ``bootMer``) and its percentile intervals.
 
 Each replicate simulates a response from the fit with new group effects and
-noise (:func:`hierbayes.freq.sim.simulate_responses`), refits it
-(:func:`hierbayes.freq.fit.refit`, from the fit's theta) and records every
+noise (:func:`hierbayes.freq.sim.simulate_responses`; a GLMM's by
+:func:`hierbayes.freq.glmersim.simulate_glmer_responses`), refits it
+(:func:`hierbayes.freq.fit.refit`, from the fit's theta; a GLMM by
+:func:`hierbayes.freq.glmer.refit`) and records every
 parameter (:func:`hierbayes.freq.params.parameter_values`); :func:`boot`
 takes percentile intervals from the replicates (``boot.ci(type = "perc")``,
 with its interpolation, :func:`percentile`).
@@ -31,7 +33,7 @@ from scipy import stats
 
 from hierbayes.errors import ConvergenceWarning, check_count
 from hierbayes.freq.fit import refit
-from hierbayes.freq.params import check_level, interval_columns, param_names, parameter_values
+from hierbayes.freq.params import check_level, fit_param_names, interval_columns, parameter_values
 from hierbayes.freq.sim import simulate_responses
 from hierbayes.progress import Progress
 
@@ -85,13 +87,21 @@ def _boot_chunk(fit: MerMod, seeds: list) -> tuple[np.ndarray, int]:
     A refit's own convergence warning is counted, not shown: hundreds of refits would
     bury the one summary that matters (bootMer likewise collects them).
     """
+    from hierbayes.freq.glmermod import GlmerMod
+
+    if isinstance(fit, GlmerMod):
+        # a GLMM's replicates: lme4's simulate and refit of a glmerMod
+        from hierbayes.freq.glmer import refit as refit_fit
+        from hierbayes.freq.glmersim import simulate_glmer_responses as simulate
+    else:
+        refit_fit, simulate = refit, simulate_responses
     out, failed = [], 0
     with one_blas_thread(fit):
         for ss in seeds:
-            y = simulate_responses(fit, 1, np.random.default_rng(ss))[0]
+            y = simulate(fit, 1, np.random.default_rng(ss))[0]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
-                again = refit(fit, y)
+                again = refit_fit(fit, y)
             for w in caught:
                 if not issubclass(w.category, ConvergenceWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -149,7 +159,7 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
             "(their replicates are kept, as bootMer keeps them). Many failures mean the "
             "model is hard to fit: rescale predictors or simplify the random effects.",
             ConvergenceWarning, stacklevel=3)
-    out = pd.DataFrame(np.array(rows), columns=param_names(fit.design))
+    out = pd.DataFrame(np.array(rows), columns=fit_param_names(fit))
     out.attrs["convergence_failures"] = failed
     return out
 

@@ -1,10 +1,11 @@
-"""Confidence intervals for REML/ML fits, as lme4's ``confint.merMod``: profile, Wald, bootstrap.
+"""Confidence intervals for REML/ML and GLMM fits, as lme4's ``confint.merMod``: profile, Wald, bootstrap.
 
 Rows are named as lme4 names them with ``oldNames = FALSE``
 (:mod:`hierbayes.freq.params`): the variance components in theta's order,
 ``sigma``, then the fixed effects.
 
-* ``"profile"`` (default): likelihood-profile intervals, :mod:`hierbayes.freq.profile`.
+* ``"profile"`` (default): likelihood-profile intervals, :mod:`hierbayes.freq.profile`
+  (a GLMM's, :mod:`hierbayes.freq.glmerprofile`).
 * ``"wald"``: fixed effects +- z * SE; the variance components NA, as lme4
   (:func:`hierbayes.freq.wald.wald`).
 * ``"boot"``: parametric bootstrap (lme4's ``bootMer``) and percentile
@@ -43,7 +44,8 @@ def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: i
     Parameters
     ----------
     fit
-        A REML or ML fit.
+        A REML or ML fit, or a GLMM fit (:class:`hierbayes.freq.glmermod.GlmerMod`,
+        whose rows have sigma only for the Gamma).
     method
         ``"profile"``, ``"wald"`` or ``"boot"`` (``"bootstrap"``), any case.
     level
@@ -58,6 +60,11 @@ def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: i
         One row per parameter, columns such as ``2.5 %`` and ``97.5 %``.
     """
     key = str(method).lower()
+    if getattr(fit, "nAGQ", None) is not None and key == "profile":
+        # a glmer fit: its criterion is profiled, not the LMM's ML deviance
+        from hierbayes.freq.glmerprofile import glmer_profile_confint
+
+        return glmer_profile_confint(fit, level)
     if key == "wald":
         return wald(fit, level)
     if key in ("boot", "bootstrap"):

@@ -10,6 +10,11 @@ through the blocked Cholesky factor ``L`` of
     ML:   d(theta) = log|L_Z|^2 + n (1 + log(2 pi r^2 / n))
     REML: d(theta) = log|L_Z|^2 + log|L_X|^2 + (n - p)(1 + log(2 pi r^2 / (n - p))).
 
+With prior weights ``w`` (lmer's ``weights``: precisions, row ``i`` has SD
+``sigma / sqrt(w_i)``) the system is that of ``sqrt(w) [Z X y]`` and both
+criteria subtract ``sum(log w)`` (lme4's ``ldW``); an offset is subtracted
+from ``y`` first. Designs without either take the unweighted path unchanged.
+
 ``theta`` holds, term by term, the column-wise lower triangle of each
 relative covariance factor ``T_g`` (lme4's order); each term's covariance is
 ``sigma^2 T_g T_g'``. This module holds the objective only: the
@@ -115,11 +120,27 @@ class Deviance:
         self.n_theta = sum(p * (p + 1) // 2 for p in self.sizes)
         self.theta0 = np.concatenate([(r == c).astype(float) for r, c in self.tril])
         self.lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in self.tril])
-        self.cross = CrossProducts.from_blocks(blocks, design.X, design.y)
+        # prior weights and offsets (lmer's): the system of sqrt(w) [Z X (y - offset)]
+        self.sqrt_w = None if design.weights is None else np.sqrt(np.asarray(design.weights, dtype=float))
+        self.offset = None if design.offset is None else np.asarray(design.offset, dtype=float)
+        self.ldW = 0.0 if design.weights is None else float(np.log(design.weights).sum())
+        self.cross = self._products(design.y)
         self.q_rest = self.cross.q_rest
         self.cholesky = BlockedCholesky(self.cross)
         self.evaluations = 0
         self._best: tuple[bytes, float, BlockedFactor] | None = None
+
+    def _products(self, y: np.ndarray) -> CrossProducts:
+        """The cross-products of ``[Z X y]``, weighted and offset where the design says so."""
+        d = self.design
+        if self.sqrt_w is None and self.offset is None:
+            return CrossProducts.from_blocks(d.blocks, d.X, y)
+        y = y if self.offset is None else y - self.offset
+        if self.sqrt_w is None:
+            return CrossProducts.from_blocks(d.blocks, d.X, y)
+        s = self.sqrt_w
+        blocks = [dataclasses.replace(b, Z=b.Z * s[:, None]) for b in d.blocks]
+        return CrossProducts.from_blocks(blocks, d.X * s[:, None], y * s)
 
     def with_response(self, y: np.ndarray) -> Deviance:
         """The same objective for another response (lme4's ``refit``), reusing Z'Z and X'X.
@@ -140,7 +161,11 @@ class Deviance:
         new = copy.copy(self)
         # the stored data frame holds the old response; a refit has none to plot from
         new.design = dataclasses.replace(self.design, y=y, frame=None)
-        new.cross = self.cross.with_response(y)
+        if self.sqrt_w is None and self.offset is None:
+            new.cross = self.cross.with_response(y)
+        else:
+            z = y if self.offset is None else y - self.offset
+            new.cross = self.cross.with_response(z if self.sqrt_w is None else z * self.sqrt_w)
         new.cholesky = BlockedCholesky(new.cross)
         new.evaluations = 0
         new._best = None  # the old response's factor must never be handed out for the new one
@@ -181,7 +206,9 @@ class Deviance:
         """
         s2 = f.r2 / self.dof if sigma2 is None else sigma2
         ld = f.ld_z + (f.ld_x if self.reml else 0.0)
-        return ld + self.dof * np.log(2 * np.pi * s2) + f.r2 / s2
+        value = ld + self.dof * np.log(2 * np.pi * s2) + f.r2 / s2
+        # lme4's lmerResp::Laplace: the prior weights' log-determinant (no term without weights)
+        return value - self.ldW if self.sqrt_w is not None else value
 
     def __call__(self, theta: np.ndarray) -> float:
         theta = np.asarray(theta, dtype=float)

@@ -121,7 +121,9 @@ def conditional_variances(dev: Deviance, f: BlockedFactor, sigma2: float) -> lis
         L_rr = f.LDD[:q_rest, :q_rest]
         L_r1 = f.LD1[:q_rest]
         # W = -L_rr^-1 L_r1 L11^-1, columns of the first term's part of L_Z^-1 below its block
-        L_r1_L11inv = (L_r1 @ sp.block_diag(list(L11_inv), format="csr")).toarray()
+        L_r1_L11inv = L_r1 @ sp.block_diag(list(L11_inv), format="csr")
+        # a GLMM's factor keeps LD1 dense (hierbayes.linalg.blocked), the REML one sparse
+        L_r1_L11inv = L_r1_L11inv.toarray() if sp.issparse(L_r1_L11inv) else np.asarray(L_r1_L11inv)
         W = solve_triangular(L_rr, L_r1_L11inv, lower=True)
         Wb = W.reshape(q_rest, L1, p1)
         first = first + np.einsum("rli,rlj->lij", Wb, Wb)

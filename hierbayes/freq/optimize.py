@@ -174,21 +174,26 @@ def scaled_max_grad(gradient: np.ndarray, hessian: np.ndarray) -> tuple[float, i
     return float(mingrad[k]), k, True
 
 
-def hessian_messages(H: np.ndarray, tol: float) -> list[str]:
-    """lme4's checkHess: negative, zero, very large and widely spread eigenvalues."""
+def hessian_messages(H: np.ndarray, tol: float, kind: str = "") -> list[str]:
+    """lme4's checkHess: negative, zero, very large and widely spread eigenvalues.
+
+    ``kind`` names the Hessian in the first two messages, as lme4's ``hesstype``
+    (glmer checks the ``"fixed-effect"`` block first).
+    """
     if not np.all(np.isfinite(H)):
         return ["Problem with Hessian check (infinite or missing values?)"]
     ev = np.linalg.eigvalsh(H)
     negative = int(np.sum(ev < -tol))
+    name = f"{kind} Hessian" if kind else "Hessian"
     if negative:
-        return [f"Model failed to converge: degenerate Hessian with {negative} negative eigenvalues"]
+        return [f"Model failed to converge: degenerate {name} with {negative} negative eigenvalues"]
     try:
         np.linalg.cholesky(H)
         positive_definite = True
     except np.linalg.LinAlgError:
         positive_definite = False
     if np.any(np.abs(ev) < tol) or not positive_definite:
-        return ["Hessian is numerically singular: parameters are not uniquely determined"]
+        return [f"{name} is numerically singular: parameters are not uniquely determined"]
     out = []
     if ev.max() * tol > 1:
         out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")

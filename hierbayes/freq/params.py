@@ -30,8 +30,12 @@ if TYPE_CHECKING:
     from hierbayes.freq.mermod import MerMod
 
 
-def varcomp_names(design) -> list[str]:
-    """lme4's ``oldNames = FALSE`` names of the variance components, in theta's order, and sigma."""
+def varcomp_names(design, sigma: bool = True) -> list[str]:
+    """lme4's ``oldNames = FALSE`` names of the variance components, in theta's order, and sigma.
+
+    ``sigma=False`` leaves sigma out: a GLMM of a family without a scale (binomial, Poisson,
+    negative binomial) has none.
+    """
     def names_with(label) -> list[str]:
         out = []
         for blk in design.blocks:
@@ -46,12 +50,23 @@ def varcomp_names(design) -> list[str]:
     names = names_with(lambda b: b.factor)
     if len(set(names)) < len(names):
         names = names_with(lambda b: b.group)
-    return [*names, "sigma"]
+    return [*names, "sigma"] if sigma else names
 
 
-def param_names(design) -> list[str]:
-    """Every parameter ``confint`` reports: variance components, sigma, fixed effects."""
-    return varcomp_names(design) + list(design.fixef_names)
+def param_names(design, sigma: bool = True) -> list[str]:
+    """Every parameter ``confint`` reports: variance components, sigma (unless ``sigma=False``),
+    fixed effects."""
+    return varcomp_names(design, sigma) + list(design.fixef_names)
+
+
+def uses_scale(fit) -> bool:
+    """Whether a fit has a scale (lme4's ``useSc``): every lmer fit; a glmer fit of the Gamma only."""
+    return bool(getattr(fit, "use_scale", True))
+
+
+def fit_param_names(fit) -> list[str]:
+    """:func:`param_names` of a fit, with sigma where the fit has a scale."""
+    return param_names(fit.design, uses_scale(fit))
 
 
 def sdcor(covariances: list[np.ndarray], sigma: float) -> np.ndarray:
@@ -70,9 +85,12 @@ def sdcor(covariances: list[np.ndarray], sigma: float) -> np.ndarray:
 
 
 def parameter_values(fit: MerMod) -> pd.Series:
-    """The fit's parameters under :func:`param_names`."""
-    values = np.concatenate([sdcor(fit.covariance(), fit.sigma), fit.estimates.beta])
-    return pd.Series(values, index=param_names(fit.design))
+    """The fit's parameters under :func:`fit_param_names` (an lmer or glmer fit)."""
+    vc = sdcor(fit.covariance(), fit.sigma)
+    if not uses_scale(fit):
+        vc = vc[:-1]
+    values = np.concatenate([vc, fit.estimates.beta])
+    return pd.Series(values, index=fit_param_names(fit))
 
 
 def interval_columns(level: float) -> list[str]:

@@ -65,8 +65,8 @@ def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: boo
     Fixed effects and variance components stay at their estimates. With
     ``use_u=False`` (lme4's default, ``re.form = NA``) every level gets new
     group effects from N(0, the fitted covariance); with ``use_u=True`` the
-    fitted conditional modes are kept. Then a residual N(0, sigma^2) draw is
-    added.
+    fitted conditional modes are kept. Then the offset and a residual
+    N(0, sigma^2 / w) draw (``w`` the prior weights, 1 without) are added.
 
     Returns
     -------
@@ -82,5 +82,9 @@ def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: boo
             b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
         effects.append((blk.Z, blk.index, b))
     y = linear_predictor(d.X, np.tile(fit.estimates.beta, (n, 1)), effects)
-    y += rng.standard_normal(y.shape) * fit.sigma
+    if d.offset is not None:
+        y += d.offset
+    noise = rng.standard_normal(y.shape) * fit.sigma
+    # prior weights are precisions: row i's residual SD is sigma / sqrt(w_i)
+    y += noise if d.weights is None else noise / np.sqrt(d.weights)
     return y

@@ -18,7 +18,10 @@ as lme4's. Both engines read their arrays from here: the REML deviance
 (:class:`hierbayes.freq.deviance.Deviance`, through
 :class:`hierbayes.linalg.blocked.BlockedCholesky`) and, sliced by
 :func:`marginal_arrays`, the Bayesian marginal kernel's X'X, X'y, y'y, Z'X,
-Z'y and Z'Z blocks.
+Z'y and Z'Z blocks. A GLMM's PIRLS needs the same products with row weights
+for each of its iterations, ``[Z X z]'W[Z X z]``: :class:`Reweighter` builds
+their structure once and :meth:`Reweighter.products` fills in each
+iteration's numbers (:class:`WeightedProducts`).
 
 Examples
 --------
@@ -42,6 +45,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+
+#: Below this many entries of ``AD1`` (``[rest of Z, X, y]'Z_1``) the blocked Cholesky factor is
+#: computed with dense arrays (:class:`hierbayes.linalg.blocked.BlockedCholesky`).
+DENSE_LIMIT = 200_000
 
 
 def sparse_z(block: Any) -> sp.csr_matrix:
@@ -237,3 +244,123 @@ def marginal_arrays(cp: CrossProducts) -> MarginalProducts:
     Zty = np.concatenate([AD1[-1].toarray().ravel(), cp.ADD[:q2, -1]])
     return MarginalProducts(XtX=c(X.T @ X), Xty=c(X.T @ y), yty=float(y @ y), ZtX=c(ZtX), Zty=c(Zty),
                           G11=c(cp.A11), G21=c(AD1[:q2].toarray()), G22=c(cp.ADD[:q2, :q2]))
+
+
+@dataclass(frozen=True)
+class WeightedProducts:
+    """``[Z X y]'W[Z X y]`` in :class:`CrossProducts`' blocks, for one set of row weights.
+
+    The same blocks as :class:`CrossProducts` (``A11``, ``AD1``, ``ADD``, with
+    ``D = [Z_2 ... Z_k, X, y]``), without the matrices they came from. ``AD1``
+    is a dense ``(q_rest + p + 1, q_1)`` array where the blocked factor is
+    computed densely (at most :data:`DENSE_LIMIT` entries), else sparse.
+    """
+
+    A11: np.ndarray
+    AD1: np.ndarray | sp.csr_matrix
+    ADD: np.ndarray
+    sizes: tuple[int, ...]
+    levels: tuple[int, ...]
+    p: int
+
+    @property
+    def q1(self) -> int:
+        """Columns of ``Z_1``."""
+        return self.levels[0] * self.sizes[0]
+
+    @property
+    def q_rest(self) -> int:
+        """Columns of ``Z_2 ... Z_k``."""
+        return sum(L * q for L, q in zip(self.levels[1:], self.sizes[1:], strict=True))
+
+
+class Reweighter:
+    """The weighted cross-products ``[Z X y]'W[Z X y]`` for any row weights and response.
+
+    A GLMM's penalised iteratively reweighted least squares (PIRLS) factors
+    the weighted system once per iteration, with new weights and a new
+    working response each time, as MixedModels.jl reweights its
+    ``LinearMixedModel``. The sparsity of the products does not change, so
+    what does not depend on the weights is built here once: the first term's
+    level-sum operator (each row to its level), ``Z_1``'s values, the other
+    terms' sparse ``Z`` and ``X``.
+
+    Parameters
+    ----------
+    blocks
+        Random-effect terms, first (factored) term first, as for
+        :meth:`CrossProducts.from_blocks`.
+    X
+        ``(n, p)`` fixed-effect columns; ``(n, 0)`` for none (PIRLS for the
+        conditional modes alone, with ``X beta`` in the offset).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import hierbayes as hb
+    >>> from hierbayes.spec.design import build_design
+    >>> from hierbayes.spec.formula import parse_formula
+    >>> d = build_design(parse_formula("Reaction ~ Days + (Days | Subject)"), hb.datasets.load("sleepstudy"))
+    >>> w = np.linspace(0.5, 2.0, d.n_obs)
+    >>> wp = Reweighter(d.blocks, d.X).products(w, d.y)
+    >>> s = np.sqrt(w)
+    >>> bool(np.isclose(wp.ADD[-1, -1], (s * d.y) @ (s * d.y)))
+    True
+    """
+
+    def __init__(self, blocks: Sequence[Any], X: np.ndarray) -> None:
+        if not blocks:
+            raise ValueError("Reweighter needs at least one random-effect term.")
+        first = blocks[0]
+        n = len(first.index)
+        self.n = n
+        self.sizes = tuple(b.n_terms for b in blocks)
+        self.levels = tuple(b.n_levels for b in blocks)
+        self.p = X.shape[1]
+        self.Z1 = np.asarray(first.Z, dtype=float)
+        # row i -> its level of the first term: level sums are one sparse product
+        self.G = sp.csr_matrix((np.ones(n), (first.index, np.arange(n))), shape=(first.n_levels, n))
+        self.rest = (sp.hstack([sparse_z(b) for b in blocks[1:]], format="csr")
+                     if len(blocks) > 1 else None)
+        self.Z1_sparse = sparse_z(first) if self.rest is not None else None
+        self.X = np.asarray(X, dtype=float)
+        q1 = self.levels[0] * self.sizes[0]
+        q_rest = self.rest.shape[1] if self.rest is not None else 0
+        self.q_rest = q_rest
+        self.dense = (q_rest + self.p + 1) * q1 <= DENSE_LIMIT
+
+    def products(self, w: np.ndarray, y: np.ndarray) -> WeightedProducts:
+        """The cross-products of ``[Z X y]`` with row weights ``w`` (``W = diag(w)``).
+
+        Parameters
+        ----------
+        w
+            ``(n,)`` non-negative row weights (PIRLS: the squared working weights).
+        y
+            ``(n,)`` response (PIRLS: the working response).
+        """
+        n, p1 = self.Z1.shape
+        L1 = self.levels[0]
+        Zw = self.Z1 * w[:, None]
+        A11 = np.asarray(self.G @ (Zw[:, :, None] * self.Z1[:, None, :]).reshape(n, p1 * p1))
+        A11 = A11.reshape(L1, p1, p1)
+        XY = np.column_stack([self.X, y])
+        # [X y]'W Z_1, level by level: for each of the first term's columns j, the level sums
+        # of w z_j [X y]; laid out (columns of [X y], levels, j) as AD1's level-major columns
+        xy_1 = np.stack([np.asarray(self.G @ (XY * Zw[:, j : j + 1])) for j in range(p1)], axis=2)
+        xy_1 = xy_1.transpose(1, 0, 2).reshape(XY.shape[1], L1 * p1)
+        XYw = XY * w[:, None]
+        xy_xy = XY.T @ XYw
+        if self.rest is None:
+            AD1: np.ndarray | sp.csr_matrix = xy_1 if self.dense else sp.csr_matrix(xy_1)
+            ADD = xy_xy
+        else:
+            Rw = sp.csr_matrix(self.rest.multiply(w[:, None]))
+            r_1 = (Rw.T @ self.Z1_sparse).tocsr()
+            r_r = (Rw.T @ self.rest).toarray()
+            r_xy = np.asarray(self.rest.T @ XYw)
+            ADD = np.block([[r_r, r_xy], [r_xy.T, xy_xy]])
+            AD1 = (np.vstack([r_1.toarray(), xy_1]) if self.dense
+                   else sp.vstack([r_1, sp.csr_matrix(xy_1)], format="csr"))
+        return WeightedProducts(A11=A11, AD1=AD1, ADD=ADD, sizes=self.sizes, levels=self.levels,
+                                p=self.p)

@@ -143,7 +143,8 @@ class BayesFit(GroupPlots, PosteriorChecks):
         """Each headline scalar's (chain, draw) draws, keyed by a readable name.
 
         The headline parameters are those the diagnostics and trace plots
-        cover: fixed effects, SDs, correlations and sigma. ``post`` is another
+        cover: fixed effects, SDs, correlations and the family's dispersion
+        (``sigma``, ``shape``). ``post`` is another
         set of draws with the same variables (the prior's).
 
         Examples
@@ -166,8 +167,9 @@ class BayesFit(GroupPlots, PosteriorChecks):
                     for j in range(i + 1, b.n_terms):
                         k = correlation_position(b.n_terms, i, j)
                         out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, k]
-        if "sigma" in post:
-            out["sigma"] = post["sigma"]
+        disp = self.design.family.dispersion
+        if disp is not None and disp in post:
+            out[disp] = post[disp]
         return out
 
     def diagnostics(self) -> Diagnostics:
@@ -308,6 +310,16 @@ class BayesFit(GroupPlots, PosteriorChecks):
         if d.dropped_columns:
             footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
         sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
+        fam = d.family
+        if fam.dispersion is not None and not fam.residual_sd:
+            # brms's "Further Distributional Parameters": a shape is no residual SD (varcorr's row)
+            row = _describe(self._flat(fam.dispersion), prob, point)
+            cells = [[fam.dispersion, num(row["Estimate"]), num(row["Est.Error"]), num(row[lo]),
+                      num(row[hi]), fixed(diag.table.loc[fam.dispersion, "rhat"], 2),
+                      fixed(diag.table.loc[fam.dispersion, "ess_bulk"], 0)]]
+            sections.append(("Further distributional parameters:", "\n".join(aligned(
+                ["", "Estimate", "Est.Error", f"{lo[1:]}%", f"{hi[1:]}%", "R-hat", "ESS-bulk"], cells,
+                {1, 2, 3, 4, 5, 6}))))
         return Summary(header, sections, pd.DataFrame(table), fx, footer)
 
     def icc(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
@@ -346,7 +358,7 @@ class BayesFit(GroupPlots, PosteriorChecks):
 
     def predict_draws(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                       kind: str = "mean", allow_new_levels: bool = True,
-                      seed: int | None = None) -> np.ndarray:
+                      seed: int | None = None, offset: Any = None) -> np.ndarray:
         """Posterior draws of predictions, ``(chains * draws, rows)``, as brms's
         ``posterior_linpred`` / ``posterior_epred`` / ``posterior_predict``.
 
@@ -361,11 +373,11 @@ class BayesFit(GroupPlots, PosteriorChecks):
         """
         from hierbayes.report.predict import posterior_draws
 
-        return posterior_draws(self, newdata, re_form, kind, allow_new_levels, seed)[0]
+        return posterior_draws(self, newdata, re_form, kind, allow_new_levels, seed, offset)[0]
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None, kind: str = "mean",
                 allow_new_levels: bool = True, prob: float = 0.95, seed: int | None = None,
-                point: str = "mean") -> pd.DataFrame:
+                point: str = "mean", offset: Any = None) -> pd.DataFrame:
         """Posterior predictions with credible intervals, one row per row of ``newdata``.
 
         Parameters
@@ -378,9 +390,11 @@ class BayesFit(GroupPlots, PosteriorChecks):
             ``re.form = NA``), or a formula naming some of the model's bars.
         kind
             ``"mean"``: the posterior of the expected response (the linear
-            predictor through the inverse link); ``"response"``: posterior
-            predictive draws of new observations (adds sigma or the family's
-            noise); ``"link"``: the linear predictor.
+            predictor through the inverse link: a binomial's probability);
+            ``"response"``: posterior predictive draws of new observations
+            (adds sigma or the family's noise; a binomial's successes out of
+            the rows' trials); ``"link"``: the linear predictor. Offsets are in
+            all three.
         allow_new_levels
             A level the fit never saw gets group effects drawn from the
             fitted population distribution, per posterior draw (brms's
@@ -392,6 +406,10 @@ class BayesFit(GroupPlots, PosteriorChecks):
             Seed for new levels' effects and response draws.
         point
             ``"mean"`` or ``"median"`` for Estimate.
+        offset
+            The new rows' offset beyond the formula's ``offset()`` terms (which
+            are evaluated on ``newdata``): a column of ``newdata`` or one value
+            per row. Needed for a model fitted with ``offset=``.
 
         Returns
         -------
@@ -411,7 +429,7 @@ class BayesFit(GroupPlots, PosteriorChecks):
         lo, hi = _qnames(prob)
         if point not in ("mean", "median"):
             raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
-        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels, offset)
         out = np.empty((rows.n_rows, 4))
         for sl, draws in iter_posterior_draws(self, rows, kind, seed):
             q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)

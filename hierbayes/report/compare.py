@@ -64,6 +64,7 @@ def anova(*fits: Any, **named: Any) -> Table:
     from scipy.stats import chi2
 
     from hierbayes.freq.fit import fit_design
+    from hierbayes.freq.glmermod import GlmerMod
     from hierbayes.freq.mermod import MerMod
 
     items = [(f"m{i + 1}", f) for i, f in enumerate(fits)] + list(named.items())
@@ -71,29 +72,39 @@ def anova(*fits: Any, **named: Any) -> Table:
         raise DataError("anova needs at least two fits to compare.")
     for name, f in items:
         # the test reads the engine's record only (an LmerFit is one), so the report is not needed
-        if not isinstance(f, MerMod):
+        if not isinstance(f, (MerMod, GlmerMod)):
             raise DataError(
-                f"anova compares REML/ML fits (hb.lmer, model.fit_reml); '{name}' is {type(f).__name__}. "
-                "For Bayesian fits use hb.loo_compare."
+                f"anova compares REML/ML fits (hb.lmer, model.fit_reml) or glmer fits (hb.glmer); "
+                f"'{name}' is {type(f).__name__}. For Bayesian fits use hb.loo_compare."
             )
+    glmm = [isinstance(f, GlmerMod) for _, f in items]
+    if any(glmm) and not all(glmm):
+        raise DataError("anova compares lmer fits with lmer fits and glmer fits with glmer fits; "
+                        "their likelihoods are of different models of the response.")
+    if all(glmm) and len({f.nAGQ > 1 for _, f in items}) > 1:
+        raise DataError("With nAGQ > 1 glmer's logLik is on its own scale (deviance residuals, not "
+                        "the full likelihood), so it cannot be compared with a Laplace fit's: refit "
+                        "the models with one nAGQ.")
     n = {f.nobs for _, f in items}
     if len(n) > 1:
         raise DataError(f"The fits use different numbers of observations ({sorted(n)}); compare fits of the same data.")
     ys = [f.design.y for _, f in items]
     if any(len(y) != len(ys[0]) or not np.allclose(y, ys[0]) for y in ys):
         raise DataError("The fits have different responses; a likelihood-ratio test needs the same data.")
-    if any(f.reml for _, f in items):
+    if any(getattr(f, "reml", False) for _, f in items):
         warnings.warn("refitting model(s) with ML (instead of REML)", HierbayesWarning, stacklevel=2)
         # stacklevel 3: a refit's convergence warnings point at the user's call of anova
         items = [(name, fit_design(f.design, reml=False, stacklevel=3) if f.reml else f) for name, f in items]
     items.sort(key=lambda item: item[1].n_params)
     rows = []
     for i, (_name, f) in enumerate(items):
-        row = {"npar": f.n_params, "AIC": f.aic, "BIC": f.bic, "logLik": f.loglik, "deviance": f.deviance,
+        # anova's deviance is -2 logLik (for a glmer fit not lme4's deviance(), the deviance
+        # residuals' sum; for an ML lmer fit the two are the same number)
+        row = {"npar": f.n_params, "AIC": f.aic, "BIC": f.bic, "logLik": f.loglik, "deviance": -2 * f.loglik,
                "Chisq": np.nan, "Df": np.nan, "Pr(>Chisq)": np.nan}
         if i:
             prev = items[i - 1][1]
-            chisq = max(prev.deviance - f.deviance, 0.0)
+            chisq = max(-2 * prev.loglik + 2 * f.loglik, 0.0)
             df = f.n_params - prev.n_params
             row.update({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chi2.sf(chisq, df) if df > 0 else np.nan})
         rows.append(row)
@@ -119,12 +130,14 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     Table
         One row per parameter; prints as a table, HTML in notebooks.
     """
-    from hierbayes.freq.wald import varcomp_wald
+    from hierbayes.freq.wald import glmer_varcomp_wald, varcomp_wald
     from hierbayes.report.bayes import BayesFit
+    from hierbayes.report.glmer import GlmerFit
     from hierbayes.report.lmer import LmerFit
 
-    if not isinstance(bayes, BayesFit) or not isinstance(reml, LmerFit):
-        raise DataError("compare(bayes_fit, reml_fit): a Model.fit() result, then a hb.lmer / fit_reml result.")
+    if not isinstance(bayes, BayesFit) or not isinstance(reml, (LmerFit, GlmerFit)):
+        raise DataError("compare(bayes_fit, reml_fit): a Model.fit() result, then a hb.lmer / fit_reml "
+                        "or hb.glmer / fit_laplace result.")
     if bayes.design.formula.formula != reml.design.formula.formula or bayes.design.n_obs != reml.design.n_obs:
         raise DataError("compare needs the same formula fitted to the same data both ways.")
     from scipy.stats import norm
@@ -150,7 +163,8 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     for i, name in enumerate(bayes.design.fixef_names):
         e, se = fx.loc[name, "Estimate"], fx.loc[name, "Std. Error"]
         add(name, post_fx[:, i], e, e - z * se, e + z * se)
-    ci = varcomp_wald(reml.deviance_function, reml.varcorr(), prob)
+    glmm = isinstance(reml, GlmerFit)
+    ci = glmer_varcomp_wald(reml, prob) if glmm else varcomp_wald(reml.deviance_function, reml.varcorr(), prob)
     for r in ci.itertuples():
         if r.grp == "Residual":
             add("sigma", bayes._flat("sigma"), r.estimate, r.lower, r.upper)
@@ -164,8 +178,9 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
                 r.estimate, r.lower, r.upper)
     table = Table(rows).set_index("parameter")
     pct = f"{prob * 100:g}%"
+    method = "ML (glmer)" if glmm else "REML" if reml.reml else "ML"
     table.heading = (
-        f"Bayes (posterior mean, {pct} CrI) against {'REML' if reml.reml else 'ML'} (estimate, {pct} CI)\n"
+        f"Bayes (posterior mean, {pct} CrI) against {method} (estimate, {pct} CI)\n"
         f"Formula: {bayes.design.formula.formula}\n"
         "REML intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest."
     )

@@ -19,29 +19,24 @@ import pandas as pd
 from hierbayes.errors import check_count
 from hierbayes.freq.mermod import MerMod
 from hierbayes.linalg.linpred import linear_predictor
-from hierbayes.report.format import (
-    Summary,
-    aligned,
-    check_intercept_only,
-    coefficients,
-    num,
-    obs_line,
-    random_effects_rows,
-)
+from hierbayes.report.format import Summary, aligned, check_intercept_only, num
 from hierbayes.report.groupplots import GroupPlots
+from hierbayes.report.merfit import MerReport, pvalue
 
 if TYPE_CHECKING:
     from hierbayes.report.sims import Sims
 
 
 @dataclass
-class LmerFit(MerMod, GroupPlots):
+class LmerFit(MerMod, MerReport, GroupPlots):
     """A linear mixed model fitted by REML or ML: the report over the engine's record.
 
     The fields and the model-level quantities (``theta``, ``sigma``,
     ``deviance``, ``loglik``, ``aic``, ``bic``, ``is_singular()``,
-    ``covariance()``) are :class:`hierbayes.freq.mermod.MerMod`'s; this class
-    adds the summaries, accessors, predictions and plots.
+    ``covariance()``) are :class:`hierbayes.freq.mermod.MerMod`'s; the
+    accessors it shares with glmer fits (``ranef``, ``coef``, ``varcorr``,
+    ``vcov``, ``ngrps``) are :class:`hierbayes.report.merfit.MerReport`'s; this
+    class adds the summaries, tests, predictions and plots.
 
     Attributes
     ----------
@@ -59,10 +54,6 @@ class LmerFit(MerMod, GroupPlots):
     def from_mermod(cls, fit: MerMod) -> LmerFit:
         """The report over an engine fit (it shares the fit's arrays, copying none)."""
         return cls(**{f.name: getattr(fit, f.name) for f in fields(MerMod)})
-
-    def ngrps(self) -> dict[str, int]:
-        """Levels of each grouping factor."""
-        return self.design.ngrps()
 
     def fixef(self, ddf: str | None = None) -> pd.DataFrame:
         """Fixed effects with standard errors and t values; with ``ddf``, df and p-values too.
@@ -89,64 +80,6 @@ class LmerFit(MerMod, GroupPlots):
         se = np.sqrt(np.diag(est.vcov_beta))
         return pd.DataFrame({"Estimate": est.beta, "Std. Error": se, "t value": est.beta / se},
                             index=self.design.fixef_names)
-
-    def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects."""
-        names = self.design.fixef_names
-        return pd.DataFrame(self.estimates.vcov_beta, index=names, columns=names)
-
-    def ranef(self, cond_var: bool = True) -> pd.DataFrame:
-        """Conditional modes of the group effects, in long form; with their conditional SDs.
-
-        Columns: group (grouping factor), term, level, Estimate and, with
-        ``cond_var``, Cond.SD (lme4's condsd, conditional on the fixed effects).
-        """
-        rows = []
-        cv = self.estimates.cond_var
-        for k, blk in enumerate(self.design.blocks):
-            b = self.estimates.b[k]
-            for j, term in enumerate(blk.terms):
-                for lv, level in enumerate(blk.levels):
-                    row = {"group": blk.factor, "term": term, "level": level, "Estimate": b[lv, j]}
-                    if cond_var:
-                        row["Cond.SD"] = float(np.sqrt(cv[k][lv, j, j]))
-                    rows.append(row)
-        return pd.DataFrame(rows)
-
-    def coef(self) -> pd.DataFrame:
-        """Fixed plus group effects per level, as lme4's ``coef``, in long form."""
-        est = self.estimates
-        rows = []
-        for factor, (terms, levels, values) in coefficients(self.design, est.beta, est.b).items():
-            for j, term in enumerate(terms):
-                for k, level in enumerate(levels):
-                    rows.append({"group": factor, "term": term, "level": level, "Estimate": values[k, j]})
-        return pd.DataFrame(rows)
-
-    def varcorr(self) -> pd.DataFrame:
-        """Variance components as ``as.data.frame(VarCorr(m))``: grp, var1, var2, vcov, sdcor."""
-        covs = dict(zip([b.group for b in self.design.blocks], self.covariance(), strict=True))
-        rows = []
-        for grp, v1, v2 in self.design.varcorr_index():
-            if grp == self.design.residual.group:
-                rows.append({"grp": grp, "var1": None, "var2": None, "vcov": self.sigma**2,
-                             "sdcor": self.sigma})
-                continue
-            terms = self.design.block(grp).terms
-            S = covs[grp]
-            i = terms.index(v1)
-            if v2 is None:
-                rows.append({"grp": grp, "var1": v1, "var2": None, "vcov": S[i, i],
-                             "sdcor": np.sqrt(S[i, i])})
-            else:
-                j = terms.index(v2)
-                denom = np.sqrt(S[i, i] * S[j, j])
-                rows.append({"grp": grp, "var1": v1, "var2": v2, "vcov": S[i, j],
-                             "sdcor": S[i, j] / denom if denom > 0 else np.nan})
-        out = pd.DataFrame(rows)
-        for col in ("var1", "var2"):
-            out[col] = pd.Series([r[col] for r in rows], dtype=object)
-        return out
 
     def confint(self, method: str = "profile", level: float = 0.95, n_sims: int = 500,
                 seed: int | None = None, progressbar: bool = True,
@@ -282,15 +215,22 @@ class LmerFit(MerMod, GroupPlots):
         return Sims(self.design, sigma, beta, bs)
 
     def fitted(self) -> np.ndarray:
-        """Fitted values with group effects: X beta + Z b."""
+        """Fitted values with group effects: X beta + Z b (+ the offset)."""
         d = self.design
-        return linear_predictor(d.X, self.estimates.beta,
-                                [(blk.Z, blk.index, b) for blk, b in zip(d.blocks, self.estimates.b,
-                                                                          strict=True)])
+        eta = linear_predictor(d.X, self.estimates.beta,
+                               [(blk.Z, blk.index, b) for blk, b in zip(d.blocks, self.estimates.b,
+                                                                         strict=True)])
+        return eta if d.offset is None else eta + d.offset
 
     def residuals(self) -> np.ndarray:
         """Response minus fitted values."""
         return self.design.y - self.fitted()
+
+    def pearson_residuals(self) -> np.ndarray:
+        """Residuals times the square roots of the prior weights (lme4's ``pearson``; the
+        residuals themselves without weights)."""
+        w = self.design.weights
+        return self.residuals() if w is None else np.sqrt(w) * self.residuals()
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = True) -> pd.Series:
@@ -326,6 +266,8 @@ class LmerFit(MerMod, GroupPlots):
 
         rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
         eta = eta_point(rows, self.estimates.beta, self.estimates.b)
+        if self.design.offset is not None:
+            eta = eta + self.offset_of(newdata, self.design.offset)
         return pd.Series(eta, index=rows.labels, name="fit")
 
     def predict_interval(self, newdata: pd.DataFrame | None = None, n_sims: int = 1000,
@@ -367,6 +309,8 @@ class LmerFit(MerMod, GroupPlots):
             b_new.append(new_level_effects(rng, len(levels), np.broadcast_to(chol, (n_sims, *chol.shape)))
                          if levels else None)
         draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
+        if self.design.offset is not None:
+            draws = draws + self.offset_of(newdata, self.design.offset)
         if include_resid:
             draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None]
         centre = np.median(draws, axis=0) if stat == "median" else draws.mean(axis=0)
@@ -446,43 +390,30 @@ class LmerFit(MerMod, GroupPlots):
                 f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} "
                 f"{self.nobs - self.n_params:9d}",
             ]
-        q = np.quantile(self.residuals() / self.sigma, [0, 0.25, 0.5, 0.75, 1])
+        q = np.quantile(self.pearson_residuals() / self.sigma, [0, 0.25, 0.5, 0.75, 1])
         resid = aligned(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], {0, 1, 2, 3, 4})
-        vc = self.varcorr()
-        cells, table = [], []
-        for grp, name, row, cor_rows in random_effects_rows(vc, d):
-            cors = " ".join(f"{c['sdcor']:.2f}" for c in cor_rows)
-            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]), cors])
-            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
-                          "Std.Dev.": row["sdcor"], "Corr": cors})
-        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", "Corr"], cells, {2, 3})
-        lines.append(obs_line(d))
+        random_text, table = self.random_effects_section()
         fx = self.fixef(ddf)
         fx_text = fx.copy()
         for col in fx.columns:
             if col.startswith("Pr("):
-                fx_text[col] = [_pvalue(v) for v in fx[col]]
+                fx_text[col] = [pvalue(v) for v in fx[col]]
             elif col == "df":
                 fx_text[col] = [f"{v:.2f}" for v in fx[col]]
             else:
                 fx_text[col] = [num(v) for v in fx[col]]
         fx_text = fx_text.to_string()
-        sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", "\n".join(lines)),
+        sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", random_text),
                     ("\nFixed effects:", fx_text)]
-        if len(fx) > 1:
-            se = np.sqrt(np.diag(self.estimates.vcov_beta))
-            corr = self.estimates.vcov_beta / np.outer(se, se)
-            short = [_abbreviate(n) for n in fx.index]
-            rows = [[fx.index[i], *[f"{corr[i, j]:.3f}" for j in range(i)]] for i in range(1, len(fx))]
-            heads = ["", *short[:-1]]
-            rows = [r + [""] * (len(heads) - len(r)) for r in rows]
-            sections.append(("\nCorrelation of Fixed Effects:", "\n".join(aligned(heads, rows, set(range(1, len(heads)))))))
+        corr = self.fixef_correlation_section()
+        if corr is not None:
+            sections.append(corr)
         footer = []
         if self.is_singular():
             footer.append("boundary (singular) fit: see help('isSingular')")
         # lme4's summary ends with the convergence checks' messages too (fit.opt has the numbers)
         footer += list(self.opt.messages)
-        return Summary(header, sections, pd.DataFrame(table), fx, footer)
+        return Summary(header, sections, table, fx, footer)
 
     # ----- plots beyond GroupPlots (hierbayes.report.plots); each returns a matplotlib Figure -----
 
@@ -498,15 +429,3 @@ class LmerFit(MerMod, GroupPlots):
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
-
-
-def _pvalue(p: float) -> str:
-    """R's format.pval: three significant digits, and '< 2e-16' below machine precision."""
-    return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
-
-
-def _abbreviate(name: str, width: int = 6) -> str:
-    """R's abbreviate() for column heads, roughly: (Intercept) -> (Intr)."""
-    if name == "(Intercept)":
-        return "(Intr)"
-    return name if len(name) <= width else name[:width]

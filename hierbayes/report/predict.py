@@ -10,6 +10,12 @@ decide what a new level gets: the population prediction (REML, as lme4's
 ``allow.new.levels = TRUE``) or draws from the fitted population distribution
 (Bayesian, as brms's ``sample_new_levels = "gaussian"``).
 
+Offsets enter the linear predictor: the formula's ``offset()`` terms are
+evaluated on the new rows, and a model fitted with ``offset=`` needs the new
+rows' offset given. Draws of new responses take each row's binomial trials
+(the fitted rows', or ``cbind()``'s columns in the new data) and, for the
+fitted rows, their prior weights.
+
 Examples
 --------
 >>> import pandas as pd
@@ -59,6 +65,13 @@ class PredictionRows:
         Per block, whether ``re_form`` keeps it.
     labels
         The rows' index labels (the new data's index, or the fitted rows').
+    offset
+        The rows' offset (None: none).
+    trials
+        The rows' binomial trials (None: one each, or unknown for new rows of a
+        model with trials: :func:`check_trials`).
+    weights
+        The rows' prior weights (the fitted rows'; None for new rows: one each).
     """
 
     X: np.ndarray
@@ -68,6 +81,9 @@ class PredictionRows:
     new_levels: list[list[str]]
     included: list[bool]
     labels: pd.Index
+    offset: np.ndarray | None = None
+    trials: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -170,8 +186,78 @@ def _labels(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+def formula_offset(design: Design, frame: pd.DataFrame) -> np.ndarray | None:
+    """The formula's ``offset()`` terms summed on ``frame``'s rows (None without any)."""
+    if not design.offset_terms:
+        return None
+    values = design.model_frame.evaluate(frame, design.offset_terms)
+    total = None
+    for lab in design.offset_terms:
+        v = np.asarray(values[lab], dtype=float).reshape(-1)
+        total = v.copy() if total is None else total + v
+    return total
+
+
+def offset_argument(design: Design) -> np.ndarray | None:
+    """The fitted rows' offset from ``offset=`` (beyond the formula's terms), or None without one.
+
+    The design keeps their sum; the terms are summed again on the fitted rows in
+    the order the design added them, so that without ``offset=`` the
+    difference is exactly zero.
+    """
+    if design.offset is None:
+        return None
+    terms = formula_offset(design, design.frame)
+    part = design.offset if terms is None else design.offset - terms
+    return part if np.any(part != 0) else None
+
+
+def _new_offset(design: Design, frame: pd.DataFrame, newdata: pd.DataFrame, offset: Any) -> np.ndarray | None:
+    total = formula_offset(design, frame)
+    if offset is None:
+        if offset_argument(design) is not None:
+            raise DataError("This model was fitted with offset=, so predictions for new rows need "
+                            "their offset: pass offset= (a column of newdata, or one value per "
+                            "row). The formula's offset() terms are evaluated on newdata itself.")
+        return total
+    if isinstance(offset, str):
+        if offset not in newdata.columns:
+            raise DataError(f"offset={offset!r} names no column of newdata.")
+        given = newdata[offset].to_numpy(dtype=float)
+    else:
+        given = np.asarray(offset, dtype=float)
+        if given.shape != (len(newdata),):
+            raise DataError(f"offset= needs one value per row of newdata ({len(newdata)}), not an "
+                            f"array of shape {given.shape}.")
+    if not np.isfinite(given).all():
+        raise DataError("offset= has missing or infinite values for newdata.")
+    return given if total is None else total + given
+
+
+def _new_trials(design: Design, newdata: pd.DataFrame) -> np.ndarray | None:
+    """New rows' trials from ``cbind()``'s columns, where the model has trials and newdata has them."""
+    label = design.response_label
+    if design.trials is None or not label.startswith("cbind("):
+        return None
+    columns = design.model_frame.columns([label])
+    if any(c not in newdata.columns for c in columns):
+        return None
+    counts = np.asarray(design.model_frame.evaluate(newdata.loc[:, columns], [label])[label], dtype=float)
+    return counts[:, 0] + counts[:, 1]
+
+
+def check_trials(design: Design, rows: PredictionRows) -> None:
+    """Refuse (:class:`DataError`) to draw new binomial responses for rows whose trials are unknown."""
+    if design.trials is not None and rows.trials is None:
+        how = (f"give newdata the columns of {design.response_label}" if
+               design.response_label.startswith("cbind(") else
+               "refit with cbind(successes, failures) and give newdata those columns")
+        raise DataError("New responses of a binomial model with trials need each new row's trials: "
+                        f"{how}. Predictions of the mean (kind='mean') need none.")
+
+
 def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form: Any = None,
-                    allow_new_levels: bool = True) -> PredictionRows:
+                    allow_new_levels: bool = True, offset: Any = None) -> PredictionRows:
     """The design's matrices for ``newdata`` (or the fitted rows when it is None).
 
     Parameters
@@ -187,20 +273,27 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
     allow_new_levels
         Whether a level of a grouping factor that the fit never saw is
         allowed (marked new) or raises :class:`DataError`.
+    offset
+        The new rows' offset beyond the formula's ``offset()`` terms (a column of
+        ``newdata`` or one value per row); needed when the model was fitted with
+        ``offset=``, refused for the fitted rows.
     """
     included = blocks_in(design, re_form)
     if newdata is None:
+        if offset is not None:
+            raise DataError("offset= is for newdata; the fitted rows have their own.")
         return PredictionRows(
             X=design.X, Z=[b.Z for b in design.blocks],
             index=[b.index if keep else np.full(design.n_obs, -1)
                    for b, keep in zip(design.blocks, included, strict=True)],
             new_index=[np.full(design.n_obs, -1) for _ in design.blocks],
-            new_levels=[[] for _ in design.blocks], included=included, labels=design.rows)
+            new_levels=[[] for _ in design.blocks], included=included, labels=design.rows,
+            offset=design.offset, trials=design.trials, weights=design.weights)
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}.")
     if len(newdata) == 0:
         raise DataError("newdata has no rows.")
-    needed = _needed(design, included)
+    needed = sorted(set(_needed(design, included)) | set(design.model_frame.columns(design.offset_terms)))
     absent = [c for c in needed if c not in newdata.columns]
     if absent:
         raise DataError(f"newdata lacks column(s) {absent} that the prediction needs (it needs "
@@ -241,11 +334,14 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
                                   dtype=np.int64))
         new_levels.append(unseen)
     return PredictionRows(X=X, Z=Z, index=index, new_index=new_index, new_levels=new_levels,
-                          included=included, labels=newdata.index)
+                          included=included, labels=newdata.index,
+                          offset=_new_offset(design, frame, newdata, offset),
+                          trials=_new_trials(design, newdata))
 
 
 def eta_point(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
-    """Linear predictor at one set of estimates; rows at a new level get no group effect.
+    """Linear predictor at one set of estimates (the rows' offset included); rows at a new level
+    get no group effect.
 
     Parameters
     ----------
@@ -256,7 +352,8 @@ def eta_point(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray]) -> np
     b
         Per block, fitted levels' group effects, ``(levels, terms)``.
     """
-    return linear_predictor(rows.X, beta, list(zip(rows.Z, rows.index, b, strict=True)))
+    eta = linear_predictor(rows.X, beta, list(zip(rows.Z, rows.index, b, strict=True)))
+    return eta if rows.offset is None else eta + rows.offset
 
 
 def eta_draws(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray],
@@ -277,13 +374,14 @@ def eta_draws(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray],
     Returns
     -------
     numpy.ndarray
-        ``(S, rows)``.
+        ``(S, rows)``, the rows' offset included.
     """
     effects = []
     for Z, idx, nidx, bk, bn in zip(rows.Z, rows.index, rows.new_index, b, b_new, strict=True):
         # a row is at a fitted level or at a new one: each its own term, gathered by its index
         effects += [(Z, idx, bk), (Z, nidx, bn)]
-    return linear_predictor(rows.X, beta, effects)
+    eta = linear_predictor(rows.X, beta, effects)
+    return eta if rows.offset is None else eta + rows.offset
 
 
 def new_level_effects(rng: np.random.Generator, n_new: int, cov_chol: np.ndarray) -> np.ndarray:
@@ -310,9 +408,13 @@ def group_covariance_chol(posterior: Any, block: Any) -> np.ndarray:
 
 
 def _chunk(rows: PredictionRows, sl: slice) -> PredictionRows:
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[sl]
+
     return PredictionRows(X=rows.X[sl], Z=[z[sl] for z in rows.Z], index=[i[sl] for i in rows.index],
                           new_index=[i[sl] for i in rows.new_index], new_levels=rows.new_levels,
-                          included=rows.included, labels=rows.labels[sl])
+                          included=rows.included, labels=rows.labels[sl], offset=cut(rows.offset),
+                          trials=cut(rows.trials), weights=cut(rows.weights))
 
 
 def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
@@ -324,15 +426,19 @@ def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
     each block at most ``max_values`` numbers, so that predicting a large
     data set does not hold every draw of every row at once.
 
-    ``kind`` is ``"link"`` (the linear predictor), ``"mean"`` (the expected
-    response: brms's ``posterior_epred``) or ``"response"`` (new observations:
-    ``posterior_predict``). New levels get group effects drawn from the fitted
+    ``kind`` is ``"link"`` (the linear predictor), ``"mean"`` (the mean
+    through the inverse link: a binomial's probability, as glmer's
+    ``type = "response"``) or ``"response"`` (new observations, brms's
+    ``posterior_predict``: successes out of the rows' trials for a binomial,
+    with the family's dispersion and the rows' prior weights). New levels get group effects drawn from the fitted
     population distribution, one draw per level and posterior draw, shared by
     the level's rows in every block (brms's ``sample_new_levels = "gaussian"``).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}.")
     design = fit.design
+    if kind == "response":
+        check_trials(design, rows)
     post = fit.posterior
     rng = np.random.default_rng(seed)
     S = post.n_chains * post.n_draws
@@ -344,26 +450,29 @@ def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
         b_new.append(new_level_effects(rng, len(levels), group_covariance_chol(post, blk))
                      if levels else None)
     fam = design.family
-    sigma = np.asarray(post[fam.dispersion]).reshape(S) if fam.dispersion else None
+    dispersion = np.asarray(post[fam.dispersion]).reshape(S) if fam.dispersion else None
     step = max(1, max_values // S)
     for start in range(0, rows.n_rows, step):
         sl = slice(start, min(start + step, rows.n_rows))
-        eta = eta_draws(_chunk(rows, sl), beta, b, b_new)
+        part = _chunk(rows, sl)
+        eta = eta_draws(part, beta, b, b_new)
         if kind == "link":
             yield sl, eta
             continue
         mean = fam.inverse_link(eta)
-        yield sl, (mean if kind == "mean" else fam.draw(rng, mean, sigma))
+        yield sl, (mean if kind == "mean" else
+                   fam.draw(rng, mean, dispersion, trials=part.trials, weights=part.weights))
 
 
 def posterior_draws(fit: Any, newdata: pd.DataFrame | None = None, re_form: Any = None,
                     kind: str = "mean", allow_new_levels: bool = True,
-                    seed: int | np.random.Generator | None = None) -> tuple[np.ndarray, pd.Index]:
+                    seed: int | np.random.Generator | None = None,
+                    offset: Any = None) -> tuple[np.ndarray, pd.Index]:
     """All posterior draws of predictions, ``(chains * draws, rows)``, and the rows' labels.
 
-    See :func:`iter_posterior_draws` for ``kind`` and new levels.
+    See :func:`iter_posterior_draws` for ``kind`` and new levels, :func:`prediction_rows` for ``offset``.
     """
-    rows = prediction_rows(fit.design, newdata, re_form, allow_new_levels)
+    rows = prediction_rows(fit.design, newdata, re_form, allow_new_levels, offset)
     S = fit.posterior.n_chains * fit.posterior.n_draws
     out = np.empty((S, rows.n_rows))
     for sl, draws in iter_posterior_draws(fit, rows, kind, seed):

@@ -44,6 +44,7 @@ import pandas as pd
 from hierbayes.bayes.posterior import Posterior, SamplingInfo
 from hierbayes.bayes.priors import Prior, PriorEntry, PriorTable
 from hierbayes.errors import DataError, FitFileError, HierbayesWarning
+from hierbayes.families import get_family
 
 if TYPE_CHECKING:
     from hierbayes.bayes.model import BayesModel
@@ -208,16 +209,42 @@ def _prior_entries(table: Any) -> list[dict[str, Any]]:
              "params": e.prior.params, "source": e.source} for e in table.entries]
 
 
+#: Columns of the saved frame that hold the fit's ``weights=`` and ``offset=`` arguments.
+ROW_ARGUMENTS = {"weights": "(hierbayes weights)", "offset": "(hierbayes offset)"}
+
+
+def _row_arguments(design: Any) -> dict[str, np.ndarray]:
+    """The fit's ``weights=`` and ``offset=`` as they were given, per fitted row (None left out).
+
+    A binomial proportion's ``weights=`` are its trials; the formula's ``offset()``
+    terms are rebuilt from the frame's columns, so only ``offset=``'s part is kept.
+    """
+    from hierbayes.report.predict import offset_argument
+
+    out = {}
+    weights = design.weights
+    if weights is None and design.trials is not None and not design.response_label.startswith("cbind("):
+        weights = design.trials
+    if weights is not None:
+        out["weights"] = np.asarray(weights, dtype=float)
+    offset = offset_argument(design)
+    if offset is not None:
+        out["offset"] = offset
+    return out
+
+
 def _metadata(fit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     from hierbayes.version import __version__
 
     design = fit.design
-    variables, layout = encode_frame(design.frame)
+    frame = design.frame.assign(**{ROW_ARGUMENTS[k]: v for k, v in _row_arguments(design).items()})
+    variables, layout = encode_frame(frame)
     meta = {
         "format": FORMAT,
         "hierbayes_version": __version__,
         "formula": design.formula.formula,
         "family": design.family.name,
+        "link": design.family.link.name,
         "data_name": design.data_name,
         "dropped_rows": int(design.dropped_rows),
         "dropped_columns": list(design.dropped_columns),
@@ -255,7 +282,10 @@ def _rebuild(meta: dict[str, Any], frame: pd.DataFrame, path: Path, model_class:
     with warnings.catch_warnings():
         # the rank-deficiency warning was given when the fit was made
         warnings.simplefilter("ignore", HierbayesWarning)
-        model = model_class(meta["formula"], frame, family=meta["family"])
+        # a file from before links were saved has its family's default link
+        family = get_family(meta["family"], link=meta.get("link"))
+        given = {k: c for k, c in ROW_ARGUMENTS.items() if c in frame.columns}
+        model = model_class(meta["formula"], frame, family=family, **given)
     design = model.design
     diffs = _differences(meta["design"], _design_check(design))
     if diffs or design.dropped_columns != meta["dropped_columns"]:

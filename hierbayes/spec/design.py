@@ -35,6 +35,7 @@ from hierbayes.families import Family, get_family
 from hierbayes.residuals import IID, ResidualModel
 from hierbayes.spec.formula import ParsedFormula, RandomTerm
 from hierbayes.spec.modelframe import NAME_CONSTANTS, ModelFrame, distinct_labels
+from hierbayes.spec.response import read_response, row_values
 from hierbayes.spec.rexpr import Terms, label, parse, terms
 
 _TREATMENT = re.compile(r"\[T\.(.*?)\]")
@@ -193,6 +194,17 @@ class Design:
         (centring, polynomial coefficients, levels), replayed on new data.
     x_variables
         Labels of the model-frame variables the fixed part uses.
+    trials
+        Binomial trials per row (``cbind(s, f)``'s ``s + f``, or ``weights=`` with a
+        proportion); None: one each, or not a binomial family. ``y`` then holds the
+        successes.
+    weights
+        Prior weights per row (Gaussian: precisions, as lmer's); None: all one.
+    offset
+        The linear predictor's known part per row (the formula's ``offset()`` terms
+        plus ``offset=``); None: none.
+    offset_terms
+        The labels of the formula's ``offset()`` terms, evaluated again on new data.
     """
 
     formula: ParsedFormula
@@ -212,6 +224,10 @@ class Design:
     frame: pd.DataFrame | None = None
     model_frame: ModelFrame | None = None
     x_variables: list[str] = field(default_factory=list)
+    trials: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    offset_terms: list[str] = field(default_factory=list)
 
     @property
     def n_obs(self) -> int:
@@ -351,6 +367,8 @@ def build_design(
     data: pd.DataFrame,
     family: str | Family = "gaussian",
     na_action: str = "omit",
+    weights: Any = None,
+    offset: Any = None,
 ) -> Design:
     """Evaluate a parsed formula on data.
 
@@ -364,7 +382,15 @@ def build_design(
         Response family (name or :class:`~hierbayes.families.Family`).
     na_action
         ``"omit"`` drops rows with a missing value in any column the formula
-        uses and warns with the count; ``"raise"`` raises instead.
+        uses (or in the weights or offset) and warns with the count;
+        ``"raise"`` raises instead.
+    weights
+        Prior weights, as lmer's and glmer's ``weights``: a column name or one
+        value per row. For a binomial family with a proportion response they
+        are the trials.
+    offset
+        A known part of the linear predictor (as glmer's ``offset``), added to
+        the formula's ``offset()`` terms: a column name or one value per row.
 
     Returns
     -------
@@ -381,7 +407,8 @@ def build_design(
     """
     family = get_family(family)
     # the family's dispersion is the residual model's scale (iid: one sigma, or none)
-    residual = IID(family.dispersion, family.dispersion_label or "Residual")
+    residual = IID(family.dispersion if family.residual_sd else None,
+                   family.dispersion_label or "Residual")
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}.")
     if len(data) == 0:
@@ -393,6 +420,10 @@ def build_design(
     response_label = label(response_node)
     fixed = read_part(formula.fixed)
     parts = [read_part(t.expr) for t in formula.random]
+    for term, part in zip(formula.random, parts, strict=True):
+        if part.terms.offsets:
+            raise FormulaError(f"offset() inside the random-effect term {term.source} has no "
+                               "meaning; put it in the fixed part.")
     variables = {response_label: response_node, **fixed.terms.variables}
     for part in parts:
         variables.update(part.terms.variables)
@@ -411,7 +442,12 @@ def build_design(
     ) if c in data.columns]
 
     frame = data.loc[:, used].copy()
-    missing = frame.isna()
+    extra = pd.DataFrame(index=data.index)
+    for what, value in (("weights", weights), ("offset", offset)):
+        col = row_values(value, data, what)
+        if col is not None:
+            extra[f"({what})"] = col
+    missing = pd.concat([frame.isna(), extra.isna()], axis=1)
     bad_rows = missing.any(axis=1)
     dropped = int(bad_rows.sum())
     if dropped:
@@ -429,6 +465,10 @@ def build_design(
             stacklevel=3,
         )
         frame = frame.loc[~bad_rows]
+        extra = extra.loc[~bad_rows]
+    for col in extra.columns:
+        if np.isinf(extra[col].to_numpy()).any():
+            raise DataError(f"{col[1:-1]}= has infinite values; remove or replace them first.")
     for col in frame.columns:
         values = frame[col]
         if pd.api.types.is_float_dtype(values):
@@ -440,9 +480,15 @@ def build_design(
         if isinstance(values.dtype, pd.CategoricalDtype):
             frame[col] = values.cat.remove_unused_categories()
 
-    y = family.encode_response(mf.series(frame, response_label, fit=True), response_label)
+    w = extra["(weights)"].to_numpy() if "(weights)" in extra else None
+    y, trials, w = read_response(family, mf, frame, response_node, response_label, w)
     n = len(y)
     context = mf.evaluate(frame, [v for v in variables if v != response_label], fit=True)
+    off = extra["(offset)"].to_numpy().copy() if "(offset)" in extra else None
+    for lab in fixed.terms.offsets:
+        # the model frame has refused non-finite values (a log of 0) already
+        v = np.asarray(context[lab], dtype=float).reshape(-1)
+        off = v.copy() if off is None else off + v
     mm = model_matrix_from(fixed, context, n, "fixed part")
     X = mm.to_numpy(dtype=float)
     names = [r_name(c) for c in mm.columns]
@@ -527,5 +573,9 @@ def build_design(
         data_name=str(data.attrs.get("name", "data")),
         frame=frame,
         model_frame=mf,
-        x_variables=fixed.variables,
+        x_variables=[v for v in fixed.variables if v not in fixed.terms.offsets],
+        trials=trials,
+        weights=w,
+        offset=off,
+        offset_terms=list(fixed.terms.offsets),
     )

@@ -360,12 +360,17 @@ class Terms:
         The terms in R's order (by degree, then as written), each a tuple of
         variable labels in the order the variables first appear.
     variables
-        Each variable's label and syntax tree, in order of first appearance.
+        Each variable's label and syntax tree, in order of first appearance
+        (the offsets' too).
+    offsets
+        The labels of ``offset(...)`` terms, which R keeps out of the term list:
+        they enter the linear predictor with coefficient 1.
     """
 
     intercept: bool
     labels: list[tuple[str, ...]]
     variables: dict[str, Node] = field(default_factory=dict)
+    offsets: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         """The terms written out again in R (``"1 + x + x:f"``)."""
@@ -402,6 +407,7 @@ def terms(node: Node, source: str | None = None) -> Terms:
     """
     variables: dict[str, Node] = {}
     order: dict[str, int] = {}
+    offsets: list[str] = []
     text = source if source is not None else label(node)
 
     def var(n: Node) -> list[frozenset[str]]:
@@ -448,6 +454,11 @@ def terms(node: Node, source: str | None = None) -> Terms:
             if n.kind in ("string", "const"):
                 where = f"\n{caret(text, n.start, n.end)}" if source else ""
                 raise FormulaError(f"{label(n)} cannot be a term of a formula.{where}")
+            if n.kind == "call" and n.value == "offset":
+                var(n)
+                if label(n) not in offsets:
+                    offsets.append(label(n))
+                return [], None
             return var(n), None
         op = n.value
         left, right = n.args
@@ -483,4 +494,4 @@ def terms(node: Node, source: str | None = None) -> Terms:
     found = [t for t in found if t]
     ranked = sorted(range(len(found)), key=lambda i: (len(found[i]), i))
     labels = [tuple(sorted(found[i], key=order.__getitem__)) for i in ranked]
-    return Terms(intercept=icpt is not False, labels=labels, variables=variables)
+    return Terms(intercept=icpt is not False, labels=labels, variables=variables, offsets=offsets)

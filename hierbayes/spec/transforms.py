@@ -282,11 +282,6 @@ def _C(ev: Evaluator, key: str, object: Any, contr: Any, how_many: Any = None) -
     return Factor(f.codes, f.levels, f.ordered, kind)
 
 
-_OFFSET = ("offset() is not supported yet (offsets come with the GLMM families); "
-           "remove it, or fit the model in R for now.")
-_CBIND = ("cbind() responses (successes and failures) are not supported yet; they come "
-          "with the binomial-with-trials family. Use a 0/1 response for now.")
-
 TRANSFORMS: dict[str, Transform] = {}
 
 
@@ -330,7 +325,23 @@ _add("relevel", ("x", "ref"), _relevel, "a factor with `ref` as its first (refer
 _add("C", ("object", "contr", "how.many"), _C,
      "a factor with the given contrasts: contr.treatment, contr.sum, contr.helmert, contr.poly",
      {"contr": None, "how.many": None}, data=("object",))
-_NOT_YET = {"offset": _OFFSET, "cbind": _CBIND}
+
+
+def _offset(ev: Evaluator, key: str, x: Any) -> np.ndarray:
+    return numeric_value(x, key)
+
+
+def _cbind(ev: Evaluator, key: str, successes: Any, failures: Any) -> Matrix:
+    s, f = numeric_value(successes, key), numeric_value(failures, key)
+    return Matrix(np.column_stack(np.broadcast_arrays(s, f)), ["successes", "failures"])
+
+
+# offset(): a term of the linear predictor with coefficient 1 (rexpr.terms sets it apart);
+# cbind(): a binomial response's successes and failures (the design reads its two columns)
+_add("offset", ("x",), _offset, "a known part of the linear predictor, coefficient 1")
+_add("cbind", ("successes", "failures"), _cbind,
+     "a binomial response: cbind(successes, failures)", data=("successes", "failures"))
+_NOT_YET: dict[str, str] = {}
 
 
 def _quoted(ev: Evaluator, key: str, name: Any) -> Any:

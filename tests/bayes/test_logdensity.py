@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import gammaln
 
 import hierbayes as hb
-from hierbayes.bayes.native import cpc_cholesky
-from hierbayes.bayes.pack import pack
+from hierbayes.bayes import codes
+from hierbayes.bayes.native import NativeModel, cpc_cholesky
+from hierbayes.bayes.pack import collapsed_block, kernel_of, pack
+from hierbayes.bayes.posterior import linear_predictor
+
+# the parameters sampled on the log scale besides the SDs: the families' dispersions
+DISPERSIONS = ("sigma", "shape")
 
 
 def _pymc_point(packed, theta):
@@ -17,7 +25,7 @@ def _pymc_point(packed, theta):
         v = theta[off:off + (int(np.prod(shape)) if shape else 1)].reshape(shape)
         if name.startswith("eff_"):
             point["z_" + name[4:]] = v
-        elif name.startswith("sd_") or name == "sigma":
+        elif name.startswith("sd_") or name in DISPERSIONS:
             point[name + "_log__"] = v
         else:
             point[name] = v
@@ -34,7 +42,7 @@ def _pymc_grad_in_our_order(model, packed, flat):
     out = np.zeros(packed.dim)
     for name, (off, shape) in packed.layout.items():
         key = ("z_" + name[4:]) if name.startswith("eff_") else (
-            name + "_log__" if name.startswith("sd_") or name == "sigma" else name)
+            name + "_log__" if name.startswith("sd_") or name in DISPERSIONS else name)
         out[off:off + (int(np.prod(shape)) if shape else 1)] = parts[key]
     return out
 
@@ -48,36 +56,93 @@ def extra_data(sleepstudy):
     df["g3"] = rng.integers(0, 4, len(df)).astype(str)
     df["hit"] = (df["Reaction"] > df["Reaction"].median()).astype(int)
     df["count"] = rng.poisson(np.exp(1 + 0.1 * df["Days"]))
+    # the GLMM families' responses and the rows' trials, exposures and weights
+    df["n"] = rng.integers(1, 12, len(df))
+    df["k"] = rng.binomial(df["n"], 1 / (1 + np.exp(1 - 0.2 * df["Days"])))
+    df["prop"] = df["k"] / df["n"]
+    df["expo"] = rng.uniform(0.5, 3.0, len(df))
+    df["logexpo"] = np.log(df["expo"])
+    df["count2"] = rng.poisson(df["expo"] * np.exp(0.5 + 0.1 * df["Days"]))
+    mu = np.exp(1.0 + 0.1 * df["Days"])
+    df["nb"] = rng.poisson(rng.gamma(2.0, mu / 2.0))
+    df["pos"] = rng.gamma(3.0, mu / 3.0)
+    df["w"] = rng.uniform(0.5, 2.0, len(df))
+    # large counts with gaps of more than 32 between distinct values (the negative binomial
+    # kernel's lgamma steps), and one response far from the rest
+    df["nbbig"] = rng.poisson(rng.gamma(20.0, 5.0 * mu.to_numpy()))
+    df.loc[df.index[0], "nbbig"] = 2000
     return df
 
 
+# brms's default priors, as they can be set exactly (b flat, the centred intercept student_t)
+BRMS_DEFAULTS = {"b": "flat", "Intercept": "student_t(3, 0, 2.5)", "sd": "student_t(3, 0, 2.5)"}
+
 CASES = [
-    ("Reaction ~ Days + (Days | Subject)", "gaussian", None),
-    ("Reaction ~ Days + (Days || Subject) + (1 | g2)", "gaussian",
-     {"sd": "exponential(0.1)", "sigma": "gamma(2, 0.1)", "b": "student_t(3, 0, 10)"}),
-    ("Reaction ~ Days + (Days + x2 | Subject)", "gaussian",
-     {"sd": "half_cauchy(10)", "sigma": "lognormal(3, 1)", "b": "cauchy(0, 10)", "cor": "lkj(3)"}),
-    ("hit ~ Days + (1 | Subject) + (1 | g2:g3)", "bernoulli", {"sd": "half_normal(2)"}),
-    ("count ~ Days + (Days | Subject)", "poisson", {"sd": "inv_gamma(3, 2)"}),
+    # (formula, family, link, priors, weights, offset)
+    ("Reaction ~ Days + (Days | Subject)", "gaussian", None, None, None, None),
+    ("Reaction ~ Days + (Days || Subject) + (1 | g2)", "gaussian", None,
+     {"sd": "exponential(0.1)", "sigma": "gamma(2, 0.1)", "b": "student_t(3, 0, 10)"}, None, None),
+    ("Reaction ~ Days + (Days + x2 | Subject)", "gaussian", None,
+     {"sd": "half_cauchy(10)", "sigma": "lognormal(3, 1)", "b": "cauchy(0, 10)", "cor": "lkj(3)"}, None, None),
+    ("hit ~ Days + (1 | Subject) + (1 | g2:g3)", "bernoulli", None, {"sd": "half_normal(2)"}, None, None),
+    ("count ~ Days + (Days | Subject)", "poisson", None, {"sd": "inv_gamma(3, 2)"}, None, None),
+    # binomial with trials: cbind() with each link (a random slope; crossed blocks), a proportion
+    ("cbind(k, n - k) ~ Days + (Days | Subject)", "binomial", "logit", {"sd": "half_normal(2)"}, None, None),
+    ("cbind(k, n - k) ~ Days + x2 + (1 | Subject) + (1 | g2)", "binomial", "probit", None, None, None),
+    ("cbind(k, n - k) ~ Days + (1 | Subject)", "binomial", "cloglog", {"sd": "exponential(1)"}, None, None),
+    ("prop ~ Days + (1 | Subject) + (1 | g3)", "binomial", "logit", None, "n", None),
+    # 0/1 responses: a probit link, and brms's defaults (b flat) on the Bernoulli kernel
+    ("hit ~ Days + (1 | Subject) + (1 | g2:g3)", "bernoulli", "probit", None, None, None),
+    ("hit ~ Days + x2 + (1 | Subject)", "binomial", "logit", BRMS_DEFAULTS, None, None),
+    # Poisson with an offset: in the formula, and as offset= (a column); crossed; a slope
+    ("count2 ~ Days + offset(log(expo)) + (1 | Subject) + (1 | g2)", "poisson", None, None, None, None),
+    ("count2 ~ Days + (Days | Subject)", "poisson", None, None, None, "logexpo"),
+    ("nb ~ Days + (1 | Subject) + (1 | g2)", "negbinomial", None, None, None, None),
+    ("nb ~ Days + x2 + (Days | Subject)", "negbinomial", None, {"shape": "gamma(2, 0.5)"}, None, "logexpo"),
+    ("nbbig ~ Days + (1 | Subject)", "negbinomial", None, None, None, None),
+    ("pos ~ Days + x2 + (Days | Subject)", "gamma", "log", None, None, None),
+    ("pos ~ Days + (1 | Subject) + (1 | g2)", "gamma", "log", {"shape": "exponential(0.5)"}, None, None),
+    # Gaussian with prior weights, and with offsets
+    ("Reaction ~ Days + (Days | Subject)", "gaussian", None, None, "w", None),
+    ("Reaction ~ Days + offset(x2) + (1 | Subject) + (1 | g2)", "gaussian", None, None, "w", "x2"),
 ]
 
 
-@pytest.mark.parametrize(("formula", "family", "priors"), CASES)
-def test_log_density_and_gradient_equal_pymc(extra_data, formula, family, priors):
-    model = hb.Model(formula, extra_data, family=family, priors=priors)
+def _model(data, formula, family, link, priors, weights, offset):
+    fam = hb.get_family(family, link=link)
+    return hb.Model(formula, data, family=fam, priors=priors, weights=weights, offset=offset)
+
+
+@pytest.mark.parametrize(("formula", "family", "link", "priors", "weights", "offset"), CASES)
+def test_log_density_and_gradient_equal_pymc(extra_data, formula, family, link, priors, weights, offset):
+    model = _model(extra_data, formula, family, link, priors, weights, offset)
     packed = pack(model.design, model.priors, collapse=False)
     logp = model.pymc_model.compile_logp()
     dlogp = model.pymc_model.compile_dlogp()
     rng = np.random.default_rng(0)
+    # PyMC's Binomial forms p and 1 - p: with the probit and cloglog links they lose digits
+    # once |eta| passes 3 (cloglog's 1 - p is exp(-e^eta), 2e-9 at eta = 3), so those cases
+    # are compared nearer the start; far out the kernel is checked against SciPy instead
+    # (test_binomial_links_stay_exact_far_out)
+    jitter, noise = (0.5, 0.15) if link in ("probit", "cloglog") else (1.0, 0.3)
     diffs, scale = [], 1.0
-    for seed in range(3):
-        theta = packed.initial_point(seed) + rng.normal(0, 0.3, packed.dim)
+    for seed in range(8):
+        theta = packed.initial_point(seed, jitter=jitter) + rng.normal(0, noise, packed.dim)
         lp, grad = packed.logp_grad(theta)
+        assert np.isfinite(lp) and np.all(np.isfinite(grad))
         point = _pymc_point(packed, theta)
-        diffs.append(lp - float(logp(point)))
+        reference = float(logp(point))
+        if not np.isfinite(reference):
+            # PyMC's Binomial takes log(1 - p) of p = sigmoid(eta), which rounds to 1 where
+            # eta passes 37; only where the rows' eta is that far out
+            eta = linear_predictor(model.design, packed.constrain(theta[None, None]))
+            assert family == "binomial" and np.abs(eta).max() > 30
+            continue
+        diffs.append(lp - reference)
         scale = max(scale, abs(lp))
         expected = _pymc_grad_in_our_order(model, packed, dlogp(point))
         np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
+    assert len(diffs) >= 6
     # equal up to the normalising constants we leave out (and rounding of sums over rows)
     assert np.ptp(diffs) < 1e-10 * scale
 
@@ -116,12 +181,18 @@ def test_centred_form_is_the_same_density_in_other_coordinates(sleep_model):
                                rtol=1e-10, atol=1e-10)
 
 
+def _weights_and_offset(design):
+    w = np.ones(design.n_obs) if design.weights is None else design.weights
+    return w, np.zeros(design.n_obs) if design.offset is None else design.offset
+
+
 def _dense_marginal_loglik(design, priors, packed, theta):
-    """log N(y | X beta, sigma^2 I + Z Sigma Z') by dense linear algebra."""
+    """log N(y | offset + X beta, sigma^2 W^-1 + Z Sigma Z') by dense linear algebra."""
     X = pack(design, priors).data.X
+    w, offset = _weights_and_offset(design)
     lay = packed.layout
     sigma = np.exp(theta[lay["sigma"][0]])
-    V = sigma**2 * np.eye(design.n_obs)
+    V = sigma**2 * np.diag(1 / w)
     for blk in design.blocks:
         o, (K,) = lay[f"sd_{blk.group}"]
         L = np.eye(K)
@@ -133,7 +204,7 @@ def _dense_marginal_loglik(design, priors, packed, theta):
         for i, lev in enumerate(blk.index):
             Zf[i, lev * K:(lev + 1) * K] = blk.Z[i]
         V += Zf @ np.kron(np.eye(blk.n_levels), T @ T.T) @ Zf.T
-    r = design.y - X @ theta[:X.shape[1]]
+    r = design.y - offset - X @ theta[:X.shape[1]]
     return -0.5 * np.linalg.slogdet(V)[1] - 0.5 * r @ np.linalg.solve(V, r)
 
 
@@ -143,8 +214,12 @@ def _dense_marginal_loglik(design, priors, packed, theta):
     "Reaction ~ Days + (Days | Subject) + (x2 | g2) + (1 | g3)",
     "Reaction ~ Days + (Days || Subject) + (1 | g2)",
 ])
-def test_marginal_density_is_the_integrated_likelihood(extra_data, formula):
-    model = hb.Model(formula, extra_data)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_marginal_density_is_the_integrated_likelihood(extra_data, formula, weighted):
+    # with prior weights and an offset, the kernel reads rows scaled by sqrt(w), less the offset
+    kw = {"weights": "w", "offset": "x2"} if weighted else {}
+    model = hb.Model(formula, extra_data, **kw)
+    w, offset = _weights_and_offset(model.design)
     marg = pack(model.design, model.priors, marginal=True)
     full = pack(model.design, model.priors, collapse=False)
     rng = np.random.default_rng(5)
@@ -157,9 +232,9 @@ def test_marginal_density_is_the_integrated_likelihood(extra_data, formula):
             size = int(np.prod(shape)) if shape else 1
             theta_full[full.layout[name][0]:full.layout[name][0] + size] = theta[off:off + size]
         sigma = np.exp(theta[marg.layout["sigma"][0]])
-        resid = model.design.y - full.data.X @ theta[:full.data.X.shape[1]]
+        resid = model.design.y - offset - full.data.X @ theta[:full.data.X.shape[1]]
         prior_part = full.logp_grad(theta_full)[0] - (
-            -model.design.n_obs * np.log(sigma) - 0.5 * resid @ resid / sigma**2)
+            -model.design.n_obs * np.log(sigma) - 0.5 * resid @ (w * resid) / sigma**2)
         lp, grad = marg.logp_grad(theta)
         gaps.append(lp - _dense_marginal_loglik(model.design, model.priors, marg, theta) - prior_part)
         np.testing.assert_allclose(grad, _fd_grad(marg, theta), rtol=2e-6, atol=2e-5)
@@ -515,3 +590,120 @@ def test_bernoulli_rows_stay_exact_far_out_on_the_logit_scale(extra_data):
         diffs.append(lp - float(logp(point)))
         scale = max(scale, abs(lp))
     assert np.all(np.isfinite(diffs)) and np.ptp(diffs) < 1e-10 * scale
+
+
+def test_collapsed_block_reads_the_offset_and_weights_turn_it_off(extra_data):
+    # the collapsed block sums residuals of eta = offset + X beta (+ other blocks): with an
+    # offset it still equals the marginal form (which takes the offset from y)
+    model = hb.Model("Reaction ~ Days + (1 | Subject)", extra_data, offset="x2")
+    col, marg = pack(model.design, model.priors), pack(model.design, model.priors, marginal=True)
+    assert col.collapsed == 0
+    _same_density_up_to_a_constant(col, marg, rng=np.random.default_rng(6))
+    # the per-level closed form assumes equal weights: with weights no block is collapsed,
+    # without a word when chosen automatically, and an explicit request is an error
+    weighted = hb.Model("Reaction ~ Days + (1 | Subject)", extra_data, weights="w", offset="x2")
+    assert collapsed_block(weighted.design) == -1
+    assert pack(weighted.design, weighted.priors).collapsed == -1
+    with pytest.raises(ValueError, match="prior weights has no collapsed"):
+        pack(weighted.design, weighted.priors, collapse=True)
+    full = pack(weighted.design, weighted.priors)
+    marg = pack(weighted.design, weighted.priors, marginal=True)
+    assert weighted.use_marginal() and full.dim > marg.dim
+
+
+def _without_rows(data):
+    """The same record with no rows: what is left is the priors (and the group effects' own)."""
+    none = slice(0, 0)
+    cut = {k: getattr(data, k)[none] for k in ("X", "y", "index", "Z")}
+    cut.update({k: getattr(data, k)[none] for k in ("offset", "trials", "weights")
+                if getattr(data, k) is not None})
+    return dataclasses.replace(data, **cut, distinct=np.zeros(0), distinct_counts=np.zeros(0),
+                               log_y_sum=0.0)
+
+
+def _left_out(design) -> float:
+    """The constant the kernels leave out of the rows' log-likelihood, as their files document it."""
+    fam, y = design.family.name, design.y
+    if fam == "gaussian":
+        w, _ = _weights_and_offset(design)
+        return -0.5 * design.n_obs * np.log(2 * np.pi) + 0.5 * np.log(w).sum()
+    if fam in ("binomial", "bernoulli"):
+        n = np.ones_like(y) if design.trials is None else design.trials
+        return float(np.sum(gammaln(n + 1) - gammaln(y + 1) - gammaln(n - y + 1)))
+    if fam in ("poisson", "negbinomial"):
+        return -float(np.sum(gammaln(y + 1)))
+    assert fam == "gamma"
+    return -float(np.sum(np.log(y)))
+
+
+def _rows_part(packed, theta):
+    """The rows' share of the compiled density at theta: the density less that without rows."""
+    return packed.logp_grad(theta)[0] - NativeModel(_without_rows(packed.data), packed.dim).logp_grad(theta)[0]
+
+
+def _family_loglik(model, packed, theta):
+    """The family's pointwise log-likelihood (every constant) summed at theta's linear predictor."""
+    post = packed.constrain(theta[None, None])
+    eta = linear_predictor(model.design, post)[0, 0]
+    d, fam = model.design, model.family
+    disp = post[fam.dispersion].reshape(1) if fam.dispersion else None
+    return float(fam.loglik(d.y, eta[None], disp, trials=d.trials, weights=d.weights).sum())
+
+
+@pytest.mark.parametrize(("formula", "family", "link", "priors", "weights", "offset"), CASES)
+def test_kernels_leave_out_only_the_responses_own_constant(extra_data, formula, family, link, priors,
+                                                           weights, offset):
+    # the rows' part of the compiled density is the family's log-likelihood (LOO's, with every
+    # normalising constant) less a constant of the data alone: the binomial coefficient,
+    # log y!, the gamma's log y, the Gaussian's 2 pi and the weights' 0.5 log w
+    model = _model(extra_data, formula, family, link, priors, weights, offset)
+    packed = pack(model.design, model.priors, collapse=False)
+    rng = np.random.default_rng(1)
+    for seed in range(4):
+        theta = packed.initial_point(seed) + rng.normal(0, 0.3, packed.dim)
+        expected = _family_loglik(model, packed, theta) - _left_out(model.design)
+        assert _rows_part(packed, theta) == pytest.approx(expected, rel=1e-11, abs=1e-9)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_binomial_links_stay_exact_far_out(extra_data, link):
+    # log p and log(1 - p) without forming p: the value is SciPy's (log_ndtr for the probit)
+    # wherever the rows' eta lies, the gradient the differences' (PyMC's graph loses digits there)
+    model = hb.Model("cbind(k, n - k) ~ Days + (1 | Subject)", extra_data,
+                     family=hb.get_family("binomial", link=link))
+    packed = pack(model.design, model.priors)
+    at = packed.layout["Intercept"][0]
+    # cloglog's log(1 - p) = -e^eta: past eta = 30 the rows' sum nears overflow
+    top = 30.0 if link == "cloglog" else 700.0
+    for intercept in (-700.0, -40.0, -25.0, -8.0, 0.0, 0.5, 8.0, 25.0, 40.0, top):
+        theta = packed.initial_point(1)
+        theta[at] = min(intercept, top)
+        lp, grad = packed.logp_grad(theta)
+        assert np.isfinite(lp) and np.all(np.isfinite(grad))
+        expected = _family_loglik(model, packed, theta) - _left_out(model.design)
+        assert _rows_part(packed, theta) == pytest.approx(expected, rel=1e-12, abs=1e-9)
+        # the density reaches -1e8 at eta = -700 (probit): a step of 1e-4 keeps the differences'
+        # rounding (1e8 eps / h) below the tolerance, and their third derivative is small there
+        np.testing.assert_allclose(grad, _fd_grad(packed, theta, h=1e-4), rtol=1e-6, atol=1e-4)
+
+
+def test_a_binomial_with_one_trial_and_the_logit_link_is_the_bernoulli_kernel(extra_data):
+    # family="binomial" on a 0/1 response runs the Bernoulli's kernel; the binomial kernel with
+    # trials NULL computes the very same numbers (to the last bit)
+    a = hb.Model("hit ~ Days + x2 + (1 | Subject)", extra_data, family="binomial")
+    b = hb.Model("hit ~ Days + x2 + (1 | Subject)", extra_data, family="bernoulli")
+    pa, pb = pack(a.design, a.priors), pack(b.design, b.priors)
+    assert kernel_of(a.design) == kernel_of(b.design) == "bernoulli"
+    assert pa.data.family == pb.data.family == codes.FAMILY_CODES["bernoulli"]
+    binomial = NativeModel(dataclasses.replace(pa.data, family=codes.FAMILY_CODES["binomial"]), pa.dim)
+    rng = np.random.default_rng(2)
+    for seed in range(5):
+        theta = pa.initial_point(seed) + rng.normal(0, 1.0, pa.dim)
+        lp, grad = pa.logp_grad(theta)
+        assert pb.logp_grad(theta)[0] == lp
+        lp2, grad2 = binomial.logp_grad(theta)
+        assert lp2 == lp and np.array_equal(grad2, grad)
+    # and so the same draws
+    fa = a.fit(draws=30, tune=30, chains=1, seed=3, progressbar=False, check=False)
+    fb = b.fit(draws=30, tune=30, chains=1, seed=3, progressbar=False, check=False)
+    np.testing.assert_array_equal(fa.posterior["fixef"], fb.posterior["fixef"])

@@ -75,13 +75,15 @@ def test_families(sleepstudy):
     df = sleepstudy.assign(slow=(sleepstudy["Reaction"] > 300).astype(int),
                            count=np.round(sleepstudy["Reaction"] / 50))
     assert "sigma" not in hb.Model("slow ~ Days + (1 | Subject)", df, family="bernoulli").pymc_model.named_vars
-    assert hb.Model("count ~ Days + (1 | Subject)", df, family="poisson").family.link == "log"
+    assert hb.Model("count ~ Days + (1 | Subject)", df, family="poisson").family.link.name == "log"
     with pytest.raises(hb.DataError, match="other than 0 and 1"):
         hb.Model("Reaction ~ Days + (1 | Subject)", df, family="bernoulli")
     with pytest.raises(hb.DataError, match="non-negative integers"):
         hb.Model("Reaction ~ Days + (1 | Subject)", df, family="poisson")
-    with pytest.raises(hb.DataError, match="Unknown family 'gamma'"):
+    with pytest.raises(hb.DataError, match="gamma family needs its link said"):
         hb.Model("Reaction ~ Days + (1 | Subject)", df, family="gamma")
+    with pytest.raises(hb.DataError, match="Unknown family 'beta'"):
+        hb.Model("Reaction ~ Days + (1 | Subject)", df, family="beta")
 
 
 def test_model_is_extensible(sleepstudy):

@@ -97,7 +97,7 @@ def test_a_ctypes_mirror_out_of_step_with_the_c_record_is_refused(monkeypatch):
     i = [name for name, _ in fields].index("collapsed")
     swapped = [*fields[:i - 1], fields[i], fields[i - 1], *fields[i + 1:]]
     monkeypatch.setattr(native, "Model", _changed_mirror(swapped))
-    with pytest.raises(SamplerError, match="field 'collapsed' is 'sigma_at' in the kernels"):
+    with pytest.raises(SamplerError, match="field 'collapsed' is 'disp_at' in the kernels"):
         native.check_library(lib, path)
 
 
@@ -166,9 +166,9 @@ def test_a_constant_out_of_step_with_the_c_header_is_refused(monkeypatch):
     monkeypatch.setattr(codes, "KERNEL_CONSTANTS", missing)
     with pytest.raises(SamplerError, match="constant PRIOR_LOGNORMAL: 9 in the kernels.*not defined in"):
         native.check_library(lib, path)
-    extra = {**original, "FAMILY_BINOMIAL": 3}
+    extra = {**original, "FAMILY_BETA": 6}
     monkeypatch.setattr(codes, "KERNEL_CONSTANTS", extra)
-    with pytest.raises(SamplerError, match="constant FAMILY_BINOMIAL: not defined in the kernels"):
+    with pytest.raises(SamplerError, match="constant FAMILY_BETA: not defined in the kernels"):
         native.check_library(lib, path)
 
 
@@ -182,7 +182,7 @@ def test_the_shared_codes_are_what_pack_writes(sleep_model):
     assert blk[0, codes.B_EFF] == full.layout["eff_Subject"][0] and blk[0, codes.B_CENTRED] == 1
     rows = full.data.prior_index
     assert rows.shape[1] == codes.PRI_N
-    assert rows[-1, codes.PRI_AT] == full.layout["sigma"][0] == full.data.sigma_at
+    assert rows[-1, codes.PRI_AT] == full.layout["sigma"][0] == full.data.disp_at
     assert rows[-1, codes.PRI_POSITIVE] == 1
     assert full.data.family == codes.FAMILY_CODES["gaussian"] and full.data.collapsed == -1
     marg = pack(d, pri, marginal=True).data
@@ -196,7 +196,7 @@ def test_an_unknown_family_or_prior_code_is_refused_not_run_as_another(sleep_mod
     # before the split, an unknown family code fell silently into Poisson's branch
     packed = pack(sleep_model.design, sleep_model.priors, collapse=False)
     with pytest.raises(SamplerError, match="response family code"):
-        NativeModel(dataclasses.replace(packed.data, family=3), packed.dim)
+        NativeModel(dataclasses.replace(packed.data, family=len(codes.FAMILY_CODES)), packed.dim)
     rows = packed.data.prior_index.copy()
     rows[0, codes.PRI_CODE] = len(codes.PRIOR_CODES)
     with pytest.raises(SamplerError, match="prior code"):
@@ -217,7 +217,27 @@ def test_an_unknown_family_or_prior_code_is_refused_not_run_as_another(sleep_mod
                         0.8, 3, np.zeros(1, dtype=np.int64), 0, np.zeros(1, dtype=np.int32))
 
 
-@pytest.mark.parametrize("case", ["nested centred", "collapsed", "marginal crossed", "bernoulli"])
+def test_a_link_or_weights_the_kernel_does_not_read_are_refused(sleep_model):
+    packed = pack(sleep_model.design, sleep_model.priors, collapse=False)
+    # a Gaussian kernel with a logit link: refused, not run with the identity
+    with pytest.raises(SamplerError, match="link that the response family's kernel does not compute"):
+        NativeModel(dataclasses.replace(packed.data, link=codes.LINK_CODES["logit"]), packed.dim)
+    weights = np.ones(sleep_model.design.n_obs)
+    # prior weights are read by the Gaussian rows only: a Poisson record with them is refused
+    with pytest.raises(SamplerError, match="cannot evaluate"):
+        NativeModel(dataclasses.replace(packed.data, family=codes.FAMILY_CODES["poisson"],
+                                        link=codes.LINK_CODES["log"], disp_at=-1, weights=weights),
+                    packed.dim)
+    # and by no collapsed block
+    intercepts = hb.Model("Reaction ~ Days + (1 | Subject)", sleep_model.design.frame)
+    collapsed = pack(intercepts.design, intercepts.priors)
+    assert collapsed.collapsed == 0
+    with pytest.raises(SamplerError, match="cannot evaluate"):
+        NativeModel(dataclasses.replace(collapsed.data, weights=weights), collapsed.dim)
+
+
+@pytest.mark.parametrize("case", ["nested centred", "collapsed", "marginal crossed", "bernoulli",
+                                  "binomial trials", "negbinomial"])
 def test_a_chain_reusing_its_buffers_computes_what_a_fresh_call_does(case):
     # a chain allocates its work once and evaluates thousands of times; the lp it records for
     # each draw must be, to the last bit, what a call with freshly allocated buffers gives there
@@ -229,8 +249,18 @@ def test_a_chain_reusing_its_buffers_computes_what_a_fresh_call_does(case):
     df["y"] = 1 + 0.5 * df["x"] + rng.normal(size=4)[teacher // 3] + rng.normal(size=n)
     df["hit"] = (df["y"] > 1).astype(int)
     formula = "y ~ x + (1 | school) + (1 | teacher) + (1 | cohort)"
+    df["n"] = rng.integers(1, 6, n)
+    df["k"] = rng.binomial(df["n"], 0.4)
+    df["count"] = rng.poisson(rng.gamma(2.0, 1.5, n))
     if case == "bernoulli":
         m = hb.Model("hit ~ x + (1 | school) + (x | cohort)", df, family="bernoulli")
+        packed = pack(m.design, m.priors, centred=[True, False])
+    elif case == "binomial trials":
+        m = hb.Model("cbind(k, n - k) ~ x + (1 | school) + (x | cohort)", df,
+                     family=hb.get_family("binomial", link="probit"), offset=0.1 * df["x"].to_numpy())
+        packed = pack(m.design, m.priors, centred=[True, False])
+    elif case == "negbinomial":
+        m = hb.Model("count ~ x + (1 | teacher) + (1 | cohort)", df, family="negbinomial")
         packed = pack(m.design, m.priors, centred=[True, False])
     else:
         m = hb.Model(formula, df)

@@ -140,3 +140,37 @@ def test_mixed_families_on_b_allowed(sleepstudy):
     names = {v.name for v in m.pymc_model.free_RVs}
     assert {"b_0", "b_1"} <= names
     assert np.isfinite(m.pymc_model.compile_logp()(m.pymc_model.initial_point()))
+
+
+def test_a_flat_prior_is_for_fixed_effects_only(sleepstudy):
+    # brms's default on b: improper, log density 0 (the kernel's code FLAT; its density against
+    # PyMC's pm.Flat in test_logdensity's cases)
+    from hierbayes.bayes.codes import FLAT
+    from hierbayes.bayes.pack import pack
+
+    m = hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy, priors={"b": "flat"})
+    assert str(m.priors.get("b", coef="Days")) == "flat" and Prior.parse("flat()") == Prior("flat")
+    packed = pack(m.design, m.priors)
+    at = packed.layout["b"][0]
+    assert [r[1] for r in packed.data.prior_index if r[0] == at] == [FLAT]
+    for key in ("sd", "sigma", "Intercept"):
+        with pytest.raises(hb.PriorError, match="flat .* fixed effects"):
+            hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy, priors={key: "flat"})
+
+
+def test_the_shape_has_its_class_and_brms_default(sleepstudy):
+    df = sleepstudy.assign(count=(sleepstudy["Reaction"] // 30).astype(int))
+    m = hb.Model("count ~ Days + (1 | Subject)", df, family="negbinomial")
+    assert m.priors.get("shape") == Prior("gamma", 0.01, 0.01)
+    table = m.priors.to_frame()
+    assert table[table["class"] == "shape"][["prior", "source"]].values.tolist() == \
+        [["gamma(0.01, 0.01)", "default"]]
+    m = hb.Model("count ~ Days + (1 | Subject)", df, family="negbinomial",
+                 priors={"shape": "student_t(3, 0, 5)"})
+    assert m.priors.get("shape") == Prior("half_student_t", 3, 5)  # positive: the half
+    with pytest.raises(hb.PriorError, match="no shape parameter"):
+        hb.Model("Reaction ~ Days + (1 | Subject)", sleepstudy, priors={"shape": "gamma(2, 1)"})
+    with pytest.raises(hb.PriorError, match="no residual SD"):
+        hb.Model("count ~ Days + (1 | Subject)", df, family="negbinomial", priors={"sigma": "gamma(2, 1)"})
+    with pytest.raises(hb.PriorError, match="single parameter"):
+        hb.Model("count ~ Days + (1 | Subject)", df, family="negbinomial", priors={"shape[x]": "gamma(2, 1)"})

@@ -65,7 +65,7 @@ def test_inverse_links_in_numpy():
     assert GAUSSIAN.inverse_link(eta) is eta
     np.testing.assert_allclose(BERNOULLI.inverse_link(eta), 1 / (1 + np.exp(-eta)), rtol=1e-14)
     np.testing.assert_allclose(POISSON.inverse_link(eta), np.exp(eta), rtol=1e-14)
-    assert [f.link for f in (GAUSSIAN, BERNOULLI, POISSON)] == ["identity", "logit", "log"]
+    assert [f.link.name for f in (GAUSSIAN, BERNOULLI, POISSON)] == ["identity", "logit", "log"]
 
 
 @pytest.mark.parametrize("name", ["gaussian", "bernoulli", "poisson"])
@@ -172,12 +172,13 @@ def test_default_prior_pieces():
 
 
 def test_dispersion_and_capabilities():
-    assert [(f.dispersion, f.dispersion_label, f.has_sigma) for f in FAMILIES.values()] == [
-        ("sigma", "Residual", True), (None, None, False), (None, None, False)]
+    assert {k: (f.dispersion, f.dispersion_label, f.has_sigma) for k, f in FAMILIES.items()} == {
+        "gaussian": ("sigma", "Residual", True), "bernoulli": (None, None, False),
+        "binomial": (None, None, False), "gamma": ("shape", None, False),
+        "negbinomial": ("shape", None, False), "poisson": (None, None, False)}
     assert [f.name for f in FAMILIES.values() if f.supports_reml] == ["gaussian"]
     assert [f.name for f in FAMILIES.values() if f.supports_marginal] == ["gaussian"]
-    assert [f.model_kind for f in FAMILIES.values()] == ["linear", "generalized linear",
-                                                         "generalized linear"]
+    assert [f.model_kind for f in FAMILIES.values()] == ["linear"] + ["generalized linear"] * 5
 
 
 def test_every_kernel_name_has_a_c_code():
@@ -195,21 +196,77 @@ def test_latent_variance():
 # ---------------------------------------------------------------- PyMC
 
 
-@pytest.mark.parametrize("name", ["gaussian", "bernoulli", "poisson"])
-def test_observed_variable_has_the_familys_log_likelihood(name):
+OBSERVED = {
+    "gaussian": (("gaussian", None), np.array([0.1, -0.3, 2.0]), None, None),
+    "gaussian_weights": (("gaussian", None), np.array([0.1, -0.3, 2.0]), None,
+                         np.array([0.5, 2.0, 1.0])),
+    "bernoulli": (("bernoulli", None), np.array([0.0, 1.0, 1.0]), None, None),
+    "bernoulli_probit": (("bernoulli", "probit"), np.array([0.0, 1.0, 1.0]), None, None),
+    "binomial": (("binomial", None), np.array([0.0, 2.0, 5.0]), np.array([3.0, 2.0, 9.0]), None),
+    "binomial_probit": (("binomial", "probit"), np.array([0.0, 2.0, 5.0]),
+                        np.array([3.0, 2.0, 9.0]), None),
+    "binomial_cloglog": (("binomial", "cloglog"), np.array([0.0, 2.0, 5.0]),
+                         np.array([3.0, 2.0, 9.0]), None),
+    "poisson": (("poisson", None), np.array([0.0, 2.0, 5.0]), None, None),
+    "negbinomial": (("negbinomial", None), np.array([0.0, 2.0, 5.0]), None, None),
+    "gamma": (("gamma", "log"), np.array([0.3, 2.0, 5.0]), None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(OBSERVED))
+def test_observed_variable_has_the_familys_log_likelihood(case):
     import pymc as pm
 
-    fam = FAMILIES[name]
+    (name, link), y, trials, weights = OBSERVED[case]
+    fam = get_family(name, link=link)
     eta = np.array([-0.5, 0.2, 1.0])
-    y = {"gaussian": np.array([0.1, -0.3, 2.0]), "bernoulli": np.array([0.0, 1.0, 1.0]),
-         "poisson": np.array([0.0, 2.0, 5.0])}[name]
     with pm.Model(coords={"obs": range(3)}) as model:
-        sigma = pm.HalfNormal("sigma", 1.0) if fam.dispersion else None
-        fam.observe("y", pm.math.constant(eta), y, dims="obs", sigma=sigma)
-    point = {"sigma_log__": np.log(1.3)} if fam.dispersion else {}
+        disp = pm.HalfNormal("d", 1.0) if fam.dispersion else None
+        fam.observe("y", pm.math.constant(eta), y, dims="obs", dispersion=disp, trials=trials,
+                    weights=weights)
+    point = {"d_log__": np.log(1.3)} if fam.dispersion else {}
     logp = model.compile_logp(vars=[model["y"]], sum=False)(point)[0]
-    expected = fam.loglik(y, eta[None, :], np.array([1.3]) if fam.dispersion else None)[0]
+    expected = fam.loglik(y, eta[None, :], np.array([1.3]) if fam.dispersion else None,
+                          trials=trials, weights=weights)[0]
     np.testing.assert_allclose(logp, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["binomial", "binomial_probit", "binomial_cloglog", "negbinomial",
+                                  "gamma", "gaussian_weights"])
+def test_new_families_loglik_is_scipys(case):
+    (name, link), y, trials, weights = OBSERVED[case]
+    fam = get_family(name, link=link)
+    eta = np.array([[-0.5, 0.2, 1.0]])
+    disp = np.array([1.3])
+    mu = fam.link.linkinv(eta)
+    expected = {
+        "binomial": lambda: stats.binom.logpmf(y, trials, mu),
+        "negbinomial": lambda: stats.nbinom.logpmf(y, 1.3, 1.3 / (1.3 + mu)),
+        "gamma": lambda: stats.gamma.logpdf(y, 1.3, scale=mu / 1.3),
+        "gaussian": lambda: stats.norm.logpdf(y, eta, 1.3 / np.sqrt(weights)),
+    }[name]()
+    got = fam.loglik(y, eta, disp if fam.dispersion else None, trials=trials, weights=weights)
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_binomial_loglik_is_stable_far_out():
+    for link in ("logit", "probit", "cloglog"):
+        fam = get_family("binomial", link=link)
+        ll = fam.loglik(np.array([3.0, 0.0]), np.array([[40.0, -40.0]]), trials=np.array([3.0, 3.0]))
+        assert np.isfinite(ll).all() and np.all(ll <= 0) and np.all(ll > -1e-6), link
+
+
+def test_glm_functions_are_rs():
+    # R: binomial()$dev.resids(c(.2, 1), c(.3, .6), c(5, 2)); poisson()$aic(c(0, 3), 1, c(.5, 2), c(1, 1), 0)
+    b = get_family("binomial")
+    np.testing.assert_allclose(b.deviance_residuals(np.array([0.2, 1.0]), np.array([0.3, 0.6]),
+                                                    np.array([5.0, 2.0])),
+                               [2 * 5 * (0.2 * np.log(0.2 / 0.3) + 0.8 * np.log(0.8 / 0.7)),
+                                2 * 2 * np.log(1 / 0.6)], rtol=1e-14)
+    p = get_family("poisson")
+    assert p.aic(np.array([0.0, 3.0]), np.array([0.5, 2.0]), np.ones(2), 0.0) == pytest.approx(
+        -2 * (stats.poisson.logpmf(0, 0.5) + stats.poisson.logpmf(3, 2.0)), rel=1e-13)
+    np.testing.assert_allclose(b.mu_start(np.array([0.5]), np.array([4.0])), [2.5 / 5])
 
 
 # ---------------------------------------------------------------- objects
@@ -219,15 +276,33 @@ def test_str_equality_and_pickling():
     assert str(GAUSSIAN) == "gaussian (identity link)"
     assert repr(POISSON) == "<family poisson (log link)>"
     assert GAUSSIAN != BERNOULLI and len({GAUSSIAN, get_family("normal")}) == 1
-    for fam in FAMILIES.values():
+    for fam in [*FAMILIES.values(), get_family("binomial", link="cloglog")]:
         assert pickle.loads(pickle.dumps(fam)) is fam
 
 
 def test_a_family_must_implement_everything():
     class Half(Family):
         name = "half"
-        link = "identity"
+        links = ("identity",)
+        default_link = "identity"
         kernel = "half"
 
     with pytest.raises(TypeError, match="abstract"):
         Half()
+
+
+@pytest.mark.parametrize("case", ["gaussian", "binomial", "poisson", "negbinomial", "gamma"])
+def test_randomized_quantile_residuals_of_the_true_model_are_normal(case):
+    # Dunn and Smyth (1996): u ~ U(F(y-), F(y)) is uniform when the model is right
+    (name, link), _, _, _ = OBSERVED[case]
+    fam = get_family(name, link=link)
+    rng = np.random.default_rng(11)
+    n = 20_000
+    mean = {"binomial": rng.uniform(0.1, 0.9, n)}.get(name, rng.uniform(0.5, 6.0, n))
+    trials = rng.integers(1, 8, n).astype(float) if name == "binomial" else None
+    disp = 2.5 if fam.dispersion else None
+    y = fam.draw(rng, mean[None, :], None if disp is None else np.array([disp]), trials=trials)[0]
+    hi = fam.cdf(y, mean, disp, trials)
+    lo = fam.cdf(y - 1, mean, disp, trials) if fam.discrete else hi
+    u = lo + rng.random(n) * (hi - lo)
+    assert stats.kstest(u, "uniform").pvalue > 1e-3

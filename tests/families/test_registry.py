@@ -14,8 +14,8 @@ from hierbayes.families import FAMILIES, get_family
 
 @pytest.mark.parametrize(("given", "name"), [
     ("gaussian", "gaussian"), ("normal", "gaussian"), ("Gaussian", "gaussian"),
-    ("bernoulli", "bernoulli"), ("binomial", "bernoulli"), ("logistic", "bernoulli"),
-    ("POISSON", "poisson"),
+    ("bernoulli", "bernoulli"), ("binomial", "binomial"), ("logistic", "bernoulli"),
+    ("POISSON", "poisson"), ("nbinom2", "negbinomial"), ("negative_binomial", "negbinomial"),
 ])
 def test_names_and_aliases(given, name):
     assert get_family(given) is FAMILIES[name]
@@ -27,10 +27,27 @@ def test_a_family_object_is_returned_as_is():
 
 def test_unknown_family_message():
     with pytest.raises(DataError) as err:
-        get_family("gamma")
+        get_family("beta")
     assert str(err.value) == (
-        "Unknown family 'gamma'. Choose one of: gaussian, bernoulli, poisson ('binomial' means "
-        "bernoulli with a 0/1 response).")
+        "Unknown family 'beta'. Choose one of: gaussian, bernoulli, binomial, gamma, negbinomial, "
+        "poisson.")
+
+
+def test_links():
+    fam = get_family("binomial", link="probit")
+    assert str(fam) == "binomial (probit link)" and fam is get_family("binomial", "probit")
+    assert fam != FAMILIES["binomial"] and fam == FAMILIES["binomial"].with_link("probit")
+    assert get_family(fam) is fam and get_family(FAMILIES["binomial"], "probit") is fam
+    with pytest.raises(DataError, match=r"The poisson family does not support the 'identity' "
+                                        r"link here; it has: log\."):
+        get_family("poisson", link="identity")
+
+
+def test_gamma_needs_its_link_said():
+    # R's and brms's Gamma() default to the inverse link: a silent log link would be another model
+    with pytest.raises(DataError, match=r"The gamma family needs its link said.*inverse link"):
+        get_family("gamma")
+    assert str(get_family("gamma", link="log")) == "gamma (log link)"
 
 
 def test_a_family_must_be_named_by_a_string():
@@ -39,9 +56,11 @@ def test_a_family_must_be_named_by_a_string():
 
 
 def test_default_family_first_then_by_name():
-    assert list(FAMILIES) == ["gaussian", "bernoulli", "poisson"]
-    assert families.ALIASES == {"normal": "gaussian", "binomial": "bernoulli",
-                                "logistic": "bernoulli"}
+    assert list(FAMILIES) == ["gaussian", "bernoulli", "binomial", "gamma", "negbinomial",
+                              "poisson"]
+    assert families.ALIASES == {"normal": "gaussian", "logistic": "bernoulli",
+                                "negative_binomial": "negbinomial", "nbinom2": "negbinomial",
+                                "negbin": "negbinomial"}
 
 
 TOY = '''
@@ -67,7 +86,8 @@ def test_a_family_module_added_to_the_package_is_found(tmp_path, monkeypatch):
     for name in ("hierbayes.families.toy", "hierbayes.families.helpers"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     found = families.discover()
-    assert list(found) == ["gaussian", "bernoulli", "poisson", "toy"]
+    assert list(found) == ["gaussian", "bernoulli", "binomial", "gamma", "negbinomial",
+                           "poisson", "toy"]
     monkeypatch.setattr(families, "FAMILIES", found)
     monkeypatch.setattr(families, "ALIASES", families.aliases_of(found))
     assert get_family("plaything").name == "toy"

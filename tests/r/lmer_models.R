@@ -7,7 +7,8 @@
 # It writes tests/data/r/<dataset>.csv.gz (only the columns the models use) and
 # tests/data/r/lmer_models.json (every fit, plus the datasets' column types and
 # factor levels, so that Python can rebuild R's factors exactly). Each dataset is
-# written, read back, and fitted as read back, so R and Python fit the same numbers.
+# written, read back, and fitted as read back, so R and Python fit the same numbers
+# (tests/r/common.R has the helpers, shared with tests/r/glmm_models.R).
 #
 # The committed files were made with R 4.2.2, lme4 1.1.31, Matrix 1.5.3, nlme 3.1.162,
 # mlmRev 1.0.8, MASS 7.3.58.2, jsonlite 1.8.4 (Debian's r-cran-* packages, reference
@@ -25,13 +26,7 @@ out_dir <- file.path("tests", "data", "r")
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
 dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)
 
-plain <- function(d, cols) {
-  # groupedData and tibbles carry extra classes and attributes; keep a bare data.frame
-  d <- as.data.frame(d)[, cols, drop = FALSE]
-  for (col in cols) attributes(d[[col]])[setdiff(names(attributes(d[[col]])), c("levels", "class"))] <- NULL
-  rownames(d) <- NULL
-  d
-}
+source(file.path("tests", "r", "common.R"))  # plain, column_info, read_back, exact_text, write_dataset
 
 # ---- datasets (deterministic changes only) ----------------------------------------
 datasets <- list()
@@ -87,56 +82,12 @@ add("petrol", "MASS::petrol", plain(MASS::petrol, c("No", "SG", "VP", "V10", "EP
 add("oats_MASS", "MASS::oats", plain(MASS::oats, c("B", "V", "N", "Y")))
 
 # ---- write, read back, describe ---------------------------------------------------
-column_info <- function(x) {
-  if (is.factor(x)) {
-    list(type = unbox("factor"), levels = I(levels(x)), ordered = unbox(is.ordered(x)))
-  } else if (is.integer(x)) {
-    list(type = unbox("integer"))
-  } else if (is.numeric(x)) {
-    list(type = unbox("numeric"))
-  } else {
-    stop("unexpected column type ", class(x))
-  }
-}
-
-read_back <- function(path, info) {
-  classes <- vapply(info, function(i) switch(as.character(i$type), factor = "character",
-                                             integer = "integer", numeric = "numeric"), "")
-  d <- read.csv(gzfile(path), colClasses = classes, na.strings = "NA", check.names = FALSE)
-  for (col in names(info)) {
-    i <- info[[col]]
-    if (as.character(i$type) == "factor") {
-      d[[col]] <- factor(d[[col]], levels = as.character(i$levels), ordered = as.logical(i$ordered))
-    }
-  }
-  d
-}
-
-exact_text <- function(x) {
-  short <- sprintf("%.15g", x)
-  long <- sprintf("%.17g", x)
-  same <- suppressWarnings(as.numeric(short)) == x  # "NA" is not a number: NA, and NA stays
-  ifelse(is.na(x), NA, ifelse(same, short, long))
-}
-
 data_meta <- list()
 fitting_data <- list()
 for (name in names(datasets)) {
-  d <- datasets[[name]]
-  info <- lapply(d, column_info)
-  file <- paste0(name, ".csv.gz")
-  con <- gzfile(file.path(out_dir, file), "w")
-  # 15 significant digits where they give the double back, else 17: every double survives
-  # the trip through text exactly, and short decimals stay short
-  w <- d
-  for (col in names(w)) if (is.double(w[[col]])) w[[col]] <- exact_text(w[[col]])
-  write.csv(w, con, row.names = FALSE, na = "NA", quote = which(vapply(d, is.factor, TRUE)))
-  close(con)
-  back <- read_back(file.path(out_dir, file), info)
-  stopifnot(identical(back, d))
-  fitting_data[[name]] <- back
-  data_meta[[name]] <- list(file = unbox(file), source = unbox(sources[[name]]), nrow = unbox(nrow(d)),
-                            columns = info)
+  written <- write_dataset(datasets[[name]], name, sources[[name]], out_dir)
+  fitting_data[[name]] <- written$data
+  data_meta[[name]] <- written$meta
 }
 
 # ---- models ---------------------------------------------------------------------

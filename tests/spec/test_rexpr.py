@@ -145,9 +145,15 @@ def test_terms_refuse_what_r_refuses(rhs, words):
         terms(parse(rhs))
 
 
+def test_offsets_are_kept_out_of_the_terms():
+    t = terms(parse("x + offset(log(t)) + offset(u) + z"))
+    assert t.labels == [("x",), ("z",)] and t.offsets == ["offset(log(t))", "offset(u)"]
+    assert list(t.variables) == ["x", "offset(log(t))", "offset(u)", "z"]
+
+
 @pytest.mark.parametrize("formula, words", [
-    ("y ~ x + offset(log(t)) + (1|g)", "offset() is not supported yet"),
-    ("cbind(s, f) ~ x + (1|g)", "cbind() responses"),
+    ("y ~ x + offset(log(t), 2) + (1|g)", "offset() takes at most 1 argument"),
+    ("cbind(s) ~ x + (1|g)", "cbind() needs its argument 'failures'"),
     ("y ~ ns(x, 3) + (1|g)", "'ns()' is not supported in hierbayes formulas yet"),
     ("y ~ log(x, base = 2, 3) + (1|g)", "at most 2"),
     ("y ~ scale(x, centre = TRUE) + (1|g)", "no argument 'centre'"),

@@ -46,8 +46,7 @@ def test_unknown_and_not_yet_supported_calls_are_refused_before_anything_runs():
         check_calls(parse("ns(x, 3) + y"), "ns(x, 3) + y")
     with pytest.raises(FormulaError, match=r"'system\(\)' is not a function hierbayes formulas"):
         check_calls(parse("log(system(x))"))
-    with pytest.raises(FormulaError, match=r"offset\(\) is not supported yet"):
-        check_calls(parse("offset(x)"))
+    check_calls(parse("offset(log(x)) + cbind(s, n - s)"))  # both are supported now
 
 
 def test_options_are_literals():

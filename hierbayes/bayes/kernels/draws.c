@@ -14,7 +14,7 @@ int hb_draw_collapsed(const Model *d, const double *thetas, int64_t ndraws, uint
     if (d->mode != MODE_FULL || d->collapsed < 0) return HB_BAD_MODEL;
     Rng rng;
     rng_seed(&rng, seed);
-    int64_t cg = d->collapsed, osig = d->sigma_at, dim = d->dim;
+    int64_t cg = d->collapsed, osig = d->disp_at, dim = d->dim;
     int64_t Lc = d->blk[cg * B_N + B_L];
     const double *cnt = d->ccnt;
     Work wk;

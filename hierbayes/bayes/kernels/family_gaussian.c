@@ -1,7 +1,9 @@
-/* family_gaussian.c: the Gaussian log-likelihood, y ~ N(eta, sigma^2), with its gradient.
+/* family_gaussian.c: the Gaussian log-likelihood, y ~ N(eta, sigma^2 / w), with its gradient.
  *
  * With no block collapsed, the rows' residuals give the likelihood and the
- * adjoint ge = (y - eta) / sigma^2. With one random-intercept block
+ * adjoint ge = w (y - eta) / sigma^2; the prior weights w (d->wts, NULL: all
+ * one) are precisions, as lmer's, and their 0.5 sum log w, a constant, is
+ * left out. A model with weights has no collapsed block (pack). With one random-intercept block
  * integrated out row by row (pack's collapse: the block with the most
  * levels), each level's rows are N(eta_j, sigma^2 I + tau^2 11'), whose
  * inverse and determinant have a closed form; its level sums and per-count
@@ -37,6 +39,31 @@ static double residuals(const double *restrict y, const double *restrict eta, do
     return (a0 + a1) + (a2 + a3);
 }
 
+/* ge[i] = w[i] (y[i] - eta[i]); returns sum w[i] (y[i] - eta[i])^2, four accumulators as residuals(). */
+static double weighted_residuals(const double *restrict y, const double *restrict eta, const double *restrict w,
+                                 double *restrict ge, int64_t n) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    int64_t i = 0;
+    for (; i + 3 < n; i += 4) {
+        double d0 = y[i] - eta[i], d1 = y[i + 1] - eta[i + 1];
+        double d2 = y[i + 2] - eta[i + 2], d3 = y[i + 3] - eta[i + 3];
+        ge[i] = w[i] * d0;
+        ge[i + 1] = w[i + 1] * d1;
+        ge[i + 2] = w[i + 2] * d2;
+        ge[i + 3] = w[i + 3] * d3;
+        a0 += ge[i] * d0;
+        a1 += ge[i + 1] * d1;
+        a2 += ge[i + 2] * d2;
+        a3 += ge[i + 3] * d3;
+    }
+    for (; i < n; i++) {
+        double d0 = y[i] - eta[i];
+        ge[i] = w[i] * d0;
+        a0 += ge[i] * d0;
+    }
+    return (a0 + a1) + (a2 + a3);
+}
+
 /* As residuals(), also writing the rows' sum of residuals into *sum. */
 double residuals_sum(const double *restrict y, const double *restrict eta, double *restrict ge,
                             int64_t i0, int64_t i1, double *sum) {
@@ -63,12 +90,13 @@ double residuals_sum(const double *restrict y, const double *restrict eta, doubl
 
 double loglik_gaussian(const Model *d, const double *theta, const double *eta, double *ge, double *grad,
                        FullWork *w, double lp) {
-    int64_t n = d->n, osig = d->sigma_at, cg = d->collapsed;
+    int64_t n = d->n, osig = d->disp_at, cg = d->collapsed;
     const double *y = d->y;
     double sigma = exp(theta[osig]);
     double inv2 = 1.0 / (sigma * sigma);
     if (cg < 0) {
-        double ss = residuals(y, eta, ge, 0, n);
+        /* prior weights w are precisions: row i is N(eta_i, sigma^2 / w_i), up to 0.5 log w_i */
+        double ss = d->wts ? weighted_residuals(y, eta, d->wts, ge, n) : residuals(y, eta, ge, 0, n);
         lp += -(double)n * theta[osig] - 0.5 * ss * inv2;
         grad[osig] += -(double)n + ss * inv2;
         for (int64_t i = 0; i < n; i++) ge[i] *= inv2;

@@ -73,11 +73,14 @@ int rows_alloc(const Model *d, Rows *rw) {
     return 0;
 }
 
-/* eta = X[:, xc] theta[xc] + Z r over all rows, a column at a time. */
+/* eta = offset + X[:, xc] theta[xc] + Z r over all rows, a column at a time. */
 void linear_predictor(const Model *d, const double *theta, const Rows *rw, const double *r,
                       double *restrict eta) {
     int64_t n = d->n;
-    for (int64_t i = 0; i < n; i++) eta[i] = 0.0;
+    if (d->offset)
+        for (int64_t i = 0; i < n; i++) eta[i] = d->offset[i];
+    else
+        for (int64_t i = 0; i < n; i++) eta[i] = 0.0;
     /* two columns per pass over eta: half its loads and stores, and the same sums
      * in the same order as one column at a time */
     int64_t m = 0;

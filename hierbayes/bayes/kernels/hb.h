@@ -11,11 +11,12 @@
  * The files, by concern:
  *   layout.c          the exported layout and constant checks, hb_model_check
  *   rng.c             xoshiro256** random numbers, normals by the polar method
- *   priors.c          the priors on fixed effects, SDs and sigma
+ *   priors.c          the priors on fixed effects, SDs and the family's dispersion
  *   lkj.c             partial correlations -> Cholesky factor, LKJ density and gradient
  *   full.c            the log density with group effects in theta (rows read once per evaluation)
  *   families.c        the response family's log-likelihood, chosen by family code
  *   family_*.c        one log-likelihood (with its gradient in eta) per family
+ *   special.c         the special functions the families need: digamma, log Phi
  *   marginal.c        the Gaussian log density with every group effect integrated out
  *   draws.c           exact draws of integrated-out group effects
  *   density.c         the model's density as a sampler target; hb_logp and its work
@@ -50,9 +51,13 @@ enum { B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB,
 enum { M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR, M_N };
 /* Prior families, parameters a, b, c as listed in codes.PRIOR_CODES. */
 enum { PRIOR_NORMAL, PRIOR_STUDENT_T, PRIOR_CAUCHY, PRIOR_HALF_NORMAL, PRIOR_HALF_STUDENT_T,
-       PRIOR_HALF_CAUCHY, PRIOR_EXPONENTIAL, PRIOR_GAMMA, PRIOR_INV_GAMMA, PRIOR_LOGNORMAL, PRIOR_N };
+       PRIOR_HALF_CAUCHY, PRIOR_EXPONENTIAL, PRIOR_GAMMA, PRIOR_INV_GAMMA, PRIOR_LOGNORMAL, PRIOR_FLAT,
+       PRIOR_N };
 /* Response families (codes.FAMILY_CODES). */
-enum { FAMILY_GAUSSIAN, FAMILY_BERNOULLI, FAMILY_POISSON, FAMILY_N };
+enum { FAMILY_GAUSSIAN, FAMILY_BERNOULLI, FAMILY_POISSON, FAMILY_BINOMIAL, FAMILY_NEGBINOMIAL, FAMILY_GAMMA,
+       FAMILY_N };
+/* Links (codes.LINK_CODES, the codes of hierbayes.families.links). */
+enum { LINK_IDENTITY, LINK_LOGIT, LINK_PROBIT, LINK_CLOGLOG, LINK_LOG, LINK_N };
 /* Columns of a prior's integer row: the parameter's position in theta, its code,
  * whether it is positive (sampled on the log scale). */
 enum { PRI_AT, PRI_CODE, PRI_POSITIVE, PRI_N };
@@ -60,7 +65,7 @@ enum { PRI_AT, PRI_CODE, PRI_POSITIVE, PRI_N };
 enum { STAT_LP, STAT_ACCEPT, STAT_N_LEAPFROG, STAT_DEPTH, STAT_DIVERGED, STAT_ENERGY, STAT_STEP, STAT_N };
 /* What the exported functions return. */
 enum { HB_OK, HB_NOMEM, HB_STOPPED, HB_BAD_FAMILY, HB_BAD_PRIOR, HB_BAD_MODE, HB_BAD_MODEL, HB_IMPROPER,
-       HB_NO_STEP_SIZE, HB_METRIC_OVERFLOW, HB_TARGET_FAILED };
+       HB_NO_STEP_SIZE, HB_METRIC_OVERFLOW, HB_TARGET_FAILED, HB_BAD_LINK };
 /* Model.mode */
 enum { MODE_FULL, MODE_MARGINAL };
 
@@ -71,13 +76,15 @@ enum { MODE_FULL, MODE_MARGINAL };
     X(M_K) X(M_L) X(M_OFF) X(M_SD) X(M_CPC) X(M_CORR) X(M_N)                                          \
     X(PRIOR_NORMAL) X(PRIOR_STUDENT_T) X(PRIOR_CAUCHY) X(PRIOR_HALF_NORMAL) X(PRIOR_HALF_STUDENT_T)   \
     X(PRIOR_HALF_CAUCHY) X(PRIOR_EXPONENTIAL) X(PRIOR_GAMMA) X(PRIOR_INV_GAMMA) X(PRIOR_LOGNORMAL)     \
-    X(PRIOR_N)                                                                                        \
-    X(FAMILY_GAUSSIAN) X(FAMILY_BERNOULLI) X(FAMILY_POISSON) X(FAMILY_N)                              \
+    X(PRIOR_FLAT) X(PRIOR_N)                                                                          \
+    X(FAMILY_GAUSSIAN) X(FAMILY_BERNOULLI) X(FAMILY_POISSON) X(FAMILY_BINOMIAL) X(FAMILY_NEGBINOMIAL)  \
+    X(FAMILY_GAMMA) X(FAMILY_N)                                                                       \
+    X(LINK_IDENTITY) X(LINK_LOGIT) X(LINK_PROBIT) X(LINK_CLOGLOG) X(LINK_LOG) X(LINK_N)                \
     X(PRI_AT) X(PRI_CODE) X(PRI_POSITIVE) X(PRI_N)                                                    \
     X(STAT_LP) X(STAT_ACCEPT) X(STAT_N_LEAPFROG) X(STAT_DEPTH) X(STAT_DIVERGED) X(STAT_ENERGY)        \
     X(STAT_STEP) X(STAT_N)                                                                            \
     X(HB_OK) X(HB_NOMEM) X(HB_STOPPED) X(HB_BAD_FAMILY) X(HB_BAD_PRIOR) X(HB_BAD_MODE) X(HB_BAD_MODEL) \
-    X(HB_IMPROPER) X(HB_NO_STEP_SIZE) X(HB_METRIC_OVERFLOW) X(HB_TARGET_FAILED)                       \
+    X(HB_IMPROPER) X(HB_NO_STEP_SIZE) X(HB_METRIC_OVERFLOW) X(HB_TARGET_FAILED) X(HB_BAD_LINK)        \
     X(MODE_FULL) X(MODE_MARGINAL)
 
 /* ---- the model ---- */
@@ -92,11 +99,19 @@ typedef struct {
     /* full */
     int64_t n, p, G, npri;
     int64_t family;    /* FAMILY_* */
-    int64_t sigma_at;  /* position of log sigma in theta, -1: none */
+    int64_t link;      /* LINK_*: one the family has (hb_model_check) */
+    int64_t disp_at;   /* position of the family's log dispersion (log sigma, log shape) in theta, -1: none */
     int64_t collapsed; /* the random-intercept block integrated out row by row, -1: none */
     /* column-major (one contiguous column per fixed effect, block, Z column): the
      * row loops run as passes over columns, which the compiler vectorises */
     const double *Xt, *y;
+    /* per row, NULL for none: the linear predictor's known part (it starts there), the
+     * binomial trials (NULL: one each), the Gaussian prior weights (precisions; NULL: all one) */
+    const double *offset, *trials, *wts;
+    /* negbinomial: the response's nyd distinct values, ascending, and how many rows take each */
+    int64_t nyd;
+    const double *yd, *ydn;
+    double ylogsum; /* gamma: sum of log y over the rows */
     const int32_t *idxT;
     const double *ZvT;
     const double *ccnt;  /* rows per level of the collapsed block */
@@ -123,7 +138,8 @@ typedef struct {
 
 /* The layout that native.py compares with its ctypes mirror. */
 #define MODEL_FIELDS(X)                                                                           \
-    X(mode) X(dim) X(n) X(p) X(G) X(npri) X(family) X(sigma_at) X(collapsed) X(Xt) X(y) X(idxT)    \
+    X(mode) X(dim) X(n) X(p) X(G) X(npri) X(family) X(link) X(disp_at) X(collapsed) X(Xt) X(y)      \
+    X(offset) X(trials) X(wts) X(nyd) X(yd) X(ydn) X(ylogsum) X(idxT)                                \
     X(ZvT) X(ccnt) X(cseg) X(blk) X(blk_eta) X(pri_i) X(pri_f) X(pmap) X(xcol) X(xlev) X(mp) X(q)   \
     X(q1) X(q2) X(mG) X(mnpri) X(mn) X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21)     \
     X(G22) X(mblk) X(mblk_eta) X(mpri_i) X(mpri_f)
@@ -180,7 +196,8 @@ struct FullWork;
 /* A response family's log-likelihood over the rows at the linear predictor eta:
  * adds it to lp (row by row, in row order) and returns lp; writes
  * ge[i] = d loglik / d eta_i; adds the gradient in the family's own
- * parameters (Gaussian: log sigma, and the collapsed block's log SD) to grad. */
+ * parameters (Gaussian: log sigma, and the collapsed block's log SD;
+ * negbinomial and gamma: log shape) to grad. */
 typedef double (*LoglikFn)(const Model *d, const double *theta, const double *eta, double *ge, double *grad,
                            struct FullWork *w, double lp);
 
@@ -229,6 +246,20 @@ HB_INTERNAL double loglik_bernoulli(const Model *d, const double *theta, const d
                                     double *grad, FullWork *w, double lp);
 HB_INTERNAL double loglik_poisson(const Model *d, const double *theta, const double *eta, double *ge,
                                   double *grad, FullWork *w, double lp);
+HB_INTERNAL double loglik_binomial(const Model *d, const double *theta, const double *eta, double *ge,
+                                   double *grad, FullWork *w, double lp);
+HB_INTERNAL double loglik_negbinomial(const Model *d, const double *theta, const double *eta, double *ge,
+                                      double *grad, FullWork *w, double lp);
+HB_INTERNAL double loglik_gamma(const Model *d, const double *theta, const double *eta, double *ge,
+                                double *grad, FullWork *w, double lp);
+HB_INTERNAL int family_link_ok(int64_t family, int64_t link); /* whether the family has that link */
+
+/* ---- special functions (special.c) ---- */
+
+HB_INTERNAL double digamma(double x); /* x > 0 */
+/* log Phi(x) and log Phi(-x) (Phi the standard normal CDF), and phi(x) / Phi(x) and
+ * phi(x) / Phi(-x): finite at any finite x */
+HB_INTERNAL void log_ndtr_pair(double x, double *lp, double *lq, double *rp, double *rq);
 HB_INTERNAL double residuals_sum(const double *restrict y, const double *restrict eta, double *restrict ge,
                                  int64_t i0, int64_t i1, double *sum);
 

@@ -61,11 +61,21 @@ static int check_priors(const int64_t *pri_i, int64_t npri, int64_t dim) {
 
 /* HB_OK, or why the kernels cannot evaluate this record: HB_BAD_MODE,
  * HB_BAD_FAMILY (a family code with no log-likelihood, families.c),
- * HB_BAD_PRIOR (an unknown prior code) or HB_BAD_MODEL (a marginal record
- * without group terms, a prior on no parameter). */
+ * HB_BAD_LINK (a link the family's kernel does not compute), HB_BAD_PRIOR (an
+ * unknown prior code) or HB_BAD_MODEL (a marginal record without group terms,
+ * a prior on no parameter, a dispersion outside theta, weights where no
+ * kernel reads them). */
 int hb_model_check(const Model *d) {
     if (d->mode == MODE_FULL) {
         if (family_loglik(d->family) == NULL) return HB_BAD_FAMILY;
+        if (!family_link_ok(d->family, d->link)) return HB_BAD_LINK;
+        /* prior weights are read by the Gaussian rows only, and not by its collapsed block */
+        if (d->wts != NULL && (d->family != FAMILY_GAUSSIAN || d->collapsed >= 0)) return HB_BAD_MODEL;
+        if (d->family == FAMILY_NEGBINOMIAL && d->nyd > 0 && (d->yd == NULL || d->ydn == NULL))
+            return HB_BAD_MODEL;
+        if ((d->family == FAMILY_NEGBINOMIAL || d->family == FAMILY_GAMMA || d->family == FAMILY_GAUSSIAN) &&
+            (d->disp_at < 0 || d->disp_at >= d->dim))
+            return HB_BAD_MODEL;
         return check_priors(d->pri_i, d->npri, d->dim);
     }
     if (d->mode == MODE_MARGINAL) {

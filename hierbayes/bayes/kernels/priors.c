@@ -1,4 +1,4 @@
-/* priors.c: the priors on fixed effects, SDs and sigma.
+/* priors.c: the priors on fixed effects, SDs and the family's dispersion.
  *
  * Each prior is a row of pri_i (parameter's position, prior code, positive)
  * and of pri_f (its parameters a, b, c, as codes.PRIOR_CODES lists them).
@@ -49,13 +49,16 @@ static double prior_logp_dx(int64_t code, double x, double a, double b, double c
         z = (lx - a) / b;
         *d = (-1.0 - z / b) / x;
         return -lx - 0.5 * z * z;
+    case PRIOR_FLAT: /* flat: improper, density 1 (brms's default on b) */
+        *d = 0.0;
+        return 0.0;
     default: /* refused by hb_model_check before any evaluation */
         *d = NAN;
         return NAN;
     }
 }
 
-/* Priors on fixed effects, SDs and sigma; positive ones are sampled on the log scale. */
+/* Priors on fixed effects, SDs and the dispersion; positive ones are sampled on the log scale. */
 double priors(const double *theta, double *grad, const int64_t *pri_i, const double *pri_f, int64_t npri) {
     double lp = 0.0, d;
     for (int64_t q = 0; q < npri; q++) {
