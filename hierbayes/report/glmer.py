@@ -98,15 +98,14 @@ class GlmerFit(GlmerMod, MerReport):
         return r / self.sigma if scaled else r
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str = "link", re_form: Any = None,
-                allow_new_levels: bool = True) -> pd.Series:
+                allow_new_levels: bool = True, offset: Any = None) -> pd.Series:
         """Predictions as lme4's ``predict.merMod``: on the link or response scale.
 
         Parameters
         ----------
         newdata
             Rows to predict (the fitted rows when None). The formula's
-            ``offset()`` terms are evaluated on them; an ``offset=`` argument
-            applies to the fitted rows only, as in lme4.
+            ``offset()`` terms are evaluated on them.
         type
             ``"link"`` (the linear predictor) or ``"response"`` (the mean).
         re_form
@@ -115,6 +114,11 @@ class GlmerFit(GlmerMod, MerReport):
         allow_new_levels
             A level the fit never saw gets no group effect (as lme4 with
             ``allow.new.levels = TRUE``); False raises instead.
+        offset
+            The new rows' offset beyond the formula's ``offset()`` terms (a
+            column of ``newdata`` or one value per row), required when the
+            model was fitted with ``offset=``. lme4 silently leaves such an
+            offset out of new rows' predictions; here it must be given.
 
         Examples
         --------
@@ -130,9 +134,8 @@ class GlmerFit(GlmerMod, MerReport):
         if type not in ("link", "response"):
             raise DataError(f"type must be 'link' or 'response', not {type!r}.")
         d = self.design
-        rows = prediction_rows(d, newdata, re_form, allow_new_levels)
+        rows = prediction_rows(d, newdata, re_form, allow_new_levels, offset)
         eta = eta_point(rows, self.estimates.beta, self.estimates.b)
-        eta = eta + self.offset_of(newdata, self.deviance_function.response.offset)
         values = eta if type == "link" else d.family.inverse_link(eta)
         return pd.Series(values, index=rows.labels, name="fit")
 

@@ -233,7 +233,7 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         return self.residuals() if w is None else np.sqrt(w) * self.residuals()
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
-                allow_new_levels: bool = True) -> pd.Series:
+                allow_new_levels: bool = True, offset: Any = None) -> pd.Series:
         """Predictions as lme4's ``predict.merMod``: X beta plus the group effects kept.
 
         Parameters
@@ -248,6 +248,10 @@ class LmerFit(MerMod, MerReport, GroupPlots):
             A level the fit never saw gets the population prediction (its
             group effect is 0, as lme4 with ``allow.new.levels = TRUE``);
             False raises instead.
+        offset
+            The new rows' offset beyond the formula's ``offset()`` terms (a
+            column of ``newdata`` or one value per row), required when the
+            model was fitted with ``offset=`` (lme4 silently leaves it out).
 
         Returns
         -------
@@ -264,15 +268,14 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         """
         from hierbayes.report.predict import eta_point, prediction_rows
 
-        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels)
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels, offset)
         eta = eta_point(rows, self.estimates.beta, self.estimates.b)
-        if self.design.offset is not None:
-            eta = eta + self.offset_of(newdata, self.design.offset)
         return pd.Series(eta, index=rows.labels, name="fit")
 
     def predict_interval(self, newdata: pd.DataFrame | None = None, n_sims: int = 1000,
                          seed: int | None = None, prob: float = 0.95, re_form: Any = None,
-                         include_resid: bool = True, stat: str = "median") -> pd.DataFrame:
+                         include_resid: bool = True, stat: str = "median",
+                         offset: Any = None) -> pd.DataFrame:
         """Simulated prediction intervals, as merTools' ``predictInterval``.
 
         Draws sigma, fixed effects and the fitted levels' group effects from
@@ -280,6 +283,7 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         level group effects from N(0, the fitted covariance), and adds a
         residual N(0, sigma^2) draw unless ``include_resid`` is False.
         merTools' default level is 0.8; ``prob`` here is 0.95 as elsewhere.
+        ``offset`` is as in :meth:`predict`.
 
         Returns
         -------
@@ -301,7 +305,7 @@ class LmerFit(MerMod, MerReport, GroupPlots):
             raise ValueError(f"stat must be 'median' or 'mean', not {stat!r}.")
         if not 0 < prob < 1:
             raise ValueError(f"prob must lie between 0 and 1, not {prob!r}.")
-        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels=True)
+        rows = prediction_rows(self.design, newdata, re_form, allow_new_levels=True, offset=offset)
         rng = np.random.default_rng(seed)
         sims = self.sim(n_sims, seed=rng)
         b_new = []
@@ -309,8 +313,6 @@ class LmerFit(MerMod, MerReport, GroupPlots):
             b_new.append(new_level_effects(rng, len(levels), np.broadcast_to(chol, (n_sims, *chol.shape)))
                          if levels else None)
         draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
-        if self.design.offset is not None:
-            draws = draws + self.offset_of(newdata, self.design.offset)
         if include_resid:
             draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None]
         centre = np.median(draws, axis=0) if stat == "median" else draws.mean(axis=0)

@@ -98,24 +98,6 @@ class MerReport:
             out[col] = pd.Series([r[col] for r in rows], dtype=object)
         return out
 
-    def offset_of(self, newdata: pd.DataFrame | None, fitted_offset: np.ndarray | None) -> np.ndarray | float:
-        """The offset of the rows to predict, as lme4's ``predict``: on the fitted rows the
-        whole offset (``fitted_offset``), on new rows the formula's ``offset()`` terms
-        evaluated on them (an ``offset=`` argument has no values there)."""
-        d = self.design
-        if newdata is None:
-            return 0.0 if fitted_offset is None else fitted_offset
-        if not d.offset_terms:
-            return 0.0
-        from hierbayes.errors import DataError
-
-        missing = [c for c in d.model_frame.columns(d.offset_terms) if c not in newdata.columns]
-        if missing:
-            raise DataError(f"newdata lacks column(s) {missing} that the formula's offset "
-                            f"{', '.join(d.offset_terms)} needs.")
-        context = d.model_frame.evaluate(newdata, d.offset_terms)
-        return sum(np.asarray(context[lab], dtype=float).reshape(-1) for lab in d.offset_terms)
-
     def random_effects_section(self) -> tuple[str, pd.DataFrame]:
         """The summary's Random effects table (text and DataFrame), with the obs line."""
         vc = self.varcorr()
