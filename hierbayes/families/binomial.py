@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from hierbayes.errors import DataError
 from hierbayes.families.base import Family
+from hierbayes.families.links import special
 
 
 def log_p_and_q(link: str, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

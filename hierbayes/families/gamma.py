@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from hierbayes.errors import DataError
 from hierbayes.families.base import Family, numeric_response
+from hierbayes.families.links import special
 
 
 class Gamma(Family):

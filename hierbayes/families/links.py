@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from hierbayes.errors import DataError
 
@@ -60,6 +59,19 @@ def _log_inv_tensor(eta: Any) -> Any:
     import pytensor.tensor as pt
 
     return pt.exp(eta)
+
+
+class _LazySpecial:
+    """``scipy.special`` imported on first use, so that ``import hierbayes`` stays free of
+    SciPy (tests/bayes/test_model.py); every family module reads it from here."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import special as module
+
+        return getattr(module, name)
+
+
+special = _LazySpecial()
 
 
 def _probit_mu_eta(eta: np.ndarray) -> np.ndarray:
@@ -102,10 +114,10 @@ LINKS: dict[str, Link] = {
     "identity": Link("identity", 0, lambda mu: np.asarray(mu, dtype=float),
                      lambda eta: np.asarray(eta, dtype=float),
                      lambda eta: np.ones_like(np.asarray(eta, dtype=float)), lambda eta: eta),
-    "logit": Link("logit", 1, special.logit, lambda eta: _clamp_unit(special.expit(eta)),
+    "logit": Link("logit", 1, lambda mu: special.logit(mu), lambda eta: _clamp_unit(special.expit(eta)),
                   lambda eta: np.maximum(special.expit(eta) * special.expit(-eta), EPS),
                   _logit_inv_tensor),
-    "probit": Link("probit", 2, special.ndtri,
+    "probit": Link("probit", 2, lambda mu: special.ndtri(mu),
                    lambda eta: _clamp_unit(special.ndtr(eta)), _probit_mu_eta,
                    _probit_inv_tensor),
     "cloglog": Link("cloglog", 3, lambda mu: np.log(-np.log1p(-mu)),

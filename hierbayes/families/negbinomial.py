@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from hierbayes.families.base import Family
 from hierbayes.families.counts import count_intercept, count_response
+from hierbayes.families.links import special
 
 
 class NegBinomial(Family):

@@ -22,6 +22,7 @@ import pandas as pd
 from hierbayes.errors import DataError, check_count
 from hierbayes.freq.glmermod import GlmerMod
 from hierbayes.report.format import Summary, aligned, num
+from hierbayes.report.groupplots import GroupPlots
 from hierbayes.report.merfit import SIGNIF_CODES, MerReport, pvalue, stars
 
 #: R's family names, as glmer's summary prints them.
@@ -29,7 +30,7 @@ R_FAMILY = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson
 RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
 
 
-class GlmerFit(GlmerMod, MerReport):
+class GlmerFit(GlmerMod, MerReport, GroupPlots):
     """A generalised linear mixed model fitted by glmer's method: the report over the engine's record.
 
     The fields and model-level quantities (``theta``, ``sigma``, ``loglik``,
@@ -198,6 +199,14 @@ class GlmerFit(GlmerMod, MerReport):
         from hierbayes.report.plots import plot_caterpillar
 
         return plot_caterpillar(self, group, prob, **kwargs)
+
+    def plot_effect(self, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
+                    data: bool = True):
+        """The population curve of ``x`` on the response scale, with a band from Wald draws of the
+        fixed effects. See :func:`hierbayes.report.plots.plot_effect`."""
+        from hierbayes.report.plots import plot_effect
+
+        return plot_effect(self, x, prob, n_sims, seed, data)
 
     def family_line(self) -> str:
         """glmer's `` Family: binomial  ( logit )``."""

@@ -1,4 +1,4 @@
-"""The plot methods Bayesian and REML fits share; each returns a matplotlib Figure.
+"""The plot methods Bayesian, REML and glmer fits share; each returns a matplotlib Figure.
 
 The drawing is in :mod:`hierbayes.report.plots`, which tells the two kinds of fit apart
 (credible intervals against conditional SDs); it is imported on first use, so
@@ -24,9 +24,9 @@ class GroupPlots:
         return plot_caterpillar(self, group, prob, **kwargs)
 
     def plot_groups(self, x: str, groups: list | None = None, group: str | None = None,
-                    pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
-                    **kwargs: Any):
-        """The data faceted by group with partial-, no- and complete-pooling lines."""
+                    pooling: tuple[str, ...] | None = None, max_groups: int = 20, **kwargs: Any):
+        """The data faceted by group with partial-, no- and complete-pooling lines (a GLMM's:
+        partial pooling, on the mean's scale)."""
         from hierbayes.report.plots import plot_groups
 
         return plot_groups(self, x, groups, group, pooling, max_groups, **kwargs)

@@ -33,7 +33,7 @@ from scipy import stats
 from hierbayes.bayes.posterior import Posterior
 from hierbayes.errors import DataError
 from hierbayes.linalg.linpred import linear_predictor
-from hierbayes.report.predict import prediction_rows
+from hierbayes.report.predict import formula_offset, offset_argument, prediction_rows
 from hierbayes.spec.modelframe import level_label
 
 GREY, PARTIAL, NONE, COMPLETE = "0.55", "C0", "C1", "C2"
@@ -187,13 +187,18 @@ def _ols_line(x: np.ndarray, y: np.ndarray, categorical: bool, grid_x: np.ndarra
 
 
 def _predict_mean(fit: Any, newdata: pd.DataFrame, re_form: Any = None) -> np.ndarray:
+    """The fitted mean at ``newdata`` (an ``offset=`` argument at its typical value)."""
+    typical = _typical_offset(fit)
+    off = None if typical is None else np.full(len(newdata), typical)
     if _is_bayes(fit):
-        return fit.predict(newdata, re_form=re_form, kind="mean", seed=0)["Estimate"].to_numpy()
-    return fit.predict(newdata, re_form=re_form).to_numpy()
+        return fit.predict(newdata, re_form=re_form, kind="mean", seed=0, offset=off)["Estimate"].to_numpy()
+    if _gaussian(fit):
+        return fit.predict(newdata, re_form=re_form, offset=off).to_numpy()
+    return fit.predict(newdata, type="response", re_form=re_form, offset=off).to_numpy()
 
 
 def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None = None,
-                pooling: tuple[str, ...] = ("partial", "none", "complete"), max_groups: int = 20,
+                pooling: tuple[str, ...] | None = None, max_groups: int = 20,
                 ncols: int | None = None):
     """The data faceted by group, with fitted lines: partial, no and complete pooling.
 
@@ -211,11 +216,19 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
         the group, other predictors at their means or reference levels),
         ``"none"`` (a least-squares line fitted to the group alone; other
         grouping factors' effects are left out of the partial-pooling line) and
-        ``"complete"`` (one least-squares line through all the data).
+        ``"complete"`` (one least-squares line through all the data). All three
+        by default for a Gaussian model; a GLMM's panels show its data on the
+        mean's scale (a binomial's proportions) with the partial-pooling curve
+        only, least-squares lines being no fit of such data.
     """
+    if pooling is None:
+        pooling = ("partial", "none", "complete") if _gaussian(fit) else ("partial",)
     unknown = set(pooling) - {"partial", "none", "complete"}
     if unknown:
         raise ValueError(f"pooling takes 'partial', 'none' and 'complete', not {sorted(unknown)}.")
+    if not _gaussian(fit) and set(pooling) - {"partial"}:
+        raise ValueError(f"No- and complete-pooling lines are least-squares fits, defined for gaussian "
+                         f"models; this is a {fit.design.family.name} model. Use pooling=('partial',).")
     factor = _factor(fit, group)
     frame = _frame(fit)
     blk = next(b for b in fit.design.blocks if b.factor == factor)
@@ -228,9 +241,9 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
     levels = list(grid[x])
     grid_pos = np.arange(len(levels), dtype=float) if categorical else grid[x].to_numpy(dtype=float)
     xs = _x_positions(frame[x], categorical, levels)
-    y = fit.design.y
+    y = _observed_mean_scale(fit)
     grid_x = np.arange(len(levels)) if categorical else grid_pos
-    complete = _ols_line(xs, y, categorical, grid_x)
+    complete = _ols_line(xs, y, categorical, grid_x) if "complete" in pooling else None
     partial = None
     if "partial" in pooling:
         rows = []
@@ -312,8 +325,12 @@ def plot_shrinkage(fit: Any, group: str | None = None):
     an arrow per group; the population estimate (fixed effects) and the
     complete-pooling fit are marked. With one varying term, the two estimates
     side by side, a line per group. Groups too small for their own fit are
-    left out.
+    left out. Gaussian models only: the no-pooling estimates are least squares.
     """
+    if not _gaussian(fit):
+        raise ValueError(f"plot_shrinkage compares least-squares no-pooling estimates with the "
+                         f"mixed model's, which is defined for gaussian models; this is a "
+                         f"{fit.design.family.name} model. plot_caterpillar shows its group effects.")
     factor = _factor(fit, group)
     terms, levels, none = _no_pooling(fit, factor)
     partial = _partial_pooling(fit, factor, terms)
@@ -351,36 +368,81 @@ def plot_shrinkage(fit: Any, group: str | None = None):
     return fig
 
 
+def _gaussian(fit: Any) -> bool:
+    return fit.design.family.name == "gaussian"
+
+
+def _observed_mean_scale(fit: Any) -> np.ndarray:
+    """The response on the scale of the family's mean: a binomial's proportions of its trials."""
+    d = fit.design
+    return d.y if d.trials is None else d.y / d.trials
+
+
+def _typical_offset(fit: Any) -> float | None:
+    """The mean of an ``offset=`` argument's values: the exposure the effect curve is drawn at
+    (the formula's ``offset()`` terms are evaluated on the grid's typical values instead)."""
+    part = offset_argument(fit.design)
+    return None if part is None else float(np.mean(part))
+
+
+def _points_at_typical_offset(fit: Any, grid_offset: float) -> np.ndarray:
+    """The data moved to the curve's exposure: each row's response as if its offset were the
+    grid's (``y exp(o* - o)`` under a log link, ``y - o + o*`` under the identity)."""
+    d = fit.design
+    y = _observed_mean_scale(fit)
+    if d.offset is None:
+        return y
+    shift = grid_offset - d.offset
+    return y * np.exp(shift) if d.family.link.name == "log" else y + shift
+
+
 def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
                 data: bool = True):
     """The population regression curve of ``x`` with its band, other predictors typical.
 
     Other predictors sit at their means (numeric) or reference levels
     (categorical); group effects are left out (``re_form="~0"``). The band is
-    the posterior's credible interval (Bayesian fit) or the spread of
-    ``arm::sim`` draws of the fixed effects (REML fit). A categorical ``x``
-    gives a point and an interval per level.
+    the posterior's credible interval (Bayesian fit), the spread of
+    ``arm::sim`` draws of the fixed effects (REML fit) or of draws from the
+    fixed effects' Wald distribution (glmer fit). A GLMM's curve is on the
+    response scale (the mean: a binomial's probability, a Poisson's rate at the
+    typical exposure) and its data are shown on that scale (proportions of the
+    trials; counts moved to the typical exposure when there is an offset). A
+    categorical ``x`` gives a point and an interval per level.
     """
     grid, categorical = _grid(fit, x, points=100)
     levels = list(grid[x])
     pos = np.arange(len(levels), dtype=float) if categorical else grid[x].to_numpy(dtype=float)
+    fam = fit.design.family
+    typical = _typical_offset(fit)
+    off = None if typical is None else np.full(len(grid), typical)
     if _is_bayes(fit):
-        pred = fit.predict(grid, re_form="~0", kind="mean", prob=prob, seed=0)
+        pred = fit.predict(grid, re_form="~0", kind="mean", prob=prob, seed=0, offset=off)
         lo_c, hi_c = [c for c in pred.columns if c.startswith("Q")]
         est, lo, hi = pred["Estimate"].to_numpy(), pred[lo_c].to_numpy(), pred[hi_c].to_numpy()
         band = f"{prob * 100:g}% credible interval"
     else:
-        X = prediction_rows(fit.design, grid, re_form="~0").X
-        est = linear_predictor(X, fit.estimates.beta)
-        draws = linear_predictor(X, fit.sim(n_sims, seed=seed).fixef.to_numpy())
+        rows = prediction_rows(fit.design, grid, re_form="~0", offset=off)
+        shift = 0.0 if rows.offset is None else rows.offset
+        est = fam.inverse_link(linear_predictor(rows.X, fit.estimates.beta) + shift)
+        if _gaussian(fit):
+            beta = fit.sim(n_sims, seed=seed).fixef.to_numpy()
+            band = f"{prob * 100:g}% interval (arm::sim, {n_sims} draws)"
+        else:
+            rng = np.random.default_rng(seed)
+            beta = rng.multivariate_normal(fit.estimates.beta, fit.estimates.vcov_beta, n_sims)
+            band = f"{prob * 100:g}% interval (Wald draws of the fixed effects)"
+        draws = fam.inverse_link(linear_predictor(rows.X, beta) + shift)
         lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-        band = f"{prob * 100:g}% interval (arm::sim, {n_sims} draws)"
     fig, (ax,) = _figure(1, panel=(5.2, 4.0))
     if data:
         frame = _frame(fit)
         xs = _x_positions(frame[x], categorical, levels)
         jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(xs)) if categorical else 0.0
-        ax.scatter(xs + jitter, fit.design.y, s=6, color=GREY, alpha=0.4, label="data")
+        grid_offset = formula_offset(fit.design, grid)
+        at = (0.0 if grid_offset is None else grid_offset[0]) + (typical or 0.0)
+        ax.scatter(xs + jitter, _points_at_typical_offset(fit, at), s=6, color=GREY, alpha=0.4,
+                   label="data")
     if categorical:
         ax.errorbar(pos, est, yerr=[est - lo, hi - est], fmt="o", color=PARTIAL, capsize=4, label=band)
         ax.set_xticks(range(len(levels)), [str(v) for v in levels])
@@ -388,18 +450,59 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
         ax.fill_between(pos, lo, hi, color=PARTIAL, alpha=0.25, label=band)
         ax.plot(pos, est, color=PARTIAL, lw=2, label="population estimate")
     ax.set_xlabel(x)
-    ax.set_ylabel(fit.design.response_label)
+    d = fit.design
+    ylabel = d.response_label
+    if not _gaussian(fit):
+        what = "probability" if d.family.name in ("binomial", "bernoulli") else "mean"
+        ylabel = f"{ylabel}: {what} ({fam.name}, {fam.link.name} link)"
+    ax.set_ylabel(ylabel)
     ax.set_title(f"Effect of {x} (others at means / reference levels)")
     ax.legend(fontsize=8)
     return fig
 
 
-def _fitted_residuals(fit: Any) -> tuple[np.ndarray, np.ndarray]:
+def _fitted_mean(fit: Any) -> np.ndarray:
+    """Each row's fitted mean with its group effects (a Bayesian fit's posterior mean)."""
     if _is_bayes(fit):
-        fitted = fit.predict(kind="mean", seed=0)["Estimate"].to_numpy()
-    else:
-        fitted = fit.fitted()
+        return fit.predict(kind="mean", seed=0)["Estimate"].to_numpy()
+    return fit.fitted()
+
+
+def _dispersion(fit: Any) -> float | None:
+    """The family's dispersion at its estimate (a Bayesian fit's posterior median)."""
+    name = fit.design.family.dispersion
+    if name is None:
+        return None
+    if _is_bayes(fit):
+        return float(np.median(np.asarray(fit.posterior[name])))
+    if fit.dispersion is None and fit.design.family.name == "gamma":
+        return 1.0 / fit.sigma**2  # glmer's Gamma scale: the shape is 1 / sigma^2
+    return float(fit.dispersion)
+
+
+def _fitted_residuals(fit: Any) -> tuple[np.ndarray, np.ndarray]:
+    fitted = _fitted_mean(fit)
     return fitted, fit.design.y - fitted
+
+
+def quantile_residuals(fit: Any, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fitted means and randomized quantile residuals (Dunn and Smyth 1996) of a GLMM.
+
+    Each row's residual is ``qnorm(u)`` with ``u`` uniform between ``F(y - 1)``
+    and ``F(y)`` (``F(y)`` itself for a continuous family) at the fitted mean
+    (with group effects) and dispersion; under the right model they are
+    standard normal, for 0/1 data as for counts, where deviance and Pearson
+    residuals fall in bands. A Bayesian fit plugs in its posterior mean of each
+    row's mean and its posterior median of the dispersion.
+    """
+    d = fit.design
+    fam = d.family
+    mean = _fitted_mean(fit)  # a binomial's probability
+    disp = _dispersion(fit)
+    hi = fam.cdf(d.y, mean, disp, d.trials)
+    lo = fam.cdf(d.y - 1, mean, disp, d.trials) if fam.discrete else hi
+    u = lo + np.random.default_rng(seed).random(len(hi)) * (hi - lo)
+    return mean, stats.norm.ppf(np.clip(u, 1e-12, 1 - 1e-12))
 
 
 def _qq(ax, values: np.ndarray, title: str) -> None:
@@ -420,18 +523,26 @@ def plot_diagnostics(fit: Any):
 
     Fitted values include the group effects (the posterior mean, for a
     Bayesian fit); group effects are posterior means or conditional modes.
+    A GLMM's residuals are randomized quantile residuals
+    (:func:`quantile_residuals`), standard normal under the model, against the
+    fitted mean; a Gaussian model's are ``y`` minus the fitted value.
     """
-    fitted, resid = _fitted_residuals(fit)
     d = fit.design
+    if _gaussian(fit):
+        fitted, resid = _fitted_residuals(fit)
+        kind, ylab = "Residuals", "residual"
+    else:
+        fitted, resid = quantile_residuals(fit)
+        kind, ylab = "Quantile residuals", "randomized quantile residual"
     panels = [(b, j) for b in d.blocks for j in range(b.n_terms)]
     fig, axes = _figure(2 + len(panels), ncols=3, panel=(3.6, 3.0))
     ax = axes[0]
     ax.scatter(fitted, resid, s=8, color=PARTIAL, alpha=0.7)
     ax.axhline(0.0, color=GREY, lw=1)
-    ax.set_title("Residuals against fitted values")
-    ax.set_xlabel("fitted value")
-    ax.set_ylabel("residual")
-    _qq(axes[1], resid, "Normal QQ: residuals")
+    ax.set_title(f"{kind} against fitted values")
+    ax.set_xlabel("fitted mean" if not _gaussian(fit) else "fitted value")
+    ax.set_ylabel(ylab)
+    _qq(axes[1], resid, f"Normal QQ: {kind.lower()}")
     effects = {}
     for factor in d.ngrps():
         e = group_effects(fit, factor)
