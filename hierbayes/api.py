@@ -241,7 +241,7 @@ class Model(BayesModel):
         >>> m = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
         >>> m.plot_prior_predictive(draws=200, seed=1).savefig("prior.png")  # doctest: +SKIP
         """
-        from hierbayes.report.plots import plot_prior_predictive
+        from hierbayes.report.mcmcplots import plot_prior_predictive
 
         return plot_prior_predictive(self, draws, seed, idata, num_pp_samples, kind, **kwargs)
 

@@ -504,13 +504,13 @@ class BayesFit(GroupPlots, PosteriorChecks):
 
     def plot_trace(self, max_params: int = 12):
         """Each chain's density and trace for the fixed effects, SDs, correlations and sigma."""
-        from hierbayes.report.plots import plot_trace
+        from hierbayes.report.mcmcplots import plot_trace
 
         return plot_trace(self, max_params)
 
     def plot_prior_posterior(self, draws: int = 2000, seed: int | None = 1, max_params: int = 12):
         """Prior against posterior density for each headline parameter."""
-        from hierbayes.report.plots import plot_prior_posterior
+        from hierbayes.report.mcmcplots import plot_prior_posterior
 
         return plot_prior_posterior(self, draws, seed, max_params)
 

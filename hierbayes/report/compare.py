@@ -113,12 +113,18 @@ def anova(*fits: Any, **named: Any) -> Table:
     return table
 
 
+def estimate_column(fit: Any) -> str:
+    """The name of a frequentist fit's column in :func:`compare`: ``"REML"``, or ``"ML"`` for an
+    ML or glmer fit (whose estimates are not REML's)."""
+    return "REML" if getattr(fit, "reml", False) else "ML"
+
+
 def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -> Table:
     """The Bayesian fit beside the REML (or ML) fit of the same formula, parameter by parameter.
 
     For every fixed effect, group-level SD, correlation and sigma: posterior
-    mean with its equal-tailed credible interval, and the REML estimate with a
-    confidence interval (Wald for fixed effects; for SDs, correlations and
+    mean with its equal-tailed credible interval, and the REML estimate (column
+    ``REML``; ``ML`` for an ML or glmer fit) with a confidence interval (Wald for fixed effects; for SDs, correlations and
     sigma, Wald on the log-SD / atanh-correlation scale from the deviance's
     curvature, mapped back). ``shift`` is (posterior mean - REML estimate) /
     posterior SD; a note flags a REML estimate outside the credible interval,
@@ -145,6 +151,8 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     z = norm.ppf(0.5 + prob / 2)
     lo_q, hi_q = (1 - prob) / 2, (1 + prob) / 2
     rows = []
+    glmm = isinstance(reml, GlmerFit)
+    col = estimate_column(reml)
 
     def add(param: str, draws: np.ndarray, est: float, lo: float, hi: float) -> None:
         m, s = float(np.mean(draws)), float(np.std(draws, ddof=1))
@@ -152,18 +160,17 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
         shift = (m - est) / s if s > 0 else np.nan
         note = ""
         if not q[0] <= est <= q[1]:
-            note = "REML estimate outside CrI"
+            note = f"{col} estimate outside CrI"
         elif abs(shift) > threshold:
             note = f"shift > {threshold:g} SD"
         rows.append({"parameter": param, "posterior": m, "CrI lower": q[0], "CrI upper": q[1],
-                     "REML": est, "CI lower": lo, "CI upper": hi, "shift": shift, "note": note})
+                     col: est, "CI lower": lo, "CI upper": hi, "shift": shift, "note": note})
 
     fx = reml.fixef()
     post_fx = bayes._flat("fixef")
     for i, name in enumerate(bayes.design.fixef_names):
         e, se = fx.loc[name, "Estimate"], fx.loc[name, "Std. Error"]
         add(name, post_fx[:, i], e, e - z * se, e + z * se)
-    glmm = isinstance(reml, GlmerFit)
     ci = glmer_varcomp_wald(reml, prob) if glmm else varcomp_wald(reml.deviance_function, reml.varcorr(), prob)
     for r in ci.itertuples():
         if r.grp == "Residual":
@@ -182,7 +189,7 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     table.heading = (
         f"Bayes (posterior mean, {pct} CrI) against {method} (estimate, {pct} CI)\n"
         f"Formula: {bayes.design.formula.formula}\n"
-        "REML intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest."
+        f"{col} intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest."
     )
     return table
 
@@ -198,7 +205,7 @@ def plot_compare(bayes: Any, reml: Any, prob: float = 0.95):
     from hierbayes.report.plots import plot_compare_table  # matplotlib and SciPy on first use
 
     table = compare(bayes, reml, prob=prob)
-    return plot_compare_table(table, "REML" if reml.reml else "ML", prob, bayes.design.formula.formula)
+    return plot_compare_table(table, estimate_column(reml), prob, bayes.design.formula.formula)
 
 
 def loo_compare(fits: dict[str, Any], warn: bool = True) -> pd.DataFrame:

@@ -30,17 +30,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hierbayes.bayes.posterior import Posterior
 from hierbayes.errors import DataError
 from hierbayes.linalg.linpred import linear_predictor
+from hierbayes.report.fitted import fitted_mean, gaussian, is_bayes, quantile_residuals
 from hierbayes.report.predict import formula_offset, offset_argument, prediction_rows
 from hierbayes.spec.modelframe import level_label
 
 GREY, PARTIAL, NONE, COMPLETE = "0.55", "C0", "C1", "C2"
 
 
-def _figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] = (3.6, 3.0),
-            sharex: bool = False, sharey: bool = False):
+def panel_figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] = (3.6, 3.0),
+                 sharex: bool = False, sharey: bool = False):
+    """A constrained-layout Figure of ``n_panels`` axes, ``ncols`` to a row (spare axes removed)."""
     from matplotlib.figure import Figure
 
     ncols = ncols or min(n_panels, 3)
@@ -50,11 +51,6 @@ def _figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] 
     for ax in axes[n_panels:]:
         fig.delaxes(ax)
     return fig, list(axes[:n_panels])
-
-
-def _is_bayes(fit: Any) -> bool:
-    """Whether a fit holds posterior draws (a Bayesian fit) rather than REML or ML estimates."""
-    return isinstance(getattr(fit, "posterior", None), Posterior)
 
 
 def _frame(fit: Any) -> pd.DataFrame:
@@ -79,13 +75,13 @@ def _factor(fit: Any, group: str | None) -> str:
 
 def _interval_name(fit: Any, prob: float) -> str:
     pct = f"{prob * 100:g}%"
-    return f"{pct} credible interval" if _is_bayes(fit) else f"{pct} interval (conditional SD)"
+    return f"{pct} credible interval" if is_bayes(fit) else f"{pct} interval (conditional SD)"
 
 
 def group_effects(fit: Any, group: str | None = None, prob: float = 0.95) -> pd.DataFrame:
     """Each level's group effect with its interval: columns term, level, estimate, lower, upper."""
     factor = _factor(fit, group)
-    if _is_bayes(fit):
+    if is_bayes(fit):
         r = fit.ranef(prob=prob, group=factor)
         lo, hi = [c for c in r.columns if c.startswith("Q")]
         return pd.DataFrame({"term": r["term"], "level": r["level"], "estimate": r["Estimate"],
@@ -112,7 +108,7 @@ def plot_caterpillar(fit: Any, group: str | None = None, prob: float = 0.95,
     first = eff[eff["term"] == terms[0]].sort_values("estimate")
     order = {lv: i for i, lv in enumerate(first["level"])}
     n = len(order)
-    fig, axes = _figure(len(terms), ncols=min(len(terms), 4), panel=(3.4, max(3.0, 0.16 * min(n, 80) + 1)),
+    fig, axes = panel_figure(len(terms), ncols=min(len(terms), 4), panel=(3.4, max(3.0, 0.16 * min(n, 80) + 1)),
                         sharey=True)
     for ax, term in zip(axes, terms, strict=True):
         e = eff[eff["term"] == term]
@@ -190,9 +186,9 @@ def _predict_mean(fit: Any, newdata: pd.DataFrame, re_form: Any = None) -> np.nd
     """The fitted mean at ``newdata`` (an ``offset=`` argument at its typical value)."""
     typical = _typical_offset(fit)
     off = None if typical is None else np.full(len(newdata), typical)
-    if _is_bayes(fit):
+    if is_bayes(fit):
         return fit.predict(newdata, re_form=re_form, kind="mean", seed=0, offset=off)["Estimate"].to_numpy()
-    if _gaussian(fit):
+    if gaussian(fit):
         return fit.predict(newdata, re_form=re_form, offset=off).to_numpy()
     return fit.predict(newdata, type="response", re_form=re_form, offset=off).to_numpy()
 
@@ -222,11 +218,11 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
         only, least-squares lines being no fit of such data.
     """
     if pooling is None:
-        pooling = ("partial", "none", "complete") if _gaussian(fit) else ("partial",)
+        pooling = ("partial", "none", "complete") if gaussian(fit) else ("partial",)
     unknown = set(pooling) - {"partial", "none", "complete"}
     if unknown:
         raise ValueError(f"pooling takes 'partial', 'none' and 'complete', not {sorted(unknown)}.")
-    if not _gaussian(fit) and set(pooling) - {"partial"}:
+    if not gaussian(fit) and set(pooling) - {"partial"}:
         raise ValueError(f"No- and complete-pooling lines are least-squares fits, defined for gaussian "
                          f"models; this is a {fit.design.family.name} model. Use pooling=('partial',).")
     factor = _factor(fit, group)
@@ -256,7 +252,7 @@ def plot_groups(fit: Any, x: str, groups: list | None = None, group: str | None 
         bars = " + ".join(str(b.term) for b in fit.design.blocks if b.factor == factor)
         partial = _predict_mean(fit, pd.concat(rows, ignore_index=True), re_form=f"~ {bars}")
         partial = partial.reshape(len(shown), -1)
-    fig, axes = _figure(len(shown), ncols=ncols or min(len(shown), 6), panel=(2.4, 2.1),
+    fig, axes = panel_figure(len(shown), ncols=ncols or min(len(shown), 6), panel=(2.4, 2.1),
                         sharex=True, sharey=True)
     for k, (ax, lv) in enumerate(zip(axes, shown, strict=True)):
         sel = labels == lv
@@ -311,7 +307,7 @@ def _no_pooling(fit: Any, factor: str) -> tuple[list[str], list[str], np.ndarray
 
 
 def _partial_pooling(fit: Any, factor: str, terms: list[str]) -> np.ndarray:
-    coef = fit.coef() if not _is_bayes(fit) else fit.coef(group=factor)
+    coef = fit.coef() if not is_bayes(fit) else fit.coef(group=factor)
     coef = coef[coef["group"] == factor]
     levels = next(b for b in fit.design.blocks if b.factor == factor).levels
     table = coef.pivot(index="level", columns="term", values="Estimate")
@@ -327,7 +323,7 @@ def plot_shrinkage(fit: Any, group: str | None = None):
     side by side, a line per group. Groups too small for their own fit are
     left out. Gaussian models only: the no-pooling estimates are least squares.
     """
-    if not _gaussian(fit):
+    if not gaussian(fit):
         raise ValueError(f"plot_shrinkage compares least-squares no-pooling estimates with the "
                          f"mixed model's, which is defined for gaussian models; this is a "
                          f"{fit.design.family.name} model. plot_caterpillar shows its group effects.")
@@ -337,7 +333,7 @@ def plot_shrinkage(fit: Any, group: str | None = None):
     d = fit.design
     fx = fit.fixef()["Estimate"]
     ok = np.isfinite(none).all(axis=1)
-    fig, (ax,) = _figure(1, panel=(5.2, 4.4))
+    fig, (ax,) = panel_figure(1, panel=(5.2, 4.4))
     if len(terms) >= 2:
         t0, t1 = terms[0], terms[1]
         for a, b in zip(none[ok], partial[ok], strict=True):
@@ -366,10 +362,6 @@ def plot_shrinkage(fit: Any, group: str | None = None):
     ax.legend(fontsize=8)
     ax.set_title(f"Shrinkage toward the population: {factor}", fontsize=10)
     return fig
-
-
-def _gaussian(fit: Any) -> bool:
-    return fit.design.family.name == "gaussian"
 
 
 def _observed_mean_scale(fit: Any) -> np.ndarray:
@@ -416,7 +408,7 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
     fam = fit.design.family
     typical = _typical_offset(fit)
     off = None if typical is None else np.full(len(grid), typical)
-    if _is_bayes(fit):
+    if is_bayes(fit):
         pred = fit.predict(grid, re_form="~0", kind="mean", prob=prob, seed=0, offset=off)
         lo_c, hi_c = [c for c in pred.columns if c.startswith("Q")]
         est, lo, hi = pred["Estimate"].to_numpy(), pred[lo_c].to_numpy(), pred[hi_c].to_numpy()
@@ -425,7 +417,7 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
         rows = prediction_rows(fit.design, grid, re_form="~0", offset=off)
         shift = 0.0 if rows.offset is None else rows.offset
         est = fam.inverse_link(linear_predictor(rows.X, fit.estimates.beta) + shift)
-        if _gaussian(fit):
+        if gaussian(fit):
             beta = fit.sim(n_sims, seed=seed).fixef.to_numpy()
             band = f"{prob * 100:g}% interval (arm::sim, {n_sims} draws)"
         else:
@@ -434,7 +426,7 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
             band = f"{prob * 100:g}% interval (Wald draws of the fixed effects)"
         draws = fam.inverse_link(linear_predictor(rows.X, beta) + shift)
         lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-    fig, (ax,) = _figure(1, panel=(5.2, 4.0))
+    fig, (ax,) = panel_figure(1, panel=(5.2, 4.0))
     if data:
         frame = _frame(fit)
         xs = _x_positions(frame[x], categorical, levels)
@@ -452,57 +444,13 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
     ax.set_xlabel(x)
     d = fit.design
     ylabel = d.response_label
-    if not _gaussian(fit):
+    if not gaussian(fit):
         what = "probability" if d.family.name in ("binomial", "bernoulli") else "mean"
         ylabel = f"{ylabel}: {what} ({fam.name}, {fam.link.name} link)"
     ax.set_ylabel(ylabel)
     ax.set_title(f"Effect of {x} (others at means / reference levels)")
     ax.legend(fontsize=8)
     return fig
-
-
-def _fitted_mean(fit: Any) -> np.ndarray:
-    """Each row's fitted mean with its group effects (a Bayesian fit's posterior mean)."""
-    if _is_bayes(fit):
-        return fit.predict(kind="mean", seed=0)["Estimate"].to_numpy()
-    return fit.fitted()
-
-
-def _dispersion(fit: Any) -> float | None:
-    """The family's dispersion at its estimate (a Bayesian fit's posterior median)."""
-    name = fit.design.family.dispersion
-    if name is None:
-        return None
-    if _is_bayes(fit):
-        return float(np.median(np.asarray(fit.posterior[name])))
-    if fit.dispersion is None and fit.design.family.name == "gamma":
-        return 1.0 / fit.sigma**2  # glmer's Gamma scale: the shape is 1 / sigma^2
-    return float(fit.dispersion)
-
-
-def _fitted_residuals(fit: Any) -> tuple[np.ndarray, np.ndarray]:
-    fitted = _fitted_mean(fit)
-    return fitted, fit.design.y - fitted
-
-
-def quantile_residuals(fit: Any, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Fitted means and randomized quantile residuals (Dunn and Smyth 1996) of a GLMM.
-
-    Each row's residual is ``qnorm(u)`` with ``u`` uniform between ``F(y - 1)``
-    and ``F(y)`` (``F(y)`` itself for a continuous family) at the fitted mean
-    (with group effects) and dispersion; under the right model they are
-    standard normal, for 0/1 data as for counts, where deviance and Pearson
-    residuals fall in bands. A Bayesian fit plugs in its posterior mean of each
-    row's mean and its posterior median of the dispersion.
-    """
-    d = fit.design
-    fam = d.family
-    mean = _fitted_mean(fit)  # a binomial's probability
-    disp = _dispersion(fit)
-    hi = fam.cdf(d.y, mean, disp, d.trials)
-    lo = fam.cdf(d.y - 1, mean, disp, d.trials) if fam.discrete else hi
-    u = lo + np.random.default_rng(seed).random(len(hi)) * (hi - lo)
-    return mean, stats.norm.ppf(np.clip(u, 1e-12, 1 - 1e-12))
 
 
 def _qq(ax, values: np.ndarray, title: str) -> None:
@@ -528,19 +476,20 @@ def plot_diagnostics(fit: Any):
     fitted mean; a Gaussian model's are ``y`` minus the fitted value.
     """
     d = fit.design
-    if _gaussian(fit):
-        fitted, resid = _fitted_residuals(fit)
+    if gaussian(fit):
+        fitted = fitted_mean(fit)
+        resid = d.y - fitted
         kind, ylab = "Residuals", "residual"
     else:
         fitted, resid = quantile_residuals(fit)
         kind, ylab = "Quantile residuals", "randomized quantile residual"
     panels = [(b, j) for b in d.blocks for j in range(b.n_terms)]
-    fig, axes = _figure(2 + len(panels), ncols=3, panel=(3.6, 3.0))
+    fig, axes = panel_figure(2 + len(panels), ncols=3, panel=(3.6, 3.0))
     ax = axes[0]
     ax.scatter(fitted, resid, s=8, color=PARTIAL, alpha=0.7)
     ax.axhline(0.0, color=GREY, lw=1)
     ax.set_title(f"{kind} against fitted values")
-    ax.set_xlabel("fitted mean" if not _gaussian(fit) else "fitted value")
+    ax.set_xlabel("fitted mean" if not gaussian(fit) else "fitted value")
     ax.set_ylabel(ylab)
     _qq(axes[1], resid, f"Normal QQ: {kind.lower()}")
     effects = {}
@@ -554,66 +503,6 @@ def plot_diagnostics(fit: Any):
     return fig
 
 
-def plot_trace(fit: Any, max_params: int = 12):
-    """Per headline parameter, each chain's density and its trace (as ArviZ's ``plot_trace``)."""
-    draws = fit.headline_draws()
-    names = list(draws)[:max_params]
-    fig, axes = _figure(2 * len(names), ncols=2, panel=(4.2, 1.7))
-    for k, name in enumerate(names):
-        dens, trace = axes[2 * k], axes[2 * k + 1]
-        values = np.asarray(draws[name])
-        edges = np.histogram_bin_edges(values, bins=40)
-        for c in range(values.shape[0]):
-            color = f"C{c % 10}"
-            dens.hist(values[c], bins=edges, density=True, histtype="step", color=color)
-            trace.plot(values[c], color=color, lw=0.5, alpha=0.8)
-        dens.set_title(name, fontsize=9)
-        dens.set_xlabel("value")
-        dens.set_ylabel("density")
-        trace.set_title(f"{name}: trace", fontsize=9)
-        trace.set_xlabel("draw")
-        trace.set_ylabel("value")
-    fig.suptitle(f"Traces, {values.shape[0]} chains")
-    return fig
-
-
-def plot_prior_posterior(fit: Any, draws: int = 2000, seed: int | None = 1, max_params: int = 12):
-    """Prior and posterior density of each headline parameter: what the data taught.
-
-    The prior draws come from the model's PyMC graph
-    (:meth:`hierbayes.Model.prior_predictive`). The axis spans the posterior
-    and the central 98% of the prior.
-    """
-    prior_idata = fit.model.prior_predictive(draws=draws, seed=seed)
-    prior = Posterior.from_idata(_as_posterior(prior_idata))
-    prior_draws = fit.headline_draws(prior)
-    post_draws = fit.headline_draws()
-    names = list(post_draws)[:max_params]
-    fig, axes = _figure(len(names), ncols=3, panel=(3.4, 2.6))
-    for ax, name in zip(axes, names, strict=True):
-        post = np.ravel(post_draws[name])
-        pri = np.ravel(prior_draws[name])
-        lo = min(np.quantile(pri, 0.01), post.min())
-        hi = max(np.quantile(pri, 0.99), post.max())
-        edges = np.linspace(lo, hi, 60)
-        ax.hist(pri[(pri >= lo) & (pri <= hi)], bins=edges, density=True, histtype="step",
-                color=GREY, lw=1.5, label="prior")
-        ax.hist(post, bins=edges, density=True, color=PARTIAL, alpha=0.6, label="posterior")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("value")
-        ax.set_ylabel("density")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Prior and posterior")
-    return fig
-
-
-def _as_posterior(idata):
-    """An InferenceData whose posterior group is ``idata``'s prior (for :class:`Posterior`)."""
-    import arviz as az
-
-    return az.InferenceData(posterior=idata.prior)
-
-
 def plot_compare_table(table: pd.DataFrame, method: str, prob: float, formula: str):
     """Posterior intervals against REML intervals, one small panel per parameter.
 
@@ -622,11 +511,11 @@ def plot_compare_table(table: pd.DataFrame, method: str, prob: float, formula: s
     parameter has its own axis, since their scales differ (an intercept of 250
     beside a correlation).
     """
-    fig, axes = _figure(len(table), ncols=1, panel=(6.0, 0.85))
+    fig, axes = panel_figure(len(table), ncols=1, panel=(6.0, 0.85))
     for ax, (param, row) in zip(axes, table.iterrows(), strict=True):
         ax.hlines([1, 0], [row["CrI lower"], row["CI lower"]], [row["CrI upper"], row["CI upper"]],
                   colors=[PARTIAL, NONE], lw=2)
-        ax.scatter([row["posterior"], row["REML"]], [1, 0], color=[PARTIAL, NONE], zorder=3, s=20)
+        ax.scatter([row["posterior"], row[method]], [1, 0], color=[PARTIAL, NONE], zorder=3, s=20)
         ax.set_yticks([1, 0], ["Bayes", method], fontsize=8)
         ax.set_ylim(-0.6, 1.6)
         ax.set_title(param, fontsize=9, loc="left")
@@ -634,23 +523,3 @@ def plot_compare_table(table: pd.DataFrame, method: str, prob: float, formula: s
     fig.suptitle(f"Bayes ({prob * 100:g}% CrI) against {method} ({prob * 100:g}% CI)\n"
                  f"{formula}", fontsize=10)
     return fig
-
-
-def plot_prior_predictive(model: Any, draws: int = 500, seed: int | None = None, idata: Any = None,
-                          num_pp_samples: int = 100, kind: str = "kde", **kwargs: Any):
-    """ArviZ's ``plot_ppc`` of a model's prior predictive against the data; returns the Figure.
-
-    ``idata`` from ``model.prior_predictive`` is drawn when not given
-    (:meth:`hierbayes.Model.plot_prior_predictive`).
-    """
-    import arviz as az
-
-    idata = model.prior_predictive(draws, seed) if idata is None else idata
-    kwargs.setdefault("observed", True)  # ArviZ leaves the data out of prior checks
-    ax = az.plot_ppc(idata, group="prior", num_pp_samples=min(num_pp_samples, draws),
-                     random_seed=seed, kind=kind, **kwargs)
-    ax = np.ravel(ax)[0]
-    ax.set_title(f"Prior predictive check: {model.formula.formula}")
-    ax.set_ylabel("density" if kind == "kde" else "")
-    ax.set_xlabel(model.design.response_label)
-    return ax.figure

@@ -295,6 +295,10 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
         raise DataError("newdata has no rows.")
     needed = sorted(set(_needed(design, included)) | set(design.model_frame.columns(design.offset_terms)))
     absent = [c for c in needed if c not in newdata.columns]
+    for_offset = [c for c in design.model_frame.columns(design.offset_terms) if c in absent]
+    if for_offset:
+        raise DataError(f"newdata lacks column(s) {for_offset} that the formula's offset "
+                        f"{', '.join(design.offset_terms)} needs: add them (an exposure of each new row).")
     if absent:
         raise DataError(f"newdata lacks column(s) {absent} that the prediction needs (it needs "
                         f"{needed}). Add them, or leave out group effects with re_form='~0' "

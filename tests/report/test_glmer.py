@@ -191,9 +191,9 @@ def test_compare_with_bayes() -> None:
         post = m.fit(draws=500, tune=500, chains=2, seed=4, progressbar=False)
     table = hb.compare(post, g)
     assert table.index.tolist() == [*g.design.fixef_names, "sd district: (Intercept)"]
-    assert table.loc["age", "REML"] == pytest.approx(g.fixef().loc["age", "Estimate"])
+    assert table.loc["age", "ML"] == pytest.approx(g.fixef().loc["age", "Estimate"])
     sd = table.loc["sd district: (Intercept)"]
-    assert sd["CI lower"] < sd["REML"] < sd["CI upper"]
+    assert sd["CI lower"] < sd["ML"] < sd["CI upper"]
     # 60 districts: the posterior and the Laplace fit agree within a posterior SD
     assert (table["shift"].abs() < 1).all()
 

@@ -17,7 +17,7 @@ from scipy.special import ndtr
 
 import hierbayes as hb
 from hierbayes.bayes.posterior import linear_predictor
-from hierbayes.report.plots import quantile_residuals
+from hierbayes.report.fitted import quantile_residuals
 from tests.conftest import GLMM_MODELS, glmm_data
 
 GLMMS = [name for name in GLMM_MODELS if name != "gaussian weights offset"]
