@@ -137,9 +137,9 @@ def test_the_engine_model_needs_neither_reports_nor_the_reml_engine():
         "assert isinstance(m, BayesModel) and type(m).__module__ == 'hierbayes.api'\n"
         "fit = m.fit(draws=30, tune=30, chains=2, seed=1, progressbar=False, check=False)\n"
         "print(fit.summary())\n"
-        # the REML fit's record (freq.mermod, NumPy only) is the base of LmerFit; nothing else
-        # of the REML engine may load
-        "record = {'hierbayes.freq', 'hierbayes.freq.mermod'}\n"
+        # the REML and glmer fits' records (freq.mermod, freq.glmermod, NumPy only) are the bases
+        # of LmerFit and GlmerFit; nothing else of the frequentist engine may load
+        "record = {'hierbayes.freq', 'hierbayes.freq.mermod', 'hierbayes.freq.glmermod'}\n"
         "loaded = [m for m in sys.modules if m.startswith(('hierbayes.freq', 'hierbayes.report.plots'))"
         " and m not in record]\n"
         "assert not loaded, loaded\n"
