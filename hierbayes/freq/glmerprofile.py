@@ -31,37 +31,10 @@ from scipy import optimize, stats
 
 from hierbayes.errors import DataError
 from hierbayes.freq.params import check_level, fit_param_names, interval_columns
+from hierbayes.freq.profile import tight_bobyqa
 
 if TYPE_CHECKING:
     from hierbayes.freq.glmermod import GlmerMod
-
-
-def _minimise(f, start: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, float]:
-    """BOBYQA to a tight optimum (the profile needs ``D`` to about 1e-8); the best point seen."""
-    import nlopt
-
-    if len(start) == 0:
-        return start, float(f(start))
-    best = [np.inf, start]
-
-    def objective(x, grad) -> float:
-        value = f(np.asarray(x))
-        if value < best[0]:
-            best[0], best[1] = value, np.array(x)
-        return value
-
-    opt = nlopt.opt(nlopt.LN_BOBYQA, len(start))
-    opt.set_lower_bounds(lower.tolist())
-    opt.set_min_objective(objective)
-    opt.set_initial_step(np.maximum(0.02, 0.05 * np.abs(start)).tolist())
-    opt.set_xtol_rel(1e-9)
-    opt.set_ftol_abs(1e-10)
-    opt.set_maxeval(20_000)
-    try:
-        opt.optimize(np.maximum(start, lower).tolist())
-    except nlopt.RoundoffLimited:
-        pass  # the tolerances were tighter than rounding allows; the best point stands
-    return best[1], float(best[0])
 
 
 class GlmerProfiler:
@@ -99,7 +72,9 @@ class GlmerProfiler:
         def f(z: np.ndarray) -> float:
             return self.dev(np.insert(z, k, value))
 
-        z, d = _minimise(f, start, self.lower[others])
+        # to 1e-9 of x, from first steps of 5% (at least 0.02)
+        z, d = tight_bobyqa(f, start, self.lower[others], step=np.maximum(0.02, 0.05 * np.abs(start)),
+                            xtol_rel=1e-9, ftol_abs=1e-10)
         self._warm[k] = z
         self.base = min(self.base, d)
         return d

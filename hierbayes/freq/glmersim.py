@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hierbayes.linalg.linpred import linear_predictor
+from hierbayes.freq.sim import simulated_eta
 
 if TYPE_CHECKING:
     from hierbayes.freq.glmermod import GlmerMod
@@ -44,15 +44,7 @@ def simulate_glmer_responses(fit: GlmerMod, n: int, rng: np.random.Generator,
         ``(n, nobs)``.
     """
     d = fit.design
-    effects = []
-    for blk, chol, b_hat in zip(d.blocks, fit.covariance_chol(), fit.estimates.b, strict=True):
-        if use_u:
-            b = np.broadcast_to(b_hat, (n, *b_hat.shape))
-        else:
-            b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
-        effects.append((blk.Z, blk.index, b))
-    eta = linear_predictor(d.X, np.tile(fit.estimates.beta, (n, 1)), effects)
-    eta = eta + fit.deviance_function.response.offset
+    eta = simulated_eta(fit, n, rng, use_u)
     mean = d.family.inverse_link(eta)
     if d.family.name == "negbinomial":
         dispersion = np.full(n, fit.dispersion)

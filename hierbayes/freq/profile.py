@@ -74,12 +74,19 @@ def _theta_from_sdcor(dev, x: np.ndarray) -> np.ndarray:
     return np.concatenate(theta)
 
 
-def _bobyqa(f, start: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, float]:
+def tight_bobyqa(f, start: np.ndarray, lower: np.ndarray, upper: np.ndarray | None = None,
+                 step: np.ndarray | None = None, xtol_rel: float = 1e-10,
+                 ftol_abs: float = 1e-11) -> tuple[np.ndarray, float]:
+    """BOBYQA run tighter than a fit, for profiles (the best point seen and its value).
+
+    zeta = sqrt(D - D_min) near 2 needs D to about 1e-8. ``upper`` defaults to
+    no bound, ``step`` to NLopt's first steps.
+    """
     import nlopt
 
     if len(start) == 0:
         return start, float(f(start))
-    best = [np.inf, None]
+    best = [np.inf, np.array(start)]
 
     def objective(x, grad) -> float:
         value = f(np.asarray(x))
@@ -89,13 +96,15 @@ def _bobyqa(f, start: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple
 
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(start))
     opt.set_lower_bounds(lower.tolist())
-    opt.set_upper_bounds(upper.tolist())
+    if upper is not None:
+        opt.set_upper_bounds(upper.tolist())
     opt.set_min_objective(objective)
-    # tighter than a fit: zeta = sqrt(D - D_min) near 2 needs D to about 1e-8
-    opt.set_xtol_rel(1e-10)
-    opt.set_ftol_abs(1e-11)
+    if step is not None:
+        opt.set_initial_step(step.tolist())
+    opt.set_xtol_rel(xtol_rel)
+    opt.set_ftol_abs(ftol_abs)
     opt.set_maxeval(20_000)
-    x0 = np.clip(start, lower, upper)
+    x0 = np.maximum(start, lower) if upper is None else np.clip(start, lower, upper)
     try:
         opt.optimize(x0.tolist())
     except nlopt.RoundoffLimited:
@@ -105,7 +114,7 @@ def _bobyqa(f, start: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple
 
 def _from_inside_too(f, start: np.ndarray, on_bound: np.ndarray, inside: float,
                      lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, float]:
-    """:func:`_bobyqa` from ``start`` and, when some entries sit on their zero bound, also
+    """:func:`tight_bobyqa` from ``start`` and, when some entries sit on their zero bound, also
     from a start with those entries at ``inside``; the better of the two.
 
     At a singular fit the warm start holds a theta (or SD) of about 1e-9. The deviance is
@@ -114,9 +123,9 @@ def _from_inside_too(f, start: np.ndarray, on_bound: np.ndarray, inside: float,
     intercept interval came out 4.31535 to 7.01585 where the profile crosses 1.96 at 4.31284
     and 7.01836.
     """
-    best = _bobyqa(f, start, lower, upper)
+    best = tight_bobyqa(f, start, lower, upper)
     if np.any(on_bound):
-        again = _bobyqa(f, np.where(on_bound, inside, start), lower, upper)
+        again = tight_bobyqa(f, np.where(on_bound, inside, start), lower, upper)
         if again[1] < best[1]:
             best = again
     return best
@@ -147,7 +156,7 @@ class Profiler:
             upper.append(1.0 if is_cor else np.inf)
         self.lower, self.upper = np.array(lower), np.array(upper)
         # the minimum on the sd/cor scale, polished, so every zeta is measured from the same base
-        _, self.base = _bobyqa(self._vc_deviance, self.x_hat[: self.n_vc], self.lower, self.upper)
+        _, self.base = tight_bobyqa(self._vc_deviance, self.x_hat[: self.n_vc], self.lower, self.upper)
         self.base = min(self.base, ml.deviance)
         self._warm: dict[int, np.ndarray] = {}
         self._fixed: dict[int, object] = {}

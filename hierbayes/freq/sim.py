@@ -25,7 +25,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,6 +59,22 @@ def simulate_arm(dev: Deviance, f: BlockedFactor, est: Estimates, n_sims: int,
 
 
 
+def simulated_eta(fit: Any, n: int, rng: np.random.Generator, use_u: bool = False) -> np.ndarray:
+    """``(n, nobs)`` linear predictors, offset included, at the fixed effects' estimates with group
+    effects new from N(0, the fitted covariance) or (``use_u``) the conditional modes: the part of
+    lme4's ``simulate`` that LMMs and GLMMs share."""
+    d = fit.design
+    effects = []
+    for blk, chol, b_hat in zip(d.blocks, fit.covariance_chol(), fit.estimates.b, strict=True):
+        if use_u:
+            b = np.broadcast_to(b_hat, (n, *b_hat.shape))
+        else:
+            b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
+        effects.append((blk.Z, blk.index, b))
+    eta = linear_predictor(d.X, np.tile(fit.estimates.beta, (n, 1)), effects)
+    return eta if d.offset is None else eta + d.offset
+
+
 def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: bool = False) -> np.ndarray:
     """``n`` new response vectors from the fitted model, as lme4's ``simulate.merMod``.
 
@@ -74,16 +90,7 @@ def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: boo
         ``(n, nobs)``.
     """
     d = fit.design
-    effects = []
-    for blk, chol, b_hat in zip(d.blocks, fit.covariance_chol(), fit.estimates.b, strict=True):
-        if use_u:
-            b = np.broadcast_to(b_hat, (n, *b_hat.shape))
-        else:
-            b = rng.standard_normal((n, blk.n_levels, blk.n_terms)) @ chol.T
-        effects.append((blk.Z, blk.index, b))
-    y = linear_predictor(d.X, np.tile(fit.estimates.beta, (n, 1)), effects)
-    if d.offset is not None:
-        y += d.offset
+    y = simulated_eta(fit, n, rng, use_u)
     noise = rng.standard_normal(y.shape) * fit.sigma
     # prior weights are precisions: row i's residual SD is sigma / sqrt(w_i)
     y += noise if d.weights is None else noise / np.sqrt(d.weights)
