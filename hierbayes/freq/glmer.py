@@ -53,12 +53,11 @@ from hierbayes.freq.glmermod import GlmerEstimates, GlmerMod
 from hierbayes.freq.laplace import GlmerDeviance
 from hierbayes.freq.optimize import (
     BOUNDARY,
-    GRAD_TOL,
     HESS_TOL,
     OptSummary,
     derivatives,
+    gradient_messages,
     hessian_messages,
-    scaled_max_grad,
     warn_convergence,
 )
 from hierbayes.freq.pirls import TOL, GlmResponse, PirlsFit
@@ -128,18 +127,8 @@ def check_glmer_convergence(dev: GlmerDeviance, x: np.ndarray, fx: float) -> dic
     count0 = dev.evaluations
     g, H = derivatives(dev, x, fx)
     out: dict[str, Any] = {"gradient": g, "hessian": H, "check_evaluations": dev.evaluations - count0}
-    messages: list[str] = []
-    if not np.all(np.isfinite(g)):
-        messages.append("Gradient contains NAs")
-        out["max_grad"] = np.nan
-    else:
-        max_grad, k, scaled = scaled_max_grad(g, H)
-        out["max_grad"] = max_grad
-        if not scaled:
-            messages.append("unable to evaluate scaled gradient")
-        elif max_grad > GRAD_TOL:
-            messages.append(f"Model failed to converge with max|grad| = {max_grad:g} "
-                            f"(tol = {GRAD_TOL:g}, component {k + 1})")
+    out["max_grad"], messages = gradient_messages(g, H)
+    if np.all(np.isfinite(g)):
         if dev.n_par > dev.n_theta:
             k = dev.n_theta
             messages += hessian_messages(H[k:, k:], HESS_TOL, kind="fixed-effect")

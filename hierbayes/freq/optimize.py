@@ -202,6 +202,23 @@ def hessian_messages(H: np.ndarray, tol: float, kind: str = "") -> list[str]:
     return out
 
 
+
+def gradient_messages(g: np.ndarray, H: np.ndarray) -> tuple[float, list[str]]:
+    """lme4's ``checkConv`` on the gradient: the scaled max|grad| and its messages (none, or
+    why the gradient fails). lme4 returns "Gradient contains NAs" without warning; here it
+    warns like the rest."""
+    if not np.all(np.isfinite(g)):
+        return np.nan, ["Gradient contains NAs"]
+    max_grad, k, scaled = scaled_max_grad(g, H)
+    if not scaled:
+        return max_grad, ["unable to evaluate scaled gradient"]
+    if max_grad > GRAD_TOL:
+        # lme4 prints component 1 always (which.max of a single number); this is the real one
+        return max_grad, [f"Model failed to converge with max|grad| = {max_grad:g} "
+                          f"(tol = {GRAD_TOL:g}, component {k + 1})"]
+    return max_grad, []
+
+
 def check_convergence(dev: Deviance, theta: np.ndarray, f_theta: float) -> dict:
     """lme4's post-fit checks (``checkConv`` with ``lmerControl()``'s defaults) at theta.
 
@@ -225,20 +242,8 @@ def check_convergence(dev: Deviance, theta: np.ndarray, f_theta: float) -> dict:
     count0 = dev.evaluations
     g, H = derivatives(dev, theta, f_theta)
     out = {"gradient": g, "hessian": H, "check_evaluations": dev.evaluations - count0}
-    messages: list[str] = []
-    if not np.all(np.isfinite(g)):
-        # lme4 returns "Gradient contains NAs" without warning; here it warns like the rest
-        messages.append("Gradient contains NAs")
-        out["max_grad"] = np.nan
-    else:
-        max_grad, k, scaled = scaled_max_grad(g, H)
-        out["max_grad"] = max_grad
-        if not scaled:
-            messages.append("unable to evaluate scaled gradient")
-        elif max_grad > GRAD_TOL:
-            # lme4 prints component 1 always (which.max of a single number); this is the real one
-            messages.append(f"Model failed to converge with max|grad| = {max_grad:g} "
-                            f"(tol = {GRAD_TOL:g}, component {k + 1})")
+    out["max_grad"], messages = gradient_messages(g, H)
+    if np.all(np.isfinite(g)):
         messages += hessian_messages(H, HESS_TOL)
     out["messages"] = tuple(messages)
     out["check_seconds"] = time.perf_counter() - t0
