@@ -74,3 +74,11 @@ def test_the_centring_test_reads_rates_and_proportions_with_their_weights():
     b = _glmm("gamma:2", 100, 3, 0.2).design
     y, w = response_scale(b)
     assert w is None and np.array_equal(y, b.y)
+
+
+def test_a_factor_with_few_levels_is_not_centred_however_informative_its_rows():
+    # 40 trials x 5 rows per level x 0.25 x 0.64 = 32, well above 1; but five levels leave the SD's
+    # posterior reaching down to 0, where the centred form had divergences (policy.py's docstring)
+    few = _glmm("binomial:40", 5, 5, 0.8).design
+    assert choose_centring(few) == [False]
+    assert choose_centring(_glmm("binomial:40", 12, 5, 0.8).design) == [True]
