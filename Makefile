@@ -37,7 +37,7 @@ clean-venv:
 kernels:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/build_kernels.py
 
-.PHONY: bench bench-reml bench-sampler bench-deps sbc gallery
+.PHONY: bench bench-reml bench-glmm bench-sampler bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -47,6 +47,11 @@ bench: bench-deps
 
 bench-reml: bench-deps
 	$(PY) benchmarks/reml.py $(BENCH_ARGS)
+
+# GLMMs (issue 19): hb.glmer and the Bayesian fit beside glmer, glmmTMB and brms (R peers when
+# installed) on speed_dating and a simulated 100,000-row Bernoulli model (benchmarks/results/glmm.md).
+bench-glmm: bench-deps
+	$(PY) benchmarks/glmm.py $(BENCH_ARGS)
 
 # ESS per gradient and per second of hierbayes's sampler, median over seeds (benchmarks/results/sampler.md).
 bench-sampler: $(STAMP)
