@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from hierbayes.errors import DataError
 from hierbayes.freq.params import check_level, fit_param_names, interval_columns
-from hierbayes.freq.profile import tight_bobyqa
+from hierbayes.freq.profile import tight_bobyqa, zeta_crossing
 
 if TYPE_CHECKING:
     from hierbayes.freq.glmermod import GlmerMod
@@ -97,19 +97,8 @@ class GlmerProfiler:
         bound = self.lower[k] if side < 0 else np.inf
         step = self._scale(k)
         self._warm.pop(k, None)
-        a = x0
-        for _ in range(200):
-            b = x0 + side * step
-            if np.isfinite(bound) and side * (b - bound) >= 0:
-                b = bound
-            if side * self.zeta(k, b) >= abs(z):
-                return optimize.brentq(lambda v: self.zeta(k, v) - z, min(a, b), max(a, b),
-                                       xtol=1e-10, rtol=1e-10)
-            if b == bound:
-                return float(bound)
-            a = b
-            step *= 1.6
-        raise RuntimeError(f"The profile of {self.names[k]} did not reach zeta = {z:.3f}.")
+        return zeta_crossing(lambda v: self.zeta(k, v), x0, side, step, bound, z, self.names[k],
+                             xtol=1e-10)
 
 
 def glmer_profile_confint(fit: GlmerMod, level: float = 0.95) -> pd.DataFrame:

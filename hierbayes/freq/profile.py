@@ -131,6 +131,25 @@ def _from_inside_too(f, start: np.ndarray, on_bound: np.ndarray, inside: float,
     return best
 
 
+def zeta_crossing(zeta, x0: float, side: float, step: float, bound: float, z: float, name: str,
+                  xtol: float = 1e-12) -> float:
+    """Where a profile ``zeta`` crosses ``z``, stepping out from ``x0`` on ``side`` by steps
+    growing 1.6-fold, then Brent's method between the last two points; ``bound`` if it is
+    reached first (an SD's 0, a correlation's +-1)."""
+    a = x0
+    for _ in range(200):
+        b = x0 + side * step
+        if np.isfinite(bound) and side * (b - bound) >= 0:
+            b = bound
+        if side * zeta(b) >= abs(z):
+            return optimize.brentq(lambda v: zeta(v) - z, min(a, b), max(a, b), xtol=xtol, rtol=1e-10)
+        if b == bound:
+            return float(bound)
+        a = b
+        step *= 1.6
+    raise RuntimeError(f"The profile of {name} did not reach zeta = {z:.3f}.")
+
+
 class Profiler:
     """The profiled ML deviance of a fit along each parameter.
 
@@ -225,20 +244,8 @@ class Profiler:
         bound = (self.upper[k] if side > 0 else self.lower[k]) if k < self.n_vc else side * np.inf
         step = self._scale(k)
         self._warm.pop(k, None)
-        a = x0
-        for _ in range(200):
-            b = x0 + side * step
-            if np.isfinite(bound) and side * (b - bound) >= 0:
-                b = bound
-            zb = self.zeta(k, b)
-            if side * zb >= abs(z):
-                return optimize.brentq(lambda v: self.zeta(k, v) - z, min(a, b), max(a, b),
-                                       xtol=1e-12, rtol=1e-10)
-            if b == bound:
-                return float(bound)
-            a = b
-            step *= 1.6
-        raise RuntimeError(f"The profile of {self.names[k]} did not reach zeta = {z:.3f}.")
+        return zeta_crossing(lambda v: self.zeta(k, v), x0, side, step, bound, z, self.names[k],
+                             xtol=1e-12)
 
 
 def profile_confint(fit: MerMod, level: float = 0.95) -> pd.DataFrame:
