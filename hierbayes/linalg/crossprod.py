@@ -75,8 +75,25 @@ def sparse_z(block: Any) -> sp.csr_matrix:
     return sp.csr_matrix((block.Z.ravel(), (rows, cols)), shape=(n, block.n_levels * p))
 
 
+class BlockSizes:
+    """The column counts of the blocks, from ``sizes`` (terms per block) and ``levels``."""
+
+    sizes: tuple[int, ...]
+    levels: tuple[int, ...]
+
+    @property
+    def q1(self) -> int:
+        """Columns of ``Z_1``: levels times terms of the first term."""
+        return self.levels[0] * self.sizes[0]
+
+    @property
+    def q_rest(self) -> int:
+        """Columns of ``Z_2 ... Z_k``: the rows of ``D`` before X."""
+        return sum(L * q for L, q in zip(self.levels[1:], self.sizes[1:], strict=True))
+
+
 @dataclass(frozen=True)
-class CrossProducts:
+class CrossProducts(BlockSizes):
     """``[Z X y]'[Z X y]`` in blocks around the first random-effect term.
 
     Attributes
@@ -145,16 +162,6 @@ class CrossProducts:
         return cls(A11=A11, AD1=(D.T @ Z1).tocsr(), ADD=(D.T @ D).toarray(), Z1=Z1, D=D,
                    sizes=tuple(b.n_terms for b in blocks), levels=tuple(b.n_levels for b in blocks),
                    p=X.shape[1])
-
-    @property
-    def q1(self) -> int:
-        """Columns of ``Z_1``: levels times terms of the first term."""
-        return self.levels[0] * self.sizes[0]
-
-    @property
-    def q_rest(self) -> int:
-        """Columns of ``Z_2 ... Z_k``: the rows of ``D`` before X."""
-        return sum(L * q for L, q in zip(self.levels[1:], self.sizes[1:], strict=True))
 
     def with_response(self, y: np.ndarray) -> CrossProducts:
         """The same cross-products for another response, recomputing only those with y.
@@ -247,7 +254,7 @@ def marginal_arrays(cp: CrossProducts) -> MarginalProducts:
 
 
 @dataclass(frozen=True)
-class WeightedProducts:
+class WeightedProducts(BlockSizes):
     """``[Z X y]'W[Z X y]`` in :class:`CrossProducts`' blocks, for one set of row weights.
 
     The same blocks as :class:`CrossProducts` (``A11``, ``AD1``, ``ADD``, with
@@ -262,16 +269,6 @@ class WeightedProducts:
     sizes: tuple[int, ...]
     levels: tuple[int, ...]
     p: int
-
-    @property
-    def q1(self) -> int:
-        """Columns of ``Z_1``."""
-        return self.levels[0] * self.sizes[0]
-
-    @property
-    def q_rest(self) -> int:
-        """Columns of ``Z_2 ... Z_k``."""
-        return sum(L * q for L, q in zip(self.levels[1:], self.sizes[1:], strict=True))
 
 
 class Reweighter:
