@@ -21,7 +21,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,65 @@ def wald(fit: MerMod, level: float = 0.95) -> pd.DataFrame:
                         columns=interval_columns(level))
 
 
+def _phi(varcorr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which rows of a ``varcorr()`` table are correlations, their ``sdcor`` values, and those on
+    the unbounded scale the Wald intervals are taken on (log-SD, atanh-correlation)."""
+    is_cor = np.array([isinstance(v, str) for v in varcorr["var2"]])
+    sdcor = varcorr["sdcor"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore"):
+        phi = np.where(is_cor, np.arctanh(np.clip(np.nan_to_num(sdcor), -1 + 1e-12, 1 - 1e-12)),
+                       np.log(sdcor))
+    return is_cor, sdcor, phi
+
+
+def _theta_of(dev: Any, x: np.ndarray, s2: float) -> np.ndarray:
+    """lme4's theta from ``x`` in varcorr's rows (per term its log-SDs, then its atanh-correlations),
+    relative to the residual variance ``s2``."""
+    k, theta = 0, []
+    for q, (r_, c_) in zip(dev.sizes, dev.tril, strict=True):
+        sd = np.exp(x[k : k + q])
+        C = np.eye(q)
+        k += q
+        for a_ in range(q):
+            for b_ in range(a_ + 1, q):
+                C[a_, b_] = C[b_, a_] = np.tanh(x[k])
+                k += 1
+        theta.append(np.linalg.cholesky(np.outer(sd, sd) * C / s2)[r_, c_])
+    return np.concatenate(theta)
+
+
+def _wald_on_phi(f: Any, x0: np.ndarray, n_phi: int, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """``phi -+ z se`` for the first ``n_phi`` entries of ``x0``, with ``2 H^-1`` of deviance ``f``'s
+    central-difference Hessian (step 1e-4) as their covariance; NA where it cannot be had."""
+    lo = np.full(n_phi, np.nan)
+    hi = np.full(n_phi, np.nan)
+    phi = x0[:n_phi]
+    if np.all(np.isfinite(phi)):
+        try:
+            k = len(x0)
+            h = 1e-4
+            E = np.eye(k) * h
+            H = np.empty((k, k))
+            for i in range(k):
+                for j in range(i, k):
+                    H[i, j] = H[j, i] = (f(x0 + E[i] + E[j]) - f(x0 + E[i] - E[j])
+                                         - f(x0 - E[i] + E[j]) + f(x0 - E[i] - E[j])) / (4 * h * h)
+            se = np.sqrt(np.diag(2 * np.linalg.inv(H))[:n_phi])
+            lo, hi = phi - z * se, phi + z * se
+        except np.linalg.LinAlgError:
+            pass
+    return lo, hi
+
+
+def _mapped_back(varcorr: pd.DataFrame, is_cor: np.ndarray, sdcor: np.ndarray, lo: np.ndarray,
+                 hi: np.ndarray) -> pd.DataFrame:
+    out = varcorr[["grp", "var1", "var2"]].copy()
+    out["estimate"] = np.nan_to_num(sdcor)
+    out["lower"] = np.where(is_cor, np.tanh(lo), np.exp(lo))
+    out["upper"] = np.where(is_cor, np.tanh(hi), np.exp(hi))
+    return out
+
+
 def varcomp_wald(dev: Deviance, varcorr: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """Approximate intervals for SDs, correlations and sigma from the curvature of the deviance.
 
@@ -64,52 +123,15 @@ def varcomp_wald(dev: Deviance, varcorr: pd.DataFrame, level: float = 0.95) -> p
     """
     from scipy.stats import norm
 
-    is_cor = np.array([isinstance(v, str) for v in varcorr["var2"]])
-    sdcor = varcorr["sdcor"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore"):
-        phi = np.where(is_cor, np.arctanh(np.clip(np.nan_to_num(sdcor), -1 + 1e-12, 1 - 1e-12)),
-                       np.log(sdcor))
+    is_cor, sdcor, phi = _phi(varcorr)
 
     def full_deviance(x: np.ndarray) -> float:
         # x follows varcorr's rows: per term its SDs, then its correlations; log sigma last.
-        k, theta = 0, []
         s2 = np.exp(2 * x[-1])
-        for q, (r_, c_) in zip(dev.sizes, dev.tril, strict=True):
-            sd = np.exp(x[k : k + q])
-            C = np.eye(q)
-            k += q
-            for a_ in range(q):
-                for b_ in range(a_ + 1, q):
-                    C[a_, b_] = C[b_, a_] = np.tanh(x[k])
-                    k += 1
-            theta.append(np.linalg.cholesky(np.outer(sd, sd) * C / s2)[r_, c_])
-        return dev.objective(dev.factor(np.concatenate(theta)), sigma2=s2)
+        return dev.objective(dev.factor(_theta_of(dev, x, s2)), sigma2=s2)
 
-    z = norm.ppf(0.5 + level / 2)
-    lo = np.full(len(phi), np.nan)
-    hi = np.full(len(phi), np.nan)
-    if np.all(np.isfinite(phi)):
-        try:
-            k = len(phi)
-            h = 1e-4
-            H = np.empty((k, k))
-            for i in range(k):
-                for j in range(i, k):
-                    ei = np.zeros(k)
-                    ej = np.zeros(k)
-                    ei[i] = h
-                    ej[j] = h
-                    H[i, j] = H[j, i] = (full_deviance(phi + ei + ej) - full_deviance(phi + ei - ej)
-                                         - full_deviance(phi - ei + ej) + full_deviance(phi - ei - ej)) / (4 * h * h)
-            se = np.sqrt(np.diag(2 * np.linalg.inv(H)))
-            lo, hi = phi - z * se, phi + z * se
-        except np.linalg.LinAlgError:
-            pass
-    back = np.where(is_cor, np.tanh(lo), np.exp(lo)), np.where(is_cor, np.tanh(hi), np.exp(hi))
-    out = varcorr[["grp", "var1", "var2"]].copy()
-    out["estimate"] = np.nan_to_num(sdcor)
-    out["lower"], out["upper"] = back
-    return out
+    lo, hi = _wald_on_phi(full_deviance, phi, len(phi), norm.ppf(0.5 + level / 2))
+    return _mapped_back(varcorr, is_cor, sdcor, lo, hi)
 
 
 def glmer_varcomp_wald(fit, level: float = 0.95) -> pd.DataFrame:
@@ -129,53 +151,14 @@ def glmer_varcomp_wald(fit, level: float = 0.95) -> pd.DataFrame:
     vc = fit.varcorr()
     keep = vc["grp"] != "Residual"
     vc = vc[keep].reset_index(drop=True)
-    is_cor = np.array([isinstance(v, str) for v in vc["var2"]])
-    sdcor = vc["sdcor"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore"):
-        phi = np.where(is_cor, np.arctanh(np.clip(np.nan_to_num(sdcor), -1 + 1e-12, 1 - 1e-12)),
-                       np.log(sdcor))
+    is_cor, sdcor, phi = _phi(vc)
     s2 = fit.sigma**2
     beta = fit.estimates.beta
 
-    def theta_of(x: np.ndarray) -> np.ndarray:
-        k, theta = 0, []
-        for q, (r_, c_) in zip(dev.sizes, dev.tril, strict=True):
-            sd = np.exp(x[k : k + q])
-            C = np.eye(q)
-            k += q
-            for a_ in range(q):
-                for b_ in range(a_ + 1, q):
-                    C[a_, b_] = C[b_, a_] = np.tanh(x[k])
-                    k += 1
-            theta.append(np.linalg.cholesky(np.outer(sd, sd) * C / s2)[r_, c_])
-        return np.concatenate(theta)
-
     def criterion(y: np.ndarray) -> float:
-        x = y[: len(phi)]
-        rest = y[len(phi) :]
-        return dev(np.concatenate([theta_of(x), rest]) if dev.nAGQ > 0 else theta_of(x))
+        theta = _theta_of(dev, y[: len(phi)], s2)
+        return dev(np.concatenate([theta, y[len(phi) :]]) if dev.nAGQ > 0 else theta)
 
     y0 = np.concatenate([phi, beta]) if dev.nAGQ > 0 else phi
-    z = norm.ppf(0.5 + level / 2)
-    lo = np.full(len(phi), np.nan)
-    hi = np.full(len(phi), np.nan)
-    if np.all(np.isfinite(phi)):
-        try:
-            k = len(y0)
-            h = 1e-4
-            E = np.eye(k) * h
-            H = np.empty((k, k))
-            for i in range(k):
-                for j in range(i, k):
-                    H[i, j] = H[j, i] = (criterion(y0 + E[i] + E[j]) - criterion(y0 + E[i] - E[j])
-                                         - criterion(y0 - E[i] + E[j]) + criterion(y0 - E[i] - E[j])) / (4 * h * h)
-            cov = 2 * np.linalg.inv(H)[: len(phi), : len(phi)]
-            se = np.sqrt(np.diag(cov))
-            lo, hi = phi - z * se, phi + z * se
-        except np.linalg.LinAlgError:
-            pass
-    out = vc[["grp", "var1", "var2"]].copy()
-    out["estimate"] = np.nan_to_num(sdcor)
-    out["lower"] = np.where(is_cor, np.tanh(lo), np.exp(lo))
-    out["upper"] = np.where(is_cor, np.tanh(hi), np.exp(hi))
-    return out
+    lo, hi = _wald_on_phi(criterion, y0, len(phi), norm.ppf(0.5 + level / 2))
+    return _mapped_back(vc, is_cor, sdcor, lo, hi)
