@@ -28,6 +28,7 @@ from hierbayes.families import get_family
 from hierbayes.families import get_family as family  # hb.family("binomial", link="probit")
 from hierbayes.report import BayesFit, GlmerFit, LmerFit, Sims, Summary
 from hierbayes.report.compare import anova, compare, loo_compare
+from hierbayes.residuals import ar1, car1
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
 from hierbayes.version import __version__ as __version__
@@ -73,8 +74,10 @@ __all__ = [
     "Sims",
     "Summary",
     "anova",
+    "ar1",
     "available_samplers",
     "build_design",
+    "car1",
     "compare",
     "datasets",
     "family",

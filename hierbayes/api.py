@@ -56,7 +56,8 @@ def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa"
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",
-         optimizer: str = "bobyqa", weights: Any = None, offset: Any = None) -> LmerFit:
+         optimizer: str = "bobyqa", weights: Any = None, offset: Any = None, sigma: Any = None,
+         correlation: Any = None) -> LmerFit:
     """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
 
     Parameters
@@ -77,6 +78,13 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
     offset
         A known part of the linear predictor, added to the formula's
         ``offset()`` terms: a column name or values.
+    sigma
+        A one-sided formula for the log residual SD, as brms's ``sigma ~``:
+        ``"~ occas"`` (one factor) is nlme's ``weights = varIdent(form = ~ 1 | occas)``,
+        ``"~ age"`` nlme's ``varExp(form = ~ age)``. See ``docs/structures.md``.
+    correlation
+        ``hb.ar1(group=..., time=...)`` (nlme's corAR1) or ``hb.car1(...)``
+        (corCAR1): serially correlated errors within groups.
 
     Examples
     --------
@@ -86,7 +94,7 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
     [251.405, 10.467]
     """
     design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action,
-                          weights=weights, offset=offset)
+                          weights=weights, offset=offset, sigma=sigma, correlation=correlation)
     return fit_lmer_design(design, reml=reml, optimizer=optimizer)
 
 
@@ -123,7 +131,8 @@ def fit_glmm_design(design: Design, nAGQ: int = 1, stacklevel: int = 4,
 
 
 def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights: Any = None,
-          offset: Any = None, na_action: str = "omit", information: str = "expected") -> GlmerFit:
+          offset: Any = None, na_action: str = "omit", information: str = "expected",
+          sigma: Any = None, correlation: Any = None) -> GlmerFit:
     """Fit a generalised linear mixed model by maximum likelihood, as lme4's ``glmer``.
 
     Parameters
@@ -153,6 +162,9 @@ def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights:
         ``"expected"`` (glmer's PIRLS and Laplace approximation) or
         ``"observed"`` (TMB's, as glmmTMB fits the negative binomial; for the
         negative binomial only, where the log link is not canonical).
+    sigma, correlation
+        Residual structures (:func:`lmer`'s) are for gaussian models: a GLMM
+        given one is refused, before any fitting, as not supported yet.
 
     Examples
     --------
@@ -163,7 +175,7 @@ def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights:
     [-1.398, -0.992, -1.128, -1.58]
     """
     design = build_design(parse_formula(formula), data, family=family, na_action=na_action,
-                          weights=weights, offset=offset)
+                          weights=weights, offset=offset, sigma=sigma, correlation=correlation)
     return fit_glmm_design(design, nAGQ=nAGQ, information=information)
 
 
@@ -197,6 +209,14 @@ class Model(BayesModel):
     offset
         A known part of the linear predictor (glmer's ``offset``), added to the
         formula's ``offset()`` terms: a column name or one value per row.
+    sigma
+        A one-sided formula for the log residual SD (brms's ``sigma ~``):
+        ``"~ occas"`` gives each level its own SD (nlme's varIdent), a number
+        a log-linear trend (varExp). Gaussian only; see ``docs/structures.md``.
+    correlation
+        ``hb.ar1(group=..., time=...)`` or ``hb.car1(...)``: AR(1) errors
+        within groups (brms's ``ar(time, gr)`` with ``cov = TRUE``; nlme's
+        corAR1 and corCAR1). Gaussian only.
 
     Attributes
     ----------

@@ -77,7 +77,61 @@ def glmm(formula: str, **kw) -> Callable:
     return with_data(_glmm_columns, formula, **kw)
 
 
+def lmer(formula: str, data: str = "sleep", **kw) -> Callable:
+    return lambda d: hb.lmer(formula, d[data], **kw)
+
+
+def _repeat_day(df: pd.DataFrame) -> pd.Series:
+    days = df["Days"].copy()
+    days.iloc[1] = days.iloc[0]  # subject 308 has day 0 twice
+    return days
+
+
 CASES = [
+    # residual and covariance structures (issue 20)
+    Case("correlation time duplicated within a group",
+         with_column("day2", _repeat_day, "Reaction ~ Days + (1 | Subject)",
+                     correlation=hb.ar1(time="day2")),
+         hb.DataError, ("duplicate values", "'Subject'", "'308'", "one row per time")),
+    Case("sigma formula names a missing column",
+         model("Reaction ~ Days + (1 | Subject)", sigma="~ Dayz"), hb.FormulaError,
+         ("'Dayz'", "sigma= formula", "Did you mean 'Days'")),
+    Case("correlation time column missing",
+         model("Reaction ~ Days + (1 | Subject)", correlation=hb.ar1(time="day")), hb.FormulaError,
+         ("'day'", "correlation=")),
+    Case("residual structure on a poisson model",
+         glmm("count ~ Days + (1 | Subject)", family="poisson", sigma="~ Days"), hb.DataError,
+         ("not supported yet", "poisson", "gaussian")),
+    Case("correlation on a bernoulli model",
+         lambda d: hb.glmer("I(Reaction > 300) ~ Days + (1 | Subject)", d["sleep"], family="bernoulli",
+                            correlation=hb.ar1(time="Days")),
+         hb.DataError, ("not supported yet", "bernoulli")),
+    Case("structured term on a poisson model",
+         glmm("count ~ Days + diag(Days | Subject)", family="poisson"), hb.DataError,
+         ("not supported yet", "diag(Days | Subject)", "poisson")),
+    Case("ar1 on fractional times",
+         with_column("t", lambda df: df["Days"] + 0.5 * (df["Days"] > 4), "Reaction ~ Days + (1 | Subject)",
+                     correlation=hb.ar1(time="t")),
+         hb.DataError, ("integer times", "hb.car1")),
+    Case("correlation given as a string", model("Reaction ~ Days + (1 | Subject)", correlation="ar1"),
+         hb.DataError, ("hb.ar1(group=", "not 'ar1'")),
+    Case("sigma formula without intercept",
+         model("Reaction ~ Days + (1 | Subject)", sigma="~ 0 + Days"), hb.FormulaError,
+         ("no intercept", "reference")),
+    Case("sigma formula with a response", model("Reaction ~ Days + (1 | Subject)", sigma="Reaction ~ Days"),
+         hb.FormulaError, ("one-sided formula",)),
+    Case("ar1 term with an intercept", model("Reaction ~ Days + ar1(factor(Days) | Subject)"),
+         hb.FormulaError, ("ar1(0 + f | Subject)",)),
+    Case("unsupported covariance structure", model("Reaction ~ Days + ou(Days | Subject)"),
+         hb.FormulaError, ("ou()", "not supported", "us, diag, cs and ar1")),
+    Case("weights with a residual structure",
+         with_column("w", lambda df: 1.0 + df["Days"] % 2, "Reaction ~ Days + (1 | Subject)",
+                     weights="w", sigma="~ Days"),
+         hb.DataError, ("weights=", "not supported yet")),
+    Case("series not nested in the grouping factor",
+         with_column("pair", lambda df: df["Subject"].cat.codes // 2, "Reaction ~ Days + (1 | Subject)",
+                     correlation=hb.ar1(group="pair")),
+         hb.DataError, ("not nested", "'Subject'")),
     # formula
     Case("unclosed parenthesis", model("Reaction ~ Days + (Days | Subject"), hb.FormulaError,
          ("never closed", "^")),

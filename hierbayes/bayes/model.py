@@ -96,10 +96,16 @@ class BayesModel:
         na_action: str = "omit",
         weights: Any = None,
         offset: Any = None,
+        sigma: Any = None,
+        correlation: Any = None,
     ) -> None:
         self.formula = parse_formula(formula)
         self.design = build_design(self.formula, data, family=family, na_action=na_action,
-                                   weights=weights, offset=offset)
+                                   weights=weights, offset=offset, sigma=sigma,
+                                   correlation=correlation)
+        if not self.design.residual.is_iid and self.design.weights is not None:
+            raise DataError("weights= together with sigma= or correlation= is not supported yet: "
+                            "the variance function already sets each row's SD. Drop weights=.")
         self.design.y = whole_successes(self.design)
         self.family = self.design.family
         self.priors = resolve_priors(self.design, priors)
@@ -164,6 +170,13 @@ class BayesModel:
         if self.pymc_model_changed():
             return ("its pm.Model (model.pymc_model) was extended or changed, and hierbayes's "
                     "compiled kernel reads only the model hierbayes built, not the PyMC graph")
+        if not self.design.residual.is_iid:
+            return ("its residual structure (sigma= or correlation=) is not in hierbayes's compiled "
+                    "kernel yet")
+        structured = [b.term.source for b in self.design.blocks if b.term.structure != "us"]
+        if structured:
+            return (f"its covariance-structure term {structured[0]} is not in hierbayes's compiled "
+                    "kernel yet")
         return supported(self.priors)
 
     def use_marginal(self, marginal: bool | None = None) -> bool:

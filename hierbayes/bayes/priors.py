@@ -18,6 +18,15 @@ Classes of parameters, as in brms:
 ``shape``
     The shape of the negative binomial (``Var(y) = mu + mu^2 / shape``) and of
     the gamma family (brms's ``shape``).
+``b_sigma``
+    The coefficients of a ``sigma=`` formula, log SD ratios (brms's class
+    ``b`` of ``dpar = sigma``); ``b_sigma[occas1]`` names one.
+``ar``
+    ``phi`` of ``correlation=hb.ar1(...)`` or ``hb.car1(...)`` (brms's ``ar``):
+    a ``uniform`` within (-1, 1), or (0, 1) for CAR(1).
+
+A term with glmmTMB's ``cs()`` or ``ar1()`` has one correlation, whose prior
+(class ``cor``) is a ``uniform`` within its range.
 
 A prior is a string in brms's notation (``"normal(0, 50)"``,
 ``"student_t(3, 0, 50)"``, ``"lkj(2)"``, ``"flat"``) or a :class:`Prior`. On
@@ -30,7 +39,10 @@ Default priors scale with the data (the rule is written out in
 the link scale otherwise, ``Intercept ~ normal(mean(y), 2.5 s)``,
 ``b_j ~ normal(0, 2.5 s / sd(x_j))``, ``sd_j ~ half_student_t(3, s / sd(z_j))``
 (``sd(z_j) = 1`` for an intercept), ``sigma ~ half_student_t(3, s)``,
-``cor ~ lkj(1)``; ``shape ~ gamma(0.01, 0.01)`` (brms's default).
+``cor ~ lkj(1)``; ``shape ~ gamma(0.01, 0.01)`` (brms's default);
+``b_sigma_j ~ normal(0, 2.5 / sd(v_j))`` (the ``b`` rule on the log scale),
+``ar ~ uniform(-1, 1)`` (brms's; ``uniform(0, 1)`` for CAR(1)) and a
+structured term's correlation uniform over its range.
 
 Examples
 --------
@@ -83,7 +95,7 @@ _ALIASES = {
     "inversegamma": "inv_gamma",
     "lkjcorr": "lkj",
 }
-CLASSES = ("Intercept", "b", "sd", "cor", "sigma", "shape")
+CLASSES = ("Intercept", "b", "sd", "cor", "sigma", "shape", "b_sigma", "ar")
 #: The classes of one positive parameter each: the families' dispersions.
 _DISPERSIONS = ("sigma", "shape")
 
@@ -372,13 +384,41 @@ def default_priors(design: Design) -> list[PriorEntry]:
             out.append(
                 PriorEntry("sd", b.group, term, Prior("half_student_t", 3, s / (sz or 1.0)), "default")
             )
-        if b.correlated:
+        if b.correlated and b.term.structure == "us":
             out.append(PriorEntry("cor", b.group, None, Prior("lkj", 1), "default"))
+        elif b.term.structure in ("cs", "ar1") and b.n_terms > 1:
+            low = -1.0 / (b.n_terms - 1) if b.term.structure == "cs" else -1.0
+            out.append(PriorEntry("cor", b.group, None, Prior("uniform", low, 1), "default"))
     dispersion = fam.dispersion_prior(s)
     if fam.dispersion and dispersion is not None:
         dist, params = dispersion
         out.append(PriorEntry(fam.dispersion, None, None, Prior(dist, *params), "default"))
+    return out + _structure_priors(design)
+
+
+def _structure_priors(design: Design) -> list[PriorEntry]:
+    """Defaults for a residual structure: log-SD coefficients and phi."""
+    res = design.residual
+    out: list[PriorEntry] = []
+    variance = getattr(res, "variance", None)
+    if variance is not None:
+        for j, name in enumerate(variance.names):
+            sv = sample_sd(variance.V[:, j]) or 1.0
+            out.append(PriorEntry("b_sigma", None, name, Prior("normal", 0, 2.5 / sv), "default"))
+    correlation = getattr(res, "correlation", None)
+    if correlation is not None:
+        low = -1 if correlation.kind == "ar1" else 0
+        out.append(PriorEntry("ar", None, None, Prior("uniform", low, 1), "default"))
     return out
+
+
+def _check_range(key: str, entry: PriorEntry, prior: Prior) -> None:
+    """A structured correlation's or phi's prior must be a uniform inside the default's range."""
+    low, high = entry.prior.params["lower"], entry.prior.params["upper"]
+    if prior.dist != "uniform" or not (low <= prior.params["lower"] < prior.params["upper"] <= high):
+        what = "phi" if entry.cls == "ar" else f"the correlation of the {entry.group} term"
+        raise PriorError(f"Prior for '{key}': {what} takes uniform(a, b) with {low:g} <= a < b <= "
+                         f"{high:g}, not {prior}.")
 
 
 def _matches(entry: PriorEntry, cls: str, inside: str | None, design: Design) -> tuple[bool, int]:
@@ -387,7 +427,7 @@ def _matches(entry: PriorEntry, cls: str, inside: str | None, design: Design) ->
         return False, 0
     if inside is None:
         return True, 0
-    if cls == "b":
+    if cls in ("b", "b_sigma"):
         return entry.coef == inside, 2
     group, _, coef = (part.strip() for part in inside.partition(","))
     block = design.block(entry.group) if entry.group else None
@@ -433,7 +473,7 @@ def resolve_priors(design: Design, user: dict[str, Any] | None = None) -> PriorT
             )
         cls, inside = m.group(1), m.group(2)
         inside = inside.strip() if inside is not None else None
-        if cls in ("Intercept", *_DISPERSIONS) and inside:
+        if cls in ("Intercept", "ar", *_DISPERSIONS) and inside:
             raise PriorError(f"The class '{cls}' has a single parameter; write '{cls}', not '{key}'.")
         if cls == "b" and inside == "(Intercept)":
             raise PriorError(
@@ -444,11 +484,11 @@ def resolve_priors(design: Design, user: dict[str, Any] | None = None) -> PriorT
             prior = Prior.parse(value)
         except PriorError as err:
             raise PriorError(f"Prior for '{key}': {err}") from None
-        if cls == "cor" and prior.dist != "lkj":
+        if cls == "cor" and prior.dist not in ("lkj", "uniform"):
             raise PriorError(f"Prior for '{key}': correlations take lkj(eta), not {prior}.")
         if cls != "cor" and prior.dist == "lkj":
             raise PriorError(f"Prior for '{key}': lkj is for correlations ('cor'), not '{cls}'.")
-        if prior.dist == "flat" and cls != "b":
+        if prior.dist == "flat" and cls not in ("b", "b_sigma"):
             raise PriorError(f"Prior for '{key}': flat (improper) is allowed on fixed effects ('b') "
                              f"only, as brms's default there; give '{cls}' a proper prior.")
         if cls in ("sd", *_DISPERSIONS):
@@ -460,6 +500,10 @@ def resolve_priors(design: Design, user: dict[str, Any] | None = None) -> PriorT
         for i, e in enumerate(entries):
             ok, rank = _matches(e, cls, inside, design)
             if ok:
+                if e.prior.dist == "uniform":  # phi, a structured term's correlation
+                    _check_range(key, e, prior)
+                elif cls == "cor" and prior.dist != "lkj":
+                    raise PriorError(f"Prior for '{key}': correlations take lkj(eta), not {prior}.")
                 hits += 1
                 if i not in chosen or chosen[i][0] <= rank:
                     chosen[i] = (rank, prior)
@@ -481,10 +525,12 @@ def _no_match_message(key: str, cls: str, inside: str | None, entries: list[Prio
             "cor": "no random-effect block has two or more terms",
             "b": "the model has no fixed effects besides the intercept",
             "sd": "the model has no random effects",
+            "b_sigma": "the model has no sigma= formula",
+            "ar": "the model has no correlation= structure",
         }[cls]
         return f"The prior '{key}' applies to nothing: {reason}."
-    if cls == "b":
-        options = ", ".join(f"'b[{e.coef}]'" for e in same)
+    if cls in ("b", "b_sigma"):
+        options = ", ".join(f"'{cls}[{e.coef}]'" for e in same)
     else:
         options = ", ".join(
             sorted({f"'{cls}[{e.group}]'" for e in same} | {f"'{cls}[{e.group}, {e.coef}]'" for e in same if e.coef})

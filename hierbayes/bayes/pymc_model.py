@@ -48,6 +48,7 @@ import numpy as np
 from hierbayes.bayes.blas import quiet_blas_search
 from hierbayes.bayes.lkj import lkj_corr_cholesky
 from hierbayes.bayes.priors import Prior, PriorTable
+from hierbayes.bayes.pymc_structures import observe_structured, structure_coords, structured_effects
 from hierbayes.spec.design import Design
 from hierbayes.spec.naming import correlation_dim, correlation_labels, correlation_pairs
 
@@ -140,7 +141,8 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
     X = design.X
     names = design.fixef_names
     slopes = [j for j, n in enumerate(names) if n != "(Intercept)"]
-    coords: dict[str, list[str]] = {"fixef_term": names, "obs": [str(r) for r in design.rows]}
+    coords: dict[str, list[str]] = {"fixef_term": names, "obs": [str(r) for r in design.rows],
+                                    **structure_coords(design)}
     if slopes:
         coords["b_term"] = [names[j] for j in slopes]
     for blk in design.blocks:
@@ -170,8 +172,12 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
                 pm.Deterministic("fixef", b, dims="fixef_term")
         for blk in design.blocks:
             g = blk.group
-            sd_priors = [priors.get("sd", g, t) for t in blk.terms]
             z = pm.Normal(f"z_{g}", 0.0, 1.0, dims=(blk.level_dim, blk.term_dim))
+            if blk.term.structure != "us":
+                r = structured_effects(blk, z, priors, _scalar_rv, _vector_rv)
+                eta = eta + (blk.Z * r[blk.index]).sum(axis=1)
+                continue
+            sd_priors = [priors.get("sd", g, t) for t in blk.terms]
             sd = _vector_rv(f"sd_{g}", sd_priors, dims=blk.term_dim)
             if blk.correlated:
                 eta_lkj = priors.get("cor", g).params["eta"]
@@ -193,6 +199,9 @@ def build_pymc_model(design: Design, priors: PriorTable) -> tuple[Any, dict[str,
         taken = {v.name for v in model.free_RVs + model.deterministics}
         obs = observed_name(design, taken)
         family = design.family
+        if not design.residual.is_iid:
+            observe_structured(obs, eta, design, priors, _scalar_rv, _vector_rv)
+            return model, initial
         dispersion = (_scalar_rv(family.dispersion, priors.get(family.dispersion))
                       if family.dispersion else None)
         family.observe(obs, eta, design.y, dims="obs", dispersion=dispersion, trials=design.trials,

@@ -116,6 +116,12 @@ def _vcov_beta(fit: MerMod, theta: np.ndarray, sigma: float) -> np.ndarray:
 def _check(fit: MerMod, method: str) -> None:
     if not fit.reml and method == "kenward-roger":
         raise DataError("Kenward-Roger's method is for REML fits; refit with reml=True.")
+    d = fit.design
+    if method == "kenward-roger" and (not d.residual.is_iid
+                                      or any(b.term.structure != "us" for b in d.blocks)):
+        # its covariance is linear in lme4's variances; these structures' is not
+        raise DataError("Kenward-Roger's method is not supported yet for residual or covariance "
+                        "structures; use ddf='satterthwaite'.")
     if fit.design.X.shape[1] == 0:
         raise DataError("The model has no fixed effects to test.")
 

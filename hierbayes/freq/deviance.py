@@ -41,8 +41,10 @@ import dataclasses
 import numpy as np
 
 from hierbayes.errors import DataError
+from hierbayes.freq.amalgamate import Layout
 from hierbayes.linalg.blocked import BlockedCholesky, BlockedFactor
 from hierbayes.linalg.crossprod import CrossProducts
+from hierbayes.spec.covstruct import Structure, get_structure
 from hierbayes.spec.design import Design
 
 
@@ -63,6 +65,14 @@ def tril_index(p: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows), np.array(cols)
 
 
+def _pseudo_tril(structure: Structure, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns standing for a structure's parameters: (j, j) for SDs, (1, 0) otherwise."""
+    sd = structure.sd_entries(p)
+    rows = np.where(sd, np.arange(len(sd)), 1)
+    cols = np.where(sd, np.arange(len(sd)), 0)
+    return rows, cols
+
+
 class Deviance:
     """The profiled deviance (REML criterion or -2 log-likelihood) as a function of theta.
 
@@ -77,10 +87,19 @@ class Deviance:
     ----------
     n, p
         Observations and fixed effects.
+    term_sizes
+        Columns of each random-effect term (the design's order).
+    layout
+        The terms grouped by grouping factor (:class:`hierbayes.freq.amalgamate.Layout`):
+        the blocks the factor is computed in.
     sizes, levels
-        Terms and levels of each random-effect term (the design's order).
+        Columns and levels of each of those blocks (the terms', where no two
+        terms share a grouping factor).
+    structures
+        Each term's covariance structure (``"us"``, ``"diag"``, ``"cs"``, ``"ar1"``).
     tril
-        Per term, :func:`tril_index` of its factor.
+        Per term, :func:`tril_index` of its factor (for a structure, the
+        positions its SDs and correlation stand for).
     n_theta, theta0, lower
         Length of theta, lme4's start (identity factors) and lower bounds
         (0 on diagonals, -inf elsewhere).
@@ -103,7 +122,7 @@ class Deviance:
     """
 
     def __init__(self, design: Design, reml: bool = True) -> None:
-        if not design.family.supports_reml or not design.residual.is_iid:
+        if not design.family.supports_reml:
             raise DataError(
                 f"REML and ML fits here are for gaussian models; this one is {design.family.name}."
             )
@@ -114,32 +133,62 @@ class Deviance:
         self.n = design.n_obs
         self.p = design.X.shape[1]
         blocks = design.blocks
-        self.sizes = [b.n_terms for b in blocks]
-        self.levels = [b.n_levels for b in blocks]
-        self.tril = [tril_index(p) for p in self.sizes]
-        self.n_theta = sum(p * (p + 1) // 2 for p in self.sizes)
-        self.theta0 = np.concatenate([(r == c).astype(float) for r, c in self.tril])
-        self.lower = np.concatenate([np.where(r == c, 0.0, -np.inf) for r, c in self.tril])
+        # theta is per design term; the factor is computed per grouping factor, the terms on
+        # one factor amalgamated (sizes and levels are the factor's blocks')
+        self.term_sizes = [b.n_terms for b in blocks]
+        self.layout = Layout(blocks)
+        self.sizes, self.levels = self.layout.sizes, self.layout.levels
+        # glmmTMB's structures (diag, cs, ar1) map fewer parameters to each T; their SDs
+        # stand where lme4's diagonals do in tril (rows equal columns), their correlations not
+        self.structures = [b.term.structure for b in blocks]
+        self.tril = [tril_index(p) if s == "us" else _pseudo_tril(get_structure(s), p)
+                     for s, p in zip(self.structures, self.term_sizes, strict=True)]
+        self.n_re = sum(len(r) for r, _ in self.tril)
+        # a residual structure's parameters (unconstrained) follow the terms' in the argument
+        self.residual = None if design.residual.is_iid else design.residual
+        rho0 = self.residual.start() if self.residual is not None else np.zeros(0)
+        if self.residual is not None and design.weights is not None:
+            raise DataError("weights= together with sigma= or correlation= is not supported yet: "
+                            "the variance function already sets each row's SD. Drop weights=.")
+        self.n_theta = self.n_re + len(rho0)
+        self.theta0 = np.concatenate([*[get_structure(s).start(p) for s, p in
+                                        zip(self.structures, self.term_sizes, strict=True)], rho0])
+        self.lower = np.concatenate([*[np.where(r == c, 0.0, -np.inf) for r, c in self.tril],
+                                     np.full(len(rho0), -np.inf)])
         # prior weights and offsets (lmer's): the system of sqrt(w) [Z X (y - offset)]
         self.sqrt_w = None if design.weights is None else np.sqrt(np.asarray(design.weights, dtype=float))
         self.offset = None if design.offset is None else np.asarray(design.offset, dtype=float)
         self.ldW = 0.0 if design.weights is None else float(np.log(design.weights).sum())
-        self.cross = self._products(design.y)
+        self.cross = self._products(design.y, rho0)
         self.q_rest = self.cross.q_rest
         self.cholesky = BlockedCholesky(self.cross)
         self.evaluations = 0
         self._best: tuple[bytes, float, BlockedFactor] | None = None
 
-    def _products(self, y: np.ndarray) -> CrossProducts:
-        """The cross-products of ``[Z X y]``, weighted and offset where the design says so."""
+    def _products(self, y: np.ndarray, rho: np.ndarray | None = None) -> CrossProducts:
+        """The cross-products of ``[Z X y]``, weighted, offset or whitened where the design says so.
+
+        With a residual structure ``Cov(e) = sigma^2 Lambda(rho)`` the rows are
+        whitened by ``Lambda(rho)^-1/2`` first (the structure's Cholesky
+        order: within groups, in time), so the system is the iid one of the
+        whitened rows. Whitening mixes a row with the rows before it in its
+        series only, and every series lies within one group of each term
+        (:mod:`hierbayes.spec.residual_design` checks), so each whitened row
+        still has one level per term.
+        """
         d = self.design
+        if self.residual is not None:
+            z = y if self.offset is None else y - self.offset
+            res = self.residual
+            blocks = [dataclasses.replace(b, Z=res.whiten(rho, b.Z)) for b in self.layout.blocks]
+            return CrossProducts.from_blocks(blocks, res.whiten(rho, d.X), res.whiten(rho, z))
         if self.sqrt_w is None and self.offset is None:
-            return CrossProducts.from_blocks(d.blocks, d.X, y)
+            return CrossProducts.from_blocks(self.layout.blocks, d.X, y)
         y = y if self.offset is None else y - self.offset
         if self.sqrt_w is None:
-            return CrossProducts.from_blocks(d.blocks, d.X, y)
+            return CrossProducts.from_blocks(self.layout.blocks, d.X, y)
         s = self.sqrt_w
-        blocks = [dataclasses.replace(b, Z=b.Z * s[:, None]) for b in d.blocks]
+        blocks = [dataclasses.replace(b, Z=b.Z * s[:, None]) for b in self.layout.blocks]
         return CrossProducts.from_blocks(blocks, d.X * s[:, None], y * s)
 
     def with_response(self, y: np.ndarray) -> Deviance:
@@ -161,7 +210,9 @@ class Deviance:
         new = copy.copy(self)
         # the stored data frame holds the old response; a refit has none to plot from
         new.design = dataclasses.replace(self.design, y=y, frame=None)
-        if self.sqrt_w is None and self.offset is None:
+        if self.residual is not None:
+            new.cross = new._products(y, self.theta0[self.n_re :])
+        elif self.sqrt_w is None and self.offset is None:
             new.cross = self.cross.with_response(y)
         else:
             z = y if self.offset is None else y - self.offset
@@ -177,21 +228,38 @@ class Deviance:
         return self.cholesky.dense
 
     def T(self, theta: np.ndarray) -> list[np.ndarray]:
-        """The relative covariance factors (lower triangular, one per term) of theta."""
+        """The relative covariance factors (lower triangular, one per design term) of theta."""
         out, k = [], 0
-        for p, (r, c) in zip(self.sizes, self.tril, strict=True):
-            T = np.zeros((p, p))
-            T[r, c] = theta[k : k + len(r)]
+        for p, (r, c), s in zip(self.term_sizes, self.tril, self.structures, strict=True):
+            if s == "us":
+                T = np.zeros((p, p))
+                T[r, c] = theta[k : k + len(r)]
+            else:
+                T = get_structure(s).relative_factor(np.asarray(theta[k : k + len(r)]), p)
             out.append(T)
             k += len(r)
         return out
 
+    def rho(self, theta: np.ndarray) -> np.ndarray:
+        """The residual structure's parameters (unconstrained) in the argument: its tail."""
+        return np.asarray(theta, dtype=float)[self.n_re :]
+
     def factor(self, theta: np.ndarray) -> BlockedFactor:
-        """The blocked Cholesky factor at theta (the best point's is kept, not recomputed)."""
+        """The blocked Cholesky factor at theta (the best point's is kept, not recomputed).
+
+        With a residual structure the factor is of the rows whitened at the
+        argument's ``rho``, and carries ``log |Lambda(rho)|`` (``ld_resid``).
+        """
         theta = np.asarray(theta, dtype=float)
         if self._best is not None and self._best[0] == theta.tobytes():
             return self._best[2]
-        return self.cholesky.factor(self.T(theta))
+        T = self.layout.T(self.T(theta))
+        if self.residual is None:
+            return self.cholesky.factor(T)
+        rho = self.rho(theta)
+        f = BlockedCholesky(self._products(self.design.y, rho)).factor(T)
+        f.ld_resid = self.residual.log_det(rho, self.n)
+        return f
 
     @property
     def dof(self) -> int:
@@ -206,7 +274,7 @@ class Deviance:
         """
         s2 = f.r2 / self.dof if sigma2 is None else sigma2
         ld = f.ld_z + (f.ld_x if self.reml else 0.0)
-        value = ld + self.dof * np.log(2 * np.pi * s2) + f.r2 / s2
+        value = ld + self.dof * np.log(2 * np.pi * s2) + f.r2 / s2 + f.ld_resid
         # lme4's lmerResp::Laplace: the prior weights' log-determinant (no term without weights)
         return value - self.ldW if self.sqrt_w is not None else value
 

@@ -44,7 +44,8 @@ class Estimates:
     sigma
         Residual standard deviation.
     u, b
-        Per term, ``(levels, terms)`` spherical random effects and conditional modes.
+        Per term, ``(levels, terms)`` spherical random effects and conditional modes
+        (the terms of one grouping factor amalgamated in the factor, split here).
     cond_var
         Per term, ``(levels, terms, terms)`` conditional covariances of the modes (or None).
     """
@@ -102,9 +103,9 @@ def estimates(dev: Deviance, f: BlockedFactor, cond_var: bool = True) -> Estimat
     else:
         vcov = np.zeros((0, 0))
     us = split_u(dev, sol[: len(sol) - p])
-    bs = [u @ T.T for u, T in zip(us, f.T, strict=True)]
-    cv = conditional_variances(dev, f, sigma2) if cond_var else None
-    return Estimates(beta, vcov, float(np.sqrt(sigma2)), us, bs, cv)
+    bs = dev.layout.split([u @ T.T for u, T in zip(us, f.T, strict=True)])
+    cv = dev.layout.split(conditional_variances(dev, f, sigma2), square=True) if cond_var else None
+    return Estimates(beta, vcov, float(np.sqrt(sigma2)), dev.layout.split(us), bs, cv)
 
 
 def conditional_variances(dev: Deviance, f: BlockedFactor, sigma2: float) -> list[np.ndarray]:

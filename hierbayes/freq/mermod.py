@@ -120,8 +120,7 @@ class MerMod:
 
     def covariance(self) -> list[np.ndarray]:
         """Each term's covariance matrix of group effects: sigma^2 T T'."""
-        f = self.factor
-        return [self.sigma**2 * T @ T.T for T in f.T]
+        return [self.sigma**2 * T @ T.T for T in self.deviance_function.T(self.theta)]
 
     def covariance_chol(self) -> list[np.ndarray]:
         """Each term's Cholesky factor of :meth:`covariance`, for drawing new group effects.

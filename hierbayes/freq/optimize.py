@@ -306,8 +306,12 @@ def bobyqa(dev: Deviance, start: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 def diagonal_entries(dev: Deviance) -> np.ndarray:
-    """Which entries of theta are diagonals of a relative covariance factor."""
-    return np.concatenate([r == c for r, c in dev.tril])
+    """Which entries of theta are diagonals of a relative covariance factor.
+
+    A residual structure's parameters, after the terms', are not.
+    """
+    diag = np.concatenate([r == c for r, c in dev.tril])
+    return np.concatenate([diag, np.zeros(len(dev.lower) - len(diag), dtype=bool)])
 
 
 def canonical_theta(dev: Deviance, theta: np.ndarray) -> np.ndarray:
@@ -318,11 +322,13 @@ def canonical_theta(dev: Deviance, theta: np.ndarray) -> np.ndarray:
     """
     theta = np.array(theta, dtype=float)
     k = 0
-    for r, c in dev.tril:
+    structures = getattr(dev, "structures", None) or ["us"] * len(dev.tril)
+    for (r, c), kind in zip(dev.tril, structures, strict=True):
         part = theta[k : k + len(r)]
         for j in np.flatnonzero(r == c):
             if part[j] < 0:
-                part[c == c[j]] *= -1
+                # glmmTMB's structures take |SD|: only the SD itself changes sign
+                part[c == c[j] if kind == "us" else j] *= -1
         k += len(r)
     return theta
 

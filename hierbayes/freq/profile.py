@@ -55,7 +55,7 @@ def _theta_from_sdcor(dev, x: np.ndarray) -> np.ndarray:
     """lme4's theta from SDs and correlations (theta's order) and sigma (last)."""
     sigma = x[-1]
     theta, k = [], 0
-    for q, (r, c) in zip(dev.sizes, dev.tril, strict=True):
+    for q, (r, c) in zip(dev.term_sizes, dev.tril, strict=True):
         S = np.zeros((q, q))
         S[r, c] = x[k : k + len(r)]
         k += len(r)

@@ -53,8 +53,9 @@ def simulate_arm(dev: Deviance, f: BlockedFactor, est: Estimates, n_sims: int,
     total = sum(L * q for L, q in zip(dev.levels, dev.sizes, strict=True)) + dev.p
     draws = back_solve(dev, f, rng.standard_normal((total, n_sims)) * sigma)
     beta = draws[total - dev.p :].T + est.beta
-    bs = [np.einsum("ij,ljs->sli", T, u) + b[None]
-          for T, u, b in zip(f.T, split_u(dev, draws[: total - dev.p]), est.b, strict=True)]
+    draws_b = dev.layout.split([np.einsum("ij,ljs->sli", T, u)
+                                for T, u in zip(f.T, split_u(dev, draws[: total - dev.p]), strict=True)])
+    bs = [d + b[None] for d, b in zip(draws_b, est.b, strict=True)]
     return sigma, beta, bs
 
 
@@ -82,7 +83,8 @@ def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: boo
     ``use_u=False`` (lme4's default, ``re.form = NA``) every level gets new
     group effects from N(0, the fitted covariance); with ``use_u=True`` the
     fitted conditional modes are kept. Then the offset and a residual
-    N(0, sigma^2 / w) draw (``w`` the prior weights, 1 without) are added.
+    N(0, sigma^2 / w) draw (``w`` the prior weights, 1 without) are added, or
+    errors with the residual structure's covariance ``sigma^2 Lambda``.
 
     Returns
     -------
@@ -91,7 +93,11 @@ def simulate_responses(fit: MerMod, n: int, rng: np.random.Generator, use_u: boo
     """
     d = fit.design
     y = simulated_eta(fit, n, rng, use_u)
-    noise = rng.standard_normal(y.shape) * fit.sigma
+    z = rng.standard_normal(y.shape)
+    if not d.residual.is_iid:
+        # a residual structure: heteroscedastic and serially correlated errors, L z
+        z = d.residual.color(fit.deviance_function.rho(fit.theta), z.T).T
+    noise = z * fit.sigma
     # prior weights are precisions: row i's residual SD is sigma / sqrt(w_i)
     y += noise if d.weights is None else noise / np.sqrt(d.weights)
     return y

@@ -68,7 +68,7 @@ def _theta_of(dev: Any, x: np.ndarray, s2: float) -> np.ndarray:
     """lme4's theta from ``x`` in varcorr's rows (per term its log-SDs, then its atanh-correlations),
     relative to the residual variance ``s2``."""
     k, theta = 0, []
-    for q, (r_, c_) in zip(dev.sizes, dev.tril, strict=True):
+    for q, (r_, c_) in zip(dev.term_sizes, dev.tril, strict=True):
         sd = np.exp(x[k : k + q])
         C = np.eye(q)
         k += q

@@ -66,6 +66,9 @@ class BlockedFactor:
         ``log|L_Z|^2`` (all random-effect columns) and ``log|L_X|^2``.
     r2
         Penalised residual sum of squares.
+    ld_resid
+        ``log |Lambda|`` of a residual structure whose whitened rows were
+        factored (0 for independent errors), set by the REML deviance.
     """
 
     T: list[np.ndarray]
@@ -75,6 +78,7 @@ class BlockedFactor:
     ld_z: float
     ld_x: float
     r2: float
+    ld_resid: float = 0.0
 
 
 class BlockedCholesky:

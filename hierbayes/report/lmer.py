@@ -16,12 +16,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hierbayes.errors import check_count
+from hierbayes.errors import DataError, check_count
 from hierbayes.freq.mermod import MerMod
 from hierbayes.linalg.linpred import linear_predictor
 from hierbayes.report.format import Summary, aligned, check_intercept_only, num
 from hierbayes.report.groupplots import GroupPlots
 from hierbayes.report.merfit import MerReport, pvalue
+from hierbayes.report.structures import (
+    normalized,
+    residual_params,
+    sd_ratios,
+    structure_sections,
+    structured,
+    structures_in,
+)
 
 if TYPE_CHECKING:
     from hierbayes.report.sims import Sims
@@ -115,6 +123,10 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         """
         from hierbayes.freq.confint import confint
 
+        what = structures_in(self.design)
+        if what and str(method).lower() in ("profile", "wald"):
+            raise DataError(f"confint(method={method!r}) is not supported yet for a model with {what}: "
+                            "its intervals are for lme4's parameters. Use method='boot'.")
         return confint(self, method, level, n_sims, seed, progressbar, n_jobs)
 
     def icc(self) -> pd.Series:
@@ -136,6 +148,10 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         d = self.design
         check_intercept_only(d, "Use marginal_cov(group=..., level=...) for the implied "
                                 "covariance of a group's rows.")
+        if structures_in(d):
+            raise DataError(f"A model with {structures_in(d)} has no single ICC (the residual "
+                            "variance or correlation varies by row); use marginal_cov(group=..., "
+                            "level=...).")
         variances = [float(S[0, 0]) for S in self.covariance()]
         total = sum(variances) + self.sigma**2
         return pd.Series({b.group: v / total for b, v in zip(d.blocks, variances, strict=True)},
@@ -146,7 +162,8 @@ class LmerFit(MerMod, MerReport, GroupPlots):
 
         Every random-effect term contributes where two of the rows share its
         level (so crossed terms add in too); the residual adds sigma^2 on the
-        diagonal.
+        diagonal, or its structure's ``sigma^2 D C D`` under ``sigma=`` and
+        ``correlation=`` (nlme's ``getVarCov(type = "marginal")``).
 
         Parameters
         ----------
@@ -182,7 +199,9 @@ class LmerFit(MerMod, MerReport, GroupPlots):
             raise DataError(f"'{blk.factor}' has no level {level!r}; its levels include "
                             f"{blk.levels[:10]}.")
         rows = np.flatnonzero(blk.index == blk.levels.index(label))
-        V = self.sigma**2 * np.eye(len(rows))
+        res = structured(d)
+        # the residual part: sigma^2 I, or sigma^2 Lambda under sigma= and correlation=
+        V = self.sigma**2 * (np.eye(len(rows)) if res is None else res.matrix(self.rho, rows))
         for b, S in zip(d.blocks, self.covariance(), strict=True):
             Z, idx = b.Z[rows], b.index[rows]
             V += (idx[:, None] == idx[None, :]) * (Z @ S @ Z.T)
@@ -228,9 +247,45 @@ class LmerFit(MerMod, MerReport, GroupPlots):
 
     def pearson_residuals(self) -> np.ndarray:
         """Residuals times the square roots of the prior weights (lme4's ``pearson``; the
-        residuals themselves without weights)."""
+        residuals themselves without weights), or over each row's SD ratio under ``sigma=``."""
         w = self.design.weights
+        if structured(self.design) is not None:
+            return self.residuals() / sd_ratios(self.design, self.rho)
         return self.residuals() if w is None else np.sqrt(w) * self.residuals()
+
+    @property
+    def rho(self) -> np.ndarray:
+        """The residual structure's parameters, unconstrained (empty without ``sigma=`` or ``correlation=``)."""
+        return self.deviance_function.rho(self.theta)
+
+    def residual_params(self) -> pd.Series:
+        """The residual structure's parameters as nlme reports them.
+
+        varIdent's SD ratios keyed by level (the reference level's 1 first),
+        or the log-linear coefficients of another ``sigma=`` formula, then
+        ``phi`` of ``correlation=``. Empty without either.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> gpa = hb.datasets.load("gpa")
+        >>> fit = hb.lmer("gpa ~ occasion + (1 | student)", gpa, sigma="~ factor(occasion)")
+        >>> fit.residual_params().round(3).tolist()
+        [1.0, 0.826, 0.627, 0.431, 0.348, 0.432]
+        """
+        res = structured(self.design)
+        return (pd.Series(dtype=float, name="estimate") if res is None
+                else residual_params(res, self.rho))
+
+    def normalized_residuals(self) -> np.ndarray:
+        """nlme's ``resid(type = "normalized")``: the residuals whitened by the structure, over sigma.
+
+        Without a residual structure, the Pearson residuals over sigma.
+        """
+        res = structured(self.design)
+        if res is None:
+            return self.pearson_residuals() / self.sigma
+        return normalized(res, self.rho, self.residuals(), self.sigma)
 
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 allow_new_levels: bool = True, offset: Any = None) -> pd.Series:
@@ -314,7 +369,9 @@ class LmerFit(MerMod, MerReport, GroupPlots):
                          if levels else None)
         draws = eta_draws(rows, sims.fixef.to_numpy(), list(sims.ranef.values()), b_new)
         if include_resid:
-            draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None]
+            # each row's own SD under sigma= (its marginal SD: correlation does not change it)
+            ratio = sd_ratios(self.design, self.rho, None if newdata is None else newdata)
+            draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None] * ratio
         centre = np.median(draws, axis=0) if stat == "median" else draws.mean(axis=0)
         lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
         return pd.DataFrame({"fit": centre, "lwr": lo, "upr": hi}, index=rows.labels)
@@ -410,6 +467,9 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         corr = self.fixef_correlation_section()
         if corr is not None:
             sections.append(corr)
+        res = structured(d)
+        if res is not None:
+            sections[2:2] = structure_sections(res, self.residual_params())
         footer = []
         if self.is_singular():
             footer.append("boundary (singular) fit: see help('isSingular')")

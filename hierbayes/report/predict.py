@@ -161,7 +161,7 @@ def _needed(design: Design, included: list[bool]) -> list[str]:
     return sorted(set(columns) - (set(NAME_CONSTANTS) - set(design.frame.columns)))
 
 
-def _replay(design: Design, spec: Any, frame: pd.DataFrame, labels: list[str], where: str):
+def replay(design: Design, spec: Any, frame: pd.DataFrame, labels: list[str], where: str):
     """A frozen formulaic spec on new rows, over the model frame replayed with the fit's state.
 
     The replay refuses levels the fit never saw (a silent row of zeros otherwise).
@@ -310,7 +310,7 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
         raise DataError(f"newdata has missing values in columns the prediction uses: {detail}. "
                         "Drop or fill those rows first.")
 
-    mm = _replay(design, design.x_spec, frame, design.x_variables, "fixed part")
+    mm = replay(design, design.x_spec, frame, design.x_variables, "fixed part")
     X = mm.loc[:, design.x_columns].to_numpy(dtype=float)
     n = len(frame)
     Z, index, new_index, new_levels = [], [], [], []
@@ -321,7 +321,7 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
             new_index.append(np.full(n, -1))
             new_levels.append([])
             continue
-        Z.append(_replay(design, blk.spec, frame, blk.variables,
+        Z.append(replay(design, blk.spec, frame, blk.variables,
                          f"term {blk.term.source}").to_numpy(dtype=float))
         labels = _labels(frame, blk.term.group)
         lookup = {lv: i for i, lv in enumerate(blk.levels)}

@@ -1,9 +1,11 @@
 """The residual model: how the rows' errors covary given the linear predictor.
 
-Today only independent, equal-variance errors (:class:`~hierbayes.residuals.iid.IID`:
+Independent errors with one variance (:class:`~hierbayes.residuals.iid.IID`:
 one residual SD ``sigma`` for a Gaussian response, no parameter at all where
-the family's variance is a function of its mean). varIdent and AR(1) come
-next; ``docs/extending.md`` says where they go.
+the family's variance is a function of its mean), or, for a Gaussian
+response, a log-linear model of the SD (nlme's varIdent and varExp, brms's
+``sigma ~``) with AR(1) or CAR(1) correlation within groups
+(:class:`~hierbayes.residuals.structured.Structured`).
 
 Examples
 --------
@@ -16,5 +18,9 @@ from __future__ import annotations
 
 from hierbayes.residuals.base import ResidualModel
 from hierbayes.residuals.iid import IID
+from hierbayes.residuals.serial import CorrelationSpec, SerialCorrelation, ar1, car1
+from hierbayes.residuals.structured import Structured
+from hierbayes.residuals.varfunc import LogLinearSD
 
-__all__ = ["IID", "ResidualModel"]
+__all__ = ["IID", "CorrelationSpec", "LogLinearSD", "ResidualModel", "SerialCorrelation",
+           "Structured", "ar1", "car1"]

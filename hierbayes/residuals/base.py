@@ -96,6 +96,10 @@ class ResidualModel(ABC):
     def whiten(self, rho: np.ndarray, a: np.ndarray) -> np.ndarray:
         """``L^-1 a`` for ``Lambda(rho) = L L'``, on the rows (first axis) of ``a``."""
 
+    def color(self, rho: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``L z``, the inverse of :meth:`whiten`: errors with ``Lambda(rho)`` from iid ones."""
+        return z
+
     @abstractmethod
     def log_det(self, rho: np.ndarray, n: int) -> float:
         """``log |Lambda(rho)|`` for ``n`` rows."""

@@ -1,4 +1,4 @@
-"""Independent errors with one variance: ``Cov(e) = sigma^2 I`` (today's only residual model).
+"""Independent errors with one variance: ``Cov(e) = sigma^2 I``.
 
 Examples
 --------

@@ -21,8 +21,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,69 +28,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hierbayes.errors import DataError, FormulaError, HierbayesError, HierbayesWarning
+from hierbayes.errors import DataError, FormulaError, HierbayesWarning
 from hierbayes.families import Family, get_family
 from hierbayes.residuals import IID, ResidualModel
 from hierbayes.spec.formula import ParsedFormula, RandomTerm
-from hierbayes.spec.modelframe import NAME_CONSTANTS, ModelFrame, distinct_labels
+from hierbayes.spec.grouping import factor_codes
+from hierbayes.spec.modelframe import ModelFrame
+from hierbayes.spec.parts import check_columns, drop_aliased, model_matrix_from, r_name, read_part
+from hierbayes.spec.residual_design import ResidualRequest, build_residual, check_structure
 from hierbayes.spec.response import read_response, row_values
-from hierbayes.spec.rexpr import Terms, label, parse, terms
-
-_TREATMENT = re.compile(r"\[T\.(.*?)\]")
-_FULL = re.compile(r"\[(.*?)\]")
-
-
-def r_name(column: str) -> str:
-    """lme4's name for a formulaic column: ``sex[T.Female]`` is ``sexFemale``.
-
-    Examples
-    --------
-    >>> r_name("Intercept"), r_name("sex[T.Female]:age"), r_name("ses[2]")
-    ('(Intercept)', 'sexFemale:age', 'ses2')
-    """
-    if column == "Intercept":
-        return "(Intercept)"
-    return _FULL.sub(r"\1", _TREATMENT.sub(r"\1", column))
-
-
-
-def factor_codes(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Integer codes and level labels of a grouping factor (an interaction if several columns).
-
-    Levels follow R: a categorical's own order, else sorted values; an
-    interaction ``a:b`` varies its first factor slowest and keeps only levels
-    that occur. Two different values that print alike (``1`` and ``"1"``), or
-    two combinations whose ``a:b`` labels coincide, are refused: they would
-    become one printed label for two groups.
-    """
-    codes, sizes, labels = [], [], []
-    for col in columns:
-        values = frame[col]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            cats = values.cat.categories
-            c = values.cat.codes.to_numpy()
-        else:
-            try:
-                c, cats = pd.factorize(values, sort=True)
-            except TypeError:
-                raise DataError(
-                    f"The grouping factor '{col}' mixes values of different types "
-                    f"({sorted({type(v).__name__ for v in values})}); convert it to one type "
-                    "first (e.g. df[col].astype(str)).") from None
-        codes.append(c.astype(np.int64))
-        sizes.append(len(cats))
-        labels.append(distinct_labels(list(cats), f"The grouping factor '{col}'"))
-    flat = np.ravel_multi_index(codes, sizes) if len(codes) > 1 else codes[0]
-    used, index = np.unique(flat, return_inverse=True)
-    parts = np.unravel_index(used, sizes) if len(codes) > 1 else (used,)
-    levels = [":".join(labels[k][p[i]] for k, p in enumerate(parts)) for i in range(len(used))]
-    if len(set(levels)) < len(levels):
-        dup = next(lv for lv in levels if levels.count(lv) > 1)
-        raise DataError(
-            f"The grouping factor '{':'.join(columns)}' has two different combinations of "
-            f"levels that both read as '{dup}' (a level contains ':'), so their groups would "
-            "share one label. Remove ':' from the level names first.")
-    return index.astype(np.int64).ravel(), levels
+from hierbayes.spec.rexpr import label, parse
 
 
 @dataclass
@@ -261,93 +206,6 @@ class Design:
         return out
 
 
-@dataclass
-class Part:
-    """One formula part (fixed part, or a bar's left side) read by :func:`hierbayes.spec.rexpr.terms`.
-
-    Attributes
-    ----------
-    terms
-        Its expanded terms.
-    text
-        The terms as formulaic reads them: every variable by name, in backticks, so that
-        formulaic looks it up in the evaluated model frame and evaluates nothing itself.
-    """
-
-    terms: Terms
-    text: str
-
-    @property
-    def variables(self) -> list[str]:
-        return list(self.terms.variables)
-
-
-def formulaic_key(lab: str) -> str:
-    """The name formulaic knows a variable by: its R label, without backticks."""
-    return lab.replace("`", "")
-
-
-def read_part(text: str) -> Part:
-    """Expand a formula part and write it for formulaic."""
-    t = terms(parse(text), text)
-    body = [":".join(f"`{formulaic_key(v)}`" for v in term) for term in t.labels]
-    return Part(t, " + ".join(["1" if t.intercept else "0", *body]))
-
-
-def _check_columns(names: list[str], data: pd.DataFrame, where: str) -> None:
-    columns = [str(c) for c in data.columns]
-    for name in names:
-        if name not in data.columns and name not in NAME_CONSTANTS:
-            close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise FormulaError(
-                f"Column '{name}' in the {where} is not in the data.{hint} "
-                f"The data has: {', '.join(columns[:20])}{' ...' if len(columns) > 20 else ''}."
-            )
-
-
-def model_matrix_from(source: Part | Any, context: dict[str, Any], n: int, where: str):
-    """formulaic's model matrix over evaluated variables, of a :class:`Part` at fit time or of
-    the frozen formulaic spec it gave, replayed on new rows."""
-    from formulaic import model_matrix
-
-    base = pd.DataFrame(index=pd.RangeIndex(n))
-    ctx = {formulaic_key(k): v for k, v in context.items()}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            if isinstance(source, Part):
-                return model_matrix(source.text, base, context=ctx, na_action="raise")
-            return source.get_model_matrix(base, context=ctx, na_action="raise")
-    except HierbayesError:
-        raise
-    except Exception as err:
-        raise FormulaError(f"Cannot build the {where}: {err}") from None
-
-
-def _drop_aliased(X: np.ndarray, tol: float = 1e-7) -> list[int]:
-    """Keep each column unless it lies in the span of the columns kept before it.
-
-    The same outcome as lme4's pivoted-QR check: later columns are dropped.
-    """
-    keep: list[int] = []
-    basis: list[np.ndarray] = []
-    for j in range(X.shape[1]):
-        v = X[:, j].astype(float)
-        norm = np.linalg.norm(v)
-        if norm == 0:
-            continue
-        v = v / norm
-        for _ in range(2):  # Gram-Schmidt twice for numerical stability
-            for q in basis:
-                v = v - (q @ v) * q
-        r = np.linalg.norm(v)
-        if r > tol:
-            basis.append(v / r)
-            keep.append(j)
-    return keep
-
-
 def _unique_names(names: list[str]) -> list[str]:
     """R's make.unique: Subject, Subject.1, Subject.2."""
     seen: dict[str, int] = {}
@@ -369,6 +227,8 @@ def build_design(
     na_action: str = "omit",
     weights: Any = None,
     offset: Any = None,
+    sigma: Any = None,
+    correlation: Any = None,
 ) -> Design:
     """Evaluate a parsed formula on data.
 
@@ -391,6 +251,12 @@ def build_design(
     offset
         A known part of the linear predictor (as glmer's ``offset``), added to
         the formula's ``offset()`` terms: a column name or one value per row.
+    sigma
+        A one-sided formula for the log residual SD (``"~ occas"``: nlme's
+        varIdent for one factor, varExp for a number), Gaussian only.
+    correlation
+        :func:`hierbayes.ar1` or :func:`hierbayes.car1`: serial correlation of
+        the errors within groups, Gaussian only.
 
     Returns
     -------
@@ -416,6 +282,7 @@ def build_design(
     if na_action not in ("omit", "raise"):
         raise DataError(f"na_action must be 'omit' or 'raise', not {na_action!r}.")
 
+    request = ResidualRequest(sigma, correlation, family)
     response_node = parse(formula.response)
     response_label = label(response_node)
     fixed = read_part(formula.fixed)
@@ -427,18 +294,21 @@ def build_design(
     variables = {response_label: response_node, **fixed.terms.variables}
     for part in parts:
         variables.update(part.terms.variables)
+    variables.update(request.variables)
     mf = ModelFrame(variables)
     response_vars = mf.columns([response_label])
-    _check_columns(response_vars, data, "response")
+    check_columns(response_vars, data, "response")
     fixed_vars = mf.columns(fixed.variables)
-    _check_columns(fixed_vars, data, "fixed part")
+    check_columns(fixed_vars, data, "fixed part")
     for term, part in zip(formula.random, parts, strict=True):
-        _check_columns(mf.columns(part.variables), data, f"term {term.source}")
-        _check_columns(list(term.group), data, f"grouping factor of {term.source}")
+        check_columns(mf.columns(part.variables), data, f"term {term.source}")
+        check_columns(list(term.group), data, f"grouping factor of {term.source}")
+    residual_columns = request.columns(mf)
+    check_columns(residual_columns, data, "sigma= formula or correlation=")
     used = [c for c in dict.fromkeys(
         [*response_vars, *fixed_vars]
         + [v for t, p in zip(formula.random, parts, strict=True)
-           for v in mf.columns(p.variables) + list(t.group)]
+           for v in mf.columns(p.variables) + list(t.group)] + residual_columns
     ) if c in data.columns]
 
     frame = data.loc[:, used].copy()
@@ -492,7 +362,7 @@ def build_design(
     mm = model_matrix_from(fixed, context, n, "fixed part")
     X = mm.to_numpy(dtype=float)
     names = [r_name(c) for c in mm.columns]
-    keep = _drop_aliased(X)
+    keep = drop_aliased(X)
     dropped_cols = [n for j, n in enumerate(names) if j not in keep]
     if dropped_cols:
         warnings.warn(
@@ -517,6 +387,7 @@ def build_design(
                 f"(1 | {term.group_name}) + (1 | {term.group_name}:<factor>) for "
                 "uncorrelated level effects, or use '|' for a correlated block."
             )
+        check_structure(term, [r_name(c) for c in zmm.columns], family)
         index, levels = factor_codes(frame, term.group)
         blocks.append(
             RandomBlock(
@@ -549,13 +420,15 @@ def build_design(
                 "each observation is its own group, so its variance cannot be told apart from "
                 f"the residual variance. Drop the term {b.term.source}."
             )
-        if residual.has_scale and n <= b.n_levels * b.n_terms:
+        # lme4's check.nobs.vs.nRE; glmmTMB's structures have few parameters and no such check
+        if residual.has_scale and n <= b.n_levels * b.n_terms and b.term.structure == "us":
             raise DataError(
                 f"The number of observations ({n}) is not more than the number of random "
                 f"effects ({b.n_levels * b.n_terms}) for the term {b.term.source}; its "
                 "parameters and the residual variance are probably unidentifiable. "
                 "Simplify the term."
             )
+    residual = build_residual(request, family, frame, context, blocks) or residual
     return Design(
         formula=formula,
         family=family,

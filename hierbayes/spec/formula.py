@@ -25,6 +25,9 @@ from hierbayes.spec import rexpr
 from hierbayes.spec.transforms import check_calls
 
 _NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
+# glmmTMB's covariance structures around a bar: diag(x | g), cs(x | g), ar1(0 + f | g), us(x | g)
+_STRUCTURE = re.compile(r"^(us|diag|cs|ar1)\s*\(")
+_UNSUPPORTED_STRUCTURES = ("ou", "exp", "gau", "mat", "toep", "rr", "homdiag", "homcs", "propto", "equalto")
 _OPEN = "([{"
 _CLOSE = ")]}"
 
@@ -46,12 +49,17 @@ class RandomTerm:
         one column, or its coefficients would be correlated after all.
     source
         The bar as the user wrote it, for messages.
+    structure
+        The covariance structure of its effects, glmmTMB's name: ``"us"``
+        (unstructured, a plain bar), ``"diag"``, ``"cs"`` or ``"ar1"``
+        (:mod:`hierbayes.spec.covstruct`).
     """
 
     expr: str
     group: tuple[str, ...]
     from_double_bar: bool = False
     source: str = ""
+    structure: str = "us"
 
     @property
     def group_name(self) -> str:
@@ -59,7 +67,8 @@ class RandomTerm:
         return ":".join(self.group)
 
     def __str__(self) -> str:
-        return f"({self.expr} | {self.group_name})"
+        bar = f"{self.expr} | {self.group_name}"
+        return f"({bar})" if self.structure == "us" else f"{self.structure}({bar})"
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,45 @@ def _parse_bar(content: str, formula: str, start: int, depth: list[int]) -> list
     ]
 
 
+def _structure_term(text: str, formula: str, lead: int, depth: list[int],
+                    sign: str) -> list[RandomTerm] | None:
+    """``diag(x | g)`` and its kin as random terms with their structure, or None for other text."""
+    m = _STRUCTURE.match(text)
+    name = re.match(r"^([A-Za-z_.][A-Za-z0-9_.]*)\s*\(", text)
+    if m is None:
+        if name is not None and name.group(1) in _UNSUPPORTED_STRUCTURES and text.endswith(")"):
+            raise FormulaError(
+                f"The covariance structure {name.group(1)}() in {text} is not supported; hierbayes "
+                f"has glmmTMB's us, diag, cs and ar1.\n{caret(formula, lead, lead + len(text))}")
+        return None
+    open_at = lead + m.end() - 1
+    closing = lead + len(text) - 1
+    if not text.endswith(")") or not all(depth[k] >= 1 for k in range(open_at + 1, closing + 1)):
+        return None
+    if sign == "-":
+        raise FormulaError(f"A random-effect term cannot be subtracted.\n{caret(formula, lead, closing + 1)}")
+    content = formula[open_at + 1 : closing]
+    if _find_top(content, "||", depth, open_at + 1, 1) != -1:
+        raise FormulaError(
+            f"{m.group(1)}() takes a single bar, as in {m.group(1)}(x | g); '||' already means "
+            f"independent effects (diag).\n{caret(formula, lead, closing + 1)}")
+    terms = _parse_bar(content, formula, open_at + 1, depth)
+    return [RandomTerm(t.expr, t.group, t.from_double_bar, text, m.group(1)) for t in terms]
+
+
+def _check_calls(node: rexpr.Node, source: str) -> None:
+    """:func:`check_calls` on every call but the covariance structures around bars (their insides)."""
+    if node.kind == "call" and node.value in ("us", "diag", "cs", "ar1") and len(node.args) == 1 \
+            and node.args[0].kind == "binary" and node.args[0].value == "|":
+        check_calls(node.args[0], source)
+        return
+    if node.kind == "call":
+        check_calls(node, source)
+        return
+    for a in node.args:
+        _check_calls(a, source)
+
+
 def parse_formula(formula: str) -> ParsedFormula:
     """Split an lme4 formula into response, fixed part and random-effect terms.
 
@@ -278,6 +326,10 @@ def parse_formula(formula: str) -> ParsedFormula:
         text = piece.strip()
         lead = start + len(piece) - len(piece.lstrip())
         bar = _find_top(piece, "|", depth, start, 1)
+        structured = _structure_term(text, formula, lead, depth, sign) if bar != -1 else None
+        if structured is not None:
+            random.extend(structured)
+            continue
         if text.startswith("(") and text.endswith(")") and bar != -1:
             closing = lead + len(text) - 1
             if all(depth[k] >= 1 for k in range(lead + 1, closing + 1)):
@@ -305,7 +357,7 @@ def parse_formula(formula: str) -> ParsedFormula:
         fixed.append(f"{'- ' if sign == '-' else ''}{text}")
     # The whole formula in R's grammar: a character, an operator or a call outside the
     # language is refused here, before any part of the formula is evaluated.
-    check_calls(rexpr.parse(formula), formula)
+    _check_calls(rexpr.parse(formula), formula)
     fixed_text = " + ".join(fixed).replace("+ - ", "- ") if fixed else "1"
     if fixed_text.startswith("- ") or fixed_text in {"0", "- 1", "-1"}:
         # "y ~ 0 + (1|g)" or "y ~ -1 + (x|g)": no fixed terms besides dropping the intercept.
