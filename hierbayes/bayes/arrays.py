@@ -22,6 +22,37 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class ResidualArrays:
+    """A Gaussian residual structure as the full density reads it (``kernels/residual.c``).
+
+    Attributes
+    ----------
+    V
+        ``(n, nv)`` the sigma formula's columns (intercept dropped).
+    gamma_at
+        Position of their coefficients in the parameter vector (-1: none).
+    phi_at
+        Position of phi's unconstrained value (-1: no correlation).
+    phi_lo, phi_hi
+        phi's range: its uniform prior's bounds.
+    prev, lag
+        ``(n,)`` the row before each in its series (-1: a first row) and the time since it.
+    """
+
+    V: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    gamma_at: int = -1
+    phi_at: int = -1
+    phi_lo: float = -1.0
+    phi_hi: float = 1.0
+    prev: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    lag: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def nv(self) -> int:
+        return self.V.shape[1] if self.V.size else 0
+
+
+@dataclass(frozen=True)
 class FullArrays:
     """What the full log density reads: the rows, the block table and the priors.
 
@@ -67,6 +98,8 @@ class FullArrays:
         how many rows take each (empty for other families).
     log_y_sum
         The gamma family's sum of ``log y`` (0 for other families).
+    residual
+        A Gaussian residual structure (:class:`ResidualArrays`; empty: none).
     """
 
     X: np.ndarray
@@ -90,6 +123,7 @@ class FullArrays:
     distinct: np.ndarray = field(default_factory=lambda: np.zeros(0))
     distinct_counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     log_y_sum: float = 0.0
+    residual: ResidualArrays = field(default_factory=ResidualArrays)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,20 @@ def pointwise_loglik(model: BayesModel, posterior: Any) -> np.ndarray:
     """
     design = model.design
     eta = linear_predictor(design, posterior)
+    if not design.residual.is_iid:
+        # correlated or heteroscedastic errors: each row's density given all the others
+        # (Structured.loo_loglik), what PSIS-LOO needs of a non-factorised model
+        lead = eta.shape[:2]
+        S = lead[0] * lead[1]
+
+        def flat(name: str) -> np.ndarray | None:
+            return np.asarray(posterior[name]).reshape(S, -1) if name in posterior else None
+
+        sigma = flat("sigma").reshape(S)
+        phi = flat("phi")
+        e = (design.y - eta).reshape(S, -1)
+        ll = design.residual.loo_loglik(e, sigma, flat("b_sigma"), None if phi is None else phi.reshape(S))
+        return ll.reshape(*lead, -1)
     fam = design.family
     dispersion = posterior[fam.dispersion] if fam.dispersion else None
     return fam.loglik(design.y, eta, dispersion, trials=design.trials, weights=design.weights)

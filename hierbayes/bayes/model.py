@@ -170,9 +170,6 @@ class BayesModel:
         if self.pymc_model_changed():
             return ("its pm.Model (model.pymc_model) was extended or changed, and hierbayes's "
                     "compiled kernel reads only the model hierbayes built, not the PyMC graph")
-        if not self.design.residual.is_iid:
-            return ("its residual structure (sigma= or correlation=) is not in hierbayes's compiled "
-                    "kernel yet")
         structured = [b.term.source for b in self.design.blocks if b.term.structure != "us"]
         if structured:
             return (f"its covariance-structure term {structured[0]} is not in hierbayes's compiled "
@@ -193,6 +190,11 @@ class BayesModel:
         against 16.1 s, benchmarks/results.md).
         """
         gaussian = self.family.supports_marginal
+        if not self.design.residual.is_iid:
+            if marginal:
+                raise SamplerError("marginal=True is not available with sigma= or correlation=: the "
+                                   "structured errors are not exchangeable within a group.")
+            return False
         if marginal is None:
             if not (gaussian and self.design.blocks):
                 return False

@@ -69,6 +69,8 @@ class Model(ctypes.Structure):
         ("family", c_int64), ("link", c_int64), ("disp_at", c_int64), ("collapsed", c_int64),
         ("Xt", c_void_p), ("y", c_void_p), ("offset", c_void_p), ("trials", c_void_p), ("wts", c_void_p),
         ("nyd", c_int64), ("yd", c_void_p), ("ydn", c_void_p), ("ylogsum", c_double),
+        ("nv", c_int64), ("gam_at", c_int64), ("phi_at", c_int64), ("phi_lo", c_double),
+        ("phi_hi", c_double), ("Vt", c_void_p), ("rlag", c_void_p), ("rprev", c_void_p),
         ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
         ("cseg", c_void_p), ("blk", c_void_p),
         ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("pmap", c_void_p),
@@ -418,6 +420,12 @@ class NativeModel:
             m.yd, m.ydn = arr(np.append(a.distinct, 0.0), np.float64), arr(np.append(a.distinct_counts, 0.0),
                                                                            np.float64)
             m.ylogsum = float(a.log_y_sum)
+            rs = a.residual
+            m.nv, m.gam_at, m.phi_at = rs.nv, rs.gamma_at, rs.phi_at
+            m.phi_lo, m.phi_hi = rs.phi_lo, rs.phi_hi
+            m.Vt = arr(rs.V.T, np.float64) if rs.nv else None
+            m.rlag = arr(rs.lag, np.float64) if rs.phi_at >= 0 else None
+            m.rprev = arr(rs.prev, np.int64) if rs.phi_at >= 0 else None
             m.ccnt = arr(counts, np.float64)
             m.cseg = arr(np.concatenate(([0], np.cumsum(counts))), np.int64)
             # column-major copies: the kernel's row loops run a column at a time

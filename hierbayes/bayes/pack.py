@@ -17,7 +17,9 @@ Parameter vector (unconstrained, the sampler's space), in order:
   the group effects, levels x terms: ``z`` (non-centred, ``r = z (diag(sd) L)'``)
   or ``r`` itself (centred, ``r ~ N(0, diag(sd) L L' diag(sd))``);
 * the family's log dispersion: ``log sigma`` (Gaussian), ``log shape``
-  (negative binomial, gamma).
+  (negative binomial, gamma);
+* a Gaussian residual structure's ``b_sigma`` and ``phi``
+  (:mod:`hierbayes.bayes.pack_residual`).
 
 The linear predictor starts from the design's offset; binomial rows read their
 trials, Gaussian rows their prior weights. The density equals the PyMC model's (:func:`hierbayes.bayes.pymc_model.build_pymc_model`)
@@ -86,6 +88,7 @@ from hierbayes.bayes.codes import (
     PRIOR_CODES,
 )
 from hierbayes.bayes.native import NativeModel, cpc_cholesky
+from hierbayes.bayes.pack_residual import constrain_residual, pack_residual
 from hierbayes.bayes.policy import supported
 from hierbayes.bayes.priors import PriorTable
 from hierbayes.linalg.crossprod import CrossProducts, marginal_arrays
@@ -250,6 +253,8 @@ class Packed:
             out[f"r_{g}"] = r
         if self.dispersion in self.layout:
             out[self.dispersion] = np.exp(take(self.dispersion))
+        if isinstance(self.data, FullArrays):
+            out.update(constrain_residual(self.data.residual, take, self.layout))
         return out
 
 
@@ -285,7 +290,7 @@ def collapsed_block(design: Design) -> int:
     >>> collapsed_block(m.design)
     0
     """
-    if not design.family.supports_marginal or design.weights is not None:
+    if not design.family.supports_marginal or design.weights is not None or not design.residual.is_iid:
         return -1
     simple = [g for g, b in enumerate(design.blocks) if simple_intercept_block(b)]
     return max(simple, key=lambda g: design.blocks[g].n_levels) if simple else -1
@@ -320,6 +325,9 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         raise ValueError(f"The compiled log density cannot express {reason}.")
     if marginal and not design.family.supports_marginal:
         raise ValueError("Only Gaussian models have their group effects integrated out.")
+    if marginal and not design.residual.is_iid:
+        raise ValueError("A model with a residual structure has no marginal form here: its kernel "
+                         "reads the rows.")
     if collapse and design.weights is not None:
         raise ValueError("A model with prior weights has no collapsed random-intercept block: the "
                          "kernel's per-level closed form assumes equal weights. Leave collapse out.")
@@ -471,6 +479,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         start.append(math.log(p.typical()))
         scale.append(1.0)
         off += 1
+    residual, off = pack_residual(design, priors, off, layout, add_prior, start, scale)
     pri = (np.array(pri_i, dtype=np.int64).reshape(-1, PRI_N), np.array(pri_f, dtype=float).reshape(-1, 3))
     # fresh C-ordered copies: the kernels read them through raw pointers
     y = np.array(design.y, dtype=float, order="C")
@@ -496,7 +505,8 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             disp_at=disp_at, collapsed=cg,
             parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32),
             carried_columns=np.array(x_cols, dtype=np.int64),
-            carried_values=np.concatenate(x_vals) if x_vals else np.zeros(0), **_family_arrays(design))
+            carried_values=np.concatenate(x_vals) if x_vals else np.zeros(0), residual=residual,
+            **_family_arrays(design))
     return Packed(
         dispersion=design.family.dispersion,
         data=data,

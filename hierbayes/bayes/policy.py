@@ -28,7 +28,8 @@ from hierbayes.spec.design import Design
 def supported(priors: PriorTable) -> str | None:
     """Why the compiled density cannot express these priors, or None when it can."""
     for e in priors.entries:
-        if e.cls == "cor":
+        # LKJ and phi's uniform are the kernel's transforms, not prior rows
+        if e.cls in ("cor", "ar"):
             continue
         if e.prior.dist not in PRIOR_CODES:
             return f"the prior {e.prior} on {e.cls} (only PyMC's sampler path handles it)"

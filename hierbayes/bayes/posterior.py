@@ -132,6 +132,12 @@ def variable_dims(design: Design) -> tuple[dict[str, tuple[str, ...]], dict[str,
             coords[correlation_dim(blk)] = correlation_labels(blk.terms)
     if design.family.dispersion:
         dims[design.family.dispersion] = ()
+    res = design.residual
+    if getattr(res, "variance", None) is not None:
+        dims["b_sigma"] = ("sigma_term",)
+        coords["sigma_term"] = list(res.variance.names)
+    if getattr(res, "correlation", None) is not None:
+        dims["phi"] = ()
     return dims, coords
 
 

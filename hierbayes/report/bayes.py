@@ -45,6 +45,13 @@ from hierbayes.report.format import (
     random_effects_rows,
 )
 from hierbayes.report.groupplots import GroupPlots
+from hierbayes.report.structures import (
+    bayes_params,
+    normalized,
+    posterior_rho,
+    structure_draws,
+    structured,
+)
 from hierbayes.spec.naming import correlation_position
 
 if TYPE_CHECKING:
@@ -159,9 +166,13 @@ class BayesFit(GroupPlots, PosteriorChecks):
                 out[f"fixef[{n}]"] = post["fixef"][:, :, i]
         for b in self.design.blocks:
             sd = post[f"sd_{b.group}"]
+            kind = b.term.structure
             for i, t in enumerate(b.terms):
-                out[f"sd_{b.group}[{t}]"] = sd[:, :, i]
-            if b.correlated:
+                if kind != "ar1" or i == 0:  # ar1's SDs are one parameter
+                    out[f"sd_{b.group}[{t}]"] = sd[:, :, i]
+            if kind in ("cs", "ar1") and b.n_terms > 1:  # one correlation parameter
+                out[f"cor_{b.group}[{b.terms[0]}, {b.terms[1]}]"] = post[f"cor_{b.group}"][:, :, 0]
+            elif b.correlated and kind == "us":
                 cor = post[f"cor_{b.group}"]
                 for i in range(b.n_terms):
                     for j in range(i + 1, b.n_terms):
@@ -170,7 +181,32 @@ class BayesFit(GroupPlots, PosteriorChecks):
         disp = self.design.family.dispersion
         if disp is not None and disp in post:
             out[disp] = post[disp]
+        res = structured(self.design)
+        if res is not None:
+            out.update({f"residual[{k}]": v for k, v in structure_draws(res, post).items()})
         return out
+
+    def residual_params(self, point: str = "mean") -> pd.Series:
+        """The residual structure's parameters as nlme reports them, at their posterior mean.
+
+        varIdent's SD ratios keyed by level (the reference level's 1 first),
+        or the log-linear coefficients of another ``sigma=`` formula, then
+        ``phi``; empty without ``sigma=`` or ``correlation=``.
+        """
+        res = structured(self.design)
+        return pd.Series(dtype=float, name="estimate") if res is None else bayes_params(res, self.posterior, point)
+
+    def normalized_residuals(self, point: str = "mean") -> np.ndarray:
+        """nlme's normalised residuals at the posterior mean: ``y`` less the fitted values, whitened
+        by the structure at the posterior mean of its parameters and over sigma's."""
+        from hierbayes.report.fitted import fitted_mean
+
+        res = structured(self.design)
+        sigma = float(np.mean(self._flat("sigma")))
+        e = self.design.y - fitted_mean(self)
+        if res is None:
+            return e / sigma
+        return normalized(res, posterior_rho(res, self.posterior, point), e, sigma)
 
     def diagnostics(self) -> Diagnostics:
         """Divergences, tree depth, E-BFMI, R-hat and ESS over fixed effects, SDs, correlations and sigma.
@@ -310,6 +346,27 @@ class BayesFit(GroupPlots, PosteriorChecks):
         if d.dropped_columns:
             footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
         sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
+        res = structured(d)
+        if res is not None:
+            cells = []
+            for name, draws in structure_draws(res, self.posterior).items():
+                row = _describe(draws.ravel(), prob, point)
+                key = f"residual[{name}]"
+                cells.append([name, num(row["Estimate"]), num(row["Est.Error"]), num(row[lo]),
+                              num(row[hi]), fixed(diag.table.loc[key, "rhat"], 2),
+                              fixed(diag.table.loc[key, "ess_bulk"], 0)])
+            what = " and ".join(t for t, on in (("variance function", res.variance is not None),
+                                                 ("correlation", res.correlation is not None)) if on)
+            note = ""
+            if res.variance is not None:
+                note = (f"\n(SD ratios to the reference level {res.variance.levels[0]!r}, whose SD is "
+                        "sigma)" if res.variance.is_varident else "\n(log SD coefficients: sd = sigma "
+                        "exp(v'b))")
+            sections.insert(1, (f"Residual {what} ({res.variance.formula if res.variance else ''}"
+                                f"{'; ' if res.variance and res.correlation else ''}"
+                                f"{res.correlation.label + ' ' + res.correlation.formula if res.correlation else ''}):",
+                                "\n".join(aligned(["", "Estimate", "Est.Error", f"{lo[1:]}%", f"{hi[1:]}%",
+                                                   "R-hat", "ESS-bulk"], cells, {1, 2, 3, 4, 5, 6})) + note))
         fam = d.family
         if fam.dispersion is not None and not fam.residual_sd:
             # brms's "Further Distributional Parameters": a shape is no residual SD (varcorr's row)

@@ -473,10 +473,16 @@ def plot_diagnostics(fit: Any):
     Bayesian fit); group effects are posterior means or conditional modes.
     A GLMM's residuals are randomized quantile residuals
     (:func:`quantile_residuals`), standard normal under the model, against the
-    fitted mean; a Gaussian model's are ``y`` minus the fitted value.
+    fitted mean; a Gaussian model's are ``y`` minus the fitted value, or its
+    normalised residuals (nlme's) under a residual structure.
     """
     d = fit.design
-    if gaussian(fit):
+    if gaussian(fit) and not d.residual.is_iid:
+        # under sigma= or correlation=, nlme's normalised residuals: standard normal under the model
+        fitted = fitted_mean(fit)
+        resid = fit.normalized_residuals()
+        kind, ylab = "Normalized residuals", "normalized residual"
+    elif gaussian(fit):
         fitted = fitted_mean(fit)
         resid = d.y - fitted
         kind, ylab = "Residuals", "residual"

@@ -72,6 +72,12 @@ class PredictionRows:
         model with trials: :func:`check_trials`).
     weights
         The rows' prior weights (the fitted rows'; None for new rows: one each).
+    fitted
+        Whether these are the fitted rows themselves (a residual structure's
+        series then correlate the rows' new errors).
+    sigma_columns
+        The columns of a ``sigma=`` formula at these rows (None: none, or
+        ``newdata`` lacks their variables).
     """
 
     X: np.ndarray
@@ -84,6 +90,8 @@ class PredictionRows:
     offset: np.ndarray | None = None
     trials: np.ndarray | None = None
     weights: np.ndarray | None = None
+    fitted: bool = False
+    sigma_columns: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -288,7 +296,9 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
                    for b, keep in zip(design.blocks, included, strict=True)],
             new_index=[np.full(design.n_obs, -1) for _ in design.blocks],
             new_levels=[[] for _ in design.blocks], included=included, labels=design.rows,
-            offset=design.offset, trials=design.trials, weights=design.weights)
+            offset=design.offset, trials=design.trials, weights=design.weights, fitted=True,
+            sigma_columns=None if getattr(design.residual, "variance", None) is None
+            else design.residual.variance.V)
     if not isinstance(newdata, pd.DataFrame):
         raise DataError(f"newdata must be a pandas DataFrame, not {type(newdata).__name__}.")
     if len(newdata) == 0:
@@ -340,7 +350,28 @@ def prediction_rows(design: Design, newdata: pd.DataFrame | None = None, re_form
     return PredictionRows(X=X, Z=Z, index=index, new_index=new_index, new_levels=new_levels,
                           included=included, labels=newdata.index,
                           offset=_new_offset(design, frame, newdata, offset),
-                          trials=_new_trials(design, newdata))
+                          trials=_new_trials(design, newdata),
+                          sigma_columns=sigma_columns(design, newdata, required=False))
+
+
+def sigma_columns(design: Design, newdata: pd.DataFrame, required: bool = True) -> np.ndarray | None:
+    """The ``sigma=`` formula's columns (intercept dropped) at ``newdata``'s rows, replayed.
+
+    None where the design has no sigma formula, or (``required`` False) where
+    ``newdata`` lacks a column it needs; with ``required`` that raises.
+    """
+    v = getattr(design.residual, "variance", None)
+    if v is None:
+        return None
+    columns = design.model_frame.columns(v.variables)
+    missing = [c for c in columns if c not in newdata.columns]
+    if missing:
+        if not required:
+            return None
+        raise DataError(f"newdata lacks {', '.join(missing)}, which the sigma= formula {v.formula} "
+                        "needs for each row's residual SD.")
+    mm = replay(design, v.spec, newdata.loc[:, columns], v.variables, "sigma= formula")
+    return mm.to_numpy(dtype=float)[:, [j for j, c in enumerate(mm.columns) if c != "Intercept"]]
 
 
 def eta_point(rows: PredictionRows, beta: np.ndarray, b: list[np.ndarray]) -> np.ndarray:
@@ -418,7 +449,8 @@ def _chunk(rows: PredictionRows, sl: slice) -> PredictionRows:
     return PredictionRows(X=rows.X[sl], Z=[z[sl] for z in rows.Z], index=[i[sl] for i in rows.index],
                           new_index=[i[sl] for i in rows.new_index], new_levels=rows.new_levels,
                           included=rows.included, labels=rows.labels[sl], offset=cut(rows.offset),
-                          trials=cut(rows.trials), weights=cut(rows.weights))
+                          trials=cut(rows.trials), weights=cut(rows.weights), fitted=False,
+                          sigma_columns=cut(rows.sigma_columns))
 
 
 def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
@@ -455,17 +487,45 @@ def iter_posterior_draws(fit: Any, rows: PredictionRows, kind: str = "mean",
                      if levels else None)
     fam = design.family
     dispersion = np.asarray(post[fam.dispersion]).reshape(S) if fam.dispersion else None
+    res = design.residual if not design.residual.is_iid else None
     step = max(1, max_values // S)
+    if res is not None and kind == "response" and rows.fitted:
+        step = rows.n_rows  # the fitted rows' series: their new errors are drawn together
     for start in range(0, rows.n_rows, step):
         sl = slice(start, min(start + step, rows.n_rows))
-        part = _chunk(rows, sl)
+        part = _chunk(rows, sl) if step < rows.n_rows else rows
         eta = eta_draws(part, beta, b, b_new)
         if kind == "link":
             yield sl, eta
             continue
+        if res is not None and kind == "response":
+            yield sl, eta + structured_errors(res, post, part, S, rng)
+            continue
         mean = fam.inverse_link(eta)
         yield sl, (mean if kind == "mean" else
                    fam.draw(rng, mean, dispersion, trials=part.trials, weights=part.weights))
+
+
+def structured_errors(res: Any, post: Any, rows: PredictionRows, S: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """``(S, rows)`` new errors under a residual structure, one per posterior draw.
+
+    The fitted rows get their series' correlation (and their own SDs); new
+    rows, whose place in a series is unknown, independent errors with each
+    row's SD ``sigma exp(v' gamma)`` (its marginal SD under any correlation).
+    """
+    sigma = np.asarray(post["sigma"]).reshape(S)
+    gamma = np.asarray(post["b_sigma"]).reshape(S, -1) if "b_sigma" in post else None
+    phi = np.asarray(post["phi"]).reshape(S) if "phi" in post else None
+    if rows.fitted:
+        return res.draw_errors(rng, sigma, gamma, phi)
+    sd = np.broadcast_to(sigma[:, None], (S, rows.n_rows))
+    if gamma is not None:
+        if rows.sigma_columns is None:
+            raise DataError(f"newdata lacks the variables of the sigma= formula {res.variance.formula}, "
+                            "which new responses need for each row's residual SD.")
+        sd = sd * np.exp(gamma @ rows.sigma_columns.T)
+    return sd * rng.standard_normal((S, rows.n_rows))
 
 
 def posterior_draws(fit: Any, newdata: pd.DataFrame | None = None, re_form: Any = None,

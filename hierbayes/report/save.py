@@ -45,6 +45,7 @@ from hierbayes.bayes.posterior import Posterior, SamplingInfo
 from hierbayes.bayes.priors import Prior, PriorEntry, PriorTable
 from hierbayes.errors import DataError, FitFileError, HierbayesWarning
 from hierbayes.families import get_family
+from hierbayes.residuals import CorrelationSpec
 
 if TYPE_CHECKING:
     from hierbayes.bayes.model import BayesModel
@@ -252,8 +253,21 @@ def _metadata(fit: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "priors": _prior_entries(fit.model.priors),
         "info": asdict(fit.info),
         "design": _design_check(design),
+        **_structure_arguments(design),
     }
     return variables, meta
+
+
+def _structure_arguments(design: Any) -> dict[str, Any]:
+    """The fit's ``sigma=`` and ``correlation=`` as the file keeps them (none: nothing)."""
+    out: dict[str, Any] = {}
+    v = getattr(design.residual, "variance", None)
+    if v is not None:
+        out["sigma"] = v.formula
+    c = getattr(design.residual, "correlation", None)
+    if c is not None:
+        out["correlation"] = {"kind": c.kind, "group": c.group, "time": c.time}
+    return out
 
 
 def _differences(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -284,7 +298,12 @@ def _rebuild(meta: dict[str, Any], frame: pd.DataFrame, path: Path, model_class:
         warnings.simplefilter("ignore", HierbayesWarning)
         # a file from before links were saved has its family's default link
         family = get_family(meta["family"], link=meta.get("link"))
-        given = {k: c for k, c in ROW_ARGUMENTS.items() if c in frame.columns}
+        given: dict[str, Any] = {k: c for k, c in ROW_ARGUMENTS.items() if c in frame.columns}
+        if "sigma" in meta:
+            given["sigma"] = meta["sigma"]
+        if "correlation" in meta:
+            c = meta["correlation"]
+            given["correlation"] = CorrelationSpec(c["kind"], c["group"], c["time"])
         model = model_class(meta["formula"], frame, family=family, **given)
     design = model.design
     diffs = _differences(meta["design"], _design_check(design))

@@ -105,19 +105,9 @@ def sd_ratios(design: Design, rho: np.ndarray, newdata: pd.DataFrame | None = No
     gamma = res.gamma(rho)
     if newdata is None:
         return res.variance.ratios(gamma)
-    from hierbayes.report.predict import replay
+    from hierbayes.report.predict import sigma_columns
 
-    v = res.variance
-    columns = design.model_frame.columns(v.variables)
-    missing = [c for c in columns if c not in newdata.columns]
-    if missing:
-        from hierbayes.errors import DataError
-
-        raise DataError(f"newdata lacks {', '.join(missing)}, which the sigma= formula {v.formula} "
-                        "needs for each row's residual SD.")
-    mm = replay(design, v.spec, newdata.loc[:, columns], v.variables, "sigma= formula")
-    V = mm.to_numpy(dtype=float)[:, [j for j, c in enumerate(mm.columns) if c != "Intercept"]]
-    return v.ratios(gamma, V)
+    return res.variance.ratios(gamma, sigma_columns(design, newdata))
 
 
 def normalized(residual: ResidualModel, rho: np.ndarray, e: np.ndarray, sigma: float) -> np.ndarray:
@@ -133,3 +123,45 @@ def normalized(residual: ResidualModel, rho: np.ndarray, e: np.ndarray, sigma: f
 def simulate_errors(residual: ResidualModel, rho: np.ndarray, sigma: Any, z: np.ndarray) -> np.ndarray:
     """Errors ``sigma L z`` with the structure's covariance, from standard normal ``z`` ((n,) or (n, k))."""
     return np.asarray(sigma) * residual.color(np.asarray(rho, dtype=float), z)
+
+
+def structure_draws(residual: Structured, post: Any) -> dict[str, np.ndarray]:
+    """Each residual parameter's (chain, draw) draws, named as :func:`residual_params` names them.
+
+    varIdent: the non-reference levels' SD ratios ``exp(b_sigma)`` (the
+    reference level's is 1 in every draw and left out); another sigma
+    formula: its coefficients; then ``phi``.
+    """
+    out: dict[str, np.ndarray] = {}
+    v = residual.variance
+    if v is not None:
+        g = np.asarray(post["b_sigma"])
+        for k, name in enumerate(v.names):
+            key = v.levels[k + 1] if v.is_varident else name
+            out[key] = np.exp(g[..., k]) if v.is_varident else g[..., k]
+    if residual.correlation is not None:
+        out["phi"] = np.asarray(post["phi"])
+    return out
+
+
+def posterior_rho(residual: Structured, post: Any, point: str = "mean") -> np.ndarray:
+    """The unconstrained parameters at the posterior's point estimate of ``b_sigma`` and ``phi``."""
+    stat = np.median if point == "median" else np.mean
+    parts = []
+    if residual.variance is not None:
+        g = np.asarray(post["b_sigma"])
+        parts.append(stat(g.reshape(-1, g.shape[-1]), axis=0))
+    if residual.correlation is not None:
+        parts.append([residual.correlation.unconstrained(float(stat(np.asarray(post["phi"]))))])
+    return np.concatenate(parts)
+
+
+def bayes_params(residual: Structured, post: Any, point: str = "mean") -> pd.Series:
+    """A Bayesian fit's :func:`residual_params`: each one's posterior mean (or median)."""
+    stat = np.median if point == "median" else np.mean
+    out: dict[str, float] = {}
+    v = residual.variance
+    if v is not None and v.is_varident:
+        out[v.levels[0]] = 1.0
+    out.update({k: float(stat(d)) for k, d in structure_draws(residual, post).items()})
+    return pd.Series(out, name="estimate", dtype=float)

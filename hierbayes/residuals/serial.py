@@ -180,11 +180,22 @@ class SerialCorrelation:
         """Where fits start: ``phi = 0`` for AR(1), nlme's 0.2 for CAR(1)."""
         return 0.0 if self.kind == "ar1" else self.unconstrained(0.2)
 
-    def r(self, phi: float) -> np.ndarray:
-        """``(n,)`` each row's correlation with the previous row of its group (0 for a first row)."""
-        out = np.zeros(len(self.lag))
-        out[self._has] = np.power(phi, self.lag[self._has])
+    def r(self, phi: float | np.ndarray) -> np.ndarray:
+        """Each row's correlation with the previous row of its group (0 for a first row).
+
+        ``(n,)`` for one ``phi``; ``(S, n)`` for ``S`` draws of it.
+        """
+        phi = np.asarray(phi, dtype=float)
+        out = np.zeros((*phi.shape, len(self.lag)))
+        out[..., self._has] = np.power(phi[..., None], self.lag[self._has])
         return out
+
+    @property
+    def next(self) -> np.ndarray:
+        """``(n,)`` the row just after each row in its group's time order, -1 for a last row."""
+        nxt = np.full(len(self.prev), -1, dtype=np.int64)
+        nxt[self.prev[self._has]] = np.flatnonzero(self._has)
+        return nxt
 
     def whiten(self, phi: float, a: np.ndarray) -> np.ndarray:
         """``C^-1/2 a`` in time order within groups (the bidiagonal inverse factor), on axis 0."""
@@ -207,6 +218,14 @@ class SerialCorrelation:
         e = np.array(z, dtype=float) * s
         for rows in self._steps():
             e[rows] += r[rows] * e[self.prev[rows]]
+        return e
+
+    def color_draws(self, phi: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """:meth:`color` for ``S`` draws at once: ``phi`` ``(S,)``, ``z`` ``(S, n)``."""
+        r = self.r(phi)
+        e = np.array(z, dtype=float) * np.sqrt(1.0 - r**2)
+        for rows in self._steps():
+            e[:, rows] += r[:, rows] * e[:, self.prev[rows]]
         return e
 
     def _steps(self) -> list[np.ndarray]:

@@ -23,6 +23,7 @@ def _dense(res: Structured, rho: np.ndarray) -> np.ndarray:
     n = len(res.correlation.codes)
     C = res.correlation.matrix(res.phi(rho), np.arange(n))
     d = res.sd_ratios(rho)
+    d = np.ones(n) if d is None else d
     return d[:, None] * C * d[None, :]
 
 
@@ -61,3 +62,32 @@ def test_first_rows_are_not_whitened_against_another_series():
     out = c.whiten(0.5, np.array([1.0, 2.0, 3.0, 4.0]))
     s = np.sqrt(0.75)
     assert out.tolist() == pytest.approx([1.0, 2.0, (3 - 0.5) / s, (4 - 1.0) / s])
+
+
+@pytest.mark.parametrize("kind", ["ar1", "car1"])
+def test_loo_loglik_is_the_conditional_normal_density(kind):
+    codes, times = _series(kind, seed=4)
+    rng = np.random.default_rng(5)
+    V = rng.standard_normal((len(codes), 1))
+    res = Structured("sigma", LogLinearSD(V, ["a"], "~ a"), SerialCorrelation(kind, "g", "t", codes, times))
+    sigma, gamma, phi = np.array([1.3, 0.7]), np.array([[0.2], [-0.4]]), np.array([0.55, 0.8])
+    e = rng.standard_normal((2, len(codes)))
+    got = res.loo_loglik(e, sigma, gamma, phi)
+    for s in range(2):
+        rho = np.array([gamma[s, 0], res.correlation.unconstrained(phi[s])])
+        Sigma = sigma[s] ** 2 * _dense(res, rho)
+        P = np.linalg.inv(Sigma)
+        mean = e[s] - (P @ e[s]) / np.diag(P)
+        want = -0.5 * np.log(2 * np.pi / np.diag(P)) - 0.5 * np.diag(P) * (e[s] - mean) ** 2
+        np.testing.assert_allclose(got[s], want, rtol=1e-9, atol=1e-12)
+
+
+def test_error_draws_have_the_structure():
+    codes, times = _series("ar1", seed=6)
+    res = Structured("sigma", correlation=SerialCorrelation("ar1", "g", "t", codes, times))
+    rng = np.random.default_rng(7)
+    S = 20000
+    e = res.draw_errors(rng, np.full(S, 2.0), None, np.full(S, 0.6))
+    rho = np.array([res.correlation.unconstrained(0.6)])
+    Sigma = 4.0 * _dense(res, rho)
+    np.testing.assert_allclose(np.cov(e.T), Sigma, atol=0.12)

@@ -17,6 +17,7 @@
  *   families.c        the response family's log-likelihood, chosen by family code
  *   family_*.c        one log-likelihood (with its gradient in eta) per family
  *   special.c         the special functions the families need: digamma, log Phi
+ *   residual.c        the Gaussian rows under a residual structure: log-linear SD, AR(1)/CAR(1)
  *   marginal.c        the Gaussian log density with every group effect integrated out
  *   draws.c           exact draws of integrated-out group effects
  *   density.c         the model's density as a sampler target; hb_logp and its work
@@ -112,6 +113,15 @@ typedef struct {
     int64_t nyd;
     const double *yd, *ydn;
     double ylogsum; /* gamma: sum of log y over the rows */
+    /* a Gaussian residual structure (residual.c; no weights, no collapsed block): row i's SD is
+     * sigma exp(V_i gamma), nv columns of V (column-major Vt), gamma at gam_at in theta; and
+     * within series AR(1)/CAR(1) errors, corr phi^lag with the row rprev[i] before (-1: none,
+     * lag rlag[i]); phi = phi_lo + (phi_hi - phi_lo) logistic(theta[phi_at]), its uniform prior's
+     * transform (phi_at -1: no correlation) */
+    int64_t nv, gam_at, phi_at;
+    double phi_lo, phi_hi;
+    const double *Vt, *rlag;
+    const int64_t *rprev;
     const int32_t *idxT;
     const double *ZvT;
     const double *ccnt;  /* rows per level of the collapsed block */
@@ -139,7 +149,8 @@ typedef struct {
 /* The layout that native.py compares with its ctypes mirror. */
 #define MODEL_FIELDS(X)                                                                           \
     X(mode) X(dim) X(n) X(p) X(G) X(npri) X(family) X(link) X(disp_at) X(collapsed) X(Xt) X(y)      \
-    X(offset) X(trials) X(wts) X(nyd) X(yd) X(ydn) X(ylogsum) X(idxT)                                \
+    X(offset) X(trials) X(wts) X(nyd) X(yd) X(ydn) X(ylogsum) X(nv) X(gam_at) X(phi_at) X(phi_lo)    \
+    X(phi_hi) X(Vt) X(rlag) X(rprev) X(idxT)                                                        \
     X(ZvT) X(ccnt) X(cseg) X(blk) X(blk_eta) X(pri_i) X(pri_f) X(pmap) X(xcol) X(xlev) X(mp) X(q)   \
     X(q1) X(q2) X(mG) X(mnpri) X(mn) X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21)     \
     X(G22) X(mblk) X(mblk_eta) X(mpri_i) X(mpri_f)
@@ -213,6 +224,7 @@ typedef struct FullWork {
     double *S, *cj;
     int64_t cmax;
     double *gT, *wv, *vv;
+    double *ra, *ru, *rs, *rr; /* a residual structure's rows: standardised, whitened, log SD, corr */
     LoglikFn loglik;
 } FullWork;
 
@@ -253,6 +265,9 @@ HB_INTERNAL double loglik_negbinomial(const Model *d, const double *theta, const
 HB_INTERNAL double loglik_gamma(const Model *d, const double *theta, const double *eta, double *ge,
                                 double *grad, FullWork *w, double lp);
 HB_INTERNAL int family_link_ok(int64_t family, int64_t link); /* whether the family has that link */
+HB_INTERNAL int has_structure(const Model *d); /* a residual structure (residual.c) */
+HB_INTERNAL double loglik_structured(const Model *d, const double *theta, const double *eta, double *ge,
+                                     double *grad, FullWork *w, double lp);
 
 /* ---- special functions (special.c) ---- */
 

@@ -76,6 +76,15 @@ int hb_model_check(const Model *d) {
         if ((d->family == FAMILY_NEGBINOMIAL || d->family == FAMILY_GAMMA || d->family == FAMILY_GAUSSIAN) &&
             (d->disp_at < 0 || d->disp_at >= d->dim))
             return HB_BAD_MODEL;
+        /* a residual structure: Gaussian rows only, without weights or a collapsed block */
+        if (has_structure(d)) {
+            if (d->family != FAMILY_GAUSSIAN || d->wts != NULL || d->collapsed >= 0) return HB_BAD_MODEL;
+            if (d->nv < 0 || (d->nv > 0 && (d->Vt == NULL || d->gam_at < 0 || d->gam_at + d->nv > d->dim)))
+                return HB_BAD_MODEL;
+            if (d->phi_at >= d->dim || (d->phi_at >= 0 && (d->rprev == NULL || d->rlag == NULL)) ||
+                !(d->phi_lo < d->phi_hi))
+                return HB_BAD_MODEL;
+        }
         return check_priors(d->pri_i, d->npri, d->dim);
     }
     if (d->mode == MODE_MARGINAL) {

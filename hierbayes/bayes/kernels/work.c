@@ -17,6 +17,14 @@ static int full_alloc(FullWork *f, const Model *d) {
     f->loglik = family_loglik(d->family);
     if (f->loglik == NULL) return HB_BAD_FAMILY;
     int64_t n = d->n, dim = d->dim;
+    if (has_structure(d)) {
+        f->loglik = loglik_structured;
+        f->ra = zeros(n);
+        f->ru = zeros(n);
+        f->rs = zeros(n);
+        f->rr = zeros(n);
+        if (!f->ra || !f->ru || !f->rs || !f->rr) return HB_NOMEM;
+    }
     f->eta = zeros(n + 1);
     f->ge = zeros(n + 1);
     f->r = zeros(dim);
@@ -52,6 +60,10 @@ static void full_free(FullWork *f) {
     free(f->gT);
     free(f->wv);
     free(f->vv);
+    free(f->ra);
+    free(f->ru);
+    free(f->rs);
+    free(f->rr);
 }
 
 static int marg_alloc(MargWork *m, const Model *d) {
