@@ -240,6 +240,11 @@ class Deviance:
             k += len(r)
         return out
 
+    @property
+    def structured(self) -> bool:
+        """Whether the model has a residual structure or a glmmTMB structured term (no lme4 model)."""
+        return self.residual is not None or any(s != "us" for s in self.structures)
+
     def rho(self, theta: np.ndarray) -> np.ndarray:
         """The residual structure's parameters (unconstrained) in the argument: its tail."""
         return np.asarray(theta, dtype=float)[self.n_re :]
