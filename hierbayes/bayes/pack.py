@@ -77,21 +77,14 @@ from hierbayes.bayes.codes import (
     B_XVAL,
     FAMILY_CODES,
     LINK_CODES,
-    M_CORR,
-    M_CPC,
-    M_K,
-    M_L,
-    M_N,
-    M_OFF,
-    M_SD,
     PRI_N,
     PRIOR_CODES,
 )
 from hierbayes.bayes.native import NativeModel, cpc_cholesky
+from hierbayes.bayes.pack_marginal import amalgamated, cross_products, whitened
 from hierbayes.bayes.pack_residual import constrain_residual, pack_residual
 from hierbayes.bayes.policy import supported
 from hierbayes.bayes.priors import PriorTable
-from hierbayes.linalg.crossprod import CrossProducts, marginal_arrays
 from hierbayes.spec.design import Design
 
 
@@ -116,6 +109,9 @@ class Packed:
         Whether the group effects are integrated out.
     order
         Blocks in the marginal kernel's order (the largest first).
+    groups
+        The marginal kernel's blocks, each the design's blocks it holds (terms on one
+        grouping factor without free correlations amalgamated, as the REML engine does).
     absorb
         ``(block, term)`` whose level means carry the intercept, or ``(-1, -1)``.
     carried
@@ -142,6 +138,7 @@ class Packed:
     fixef_intercept_pos: int = -1
     marginal: bool = False
     order: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
     absorb: tuple = (-1, -1)
     carried: list = field(default_factory=list)
     parents: list = field(default_factory=list)
@@ -187,11 +184,16 @@ class Packed:
             flat = np.ascontiguousarray(draws.reshape(-1, draws.shape[-1]))
             b = self.native.draw_effects(flat, seed)
             off = 0
-            for g in self.order:
-                blk = self.blocks[g]
-                size = blk.n_levels * blk.n_terms
-                effects[blk.group] = b[:, off:off + size].reshape(*lead, blk.n_levels, blk.n_terms)
-                off += size
+            for members in self.groups or [[g] for g in self.order]:
+                L = self.blocks[members[0]].n_levels
+                K = sum(self.blocks[g].n_terms for g in members)
+                part = b[:, off:off + L * K].reshape(*lead, L, K)
+                off += L * K
+                col = 0
+                for g in members:  # an amalgamated block's columns are its terms' side by side
+                    k = self.blocks[g].n_terms
+                    effects[self.blocks[g].group] = part[..., col:col + k]
+                    col += k
 
         def take(name: str) -> np.ndarray:
             off, shape = self.layout[name]
@@ -218,13 +220,15 @@ class Packed:
             g, K = blk.group, blk.n_terms
             sd = np.exp(take(f"sd_{g}"))
             out[f"sd_{g}"] = sd
-            if blk.correlated:
+            if blk.lkj:
                 cpc = take(f"cpc_{g}")
                 out[f"cpc_{g}"] = cpc
                 L = cpc_cholesky(cpc, K)
                 out[f"cor_{g}"] = L @ np.swapaxes(L, -1, -2)
             else:
                 L = np.broadcast_to(np.eye(K), (*lead, K, K))
+                if blk.correlated:  # diag(): its correlations are 0 in every draw
+                    out[f"cor_{g}"] = np.array(L)
             T = sd[..., :, None] * L
             if self.marginal:
                 r = effects[g]
@@ -384,7 +388,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         row[B_XTERM] = -1
         row[B_ONES] = int(K == 1 and bool(np.all(blk.Z[:, 0] == 1.0)))
         row[B_K], row[B_L] = K, L
-        row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.correlated)
+        row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.lkj)
         row[B_SD] = off
         layout[f"sd_{blk.group}"] = (off, (K,))
         for t in blk.terms:
@@ -395,7 +399,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             off += 1
         row[B_CPC] = off
         eta_lkj = 1.0
-        if blk.correlated:
+        if blk.lkj:
             m = K * (K - 1) // 2
             layout[f"cpc_{blk.group}"] = (off, (m,))
             eta_lkj = float(priors.get("cor", blk.group).params["eta"])
@@ -485,14 +489,22 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     y = np.array(design.y, dtype=float, order="C")
     Xc = np.array(Xc, dtype=float, order="C")
     order = list(range(len(blocks)))
+    groups: list[list[int]] = []
     if marginal:
+        groups = amalgamated(blocks, blk_rows)
         # the block with the most effects goes first: it is factored level by level
-        if blocks:
-            first = max(order, key=lambda g: blocks[g].n_levels * blocks[g].n_terms)
-            order = [first] + [g for g in order if g != first]
-        data = _cross_products(*_whitened(design, Xc, y, [blocks[g] for g in order]),
-                               [blk_rows[g] for g in order], [blk_eta[g] for g in order], pri,
-                               np.array([design.n_obs, disp_at], dtype=np.int64))
+        if groups:
+            size = [sum(blocks[g].n_levels * blocks[g].n_terms for g in gr) for gr in groups]
+            first = int(np.argmax(size))
+            groups = [groups[first]] + [gr for i, gr in enumerate(groups) if i != first]
+        order = [g for gr in groups for g in gr]
+        merged = [blocks[gr[0]] if len(gr) == 1 else dataclasses.replace(
+            blocks[gr[0]], Z=np.hstack([blocks[g].Z for g in gr]),
+            terms=[t for g in gr for t in blocks[g].terms]) for gr in groups]
+        data = cross_products(*whitened(design, Xc, y, merged),
+                               [blk_rows[gr[0]] for gr in groups], [blk_eta[gr[0]] for gr in groups],
+                               pri, np.array([design.n_obs, disp_at], dtype=np.int64),
+                               [int(len(gr) == 1 and blocks[gr[0]].lkj) for gr in groups])
     else:
         idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
         for g, blk in enumerate(blocks):
@@ -522,6 +534,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         fixef_intercept_pos=names.index("(Intercept)") if intercept else -1,
         marginal=marginal,
         order=order,
+        groups=groups,
         absorb=absorb,
         carried=carried,
         parents=parents,
@@ -563,35 +576,3 @@ def _family_arrays(design: Design) -> dict:
     if kernel == "gamma":
         out["log_y_sum"] = float(np.sum(np.log(design.y)))
     return out
-
-
-def _whitened(design: Design, Xc: np.ndarray, y: np.ndarray, blocks: list) -> tuple:
-    """``(Xc, y, blocks)`` for the marginal kernel's products: the response less the offset, every
-    row scaled by the square root of its prior weight. The likelihood is then the unweighted one
-    of these rows, up to the constant ``0.5 sum log w``."""
-    if design.offset is not None:
-        y = y - design.offset
-    if design.weights is None:
-        return Xc, y, blocks
-    root = np.sqrt(design.weights)
-    return (Xc * root[:, None], y * root,
-            [dataclasses.replace(b, Z=b.Z * root[:, None]) for b in blocks])
-
-
-def _cross_products(Xc, y, blocks, rows, etas, pri, misc) -> MarginalArrays:
-    """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first).
-
-    The products are :mod:`hierbayes.linalg.crossprod`'s, the same that the
-    REML deviance factors; this adds the kernel's block table, priors and sizes.
-    """
-    sizes = [b.n_levels * b.n_terms for b in blocks]
-    offsets = np.concatenate(([0], np.cumsum(sizes)))[:-1]
-    table = np.zeros((len(blocks), M_N), dtype=np.int64)
-    for g, (b, row) in enumerate(zip(blocks, rows, strict=True)):
-        table[g, [M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR]] = [
-            b.n_terms, b.n_levels, offsets[g], row[B_SD], row[B_CPC], int(b.correlated)]
-    m = marginal_arrays(CrossProducts.from_blocks(blocks, Xc, y))
-    return MarginalArrays(
-        XtX=m.XtX, Xty=m.Xty, yty=m.yty, ZtX=m.ZtX, Zty=m.Zty, G11=m.G11, G21=m.G21, G22=m.G22,
-        blocks=table, lkj_eta=np.array(etas, dtype=float), prior_index=pri[0],
-        prior_params=pri[1], n_obs=int(misc[0]), sigma_at=int(misc[1]))

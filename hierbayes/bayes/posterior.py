@@ -124,10 +124,11 @@ def variable_dims(design: Design) -> tuple[dict[str, tuple[str, ...]], dict[str,
         coords[blk.term_dim] = list(blk.terms)
         dims[f"sd_{g}"] = (blk.term_dim,)
         dims[f"z_{g}"] = dims[f"r_{g}"] = (blk.level_dim, blk.term_dim)
-        if blk.correlated:
+        if blk.lkj:
             k = blk.n_terms * (blk.n_terms - 1) // 2
             dims[f"cpc_{g}"] = (f"cpc_{g}_dim_0",)
             coords[f"cpc_{g}_dim_0"] = list(range(k))
+        if blk.correlated:
             dims[f"cor_{g}"] = (correlation_dim(blk),)
             coords[correlation_dim(blk)] = correlation_labels(blk.terms)
     if design.family.dispersion:

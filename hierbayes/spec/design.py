@@ -90,6 +90,11 @@ class RandomBlock:
         return self.n_terms > 1
 
     @property
+    def lkj(self) -> bool:
+        """Whether its correlations are free (an unstructured block of two or more terms, LKJ)."""
+        return self.correlated and self.term.structure == "us"
+
+    @property
     def level_dim(self) -> str:
         return f"{self.group}__level"
 

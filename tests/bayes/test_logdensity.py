@@ -196,7 +196,7 @@ def _dense_marginal_loglik(design, priors, packed, theta):
     for blk in design.blocks:
         o, (K,) = lay[f"sd_{blk.group}"]
         L = np.eye(K)
-        if blk.correlated:
+        if blk.lkj:
             oc, (m,) = lay[f"cpc_{blk.group}"]
             L = cpc_cholesky(theta[oc:oc + m], K)
         T = np.exp(theta[o:o + K])[:, None] * L
@@ -213,6 +213,7 @@ def _dense_marginal_loglik(design, priors, packed, theta):
     "Reaction ~ Days + (1 | Subject) + (1 | g2)",
     "Reaction ~ Days + (Days | Subject) + (x2 | g2) + (1 | g3)",
     "Reaction ~ Days + (Days || Subject) + (1 | g2)",
+    "Reaction ~ Days + diag(Days | Subject) + (x2 | g2)",
 ])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_marginal_density_is_the_integrated_likelihood(extra_data, formula, weighted):
@@ -239,6 +240,21 @@ def test_marginal_density_is_the_integrated_likelihood(extra_data, formula, weig
         gaps.append(lp - _dense_marginal_loglik(model.design, model.priors, marg, theta) - prior_part)
         np.testing.assert_allclose(grad, _fd_grad(marg, theta), rtol=2e-6, atol=2e-5)
     assert np.ptp(gaps) < 1e-8
+
+
+def test_amalgamated_terms_are_one_diagonal_block(sleep_model):
+    # (1 | Subject) + (0 + Days | Subject) is diag(Days | Subject) term by term: the marginal
+    # kernel factors both as one block, and the exact draws split back into the two terms
+    data = sleep_model.design.frame
+    split = hb.Model("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", data)
+    diag = hb.Model("Reaction ~ Days + diag(Days | Subject)", data)
+    ps, pd_ = pack(split.design, split.priors, marginal=True), pack(diag.design, diag.priors, marginal=True)
+    assert ps.groups == [[0, 1]] and ps.dim == pd_.dim
+    theta = ps.initial_point(3)
+    assert ps.logp_grad(theta)[0] == pytest.approx(pd_.logp_grad(theta)[0], rel=1e-12)
+    a, b = ps.constrain(theta[None, None], seed=4), pd_.constrain(theta[None, None], seed=4)
+    np.testing.assert_array_equal(a["r_Subject"][..., 0], b["r_Subject"][..., 0])
+    np.testing.assert_array_equal(a["r_Subject.1"][..., 0], b["r_Subject"][..., 1])
 
 
 def test_marginal_effect_draws_follow_their_conditional(extra_data):
