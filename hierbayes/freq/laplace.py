@@ -148,6 +148,7 @@ class GlmerDeviance:
         self.n = design.n_obs
         self.p = design.X.shape[1]
         self.sizes = [b.n_terms for b in design.blocks]
+        self.term_sizes = self.sizes  # theta's terms are the factor's blocks (no amalgamation)
         self.levels = [b.n_levels for b in design.blocks]
         self.tril = [tril_index(q) for q in self.sizes]
         self.n_theta = sum(q * (q + 1) // 2 for q in self.sizes)
