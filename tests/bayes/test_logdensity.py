@@ -19,20 +19,23 @@ from hierbayes.bayes.posterior import linear_predictor
 DISPERSIONS = ("sigma", "shape")
 
 
-def _pymc_point(packed, theta):
-    point = {}
-    for name, (off, shape) in packed.layout.items():
-        v = theta[off:off + (int(np.prod(shape)) if shape else 1)].reshape(shape)
-        if name.startswith("eff_"):
-            point["z_" + name[4:]] = v
-        elif name.startswith("sd_") or name in DISPERSIONS:
-            point[name + "_log__"] = v
-        else:
-            point[name] = v
-    return point
+def pymc_name(name: str) -> str:
+    """The PyMC value variable of one entry of the packed layout."""
+    if name.startswith("eff_"):
+        return "z_" + name[4:]
+    if name.startswith("sd_") or name in DISPERSIONS:
+        return name + "_log__"
+    # phi: PyMC's interval transform of its uniform prior is the kernel's logit
+    return "phi_interval__" if name == "phi" else name
 
 
-def _pymc_grad_in_our_order(model, packed, flat):
+def pymc_point(packed, theta):
+    """The PyMC point of a packed model's unconstrained vector."""
+    return {pymc_name(name): theta[off:off + (int(np.prod(shape)) if shape else 1)].reshape(shape)
+            for name, (off, shape) in packed.layout.items()}
+
+
+def pymc_grad_in_our_order(model, packed, flat):
     """PyTensor's gradient (value-variable order) rearranged into our layout."""
     parts, o = {}, 0
     for v in model.pymc_model.value_vars:
@@ -41,9 +44,7 @@ def _pymc_grad_in_our_order(model, packed, flat):
         o += size
     out = np.zeros(packed.dim)
     for name, (off, shape) in packed.layout.items():
-        key = ("z_" + name[4:]) if name.startswith("eff_") else (
-            name + "_log__" if name.startswith("sd_") or name in DISPERSIONS else name)
-        out[off:off + (int(np.prod(shape)) if shape else 1)] = parts[key]
+        out[off:off + (int(np.prod(shape)) if shape else 1)] = parts[pymc_name(name)]
     return out
 
 
@@ -130,7 +131,7 @@ def test_log_density_and_gradient_equal_pymc(extra_data, formula, family, link, 
         theta = packed.initial_point(seed, jitter=jitter) + rng.normal(0, noise, packed.dim)
         lp, grad = packed.logp_grad(theta)
         assert np.isfinite(lp) and np.all(np.isfinite(grad))
-        point = _pymc_point(packed, theta)
+        point = pymc_point(packed, theta)
         reference = float(logp(point))
         if not np.isfinite(reference):
             # PyMC's Binomial takes log(1 - p) of p = sigmoid(eta), which rounds to 1 where
@@ -140,7 +141,7 @@ def test_log_density_and_gradient_equal_pymc(extra_data, formula, family, link, 
             continue
         diffs.append(lp - reference)
         scale = max(scale, abs(lp))
-        expected = _pymc_grad_in_our_order(model, packed, dlogp(point))
+        expected = pymc_grad_in_our_order(model, packed, dlogp(point))
         np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
     assert len(diffs) >= 6
     # equal up to the normalising constants we leave out (and rounding of sums over rows)
@@ -487,7 +488,7 @@ def _agrees_with_pymc(model, nc, c, rng):
         theta_c, log_det = _to_centred(nc, c, theta)
         lp_c, _ = c.logp_grad(theta_c)
         # the centred density is PyMC's less the Jacobian of r = T z, up to a constant
-        diffs.append(lp_c - (float(logp(_pymc_point(nc, theta))) - log_det))
+        diffs.append(lp_c - (float(logp(pymc_point(nc, theta))) - log_det))
         scale = max(scale, abs(lp_c))
         back = c.constrain(theta_c[None, None, :])
         post = nc.constrain(theta[None, None, :])
@@ -597,9 +598,9 @@ def test_bernoulli_rows_stay_exact_far_out_on_the_logit_scale(extra_data):
         theta = packed.initial_point(1)
         theta[at] = intercept
         lp, grad = packed.logp_grad(theta)
-        point = _pymc_point(packed, theta)
+        point = pymc_point(packed, theta)
         if abs(intercept) < 100:
-            expected = _pymc_grad_in_our_order(model, packed, dlogp(point))
+            expected = pymc_grad_in_our_order(model, packed, dlogp(point))
             np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
         else:
             np.testing.assert_allclose(grad, _fd_grad(packed, theta), rtol=1e-6, atol=1e-4)

@@ -10,6 +10,7 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.bayes.pack import pack
+from tests.bayes.test_logdensity import pymc_grad_in_our_order, pymc_point
 
 
 @pytest.fixture(scope="module")
@@ -29,35 +30,6 @@ CASES = [
 ]
 
 
-def _point(packed, theta):
-    point = {}
-    for name, (off, shape) in packed.layout.items():
-        v = theta[off:off + (int(np.prod(shape)) if shape else 1)].reshape(shape)
-        if name.startswith("eff_"):
-            point["z_" + name[4:]] = v
-        elif name.startswith("sd_") or name == "sigma":
-            point[name + "_log__"] = v
-        elif name == "phi":
-            point["phi_interval__"] = v  # PyMC's interval transform is the kernel's logit
-        else:
-            point[name] = v
-    return point
-
-
-def _grad_in_our_order(model, packed, flat):
-    parts, o = {}, 0
-    for v in model.pymc_model.value_vars:
-        size = int(np.prod(model.pymc_model.initial_point()[v.name].shape)) or 1
-        parts[v.name] = flat[o:o + size]
-        o += size
-    out = np.zeros(packed.dim)
-    for name, (off, shape) in packed.layout.items():
-        key = ("z_" + name[4:] if name.startswith("eff_") else name + "_log__"
-               if name.startswith("sd_") or name == "sigma" else "phi_interval__" if name == "phi" else name)
-        out[off:off + (int(np.prod(shape)) if shape else 1)] = parts[key]
-    return out
-
-
 @pytest.mark.parametrize("kw", CASES, ids=["varident", "ar1", "varident_ar1", "varexp_car1", "priors"])
 def test_structured_density_and_gradient_equal_pymc(gappy, kw):
     model = hb.Model("gpa ~ occasion + (1 | student)", gappy, **kw)
@@ -70,9 +42,9 @@ def test_structured_density_and_gradient_equal_pymc(gappy, kw):
     for seed in range(6):
         theta = packed.initial_point(seed) + rng.normal(0, 0.3, packed.dim)
         lp, grad = packed.logp_grad(theta)
-        point = _point(packed, theta)
+        point = pymc_point(packed, theta)
         diffs.append(lp - float(logp(point)))
-        expected = _grad_in_our_order(model, packed, dlogp(point))
+        expected = pymc_grad_in_our_order(model, packed, dlogp(point))
         np.testing.assert_allclose(grad, expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
     # equal up to the constants the kernel leaves out
     assert np.ptp(diffs) < 1e-9 * abs(lp)

@@ -28,7 +28,7 @@ suppressPackageStartupMessages({
 
 out_dir <- file.path("tests", "data", "r")
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
-source(file.path("tests", "r", "common.R"))  # read_back
+source(file.path("tests", "r", "common.R"))  # read_back, draws_summary, prior_table
 glmm <- fromJSON(file.path(out_dir, "glmm_models.json"))
 dataset <- function(name) {
   meta <- glmm$datasets[[name]]
@@ -56,18 +56,7 @@ models <- list(
 summary_table <- function(fit) {
   vars <- variables(fit)
   keep <- vars[grepl("^(b_|sd_|r_|shape$|Intercept$)", vars)]
-  s <- summarise_draws(subset_draws(as_draws_array(fit), variable = keep),
-                       mean, sd, mcse_mean, rhat, ess_bulk, ess_tail,
-                       ~quantile(.x, probs = c(0.025, 0.975)))
-  list(variable = I(s$variable), mean = I(s$mean), sd = I(s$sd), mcse_mean = I(s$mcse_mean),
-       rhat = I(s$rhat), ess_bulk = I(s$ess_bulk), ess_tail = I(s$ess_tail),
-       q2.5 = I(s[["2.5%"]]), q97.5 = I(s[["97.5%"]]))
-}
-
-prior_table <- function(fit) {
-  p <- as.data.frame(prior_summary(fit))
-  cols <- intersect(c("prior", "class", "coef", "group", "resp", "dpar", "nlpar", "lb", "ub", "source"), names(p))
-  lapply(p[cols], function(x) I(as.character(x)))
+  draws_summary(as_draws_array(fit), keep)
 }
 
 fits <- list()

@@ -34,7 +34,7 @@ suppressPackageStartupMessages({
 
 out_dir <- file.path("tests", "data", "r")
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
-source(file.path("tests", "r", "common.R"))  # column_info
+source(file.path("tests", "r", "common.R"))  # column_info, draws_summary, prior_table
 shared <- Sys.getenv("HIERBAYES_SHARED", file.path("..", "shared"))
 
 # gpa as structures_models.R makes it (and checked against its description there)
@@ -72,18 +72,7 @@ summary_table <- function(fit, derived = NULL) {
   if (!is.null(derived)) dr <- do.call(mutate_variables, c(list(dr), derived))
   vars <- variables(dr)
   keep <- vars[grepl("^(b_|sd_|sigma$|sigma_occas|sigma_marginal$|ar\\[|Intercept$|Intercept_sigma$)", vars)]
-  s <- summarise_draws(subset_draws(dr, variable = keep),
-                       mean, sd, mcse_mean, rhat, ess_bulk, ess_tail,
-                       ~quantile(.x, probs = c(0.025, 0.975)))
-  list(variable = I(s$variable), mean = I(s$mean), sd = I(s$sd), mcse_mean = I(s$mcse_mean),
-       rhat = I(s$rhat), ess_bulk = I(s$ess_bulk), ess_tail = I(s$ess_tail),
-       q2.5 = I(s[["2.5%"]]), q97.5 = I(s[["97.5%"]]))
-}
-
-prior_table <- function(fit) {
-  p <- as.data.frame(prior_summary(fit))
-  cols <- intersect(c("prior", "class", "coef", "group", "resp", "dpar", "nlpar", "lb", "ub", "source"), names(p))
-  lapply(p[cols], function(x) I(as.character(x)))
+  draws_summary(dr, keep)
 }
 
 # sigma_occas<k> = exp(b_sigma_Intercept + b_sigma_occas<k>), occasion 0 the reference

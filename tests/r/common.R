@@ -1,4 +1,5 @@
-# Helpers shared by the reference scripts in tests/r (sourced, not run on its own):
+# Helpers shared by the reference scripts in tests/r (sourced, not run on its own; the
+# glmmTMB and brms helpers at the end need those packages loaded by the caller):
 # datasets are written as csv.gz, read back, and fitted as read back, so that R and
 # Python fit the same numbers; their column types and factor levels go into the JSON.
 
@@ -66,4 +67,44 @@ write_dataset <- function(d, name, source, out_dir, keep_existing = FALSE) {
   stopifnot(identical(back, d))
   list(data = back,
        meta = list(file = unbox(file), source = unbox(source), nrow = unbox(nrow(d)), columns = info))
+}
+
+tmb_varcorr <- function(m) {
+  rows <- list(grp = character(), var1 = character(), var2 = character(), vcov = numeric(), sdcor = numeric())
+  add_row <- function(g, v1, v2, vcv, sdc) {
+    rows$grp <<- c(rows$grp, g); rows$var1 <<- c(rows$var1, v1); rows$var2 <<- c(rows$var2, v2)
+    rows$vcov <<- c(rows$vcov, vcv); rows$sdcor <<- c(rows$sdcor, sdc)
+  }
+  # rows in the order of lme4's as.data.frame(VarCorr(m)): variances, then covariances
+  for (g in names(VarCorr(m)$cond)) {
+    v <- VarCorr(m)$cond[[g]]
+    sds <- attr(v, "stddev")
+    nm <- names(sds)
+    for (i in seq_along(sds)) add_row(g, nm[i], NA, v[i, i], sds[i])
+    if (length(sds) > 1) {
+      cr <- attr(v, "correlation")
+      lt <- which(lower.tri(v), arr.ind = TRUE)
+      for (k in seq_len(nrow(lt))) {
+        i <- lt[k, "row"]; j <- lt[k, "col"]
+        add_row(g, nm[j], nm[i], v[i, j], cr[i, j])
+      }
+    }
+  }
+  lapply(rows, function(x) I(unname(x)))
+}
+
+draws_summary <- function(draws, keep) {
+  # posterior::summarise_draws of the variables in keep, as the brms scripts record them
+  s <- summarise_draws(subset_draws(draws, variable = keep),
+                       mean, sd, mcse_mean, rhat, ess_bulk, ess_tail,
+                       ~quantile(.x, probs = c(0.025, 0.975)))
+  list(variable = I(s$variable), mean = I(s$mean), sd = I(s$sd), mcse_mean = I(s$mcse_mean),
+       rhat = I(s$rhat), ess_bulk = I(s$ess_bulk), ess_tail = I(s$ess_tail),
+       q2.5 = I(s[["2.5%"]]), q97.5 = I(s[["97.5%"]]))
+}
+
+prior_table <- function(fit) {
+  p <- as.data.frame(prior_summary(fit))
+  cols <- intersect(c("prior", "class", "coef", "group", "resp", "dpar", "nlpar", "lb", "ub", "source"), names(p))
+  lapply(p[cols], function(x) I(as.character(x)))
 }

@@ -38,7 +38,7 @@ suppressPackageStartupMessages({
 out_dir <- file.path("tests", "data", "r")
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
 dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)
-source(file.path("tests", "r", "common.R"))  # plain, column_info, read_back, exact_text, write_dataset
+source(file.path("tests", "r", "common.R"))  # plain, column_info, read_back, exact_text, write_dataset, tmb_varcorr
 shared <- Sys.getenv("HIERBAYES_SHARED", file.path("..", "shared"))
 
 # ---- datasets (deterministic changes only) ----------------------------------------
@@ -325,30 +325,6 @@ mer_tight <- function(s) {
   )
   if (s$engine == "glmer.nb") res$nb_theta <- unbox(getME(m, "glmer.nb.theta"))
   list(fields = res, seconds = run$seconds, model = m)
-}
-
-tmb_varcorr <- function(m) {
-  rows <- list(grp = character(), var1 = character(), var2 = character(), vcov = numeric(), sdcor = numeric())
-  add_row <- function(g, v1, v2, vcv, sdc) {
-    rows$grp <<- c(rows$grp, g); rows$var1 <<- c(rows$var1, v1); rows$var2 <<- c(rows$var2, v2)
-    rows$vcov <<- c(rows$vcov, vcv); rows$sdcor <<- c(rows$sdcor, sdc)
-  }
-  # rows in the order of lme4's as.data.frame(VarCorr(m)): variances, then covariances
-  for (g in names(VarCorr(m)$cond)) {
-    v <- VarCorr(m)$cond[[g]]
-    sds <- attr(v, "stddev")
-    nm <- names(sds)
-    for (i in seq_along(sds)) add_row(g, nm[i], NA, v[i, i], sds[i])
-    if (length(sds) > 1) {
-      cr <- attr(v, "correlation")
-      lt <- which(lower.tri(v), arr.ind = TRUE)
-      for (k in seq_len(nrow(lt))) {
-        i <- lt[k, "row"]; j <- lt[k, "col"]
-        add_row(g, nm[j], nm[i], v[i, j], cr[i, j])
-      }
-    }
-  }
-  lapply(rows, function(x) I(unname(x)))
 }
 
 tmb_fields <- function(s, run) {

@@ -44,7 +44,7 @@ suppressPackageStartupMessages({
 out_dir <- file.path("tests", "data", "r")
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
 dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)
-source(file.path("tests", "r", "common.R"))  # plain, column_info, read_back, exact_text, write_dataset
+source(file.path("tests", "r", "common.R"))  # plain, column_info, read_back, exact_text, write_dataset, tmb_varcorr
 shared <- Sys.getenv("HIERBAYES_SHARED", file.path("..", "shared"))
 script_t0 <- proc.time()[["elapsed"]]
 
@@ -405,29 +405,6 @@ lme_fields <- function(s, run) {
 }
 
 # ---- glmmTMB ----------------------------------------------------------------------
-tmb_varcorr <- function(m) {
-  rows <- list(grp = character(), var1 = character(), var2 = character(), vcov = numeric(), sdcor = numeric())
-  add_row <- function(g, v1, v2, vcv, sdc) {
-    rows$grp <<- c(rows$grp, g); rows$var1 <<- c(rows$var1, v1); rows$var2 <<- c(rows$var2, v2)
-    rows$vcov <<- c(rows$vcov, vcv); rows$sdcor <<- c(rows$sdcor, sdc)
-  }
-  for (g in names(VarCorr(m)$cond)) {
-    v <- VarCorr(m)$cond[[g]]
-    sds <- attr(v, "stddev")
-    nm <- names(sds)
-    for (i in seq_along(sds)) add_row(g, nm[i], NA, v[i, i], sds[i])
-    if (length(sds) > 1) {
-      cr <- attr(v, "correlation")
-      lt <- which(lower.tri(v), arr.ind = TRUE)
-      for (k in seq_len(nrow(lt))) {
-        i <- lt[k, "row"]; j <- lt[k, "col"]
-        add_row(g, nm[j], nm[i], v[i, j], cr[i, j])
-      }
-    }
-  }
-  lapply(rows, function(x) I(unname(x)))
-}
-
 # One entry per covariance term: its structure, SDs, correlation matrix and raw theta,
 # with glmmTMB's map from theta checked (glmmTMB.cpp): log SDs first; ar1 one log SD and
 # rho = th / sqrt(1 + th^2); cs n log SDs and rho = plogis(th) * (1 + a) - a with
