@@ -184,7 +184,6 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         >>> fit.marginal_cov("Subject", 308).shape
         (10, 10)
         """
-        from hierbayes.errors import DataError
         from hierbayes.spec.modelframe import level_label
 
         d = self.design

@@ -519,13 +519,11 @@ def structured_errors(res: Any, post: Any, rows: PredictionRows, S: int,
     phi = np.asarray(post["phi"]).reshape(S) if "phi" in post else None
     if rows.fitted:
         return res.draw_errors(rng, sigma, gamma, phi)
-    sd = np.broadcast_to(sigma[:, None], (S, rows.n_rows))
-    if gamma is not None:
-        if rows.sigma_columns is None:
-            raise DataError(f"newdata lacks the variables of the sigma= formula {res.variance.formula}, "
-                            "which new responses need for each row's residual SD.")
-        sd = sd * np.exp(gamma @ rows.sigma_columns.T)
-    return sd * rng.standard_normal((S, rows.n_rows))
+    if gamma is not None and rows.sigma_columns is None:
+        raise DataError(f"newdata lacks the variables of the sigma= formula {res.variance.formula}, "
+                        "which new responses need for each row's residual SD.")
+    V = rows.sigma_columns if gamma is not None else np.zeros((rows.n_rows, 0))
+    return res.draw_sd(sigma, gamma, V) * rng.standard_normal((S, rows.n_rows))
 
 
 def posterior_draws(fit: Any, newdata: pd.DataFrame | None = None, re_form: Any = None,

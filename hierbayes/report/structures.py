@@ -120,11 +120,6 @@ def normalized(residual: ResidualModel, rho: np.ndarray, e: np.ndarray, sigma: f
     return residual.whiten(np.asarray(rho, dtype=float), np.asarray(e, dtype=float)) / sigma
 
 
-def simulate_errors(residual: ResidualModel, rho: np.ndarray, sigma: Any, z: np.ndarray) -> np.ndarray:
-    """Errors ``sigma L z`` with the structure's covariance, from standard normal ``z`` ((n,) or (n, k))."""
-    return np.asarray(sigma) * residual.color(np.asarray(rho, dtype=float), z)
-
-
 def structure_draws(residual: Structured, post: Any) -> dict[str, np.ndarray]:
     """Each residual parameter's (chain, draw) draws, named as :func:`residual_params` names them.
 

@@ -128,13 +128,23 @@ class Structured(ResidualModel):
             out += self.correlation.log_det(self.phi(rho))
         return out
 
-    def draw_sd(self, sigma: np.ndarray, gamma: np.ndarray | None) -> np.ndarray:
-        """``(S, n)`` each row's SD under ``S`` draws of ``sigma`` ``(S,)`` and ``gamma`` ``(S, k)``."""
+    @property
+    def n(self) -> int:
+        """The fitted rows."""
+        return len(self.variance.V) if self.variance is not None else len(self.correlation.prev)
+
+    def draw_sd(self, sigma: np.ndarray, gamma: np.ndarray | None,
+                V: np.ndarray | None = None) -> np.ndarray:
+        """``(S, rows)`` each row's SD under ``S`` draws of ``sigma`` ``(S,)`` and ``gamma`` ``(S, k)``.
+
+        The fitted rows', or those whose sigma-formula columns are ``V``.
+        """
         sigma = np.asarray(sigma, dtype=float)[:, None]
+        rows = self.n if V is None else len(V)
         if self.variance is None or gamma is None:
-            return np.broadcast_to(sigma, (sigma.shape[0], self.variance.V.shape[0] if self.variance
-                                           else len(self.correlation.prev))).copy()
-        return sigma * np.exp(np.asarray(gamma, dtype=float) @ self.variance.V.T)
+            return np.repeat(sigma, rows, axis=1)
+        V = self.variance.V if V is None else V
+        return sigma * np.exp(np.asarray(gamma, dtype=float) @ V.T)
 
     def loo_loglik(self, e: np.ndarray, sigma: np.ndarray, gamma: np.ndarray | None,
                    phi: np.ndarray | None) -> np.ndarray:
