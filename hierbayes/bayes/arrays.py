@@ -68,8 +68,9 @@ class FullArrays:
         ``(n, sum K)``: the blocks' columns side by side.
     blocks
         ``(G, codes.B_N)`` int64 block table (columns ``codes.B_*``).
-    lkj_eta
-        ``(G,)`` each block's LKJ shape (1 when uncorrelated).
+    block_par
+        ``(G, codes.PAR_N)`` per block: its LKJ shape (1 when unused), and a cs or ar1
+        term's correlation range ``(lo, hi)``, its uniform prior's (``(-1, 1)`` when unused).
     prior_index, prior_params
         ``(npri, codes.PRI_N)`` int64 rows (parameter, prior code, positive) and
         ``(npri, 3)`` parameters.
@@ -107,7 +108,7 @@ class FullArrays:
     index: np.ndarray
     Z: np.ndarray
     blocks: np.ndarray
-    lkj_eta: np.ndarray
+    block_par: np.ndarray
     prior_index: np.ndarray
     prior_params: np.ndarray
     family: int
@@ -145,7 +146,7 @@ class MarginalArrays:
         against itself ``(q2, q2)``.
     blocks
         ``(G, codes.M_N)`` int64 block table (columns ``codes.M_*``).
-    lkj_eta, prior_index, prior_params
+    block_par, prior_index, prior_params
         As :class:`FullArrays`.
     n_obs
         Number of rows.
@@ -162,7 +163,7 @@ class MarginalArrays:
     G21: np.ndarray
     G22: np.ndarray
     blocks: np.ndarray
-    lkj_eta: np.ndarray
+    block_par: np.ndarray
     prior_index: np.ndarray
     prior_params: np.ndarray
     n_obs: int

@@ -46,6 +46,12 @@ B_N = 17
 # Columns of the marginal density's per-block table, first block first (M_N columns).
 M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR = range(6)
 M_N = 6
+# A block's correlation structure (B_CORR, M_CORR): T diagonal, LKJ's partial correlations, or a
+# cs/ar1 term's one correlation in its uniform prior's range; then each block's PAR_N doubles.
+CORR_NONE, CORR_LKJ, CORR_CS, CORR_AR1 = range(4)
+CORR_N = 4
+PAR_ETA, PAR_LO, PAR_HI = range(3)
+PAR_N = 3
 # Columns of a prior's integer row: the parameter's position, its prior code, whether positive.
 PRI_AT, PRI_CODE, PRI_POSITIVE = range(3)
 PRI_N = 3
@@ -68,6 +74,8 @@ KERNEL_CONSTANTS: dict[str, int] = {
     **{f"M_{name}": value for name, value in (
         ("K", M_K), ("L", M_L), ("OFF", M_OFF), ("SD", M_SD), ("CPC", M_CPC), ("CORR", M_CORR),
         ("N", M_N))},
+    "CORR_NONE": CORR_NONE, "CORR_LKJ": CORR_LKJ, "CORR_CS": CORR_CS, "CORR_AR1": CORR_AR1, "CORR_N": CORR_N,
+    "PAR_ETA": PAR_ETA, "PAR_LO": PAR_LO, "PAR_HI": PAR_HI, "PAR_N": PAR_N,
     **{f"PRIOR_{dist.upper()}": code for dist, (code, _) in PRIOR_CODES.items()},
     "PRIOR_N": len(PRIOR_CODES),
     **{f"FAMILY_{name.upper()}": code for name, code in FAMILY_CODES.items()},

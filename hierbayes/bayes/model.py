@@ -170,10 +170,6 @@ class BayesModel:
         if self.pymc_model_changed():
             return ("its pm.Model (model.pymc_model) was extended or changed, and hierbayes's "
                     "compiled kernel reads only the model hierbayes built, not the PyMC graph")
-        structured = [b.term.source for b in self.design.blocks if b.term.structure in ("cs", "ar1")]
-        if structured:
-            return (f"its covariance-structure term {structured[0]} is not in hierbayes's compiled "
-                    "kernel yet")
         return supported(self.priors)
 
     def use_marginal(self, marginal: bool | None = None) -> bool:

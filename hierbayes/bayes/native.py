@@ -73,13 +73,13 @@ class Model(ctypes.Structure):
         ("phi_hi", c_double), ("Vt", c_void_p), ("rlag", c_void_p), ("rprev", c_void_p),
         ("idxT", c_void_p), ("ZvT", c_void_p), ("ccnt", c_void_p),
         ("cseg", c_void_p), ("blk", c_void_p),
-        ("blk_eta", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("pmap", c_void_p),
+        ("blk_par", c_void_p), ("pri_i", c_void_p), ("pri_f", c_void_p), ("pmap", c_void_p),
         ("xcol", c_void_p), ("xlev", c_void_p),
         ("mp", c_int64), ("q", c_int64), ("q1", c_int64), ("q2", c_int64), ("mG", c_int64),
         ("mnpri", c_int64), ("mn", c_int64), ("mosig", c_int64),
         ("XtX", c_void_p), ("Xty", c_void_p), ("yty", c_double), ("ZtX", c_void_p),
         ("Zty", c_void_p), ("G11", c_void_p), ("G21", c_void_p), ("G22", c_void_p),
-        ("mblk", c_void_p), ("mblk_eta", c_void_p), ("mpri_i", c_void_p), ("mpri_f", c_void_p),
+        ("mblk", c_void_p), ("mblk_par", c_void_p), ("mpri_i", c_void_p), ("mpri_f", c_void_p),
     ]
 
 
@@ -394,7 +394,7 @@ class NativeModel:
             m.yty = float(a.yty)
             m.XtX, m.Xty, m.ZtX, m.Zty = (arr(x, np.float64) for x in (a.XtX, a.Xty, a.ZtX, a.Zty))
             m.G11, m.G21, m.G22 = (arr(x, np.float64) for x in (a.G11, a.G21, a.G22))
-            m.mblk, m.mblk_eta = arr(blk, np.int64), arr(a.lkj_eta, np.float64)
+            m.mblk, m.mblk_par = arr(blk, np.int64), arr(a.block_par, np.float64)
             m.mpri_i, m.mpri_f = arr(a.prior_index, np.int64), arr(a.prior_params, np.float64)
         else:
             a = arrays
@@ -434,7 +434,7 @@ class NativeModel:
             # never empty: the kernel offsets into them for every block
             m.xcol = arr(np.append(a.carried_columns, 0), np.int64)
             m.xlev = arr(np.append(a.carried_values, 0.0), np.float64)
-            m.blk, m.blk_eta = arr(blk, np.int64), arr(a.lkj_eta, np.float64)
+            m.blk, m.blk_par = arr(blk, np.int64), arr(a.block_par, np.float64)
             m.pri_i, m.pri_f = arr(a.prior_index, np.int64), arr(a.prior_params, np.float64)
         self.record = m
         self.ref = ctypes.byref(m)

@@ -12,8 +12,9 @@ data compiles nothing.
 Parameter vector (unconstrained, the sampler's space), in order:
 
 * fixed effects: ``Intercept`` (of the centred design, as in brms) then ``b``;
-* per random-effect block: ``log sd`` (one per term), the unconstrained
-  partial correlations ``cpc`` of an LKJ block (:mod:`hierbayes.bayes.lkj`), then
+* per random-effect block: ``log sd`` (one per term; one for an ``ar1`` term), the
+  unconstrained partial correlations ``cpc`` of an LKJ block (:mod:`hierbayes.bayes.lkj`)
+  or a cs/ar1 term's ``rho`` (:mod:`hierbayes.bayes.pack_blocks`), then
   the group effects, levels x terms: ``z`` (non-centred, ``r = z (diag(sd) L)'``)
   or ``r`` itself (centred, ``r ~ N(0, diag(sd) L L' diag(sd))``);
 * the family's log dispersion: ``log sigma`` (Gaussian), ``log shape``
@@ -75,12 +76,23 @@ from hierbayes.bayes.codes import (
     B_XN,
     B_XTERM,
     B_XVAL,
+    CORR_NONE,
     FAMILY_CODES,
     LINK_CODES,
+    PAR_HI,
+    PAR_LO,
+    PAR_N,
     PRI_N,
     PRIOR_CODES,
 )
-from hierbayes.bayes.native import NativeModel, cpc_cholesky
+from hierbayes.bayes.native import NativeModel
+from hierbayes.bayes.pack_blocks import (
+    block_factor,
+    corr_code,
+    correlation_params,
+    interval_start,
+    sd_layout,
+)
 from hierbayes.bayes.pack_marginal import amalgamated, cross_products, whitened
 from hierbayes.bayes.pack_residual import constrain_residual, pack_residual
 from hierbayes.bayes.policy import supported
@@ -123,6 +135,8 @@ class Packed:
         The random-intercept block integrated out row by row, or -1.
     dispersion
         The family's dispersion parameter (``"sigma"``, ``"shape"``), sampled on the log scale, or None.
+    block_par
+        Per block, the kernel's ``codes.PAR_*`` doubles: LKJ's eta, a cs/ar1 correlation's range.
     """
 
     data: FullArrays | MarginalArrays
@@ -144,6 +158,7 @@ class Packed:
     parents: list = field(default_factory=list)
     collapsed: int = -1
     dispersion: str | None = None
+    block_par: list = field(default_factory=list)
 
     def logp_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density and gradient at one unconstrained point."""
@@ -217,18 +232,9 @@ class Packed:
                     col += 1
             out["fixef"] = fixef
         for gi, (blk, centred) in enumerate(zip(self.blocks, self.centred, strict=True)):
-            g, K = blk.group, blk.n_terms
-            sd = np.exp(take(f"sd_{g}"))
-            out[f"sd_{g}"] = sd
-            if blk.lkj:
-                cpc = take(f"cpc_{g}")
-                out[f"cpc_{g}"] = cpc
-                L = cpc_cholesky(cpc, K)
-                out[f"cor_{g}"] = L @ np.swapaxes(L, -1, -2)
-            else:
-                L = np.broadcast_to(np.eye(K), (*lead, K, K))
-                if blk.correlated:  # diag(): its correlations are 0 in every draw
-                    out[f"cor_{g}"] = np.array(L)
+            g = blk.group
+            named, sd, L = block_factor(blk, self.block_par[gi], take, lead)
+            out.update(named)
             T = sd[..., :, None] * L
             if self.marginal:
                 r = effects[g]
@@ -379,7 +385,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
     centred = [False] * len(blocks) if centred is None else list(centred)
     if len(centred) != len(blocks):
         raise ValueError("centred needs one flag per random-effect block")
-    blk_rows, blk_eta = [], []
+    blk_rows, blk_par = [], []
     for g, blk in enumerate(blocks):
         K, L = blk.n_terms, blk.n_levels
         row = [0] * B_N
@@ -388,26 +394,28 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         row[B_XTERM] = -1
         row[B_ONES] = int(K == 1 and bool(np.all(blk.Z[:, 0] == 1.0)))
         row[B_K], row[B_L] = K, L
-        row[B_CENTRED], row[B_CORR] = int(centred[g]), int(blk.lkj)
+        row[B_CENTRED], row[B_CORR] = int(centred[g]), corr_code(blk)
         row[B_SD] = off
-        layout[f"sd_{blk.group}"] = (off, (K,))
-        for t in blk.terms:
+        sd_name, sd_shape, sd_terms = sd_layout(blk)
+        layout[sd_name] = (off, sd_shape)
+        for t in sd_terms:
             p = priors.get("sd", blk.group, t)
             add_prior(off, p, True)
             start.append(math.log(p.typical()))
             scale.append(1.0)
             off += 1
         row[B_CPC] = off
-        eta_lkj = 1.0
+        par, m = correlation_params(blk, priors)
         if blk.lkj:
-            m = K * (K - 1) // 2
             layout[f"cpc_{blk.group}"] = (off, (m,))
-            eta_lkj = float(priors.get("cor", blk.group).params["eta"])
             start.extend([0.0] * m)
-            scale.extend([0.5] * m)
-            off += m
+        elif m:
+            layout[f"rho_{blk.group}"] = (off, ())
+            start.append(interval_start(par[PAR_LO], par[PAR_HI]))
+        scale.extend([0.5] * m)
+        off += m
         blk_rows.append(row)
-        blk_eta.append(eta_lkj)
+        blk_par.append(par)
     absorb = (-1, -1)
     cg = -1
     parents: list[tuple[int, np.ndarray]] = []
@@ -502,9 +510,9 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
             blocks[gr[0]], Z=np.hstack([blocks[g].Z for g in gr]),
             terms=[t for g in gr for t in blocks[g].terms]) for gr in groups]
         data = cross_products(*whitened(design, Xc, y, merged),
-                               [blk_rows[gr[0]] for gr in groups], [blk_eta[gr[0]] for gr in groups],
+                               [blk_rows[gr[0]] for gr in groups], [blk_par[gr[0]] for gr in groups],
                                pri, np.array([design.n_obs, disp_at], dtype=np.int64),
-                               [int(len(gr) == 1 and blocks[gr[0]].lkj) for gr in groups])
+                               [blk_rows[gr[0]][B_CORR] if len(gr) == 1 else CORR_NONE for gr in groups])
     else:
         idx = np.zeros((design.n_obs, len(blocks)), dtype=np.int32)
         for g, blk in enumerate(blocks):
@@ -513,7 +521,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         data = FullArrays(
             X=Xc, y=y, index=idx, Z=np.array(Zv, dtype=float, order="C"),
             blocks=np.array(blk_rows, dtype=np.int64).reshape(-1, B_N),
-            lkj_eta=np.array(blk_eta, dtype=float), prior_index=pri[0], prior_params=pri[1],
+            block_par=np.array(blk_par, dtype=float).reshape(-1, PAR_N), prior_index=pri[0], prior_params=pri[1],
             disp_at=disp_at, collapsed=cg,
             parent_map=np.concatenate(pmaps).astype(np.int32) if pmaps else np.zeros(0, dtype=np.int32),
             carried_columns=np.array(x_cols, dtype=np.int64),
@@ -539,6 +547,7 @@ def pack(design: Design, priors: PriorTable, centred: list[bool] | None = None,
         carried=carried,
         parents=parents,
         collapsed=cg,
+        block_par=blk_par,
     )
 
 

@@ -23,7 +23,20 @@ import dataclasses
 import numpy as np
 
 from hierbayes.bayes.arrays import MarginalArrays
-from hierbayes.bayes.codes import B_CPC, B_SD, M_CORR, M_CPC, M_K, M_L, M_N, M_OFF, M_SD
+from hierbayes.bayes.codes import (
+    B_CORR,
+    B_CPC,
+    B_SD,
+    CORR_NONE,
+    M_CORR,
+    M_CPC,
+    M_K,
+    M_L,
+    M_N,
+    M_OFF,
+    M_SD,
+    PAR_N,
+)
 from hierbayes.linalg.crossprod import CrossProducts, marginal_arrays
 from hierbayes.spec.design import Design
 
@@ -55,9 +68,9 @@ def amalgamated(blocks: list, rows: list) -> list[list[int]]:
     """
     out: list[list[int]] = []
     for g, b in enumerate(blocks):
-        if out and not b.lkj:
+        if out and rows[g][B_CORR] == CORR_NONE:
             prev = blocks[out[-1][-1]]
-            if (not prev.lkj and prev.factor == b.factor and np.array_equal(prev.index, b.index)
+            if (rows[out[-1][-1]][B_CORR] == CORR_NONE and prev.factor == b.factor and np.array_equal(prev.index, b.index)
                     and rows[g][B_SD] == rows[out[-1][-1]][B_SD] + prev.n_terms):
                 out[-1].append(g)
                 continue
@@ -65,7 +78,7 @@ def amalgamated(blocks: list, rows: list) -> list[list[int]]:
     return out
 
 
-def cross_products(Xc, y, blocks, rows, etas, pri, misc, corr) -> MarginalArrays:
+def cross_products(Xc, y, blocks, rows, pars, pri, misc, corr) -> MarginalArrays:
     """The marginal kernel's data: X'X, X'y, y'y, Z'X, Z'y and Z'Z in blocks (first block first).
 
     The products are :mod:`hierbayes.linalg.crossprod`'s, the same that the
@@ -80,5 +93,5 @@ def cross_products(Xc, y, blocks, rows, etas, pri, misc, corr) -> MarginalArrays
     m = marginal_arrays(CrossProducts.from_blocks(blocks, Xc, y))
     return MarginalArrays(
         XtX=m.XtX, Xty=m.Xty, yty=m.yty, ZtX=m.ZtX, Zty=m.Zty, G11=m.G11, G21=m.G21, G22=m.G22,
-        blocks=table, lkj_eta=np.array(etas, dtype=float), prior_index=pri[0],
+        blocks=table, block_par=np.array(pars, dtype=float).reshape(-1, PAR_N), prior_index=pri[0],
         prior_params=pri[1], n_obs=int(misc[0]), sigma_at=int(misc[1]))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from hierbayes.bayes.arrays import ResidualArrays
+from hierbayes.bayes.pack_blocks import interval_start
 from hierbayes.bayes.priors import PriorTable
 from hierbayes.residuals import Structured
 from hierbayes.spec.design import Design
@@ -54,9 +55,7 @@ def pack_residual(design: Design, priors: PriorTable, off: int, layout: dict,
         lo, hi = float(p.params["lower"]), float(p.params["upper"])
         phi_at = off
         layout["phi"] = (off, ())
-        # start at phi = 0 where the range allows, else at its middle
-        mid = min(max(0.0, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
-        start.append(float(np.log((mid - lo) / (hi - mid))))
+        start.append(interval_start(lo, hi))
         scale.append(0.5)
         off += 1
         prev = np.ascontiguousarray(res.correlation.prev, dtype=np.int64)

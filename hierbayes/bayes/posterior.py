@@ -128,6 +128,10 @@ def variable_dims(design: Design) -> tuple[dict[str, tuple[str, ...]], dict[str,
             k = blk.n_terms * (blk.n_terms - 1) // 2
             dims[f"cpc_{g}"] = (f"cpc_{g}_dim_0",)
             coords[f"cpc_{g}_dim_0"] = list(range(k))
+        if blk.term.structure == "ar1":
+            dims[f"sdar_{g}"] = ()
+        if blk.term.structure in ("cs", "ar1") and blk.correlated:
+            dims[f"rho_{g}"] = ()
         if blk.correlated:
             dims[f"cor_{g}"] = (correlation_dim(blk),)
             coords[correlation_dim(blk)] = correlation_labels(blk.terms)

@@ -23,10 +23,10 @@ def pymc_name(name: str) -> str:
     """The PyMC value variable of one entry of the packed layout."""
     if name.startswith("eff_"):
         return "z_" + name[4:]
-    if name.startswith("sd_") or name in DISPERSIONS:
+    if name.startswith(("sd_", "sdar_")) or name in DISPERSIONS:
         return name + "_log__"
-    # phi: PyMC's interval transform of its uniform prior is the kernel's logit
-    return "phi_interval__" if name == "phi" else name
+    # phi, a cs/ar1 term's rho: PyMC's interval transform of its uniform prior is the kernel's logit
+    return name + "_interval__" if name == "phi" or name.startswith("rho_") else name
 
 
 def pymc_point(packed, theta):

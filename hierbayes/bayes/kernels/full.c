@@ -19,7 +19,7 @@ double build_r(const double *theta, const Model *d, double *r, TW *w) {
     for (int64_t g = 0; g < d->G; g++) {
         const int64_t *b = d->blk + g * B_N;
         int64_t K = b[B_K], Lv = b[B_L], oeff = b[B_EFF];
-        lp += block_T(theta, g, K, b[B_SD], b[B_CPC], b[B_CORR], d->blk_eta[g], w);
+        lp += block_T(theta, g, K, b[B_SD], b[B_CPC], b[B_CORR], d->blk_par + g * PAR_N, w);
         if (oeff < 0) continue; /* integrated out: no effects in theta */
         if (b[B_CENTRED] == 1) {
             for (int64_t t = 0; t < Lv * K; t++) r[oeff + t] = theta[oeff + t];

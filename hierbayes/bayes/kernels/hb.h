@@ -12,7 +12,8 @@
  *   layout.c          the exported layout and constant checks, hb_model_check
  *   rng.c             xoshiro256** random numbers, normals by the polar method
  *   priors.c          the priors on fixed effects, SDs and the family's dispersion
- *   lkj.c             partial correlations -> Cholesky factor, LKJ density and gradient
+ *   lkj.c             partial correlations -> Cholesky factor, LKJ density and gradient; T per block
+ *   corrstruct.c      a cs or ar1 term's correlation Cholesky factor from its one parameter
  *   full.c            the log density with group effects in theta (rows read once per evaluation)
  *   families.c        the response family's log-likelihood, chosen by family code
  *   family_*.c        one log-likelihood (with its gradient in eta) per family
@@ -50,6 +51,11 @@ enum { B_K, B_L, B_COL, B_SD, B_CPC, B_EFF, B_CENTRED, B_CORR, B_ONES, B_ABSORB,
        B_SKIP, B_XTERM, B_XN, B_XAT, B_XVAL, B_N };
 /* Columns of the marginal density's block table (first block first). */
 enum { M_K, M_L, M_OFF, M_SD, M_CPC, M_CORR, M_N };
+/* A block's correlation structure (B_CORR, M_CORR): none (T diagonal), LKJ (free, partial
+ * correlations), compound symmetry or AR(1) (one correlation in a uniform prior's range). */
+enum { CORR_NONE, CORR_LKJ, CORR_CS, CORR_AR1, CORR_N };
+/* Per block, three doubles (blk_par, mblk_par): LKJ's eta, a cs/ar1 correlation's range lo, hi. */
+enum { PAR_ETA, PAR_LO, PAR_HI, PAR_N };
 /* Prior families, parameters a, b, c as listed in codes.PRIOR_CODES. */
 enum { PRIOR_NORMAL, PRIOR_STUDENT_T, PRIOR_CAUCHY, PRIOR_HALF_NORMAL, PRIOR_HALF_STUDENT_T,
        PRIOR_HALF_CAUCHY, PRIOR_EXPONENTIAL, PRIOR_GAMMA, PRIOR_INV_GAMMA, PRIOR_LOGNORMAL, PRIOR_FLAT,
@@ -75,6 +81,7 @@ enum { MODE_FULL, MODE_MARGINAL };
     X(B_K) X(B_L) X(B_COL) X(B_SD) X(B_CPC) X(B_EFF) X(B_CENTRED) X(B_CORR) X(B_ONES) X(B_ABSORB)     \
     X(B_PARENT) X(B_PMAP) X(B_SKIP) X(B_XTERM) X(B_XN) X(B_XAT) X(B_XVAL) X(B_N)                       \
     X(M_K) X(M_L) X(M_OFF) X(M_SD) X(M_CPC) X(M_CORR) X(M_N)                                          \
+    X(CORR_NONE) X(CORR_LKJ) X(CORR_CS) X(CORR_AR1) X(CORR_N) X(PAR_ETA) X(PAR_LO) X(PAR_HI) X(PAR_N) \
     X(PRIOR_NORMAL) X(PRIOR_STUDENT_T) X(PRIOR_CAUCHY) X(PRIOR_HALF_NORMAL) X(PRIOR_HALF_STUDENT_T)   \
     X(PRIOR_HALF_CAUCHY) X(PRIOR_EXPONENTIAL) X(PRIOR_GAMMA) X(PRIOR_INV_GAMMA) X(PRIOR_LOGNORMAL)     \
     X(PRIOR_FLAT) X(PRIOR_N)                                                                          \
@@ -127,7 +134,7 @@ typedef struct {
     const double *ccnt;  /* rows per level of the collapsed block */
     const int64_t *cseg; /* rows sorted by the collapsed block: level j's rows are cseg[j] .. cseg[j+1] */
     const int64_t *blk;  /* G x B_N */
-    const double *blk_eta;
+    const double *blk_par; /* G x PAR_N */
     const int64_t *pri_i; /* npri x PRI_N */
     const double *pri_f;  /* npri x 3 */
     const int32_t *pmap;
@@ -141,7 +148,7 @@ typedef struct {
     double yty;
     const double *ZtX, *Zty, *G11, *G21, *G22;
     const int64_t *mblk; /* mG x M_N */
-    const double *mblk_eta;
+    const double *mblk_par; /* mG x PAR_N */
     const int64_t *mpri_i;
     const double *mpri_f;
 } Model;
@@ -151,9 +158,9 @@ typedef struct {
     X(mode) X(dim) X(n) X(p) X(G) X(npri) X(family) X(link) X(disp_at) X(collapsed) X(Xt) X(y)      \
     X(offset) X(trials) X(wts) X(nyd) X(yd) X(ydn) X(ylogsum) X(nv) X(gam_at) X(phi_at) X(phi_lo)    \
     X(phi_hi) X(Vt) X(rlag) X(rprev) X(idxT)                                                        \
-    X(ZvT) X(ccnt) X(cseg) X(blk) X(blk_eta) X(pri_i) X(pri_f) X(pmap) X(xcol) X(xlev) X(mp) X(q)   \
+    X(ZvT) X(ccnt) X(cseg) X(blk) X(blk_par) X(pri_i) X(pri_f) X(pmap) X(xcol) X(xlev) X(mp) X(q)   \
     X(q1) X(q2) X(mG) X(mnpri) X(mn) X(mosig) X(XtX) X(Xty) X(yty) X(ZtX) X(Zty) X(G11) X(G21)     \
-    X(G22) X(mblk) X(mblk_eta) X(mpri_i) X(mpri_f)
+    X(G22) X(mblk) X(mblk_par) X(mpri_i) X(mpri_f)
 
 /* ---- random numbers (rng.c) ---- */
 
@@ -187,7 +194,11 @@ HB_INTERNAL void tw_free(TW *w);
 HB_INTERNAL double cpc_cholesky(const double *y, int64_t K, double eta, double *L, double *dL, double *gy,
                                 int64_t ld);
 HB_INTERNAL double block_T(const double *theta, int64_t g, int64_t K, int64_t osd, int64_t ocpc, int64_t corr,
-                           double eta, TW *w);
+                           const double *par, TW *w);
+HB_INTERNAL int64_t corr_params(int64_t corr, int64_t K);
+HB_INTERNAL double structured_cholesky(int64_t corr, double z, int64_t K, double lo, double hi, double *L,
+                                       double *dL, double *gy, int64_t ld);
+HB_INTERNAL int64_t sd_params(int64_t corr, int64_t K);
 HB_INTERNAL void chain_T(const double *theta, double *grad, const double *gT, int64_t K, int64_t osd,
                          int64_t ocpc, int64_t corr, const TW *w, int64_t g);
 

@@ -59,6 +59,18 @@ static int check_priors(const int64_t *pri_i, int64_t npri, int64_t dim) {
     return HB_OK;
 }
 
+/* A block's correlation code is known, and a cs/ar1 correlation's range lies where its
+ * matrix is positive definite: -1/(K-1) <= lo < hi <= 1 (cs), -1 <= lo < hi <= 1 (ar1). */
+static int block_ok(const int64_t *row, int64_t k_col, int64_t corr_col, const double *par) {
+    int64_t corr = row[corr_col], K = row[k_col];
+    if (corr < 0 || corr >= CORR_N) return 0;
+    if (corr_params(corr, K) == 1 && corr != CORR_LKJ) {
+        double floor = corr == CORR_CS ? -1.0 / (double)(K - 1) : -1.0;
+        return par[PAR_LO] >= floor && par[PAR_LO] < par[PAR_HI] && par[PAR_HI] <= 1.0;
+    }
+    return 1;
+}
+
 /* HB_OK, or why the kernels cannot evaluate this record: HB_BAD_MODE,
  * HB_BAD_FAMILY (a family code with no log-likelihood, families.c),
  * HB_BAD_LINK (a link the family's kernel does not compute), HB_BAD_PRIOR (an
@@ -85,10 +97,14 @@ int hb_model_check(const Model *d) {
                 !(d->phi_lo < d->phi_hi))
                 return HB_BAD_MODEL;
         }
+        for (int64_t g = 0; g < d->G; g++)
+            if (!block_ok(d->blk + g * B_N, B_K, B_CORR, d->blk_par + g * PAR_N)) return HB_BAD_MODEL;
         return check_priors(d->pri_i, d->npri, d->dim);
     }
     if (d->mode == MODE_MARGINAL) {
         if (d->mG < 1) return HB_BAD_MODEL;
+        for (int64_t g = 0; g < d->mG; g++)
+            if (!block_ok(d->mblk + g * M_N, M_K, M_CORR, d->mblk_par + g * PAR_N)) return HB_BAD_MODEL;
         return check_priors(d->mpri_i, d->mnpri, d->dim);
     }
     return HB_BAD_MODE;

@@ -1,4 +1,4 @@
-/* lkj.c: each block's T = diag(sd) L, from log SDs and partial correlations.
+/* lkj.c: each block's T = diag(sd) L, from log SDs and partial correlations (or corrstruct.c's one).
  *
  * A correlated block's Cholesky factor L comes from K(K-1)/2 unconstrained
  * reals y through canonical partial correlations z = tanh(y), as Stan's
@@ -112,47 +112,62 @@ int hb_cpc_cholesky(const double *y, int64_t n_draws, int64_t K, double *out) {
     return status;
 }
 
-/* T_g = diag(sd) L_g into w, L_g from partial correlations if correlated; returns the LKJ term. */
-double block_T(const double *theta, int64_t g, int64_t K, int64_t osd, int64_t ocpc, int64_t corr, double eta,
-               TW *w) {
+/* How many correlation parameters (at B_CPC) a block of K terms has: LKJ's K(K-1)/2 partial
+ * correlations, a cs or ar1 term's one (none when K is 1). */
+int64_t corr_params(int64_t corr, int64_t K) {
+    if (corr == CORR_LKJ) return K * (K - 1) / 2;
+    return (corr == CORR_CS || corr == CORR_AR1) && K > 1 ? 1 : 0;
+}
+
+/* How many log SDs (at B_SD) a block has: one per term, but one for all of an ar1 term's. */
+int64_t sd_params(int64_t corr, int64_t K) { return corr == CORR_AR1 ? 1 : K; }
+
+/* T_g = diag(sd) L_g into w, L_g from the block's correlation parameters (par: its
+ * PAR_N doubles); returns their log density terms (LKJ's, or a cs/ar1 correlation's). */
+double block_T(const double *theta, int64_t g, int64_t K, int64_t osd, int64_t ocpc, int64_t corr,
+               const double *par, TW *w) {
     double lp = 0.0;
     int64_t ld = w->Kmax;
     double *L = w->L + TIX(w, g, 0, 0);
-    if (corr == 1) {
-        lp = cpc_cholesky(theta + ocpc, K, eta, L, w->dL + g * w->Mmax * ld * ld, w->gy + g * w->Mmax, ld);
+    double *dL = w->dL + g * w->Mmax * ld * ld, *gy = w->gy + g * w->Mmax;
+    if (corr == CORR_LKJ) {
+        lp = cpc_cholesky(theta + ocpc, K, par[PAR_ETA], L, dL, gy, ld);
+    } else if (corr_params(corr, K) == 1) {
+        lp = structured_cholesky(corr, theta[ocpc], K, par[PAR_LO], par[PAR_HI], L, dL, gy, ld);
     } else {
         for (int64_t a = 0; a < K; a++)
             for (int64_t b = 0; b < K; b++) L[a * ld + b] = a == b ? 1.0 : 0.0;
     }
     double *T = w->T + TIX(w, g, 0, 0);
+    int64_t one_sd = sd_params(corr, K) == 1;
     for (int64_t a = 0; a < K; a++) {
-        double sd = exp(theta[osd + a]);
+        double sd = exp(theta[osd + (one_sd ? 0 : a)]);
         for (int64_t b = 0; b < K; b++) T[a * ld + b] = b <= a ? sd * L[a * ld + b] : 0.0;
     }
     return lp;
 }
 
-/* Gradient in T = diag(sd) L (gT, leading dimension ld) carried to log sd and the partial correlations. */
+/* Gradient in T = diag(sd) L (gT, leading dimension ld) carried to log sd and the correlation parameters. */
 void chain_T(const double *theta, double *grad, const double *gT, int64_t K, int64_t osd, int64_t ocpc,
              int64_t corr, const TW *w, int64_t g) {
     int64_t ld = w->Kmax;
     const double *L = w->L + TIX(w, g, 0, 0);
+    int64_t one_sd = sd_params(corr, K) == 1;
     for (int64_t a = 0; a < K; a++) {
-        double sd = exp(theta[osd + a]);
+        int64_t at = osd + (one_sd ? 0 : a);
+        double sd = exp(theta[at]);
         double acc = 0.0;
         for (int64_t b = 0; b <= a; b++) acc += gT[a * ld + b] * L[a * ld + b];
-        grad[osd + a] += acc * sd;
+        grad[at] += acc * sd;
     }
-    if (corr == 1) {
-        const double *dL = w->dL + g * w->Mmax * ld * ld;
-        const double *gy = w->gy + g * w->Mmax;
-        for (int64_t m = 0; m < K * (K - 1) / 2; m++) {
-            double acc = gy[m];
-            for (int64_t a = 0; a < K; a++) {
-                double sd = exp(theta[osd + a]);
-                for (int64_t b = 0; b <= a; b++) acc += gT[a * ld + b] * sd * dL[(m * ld + a) * ld + b];
-            }
-            grad[ocpc + m] += acc;
+    const double *dL = w->dL + g * w->Mmax * ld * ld;
+    const double *gy = w->gy + g * w->Mmax;
+    for (int64_t m = 0; m < corr_params(corr, K); m++) {
+        double acc = gy[m];
+        for (int64_t a = 0; a < K; a++) {
+            double sd = exp(theta[osd + (one_sd ? 0 : a)]);
+            for (int64_t b = 0; b <= a; b++) acc += gT[a * ld + b] * sd * dL[(m * ld + a) * ld + b];
         }
+        grad[ocpc + m] += acc;
     }
 }

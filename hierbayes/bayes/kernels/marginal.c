@@ -130,7 +130,7 @@ double factor_T(const double *theta, const Model *d, TW *w) {
     double lp = 0.0;
     for (int64_t g = 0; g < d->mG; g++) {
         const int64_t *b = d->mblk + g * M_N;
-        lp += block_T(theta, g, b[M_K], b[M_SD], b[M_CPC], b[M_CORR], d->mblk_eta[g], w);
+        lp += block_T(theta, g, b[M_K], b[M_SD], b[M_CPC], b[M_CORR], d->mblk_par + g * PAR_N, w);
     }
     return lp;
 }
