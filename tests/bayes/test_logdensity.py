@@ -48,6 +48,23 @@ def pymc_grad_in_our_order(model, packed, flat):
     return out
 
 
+def assert_equals_pymc(model, packed, points: int, noise: float, seed: int) -> None:
+    """The packed density at jittered points: PyMC's up to a constant, its gradient PyTensor's."""
+    logp = model.pymc_model.compile_logp()
+    dlogp = model.pymc_model.compile_dlogp()
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for start in range(points):
+        theta = packed.initial_point(start) + rng.normal(0, noise, packed.dim)
+        lp, grad = packed.logp_grad(theta)
+        point = pymc_point(packed, theta)
+        diffs.append(lp - float(logp(point)))
+        expected = pymc_grad_in_our_order(model, packed, dlogp(point))
+        np.testing.assert_allclose(grad, expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
+    # equal up to the constants the kernel leaves out
+    assert np.ptp(diffs) < 1e-9 * abs(lp)
+
+
 @pytest.fixture(scope="module")
 def extra_data(sleepstudy):
     rng = np.random.default_rng(3)

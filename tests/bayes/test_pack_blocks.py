@@ -10,7 +10,7 @@ import pytest
 import hierbayes as hb
 from hierbayes.bayes.pack import pack
 from hierbayes.bayes.pymc_structures import ar1_cholesky_numpy
-from tests.bayes.test_logdensity import pymc_grad_in_our_order, pymc_point
+from tests.bayes.test_logdensity import assert_equals_pymc
 
 AR1 = "gpa ~ occasion + ar1(0 + occas | student) + (1 | student)"
 CS = "gpa ~ occasion + cs(0 + occas | student)"
@@ -39,18 +39,7 @@ CASES = [
 def test_structured_terms_density_and_gradient_equal_pymc(gpa, formula, priors):
     model = hb.Model(formula, gpa, priors=priors)
     packed = pack(model.design, model.priors, collapse=False)
-    logp = model.pymc_model.compile_logp()
-    dlogp = model.pymc_model.compile_dlogp()
-    rng = np.random.default_rng(2)
-    diffs = []
-    for seed in range(5):
-        theta = packed.initial_point(seed) + rng.normal(0, 0.4, packed.dim)
-        lp, grad = packed.logp_grad(theta)
-        point = pymc_point(packed, theta)
-        diffs.append(lp - float(logp(point)))
-        expected = pymc_grad_in_our_order(model, packed, dlogp(point))
-        np.testing.assert_allclose(grad, expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
-    assert np.ptp(diffs) < 1e-9 * abs(lp)
+    assert_equals_pymc(model, packed, points=5, noise=0.4, seed=2)
 
 
 def _structured_R(kind: str, rho: float, K: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.bayes.pack import pack
-from tests.bayes.test_logdensity import pymc_grad_in_our_order, pymc_point
+from tests.bayes.test_logdensity import assert_equals_pymc
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +35,7 @@ def test_structured_density_and_gradient_equal_pymc(gappy, kw):
     model = hb.Model("gpa ~ occasion + (1 | student)", gappy, **kw)
     packed = pack(model.design, model.priors)
     assert packed.collapsed == -1 and not packed.marginal
-    logp = model.pymc_model.compile_logp()
-    dlogp = model.pymc_model.compile_dlogp()
-    rng = np.random.default_rng(1)
-    diffs = []
-    for seed in range(6):
-        theta = packed.initial_point(seed) + rng.normal(0, 0.3, packed.dim)
-        lp, grad = packed.logp_grad(theta)
-        point = pymc_point(packed, theta)
-        diffs.append(lp - float(logp(point)))
-        expected = pymc_grad_in_our_order(model, packed, dlogp(point))
-        np.testing.assert_allclose(grad, expected, rtol=1e-8, atol=1e-8 * np.abs(expected).max())
-    # equal up to the constants the kernel leaves out
-    assert np.ptp(diffs) < 1e-9 * abs(lp)
+    assert_equals_pymc(model, packed, points=6, noise=0.3, seed=1)
 
 
 def test_structured_models_sample_with_the_compiled_kernel(gappy):
