@@ -32,7 +32,6 @@ import dataclasses
 from typing import Any
 
 import numpy as np
-from scipy.linalg import block_diag
 
 
 class Layout:
@@ -87,8 +86,20 @@ class Layout:
         """Each computational block's relative covariance factor: its terms' on the diagonal."""
         if self.trivial:
             return T_terms
-        return [T_terms[g[0]] if len(g) == 1 else block_diag(*[T_terms[k] for k in g])
-                for g in self.groups]
+        out = []
+        for g in self.groups:
+            if len(g) == 1:
+                out.append(T_terms[g[0]])
+                continue
+            # assembled here, not by scipy.linalg.block_diag: once per deviance evaluation
+            T = np.zeros((sum(self.n_terms[k] for k in g),) * 2)
+            at = 0
+            for k in g:
+                q = self.n_terms[k]
+                T[at : at + q, at : at + q] = T_terms[k]
+                at += q
+            out.append(T)
+        return out
 
     def split(self, arrays: list[np.ndarray], square: bool = False) -> list[np.ndarray]:
         """Per design term, from per-block arrays whose last axis (both last axes with

@@ -92,7 +92,7 @@ def split_u(dev: Deviance, u: np.ndarray) -> list[np.ndarray]:
 def estimates(dev: Deviance, f: BlockedFactor, cond_var: bool = True) -> Estimates:
     """Fixed effects, sigma, conditional modes (and their conditional variances) at a factor."""
     p = dev.p
-    l_y = np.concatenate([np.asarray(f.LD1[-1].todense()).ravel(), f.LDD[-1, :-1]])
+    l_y = np.concatenate([f.ld1_row(-1), f.LDD[-1, :-1]])
     sol = back_solve(dev, f, l_y[:, None])[:, 0]
     beta = sol[len(sol) - p :]
     sigma2 = f.r2 / dev.dof
@@ -123,7 +123,7 @@ def conditional_variances(dev: Deviance, f: BlockedFactor, sigma2: float) -> lis
         L_r1 = f.LD1[:q_rest]
         # W = -L_rr^-1 L_r1 L11^-1, columns of the first term's part of L_Z^-1 below its block
         L_r1_L11inv = L_r1 @ sp.block_diag(list(L11_inv), format="csr")
-        # a GLMM's factor keeps LD1 dense (hierbayes.linalg.blocked), the REML one sparse
+        # a small problem's factor keeps LD1 dense (hierbayes.linalg.blocked), a large one's sparse
         L_r1_L11inv = L_r1_L11inv.toarray() if sp.issparse(L_r1_L11inv) else np.asarray(L_r1_L11inv)
         W = solve_triangular(L_rr, L_r1_L11inv, lower=True)
         Wb = W.reshape(q_rest, L1, p1)

@@ -270,8 +270,7 @@ class Pirls:
         system = self.joint if joint else self.modes
         f = BlockedCholesky(system.products(sw * sw, z)).factor(T)
         # the response's row of the factor, solved back, is the weighted least-squares solution
-        l_y = np.concatenate([f.LD1[-1] if isinstance(f.LD1, np.ndarray) else f.LD1[-1].toarray().ravel(),
-                              f.LDD[-1, :-1]])
+        l_y = np.concatenate([f.ld1_row(-1), f.LDD[-1, :-1]])
         sol = back_solve(system, f, l_y[:, None])[:, 0]
         return sol[: self.q], sol[self.q :], f, sw, z
 
