@@ -37,7 +37,7 @@ clean-venv:
 kernels:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/build_kernels.py
 
-.PHONY: bench bench-reml bench-glmm bench-sampler bench-deps sbc gallery
+.PHONY: bench bench-reml bench-glmm bench-structures bench-sampler bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -52,6 +52,11 @@ bench-reml: bench-deps
 # installed) on speed_dating and a simulated 100,000-row Bernoulli model (benchmarks/results/glmm.md).
 bench-glmm: bench-deps
 	$(PY) benchmarks/glmm.py $(BENCH_ARGS)
+
+# Covariance structures (issue 20): terms on one grouping factor, varIdent/corAR1 and glmmTMB's
+# structured terms by both engines beside lme4, nlme, glmmTMB and brms (benchmarks/results/structures.md).
+bench-structures: $(STAMP)
+	$(PY) benchmarks/structures.py $(BENCH_ARGS)
 
 # ESS per gradient and per second of hierbayes's sampler, median over seeds (benchmarks/results/sampler.md).
 bench-sampler: $(STAMP)
