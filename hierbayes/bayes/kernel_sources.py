@@ -11,7 +11,7 @@ Examples
 --------
 >>> from hierbayes.bayes.kernel_sources import KERNELS, kernel_files, source_sha256
 >>> [p.name for p in kernel_files(KERNELS)][:3]
-['chain.c', 'density.c', 'draws.c']
+['chain.c', 'corrstruct.c', 'density.c']
 >>> len(source_sha256(KERNELS))
 64
 """
