@@ -87,17 +87,14 @@ class Layout:
         if self.trivial:
             return T_terms
         out = []
-        for g in self.groups:
+        for g, cols, size in zip(self.groups, self._columns, self.sizes, strict=True):
             if len(g) == 1:
                 out.append(T_terms[g[0]])
                 continue
             # assembled here, not by scipy.linalg.block_diag: once per deviance evaluation
-            T = np.zeros((sum(self.n_terms[k] for k in g),) * 2)
-            at = 0
-            for k in g:
-                q = self.n_terms[k]
-                T[at : at + q, at : at + q] = T_terms[k]
-                at += q
+            T = np.zeros((size, size))
+            for k, c in zip(g, cols, strict=True):
+                T[c, c] = T_terms[k]
             out.append(T)
         return out
 
