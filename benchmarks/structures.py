@@ -56,23 +56,18 @@ import hierbayes as hb
 RESULTS = Path(__file__).resolve().parent / "results"
 SEVEN = " + ".join(f"(0 + occ{k} | student)" for k in range(6))
 
-# name: (data, hierbayes formula, hb.lmer keywords, peer package, peer call, engine)
-# the peer's formula is the same text unless the call spells it otherwise
+# name: (data, hierbayes formula, hb.lmer keywords, peer package, peer call); the call's
+# {formula} is the hierbayes formula, the same text in R
 REML_CASES: dict[str, tuple[str, str, str, str, str]] = {
     "sleepstudy (1|S) + (0+Days|S)": (
-        "sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "", "lme4",
-        "lmer(Reaction ~ Days + (1 | Subject) + (0 + Days | Subject), df)"),
-    "sleepstudy (Days|S)": (
-        "sleepstudy", "Reaction ~ Days + (Days | Subject)", "", "lme4", "lmer(Reaction ~ Days + (Days | Subject), df)"),
+        "sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "", "lme4", "lmer({formula}, df)"),
+    "sleepstudy (Days|S)": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "", "lme4", "lmer({formula}, df)"),
     "gpa (1|s) + (0+occasion|s)": (
-        "gpa", "gpa ~ occasion + (1 | student) + (0 + occasion | student)", "", "lme4",
-        "lmer(gpa ~ occasion + (1 | student) + (0 + occasion | student), df)"),
-    "gpa (occasion|s)": (
-        "gpa", "gpa ~ occasion + (occasion | student)", "", "lme4", "lmer(gpa ~ occasion + (occasion | student), df)"),
+        "gpa", "gpa ~ occasion + (1 | student) + (0 + occasion | student)", "", "lme4", "lmer({formula}, df)"),
+    "gpa (occasion|s)": ("gpa", "gpa ~ occasion + (occasion | student)", "", "lme4", "lmer({formula}, df)"),
     "gpa seven terms (varIdent workaround)": (
         "gpa", f"gpa ~ occasion + (1 | student) + {SEVEN}", "", "lme4",
-        f"lmer(gpa ~ occasion + (1 | student) + {SEVEN}, df, "
-        "control = lmerControl(check.nobs.vs.nRE = 'ignore'))"),
+        "lmer({formula}, df, control = lmerControl(check.nobs.vs.nRE = 'ignore'))"),
     "gpa varIdent": (
         "gpa", "gpa ~ occasion + (1 | student)", "sigma='~ occas'", "nlme",
         "lme(gpa ~ occasion, random = ~ 1 | student, weights = varIdent(form = ~ 1 | occas), data = df)"),
@@ -85,30 +80,25 @@ REML_CASES: dict[str, tuple[str, str, str, str, str]] = {
         "correlation = corAR1(form = ~ occasion), data = df)"),
     "gpa diag() term, ML": (
         "gpa", "gpa ~ occasion + (1 | student) + diag(0 + occas | student)", "reml=False", "glmmTMB",
-        "glmmTMB(gpa ~ occasion + (1 | student) + diag(0 + occas | student), df)"),
+        "glmmTMB({formula}, df)"),
     "gpa ar1() term, ML": (
         "gpa", "gpa ~ occasion + ar1(0 + occas | student) + (1 | student)", "reml=False", "glmmTMB",
-        "glmmTMB(gpa ~ occasion + ar1(0 + occas | student) + (1 | student), df)"),
-    "gpa cs() term, ML": (
-        "gpa", "gpa ~ occasion + cs(0 + occas | student)", "reml=False", "glmmTMB",
-        "glmmTMB(gpa ~ occasion + cs(0 + occas | student), df)"),
+        "glmmTMB({formula}, df)"),
+    "gpa cs() term, ML": ("gpa", "gpa ~ occasion + cs(0 + occas | student)", "reml=False", "glmmTMB",
+                          "glmmTMB({formula}, df)"),
 }
 
-# name: (data, hierbayes formula, hb.Model keywords, brms formula or "")
+# name: (data, hierbayes formula, hb.Model keywords, brms formula, {formula} as above)
 BAYES_CASES: dict[str, tuple[str, str, str, str]] = {
     "sleepstudy (1|S) + (0+Days|S)": (
-        "sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "",
-        "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)"),
-    "sleepstudy (Days|S)": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "",
-                            "Reaction ~ Days + (Days | Subject)"),
-    "gpa (1|s) + (0+occasion|s)": (
-        "gpa", "gpa ~ occasion + (1 | student) + (0 + occasion | student)", "",
-        "gpa ~ occasion + (1 | student) + (0 + occasion | student)"),
-    "gpa (occasion|s)": ("gpa", "gpa ~ occasion + (occasion | student)", "", "gpa ~ occasion + (occasion | student)"),
-    "gpa varIdent": ("gpa", "gpa ~ occasion + (1 | student)", "sigma='~ occas'",
-                     "bf(gpa ~ occasion + (1 | student), sigma ~ occas)"),
+        "sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "", "{formula}"),
+    "sleepstudy (Days|S)": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "", "{formula}"),
+    "gpa (1|s) + (0+occasion|s)": ("gpa", "gpa ~ occasion + (1 | student) + (0 + occasion | student)", "",
+                                   "{formula}"),
+    "gpa (occasion|s)": ("gpa", "gpa ~ occasion + (occasion | student)", "", "{formula}"),
+    "gpa varIdent": ("gpa", "gpa ~ occasion + (1 | student)", "sigma='~ occas'", "bf({formula}, sigma ~ occas)"),
     "gpa corAR1": ("gpa", "gpa ~ occasion + (1 | student)", "correlation=hb.ar1(time='occasion')",
-                   "gpa ~ occasion + (1 | student) + ar(time = occasion, gr = student, p = 1)"),
+                   "{formula} + ar(time = occasion, gr = student, p = 1)"),
 }
 # the two-term rows and the correlated form each is compared with
 PAIRS = {"sleepstudy (1|S) + (0+Days|S)": "sleepstudy (Days|S)", "gpa (1|s) + (0+occasion|s)": "gpa (occasion|s)"}
@@ -199,6 +189,7 @@ def write_data() -> dict[str, Path]:
 
 def reml_case(name: str, csv: Path, repeat: int, cap: float) -> dict[str, dict]:
     data, formula, kwargs, package, call = REML_CASES[name]
+    call = call.format(formula=formula)
     hb_code = HB_REML.format(csv=csv, formula=formula, kwargs=kwargs, repeat=repeat, peak=PY_PEAK)
     r_code = R_REML.format(csv=csv, factors=FACTORS[data], package=package, call=call, repeat=repeat,
                            rpeak=R_PEAK)
@@ -229,7 +220,8 @@ def bayes_hierbayes(name: str, csv: Path, draws: int, seeds: list[int], cap: flo
 
 def bayes_case(name: str, csv: Path, draws: int, seeds: list[int], cap: float, brms: bool,
                cores: int) -> dict[str, dict]:
-    data, _, _, brms_formula = BAYES_CASES[name]
+    data, formula, _, brms_formula = BAYES_CASES[name]
+    brms_formula = brms_formula.format(formula=formula)
     res = {"hierbayes hb.Model.fit": bayes_hierbayes(name, csv, draws, seeds, cap)}
     if brms:
         code = BRMS.format(csv=csv, factors=FACTORS[data], formula=brms_formula, draws=draws, cores=cores,
@@ -298,7 +290,8 @@ def main() -> None:
         for name in REML_CASES:
             data, formula, kwargs = REML_CASES[name][:3]
             res = reml_case(name, paths[data], args.repeat, args.cap)
-            record["reml"][name] = {"formula": formula, "kwargs": kwargs, "peer_call": REML_CASES[name][4],
+            record["reml"][name] = {"formula": formula, "kwargs": kwargs,
+                                    "peer_call": REML_CASES[name][4].format(formula=formula),
                                     "results": res}
             md += [f"### {name}: `{formula}`{', ' + kwargs if kwargs else ''}\n",
                    table(res, REML_CASES[name][3], REML_COLUMNS), ""]
@@ -312,7 +305,8 @@ def main() -> None:
         for name in BAYES_CASES:
             data, formula, kwargs, _ = BAYES_CASES[name]
             res = bayes_case(name, paths[data], args.draws, args.seeds, args.cap, not args.no_brms, cores)
-            record["bayes"][name] = {"formula": formula, "kwargs": kwargs, "brms_formula": BAYES_CASES[name][3],
+            record["bayes"][name] = {"formula": formula, "kwargs": kwargs,
+                                     "brms_formula": BAYES_CASES[name][3].format(formula=formula),
                                      "results": res}
             md += [f"### {name}: `{formula}`{', ' + kwargs if kwargs else ''}\n",
                    table(res, "hierbayes hb.Model.fit", BAYES_COLUMNS), ""]
