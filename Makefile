@@ -6,10 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint clean-venv kernels
 
-# pip builds the compiled kernels (every hierbayes/bayes/kernels/*.c and their header, setup.py)
-# into the package folder: an edited kernel file is rebuilt by the next `make test` or `make demo`.
-KERNEL_FILES := $(wildcard hierbayes/bayes/kernels/*)
-$(STAMP): pyproject.toml setup.py hierbayes/bayes/kernel_sources.py $(KERNEL_FILES)
+# pip builds the compiled kernels (hierbayes/bayes/kernels and hierbayes/linalg/kernels, setup.py)
+# into the package folders: an edited kernel file is rebuilt by the next `make test` or `make demo`.
+KERNEL_FILES := $(wildcard hierbayes/bayes/kernels/*) $(wildcard hierbayes/linalg/kernels/*)
+$(STAMP): pyproject.toml setup.py hierbayes/kernel_sources.py $(KERNEL_FILES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
@@ -30,7 +30,8 @@ lint: $(STAMP)
 	$(PY) tools/check_layout.py
 
 clean-venv:
-	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd
+	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd \
+		hierbayes/linalg/_cblocked*.so hierbayes/linalg/_cblocked*.pyd
 
 # Rebuild the kernels in place without pip (same flags and source hash as setup.py), with the
 # venv's Python if there is one.

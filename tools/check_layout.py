@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hierbayes"
 MAX_LINES = 600
 
-# Room -> rooms it may import (besides itself). "base" is errors.py, progress.py and version.py.
+# Room -> rooms it may import (besides itself). "base" is errors.py, progress.py, version.py and
+# kernel_sources.py (the compiled kernels' build facts, shared by both engines' loaders).
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
     "datasets": {"base"},
@@ -47,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
               "report"},
 }
 FRONT = {"hierbayes", "hierbayes.api"}
-BASE = {"hierbayes.errors", "hierbayes.progress", "hierbayes.version"}
+BASE = {"hierbayes.errors", "hierbayes.progress", "hierbayes.version", "hierbayes.kernel_sources"}
 
 
 def module_name(path: Path) -> str:

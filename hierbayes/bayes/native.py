@@ -46,8 +46,8 @@ import numpy as np
 
 from hierbayes.bayes import codes
 from hierbayes.bayes.arrays import FullArrays, MarginalArrays
-from hierbayes.bayes.kernel_sources import KERNELS, kernel_files, source_sha256
 from hierbayes.errors import SamplerError
+from hierbayes.kernel_sources import KERNELS, kernel_files, source_sha256
 
 EXTENSION = f"{__package__}._ckernels"
 REINSTALL = (

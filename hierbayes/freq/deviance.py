@@ -161,7 +161,12 @@ class Deviance:
         self.ldW = 0.0 if design.weights is None else float(np.log(design.weights).sum())
         self.cross = self._products(design.y, rho0)
         self.q_rest = self.cross.q_rest
-        self.cholesky = BlockedCholesky(self.cross)
+        # a diagonal first factor of several columns (scalar terms amalgamated, a diag() term):
+        # its many small blocks are factored by the compiled kernel
+        first = self.layout.groups[0]
+        self.compiled = self.sizes[0] > 1 and all(
+            self.term_sizes[k] == 1 or self.structures[k] == "diag" for k in first)
+        self.cholesky = BlockedCholesky(self.cross, self.compiled)
         self.evaluations = 0
         self._best: tuple[bytes, float, BlockedFactor] | None = None
 
@@ -217,7 +222,7 @@ class Deviance:
         else:
             z = y if self.offset is None else y - self.offset
             new.cross = self.cross.with_response(z if self.sqrt_w is None else z * self.sqrt_w)
-        new.cholesky = BlockedCholesky(new.cross)
+        new.cholesky = BlockedCholesky(new.cross, self.compiled)
         new.evaluations = 0
         new._best = None  # the old response's factor must never be handed out for the new one
         return new
@@ -262,7 +267,7 @@ class Deviance:
         if self.residual is None:
             return self.cholesky.factor(T)
         rho = self.rho(theta)
-        f = BlockedCholesky(self._products(self.design.y, rho)).factor(T)
+        f = BlockedCholesky(self._products(self.design.y, rho), self.compiled).factor(T)
         f.ld_resid = self.residual.log_det(rho, self.n)
         return f
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from hierbayes.linalg.blocked_native import first_blocks
 from hierbayes.linalg.crossprod import DENSE_LIMIT, CrossProducts, WeightedProducts
 
 
@@ -94,6 +95,15 @@ class BlockedCholesky:
         The model's cross-products (or a GLMM's weighted ones,
         :class:`hierbayes.linalg.crossprod.WeightedProducts`, whose ``AD1`` is
         already dense where the factor is computed densely).
+    compiled
+        The first term's ``T_1`` is diagonal by construction: compute its blocks
+        of a dense factor with the compiled kernel
+        (:func:`hierbayes.linalg.blocked_native.first_blocks`) instead of
+        batched NumPy calls. The REML deviance asks for it where the first
+        factor's terms are several scalar terms or a ``diag()`` term (a
+        diagonal ``T_1`` of size 2 or more), where the batched calls' per-level
+        overhead dominated; its last bits differ from NumPy's, so fits of other
+        models keep the NumPy path, whose BOBYQA stops follow lme4's.
 
     Examples
     --------
@@ -113,7 +123,7 @@ class BlockedCholesky:
     # problems (sleepstudy: 1.5 ms per evaluation, 0.2 ms dense).
     DENSE_LIMIT = DENSE_LIMIT
 
-    def __init__(self, cross: CrossProducts | WeightedProducts) -> None:
+    def __init__(self, cross: CrossProducts | WeightedProducts, compiled: bool = False) -> None:
         self.cross = cross
         # plain ints: the factor runs once per deviance evaluation (0.2 ms on sleepstudy)
         self.q_rest, self.p, self.levels = cross.q_rest, cross.p, cross.levels
@@ -125,6 +135,12 @@ class BlockedCholesky:
         else:
             self._AD1_dense = (cross.AD1.toarray().reshape(m, cross.levels[0], cross.sizes[0])
                                if m * k <= self.DENSE_LIMIT else None)
+        self.compiled = compiled and self._AD1_dense is not None
+        if self.compiled:
+            # the kernel reads C-contiguous doubles; its work buffer is made once here
+            self._AD1_dense = np.ascontiguousarray(self._AD1_dense, dtype=float)
+            self._A11 = np.ascontiguousarray(cross.A11, dtype=float)
+            self._work = np.empty(cross.sizes[0])
 
     @property
     def dense(self) -> bool:
@@ -145,13 +161,17 @@ class BlockedCholesky:
         numpy.linalg.LinAlgError
             Where the system is not numerically positive definite.
         """
-        # Every shortcut here gives the same bits as the general formulas. lme4's fits are
+        # Every NumPy shortcut here gives the same bits as the general formulas (the
+        # compiled kernel's differ, and it is asked for only where T_1 is diagonal by
+        # construction, see the class's ``compiled``). lme4's fits are
         # followed by running its optimiser with its stopping rules, and which point BOBYQA
         # stops at moves with the criterion's last digits: faster batched products and
         # triangular solves, differing by 1e-16 relative, stopped Machines' 3 x 3 fit
         # 2.4e-5 short and left BodyWeight's 1e-4 difference quotients 4% off lme4's.
         cp = self.cross
         T1 = T[0]
+        if self.compiled:
+            return self._factor_dense(T, None, None, False)
         diagonal = not np.any(T1 - np.diag(np.diagonal(T1)))
         if diagonal:
             # T1 diagonal (a block of scalar terms, a diag() term): the sums of products
@@ -178,7 +198,7 @@ class BlockedCholesky:
         ld_x = 2 * np.log(diag[q_rest : q_rest + self.p]).sum()
         return BlockedFactor(T, L11, LD1, LDD, float(ld_z), float(ld_x), float(diag[-1] ** 2))
 
-    def _factor_dense(self, T: list[np.ndarray], L11: np.ndarray, L11_inv_t: np.ndarray,
+    def _factor_dense(self, T: list[np.ndarray], L11: np.ndarray | None, L11_inv_t: np.ndarray | None,
                       diagonal: bool) -> BlockedFactor:
         """:meth:`factor` for small problems (and a GLMM's weighted products), on dense arrays.
 
@@ -186,7 +206,8 @@ class BlockedCholesky:
         per-call overheads are avoided: ``Lambda_D`` is assembled in NumPy (SciPy's
         ``block_diag`` took a third of the factor's time), its identity (all of it with
         one random-effect term) is not multiplied out, and ``LD1`` stays dense (making
-        it sparse took as long as the factor).
+        it sparse took as long as the factor). Without ``L11`` (a compiled
+        factor) the first term's blocks come from the kernel.
         """
         cp = self.cross
         q_rest = self.q_rest
@@ -200,15 +221,21 @@ class BlockedCholesky:
                 lam_rest[k : k + L * q, k : k + L * q] = np.kron(np.eye(L), t)
                 k += L * q
             A = np.tensordot(lam_rest.T, A, axes=1)
+            if L11 is None:
+                A = np.ascontiguousarray(A)
             S = lam_rest.T @ cp.ADD @ lam_rest
             S[np.arange(q_rest), np.arange(q_rest)] += 1.0
         else:
             S = cp.ADD.copy()
-        C = A * np.diagonal(T[0]) if diagonal else np.einsum("mlj,jk->mlk", A, T[0])
-        LD1 = np.einsum("mlj,ljk->mlk", C, L11_inv_t).reshape(m, -1)
+        if L11 is None:
+            L11, LD1, ld_11 = first_blocks(np.diagonal(T[0]), self._A11, A, self._work)
+        else:
+            C = A * np.diagonal(T[0]) if diagonal else np.einsum("mlj,jk->mlk", A, T[0])
+            LD1 = np.einsum("mlj,ljk->mlk", C, L11_inv_t).reshape(m, -1)
+            ld_11 = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum()
         S -= LD1 @ LD1.T
         LDD = np.linalg.cholesky(S)
         diag = np.diag(LDD)
-        ld_z = 2 * np.log(np.diagonal(L11, axis1=1, axis2=2)).sum() + 2 * np.log(diag[:q_rest]).sum()
+        ld_z = ld_11 + 2 * np.log(diag[:q_rest]).sum()
         ld_x = 2 * np.log(diag[q_rest : q_rest + self.p]).sum()
         return BlockedFactor(T, L11, LD1, LDD, float(ld_z), float(ld_x), float(diag[-1] ** 2))

@@ -24,12 +24,12 @@ import pytest
 
 import hierbayes as hb
 from hierbayes.bayes import codes, native
-from hierbayes.bayes.kernel_sources import KERNELS, c_sources, kernel_files, source_sha256
 from hierbayes.bayes.native import NativeModel
 from hierbayes.bayes.nuts import sample
 from hierbayes.bayes.pack import pack
 from hierbayes.bayes.posterior import linear_predictor
 from hierbayes.errors import SamplerError
+from hierbayes.kernel_sources import KERNELS, c_sources, kernel_files, source_sha256
 
 # ---- built when the package is installed ----
 
@@ -436,7 +436,7 @@ def test_chains_are_reproducible_and_seeds_differ(sleepstudy):
 
 
 def test_the_build_compiles_every_kernel_file_once_in_one_unit():
-    from hierbayes.bayes.kernel_sources import unity_source
+    from hierbayes.kernel_sources import unity_source
 
     text = unity_source()
     included = [line.split('"')[1] for line in text.splitlines() if line.startswith("#include")]

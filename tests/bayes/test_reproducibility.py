@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import hierbayes as hb
-from hierbayes.bayes import codes, kernel_sources, native
+from hierbayes import kernel_sources
+from hierbayes.bayes import codes, native
 from hierbayes.bayes.pack import pack
 
 pytestmark = pytest.mark.slow

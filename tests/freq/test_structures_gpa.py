@@ -89,3 +89,22 @@ def test_simulate_has_the_structure(fits):
     has = prev >= 0
     r = np.corrcoef(e[has].ravel(), e[prev[has]].ravel())[0, 1]
     assert r == pytest.approx(fit.residual_params()["phi"], abs=0.02)
+
+
+def test_the_seven_term_workaround_is_nlmes_varident(gpa, extra_refs):
+    # the indicator terms give each occasion its own residual variance, as varIdent does
+    # (sigma^2 and the six indicator variances are confounded, so the fit warns); its
+    # first factor's diagonal blocks are factored by the compiled kernel
+    data = gpa.copy()
+    for k in range(6):
+        data[f"occ{k}"] = (data["occasion"] == k).astype(float)
+    terms = " + ".join(f"(0 + occ{k} | student)" for k in range(6))
+    with pytest.warns(hb.ConvergenceWarning):
+        fit = hb.lmer(f"gpa ~ occasion + (1 | student) + {terms}", data)
+    assert fit.deviance_function.compiled
+    ref = extra_refs["nlme_gpa"]["varIdent"]
+    assert fit.loglik == pytest.approx(ref["logLik"], rel=1e-6)
+    fx = fit.fixef()
+    for term, value in ref["fixef"].items():
+        assert fx.loc[term, "Estimate"] == pytest.approx(value, abs=1e-4 * ref["fixef_se"][term])
+        assert fx.loc[term, "Std. Error"] == pytest.approx(ref["fixef_se"][term], rel=1e-4)
