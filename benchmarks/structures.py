@@ -88,18 +88,18 @@ REML_CASES: dict[str, tuple[str, str, str, str, str]] = {
                           "glmmTMB({formula}, df)"),
 }
 
-# name: (data, hierbayes formula, hb.Model keywords, brms formula, {formula} as above)
-BAYES_CASES: dict[str, tuple[str, str, str, str]] = {
-    "sleepstudy (1|S) + (0+Days|S)": (
-        "sleepstudy", "Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", "", "{formula}"),
-    "sleepstudy (Days|S)": ("sleepstudy", "Reaction ~ Days + (Days | Subject)", "", "{formula}"),
-    "gpa (1|s) + (0+occasion|s)": ("gpa", "gpa ~ occasion + (1 | student) + (0 + occasion | student)", "",
-                                   "{formula}"),
-    "gpa (occasion|s)": ("gpa", "gpa ~ occasion + (occasion | student)", "", "{formula}"),
-    "gpa varIdent": ("gpa", "gpa ~ occasion + (1 | student)", "sigma='~ occas'", "bf({formula}, sigma ~ occas)"),
-    "gpa corAR1": ("gpa", "gpa ~ occasion + (1 | student)", "correlation=hb.ar1(time='occasion')",
-                   "{formula} + ar(time = occasion, gr = student, p = 1)"),
+# name: (data, hierbayes formula, hb.Model keywords, brms formula); the first three are the
+# REML case's of that name, the brms formula a template of the hierbayes one as above
+BRMS = {
+    "sleepstudy (1|S) + (0+Days|S)": "{formula}",
+    "sleepstudy (Days|S)": "{formula}",
+    "gpa (1|s) + (0+occasion|s)": "{formula}",
+    "gpa (occasion|s)": "{formula}",
+    "gpa varIdent": "bf({formula}, sigma ~ occas)",
+    "gpa corAR1": "{formula} + ar(time = occasion, gr = student, p = 1)",
 }
+BAYES_CASES: dict[str, tuple[str, str, str, str]] = {
+    name: (*REML_CASES[name][:3], brms) for name, brms in BRMS.items()}
 # the two-term rows and the correlated form each is compared with
 PAIRS = {"sleepstudy (1|S) + (0+Days|S)": "sleepstudy (Days|S)", "gpa (1|s) + (0+occasion|s)": "gpa (occasion|s)"}
 FACTORS = {"sleepstudy": '"Subject"', "gpa": '"student", "occas"'}
