@@ -136,11 +136,8 @@ class BlockedCholesky:
             self._AD1_dense = (cross.AD1.toarray().reshape(m, cross.levels[0], cross.sizes[0])
                                if m * k <= self.DENSE_LIMIT else None)
         self.compiled = compiled and self._AD1_dense is not None
-        if self.compiled:
-            # the kernel reads C-contiguous doubles; its work buffer is made once here
-            self._AD1_dense = np.ascontiguousarray(self._AD1_dense, dtype=float)
-            self._A11 = np.ascontiguousarray(cross.A11, dtype=float)
-            self._work = np.empty(cross.sizes[0])
+        # the kernel's work buffer, made once
+        self._work = np.empty(cross.sizes[0]) if self.compiled else None
 
     @property
     def dense(self) -> bool:
@@ -221,14 +218,12 @@ class BlockedCholesky:
                 lam_rest[k : k + L * q, k : k + L * q] = np.kron(np.eye(L), t)
                 k += L * q
             A = np.tensordot(lam_rest.T, A, axes=1)
-            if L11 is None:
-                A = np.ascontiguousarray(A)
             S = lam_rest.T @ cp.ADD @ lam_rest
             S[np.arange(q_rest), np.arange(q_rest)] += 1.0
         else:
             S = cp.ADD.copy()
         if L11 is None:
-            L11, LD1, ld_11 = first_blocks(np.diagonal(T[0]), self._A11, A, self._work)
+            L11, LD1, ld_11 = first_blocks(np.diagonal(T[0]), cp.A11, A, self._work)
         else:
             C = A * np.diagonal(T[0]) if diagonal else np.einsum("mlj,jk->mlk", A, T[0])
             LD1 = np.einsum("mlj,ljk->mlk", C, L11_inv_t).reshape(m, -1)

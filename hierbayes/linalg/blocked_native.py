@@ -103,9 +103,9 @@ def first_blocks(d: np.ndarray, A11: np.ndarray, AD1: np.ndarray,
     d
         The ``p`` diagonal entries of the relative covariance factor.
     A11
-        ``(L, p, p)`` per-level blocks of ``Z_1'Z_1``, C-contiguous float64.
+        ``(L, p, p)`` per-level blocks of ``Z_1'Z_1``.
     AD1
-        ``(m, L, p)`` rows of ``[Lambda_D' Z_rest, X, y]'Z_1``, C-contiguous float64.
+        ``(m, L, p)`` rows of ``[Lambda_D' Z_rest, X, y]'Z_1``.
     work
         At least ``p`` doubles, allocated once by the caller.
 
@@ -123,7 +123,8 @@ def first_blocks(d: np.ndarray, A11: np.ndarray, AD1: np.ndarray,
     lib = load()
     L, p, _ = A11.shape
     m = AD1.shape[0]
-    d = np.ascontiguousarray(d, dtype=float)
+    # the kernel reads C-contiguous doubles (no copy where they already are)
+    d, A11, AD1 = (np.ascontiguousarray(a, dtype=float) for a in (d, A11, AD1))
     L11 = np.empty((L, p, p))
     LD1 = np.empty((m, L * p))
     ld = c_double()
