@@ -57,7 +57,7 @@ def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa"
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",
          optimizer: str = "bobyqa", weights: Any = None, offset: Any = None, sigma: Any = None,
-         correlation: Any = None) -> LmerFit:
+         correlation: Any = None, data_name: str | None = None) -> LmerFit:
     """Fit a linear mixed model by REML (default) or ML, as lme4's ``lmer``.
 
     Parameters
@@ -85,6 +85,8 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
     correlation
         ``hb.ar1(group=..., time=...)`` (nlme's corAR1) or ``hb.car1(...)``
         (corCAR1): serially correlated errors within groups.
+    data_name
+        What the summary prints after ``Data:`` (``data.attrs["name"]`` by default).
 
     Examples
     --------
@@ -94,7 +96,8 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "
     [251.405, 10.467]
     """
     design = build_design(parse_formula(formula), data, family="gaussian", na_action=na_action,
-                          weights=weights, offset=offset, sigma=sigma, correlation=correlation)
+                          weights=weights, offset=offset, sigma=sigma, correlation=correlation,
+                          data_name=data_name)
     return fit_lmer_design(design, reml=reml, optimizer=optimizer)
 
 
@@ -132,7 +135,7 @@ def fit_glmm_design(design: Design, nAGQ: int = 1, stacklevel: int = 4,
 
 def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights: Any = None,
           offset: Any = None, na_action: str = "omit", information: str = "expected",
-          sigma: Any = None, correlation: Any = None) -> GlmerFit:
+          sigma: Any = None, correlation: Any = None, data_name: str | None = None) -> GlmerFit:
     """Fit a generalised linear mixed model by maximum likelihood, as lme4's ``glmer``.
 
     Parameters
@@ -165,6 +168,8 @@ def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights:
     sigma, correlation
         Residual structures (:func:`lmer`'s) are for gaussian models: a GLMM
         given one is refused, before any fitting, as not supported yet.
+    data_name
+        What the summary prints after ``Data:`` (``data.attrs["name"]`` by default).
 
     Examples
     --------
@@ -175,7 +180,8 @@ def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights:
     [-1.398, -0.992, -1.128, -1.58]
     """
     design = build_design(parse_formula(formula), data, family=family, na_action=na_action,
-                          weights=weights, offset=offset, sigma=sigma, correlation=correlation)
+                          weights=weights, offset=offset, sigma=sigma, correlation=correlation,
+                          data_name=data_name)
     return fit_glmm_design(design, nAGQ=nAGQ, information=information)
 
 
@@ -217,6 +223,8 @@ class Model(BayesModel):
         ``hb.ar1(group=..., time=...)`` or ``hb.car1(...)``: AR(1) errors
         within groups (brms's ``ar(time, gr)`` with ``cov = TRUE``; nlme's
         corAR1 and corCAR1). Gaussian only.
+    data_name
+        What the summary prints after ``Data:`` (``data.attrs["name"]`` by default).
 
     Attributes
     ----------

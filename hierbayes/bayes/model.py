@@ -98,11 +98,13 @@ class BayesModel:
         offset: Any = None,
         sigma: Any = None,
         correlation: Any = None,
+        data_name: str | None = None,
     ) -> None:
         self.formula = parse_formula(formula)
         self.design = build_design(self.formula, data, family=family, na_action=na_action,
                                    weights=weights, offset=offset, sigma=sigma,
-                                   correlation=correlation)
+                                   correlation=correlation, data_name=data_name)
+        self.prior_spec = priors  # as given, for update()
         if not self.design.residual.is_iid and self.design.weights is not None:
             raise DataError("weights= together with sigma= or correlation= is not supported yet: "
                             "the variance function already sets each row's SD. Drop weights=.")

@@ -57,8 +57,16 @@ def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: i
     Returns
     -------
     pandas.DataFrame
-        One row per parameter, columns such as ``2.5 %`` and ``97.5 %``.
+        One row per parameter, columns ``conf_low`` and ``conf_high``;
+        ``attrs["conf_level"]`` is ``level`` and ``attrs["method"]`` the method.
     """
+    out = _confint(fit, method, level, n_sims, seed, progressbar, n_jobs)
+    out.attrs.update({"conf_level": float(level), "method": str(method).lower()})
+    return out
+
+
+def _confint(fit: MerMod, method: str, level: float, n_sims: int, seed: int | None,
+             progressbar: bool, n_jobs: int | None) -> pd.DataFrame:
     key = str(method).lower()
     if getattr(fit, "nAGQ", None) is not None and key == "profile":
         # a glmer fit: its criterion is profiled, not the LMM's ML deviance

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from hierbayes.spec.naming import cor_name, sd_name, varcomp_labels
+
 if TYPE_CHECKING:
     from hierbayes.freq.mermod import MerMod
 
@@ -36,20 +38,13 @@ def varcomp_names(design, sigma: bool = True) -> list[str]:
     ``sigma=False`` leaves sigma out: a GLMM of a family without a scale (binomial, Poisson,
     negative binomial) has none.
     """
-    def names_with(label) -> list[str]:
-        out = []
-        for blk in design.blocks:
-            t, g = blk.terms, label(blk)
-            for j in range(blk.n_terms):
-                for i in range(j, blk.n_terms):
-                    out.append(f"sd_{t[i]}|{g}" if i == j else f"cor_{t[i]}.{t[j]}|{g}")
-        return out
-
-    # lme4 names by grouping factor, so (Days || Subject) gives sd_(Intercept)|Subject and
-    # sd_Days|Subject; only if that repeats a name do the unique names (Subject.1) step in.
-    names = names_with(lambda b: b.factor)
-    if len(set(names)) < len(names):
-        names = names_with(lambda b: b.group)
+    label = varcomp_labels(design)
+    names = []
+    for blk in design.blocks:
+        t, g = blk.terms, label[blk.group]
+        for j in range(blk.n_terms):
+            for i in range(j, blk.n_terms):
+                names.append(sd_name(t[i], g) if i == j else cor_name(t[i], t[j], g))
     return [*names, "sigma"] if sigma else names
 
 
@@ -93,10 +88,14 @@ def parameter_values(fit: MerMod) -> pd.Series:
     return pd.Series(values, index=fit_param_names(fit))
 
 
+INTERVAL_COLUMNS = ["conf_low", "conf_high"]
+
+
 def interval_columns(level: float) -> list[str]:
-    """The column names of an interval table at ``level``: ``["2.5 %", "97.5 %"]`` at 0.95."""
-    lo = (1 - level) / 2 * 100
-    return [f"{lo:g} %", f"{100 - lo:g} %"]
+    """The column names of an interval table: ``conf_low`` and ``conf_high`` at every ``level``
+    (the table's ``attrs["conf_level"]`` says which; docs/report.md has the vocabulary)."""
+    check_level(level)
+    return list(INTERVAL_COLUMNS)
 
 
 def check_level(level: float) -> None:

@@ -5,8 +5,9 @@ Checks against the data (posterior predictive, PSIS-LOO) are in
 
 Point estimates are posterior means (``point="median"`` for medians);
 intervals are equal-tailed credible intervals (95% unless ``prob`` says
-otherwise). Column names follow brms: ``Estimate``, ``Est.Error`` (posterior
-SD), ``Q2.5``, ``Q97.5``.
+otherwise). Columns: ``Estimate``, ``Est.Error`` (posterior SD, as brms names
+them), and the interval ``conf_low``, ``conf_high``, its level in
+``attrs["conf_level"]`` (the vocabulary of every table: docs/report.md).
 
 Examples
 --------
@@ -32,18 +33,16 @@ import pandas as pd
 from hierbayes.bayes.idata import build_idata
 from hierbayes.bayes.posterior import Posterior
 from hierbayes.errors import ConvergenceWarning, SettingsError, check_count
+from hierbayes.report.bayes_summary import (
+    bayes_summary,
+    check_point,
+    check_prob,
+    describe,
+    described,
+)
 from hierbayes.report.checks import PosteriorChecks
 from hierbayes.report.diagnostics import Diagnostics, compute_diagnostics, convergence_messages
-from hierbayes.report.format import (
-    Summary,
-    aligned,
-    check_intercept_only,
-    coefficients,
-    fixed,
-    num,
-    obs_line,
-    random_effects_rows,
-)
+from hierbayes.report.format import Summary, check_intercept_only, coefficients
 from hierbayes.report.groupplots import GroupPlots
 from hierbayes.report.structures import (
     bayes_params,
@@ -52,30 +51,12 @@ from hierbayes.report.structures import (
     structure_draws,
     structured,
 )
-from hierbayes.spec.naming import correlation_position
+from hierbayes.spec.naming import cor_name, correlation_position, sd_name, varcomp_labels
 
 if TYPE_CHECKING:
     from hierbayes.bayes.model import BayesModel
     from hierbayes.bayes.posterior import SamplingInfo
     from hierbayes.report.save import SavedFit
-
-
-def _qnames(prob: float) -> tuple[str, str]:
-    if isinstance(prob, bool | np.bool_) or not isinstance(prob, int | float | np.integer | np.floating) \
-            or not 0 < prob < 1:
-        raise SettingsError(f"prob must be a number between 0 and 1 (e.g. 0.95), not {prob!r}.")
-    lo = (1 - prob) / 2 * 100
-    return f"Q{lo:g}", f"Q{100 - lo:g}"
-
-
-def _describe(draws: np.ndarray, prob: float, point: str = "mean") -> dict[str, float]:
-    """Point estimate, posterior SD and interval of flat draws."""
-    lo, hi = _qnames(prob)
-    if point not in ("mean", "median"):
-        raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
-    q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2])
-    est = float(np.median(draws)) if point == "median" else float(np.mean(draws))
-    return {"Estimate": est, "Est.Error": float(np.std(draws, ddof=1)), lo: q[0], hi: q[1]}
 
 
 class BayesFit(GroupPlots, PosteriorChecks):
@@ -151,33 +132,36 @@ class BayesFit(GroupPlots, PosteriorChecks):
 
         The headline parameters are those the diagnostics and trace plots
         cover: fixed effects, SDs, correlations and the family's dispersion
-        (``sigma``, ``shape``). ``post`` is another
-        set of draws with the same variables (the prior's).
+        (``sigma``, ``shape``), named as every table names them (fixed effects
+        by their names, ``sd_(Intercept)|Subject``,
+        ``cor_Days.(Intercept)|Subject``, ``sigma``). ``post`` is another set
+        of draws with the same variables (the prior's).
 
         Examples
         --------
-        >>> list(fit.headline_draws())[:3]
-        ['fixef[(Intercept)]', 'fixef[Days]', 'sd_Subject[(Intercept)]']
+        >>> list(fit.headline_draws())
+        ['(Intercept)', 'Days', 'sd_(Intercept)|Subject', 'sd_Days|Subject', 'cor_Days.(Intercept)|Subject', 'sigma']
         """
         post = self.posterior if post is None else post
         out: dict[str, np.ndarray] = {}
         if "fixef" in post:
             for i, n in enumerate(self.design.fixef_names):
-                out[f"fixef[{n}]"] = post["fixef"][:, :, i]
+                out[n] = post["fixef"][:, :, i]
+        label = varcomp_labels(self.design)
         for b in self.design.blocks:
             sd = post[f"sd_{b.group}"]
-            kind = b.term.structure
+            kind, g = b.term.structure, label[b.group]
             for i, t in enumerate(b.terms):
                 if kind != "ar1" or i == 0:  # ar1's SDs are one parameter
-                    out[f"sd_{b.group}[{t}]"] = sd[:, :, i]
+                    out[sd_name(t, g)] = sd[:, :, i]
             if kind in ("cs", "ar1") and b.n_terms > 1:  # one correlation parameter
-                out[f"cor_{b.group}[{b.terms[0]}, {b.terms[1]}]"] = post[f"cor_{b.group}"][:, :, 0]
+                out[cor_name(b.terms[1], b.terms[0], g)] = post[f"cor_{b.group}"][:, :, 0]
             elif b.correlated and kind == "us":
                 cor = post[f"cor_{b.group}"]
                 for i in range(b.n_terms):
                     for j in range(i + 1, b.n_terms):
                         k = correlation_position(b.n_terms, i, j)
-                        out[f"cor_{b.group}[{b.terms[i]}, {b.terms[j]}]"] = cor[:, :, k]
+                        out[cor_name(b.terms[j], b.terms[i], g)] = cor[:, :, k]
         disp = self.design.family.dispersion
         if disp is not None and disp in post:
             out[disp] = post[disp]
@@ -232,8 +216,8 @@ class BayesFit(GroupPlots, PosteriorChecks):
     def fixef(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """Fixed effects: Estimate, Est.Error and the credible interval, one row each."""
         draws = self._flat("fixef") if "fixef" in self.posterior else np.zeros((1, 0))
-        rows = {n: _describe(draws[:, i], prob, point) for i, n in enumerate(self.design.fixef_names)}
-        return pd.DataFrame.from_dict(rows, orient="index")
+        rows = {n: describe(draws[:, i], prob, point) for i, n in enumerate(self.design.fixef_names)}
+        return described(rows, prob)
 
     def ranef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
         """Group effects of every level, as ``ranef(condVar = TRUE)`` in long form.
@@ -249,10 +233,12 @@ class BayesFit(GroupPlots, PosteriorChecks):
             for j, t in enumerate(b.terms):
                 for k, level in enumerate(b.levels):
                     rows.append({"group": b.factor, "term": t, "level": level,
-                                 **_describe(r[:, k, j], prob, point)})
+                                 **describe(r[:, k, j], prob, point)})
         if group is not None and not rows:
             raise KeyError(f"No grouping factor '{group}'. Factors: {list(self.design.ngrps())}")
-        return pd.DataFrame(rows)
+        out = pd.DataFrame(rows)
+        out.attrs["conf_level"] = float(prob)
+        return out
 
     def coef(self, prob: float = 0.95, point: str = "mean", group: str | None = None) -> pd.DataFrame:
         """Fixed plus group effects for every level, as lme4's ``coef``, in long form."""
@@ -267,8 +253,10 @@ class BayesFit(GroupPlots, PosteriorChecks):
             for j, t in enumerate(terms):
                 for k, level in enumerate(levels):
                     rows.append({"group": factor, "term": t, "level": level,
-                                 **_describe(draws[:, k, j], prob, point)})
-        return pd.DataFrame(rows)
+                                 **describe(draws[:, k, j], prob, point)})
+        out = pd.DataFrame(rows)
+        out.attrs["conf_level"] = float(prob)
+        return out
 
     def varcorr(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """Variance components as ``as.data.frame(VarCorr(m))``, with posterior uncertainty.
@@ -292,92 +280,20 @@ class BayesFit(GroupPlots, PosteriorChecks):
                     j = b.terms.index(v2)
                     sdcor = self.cor_draws(grp, v1, v2)
                     vcov = sdcor * sds[:, i] * sds[:, j]
-            desc = _describe(sdcor, prob, point)
+            desc = describe(sdcor, prob, point)
             rows.append({"grp": grp, "var1": v1, "var2": v2,
                          "vcov": float(np.median(vcov) if point == "median" else np.mean(vcov)),
                          "sdcor": desc.pop("Estimate"), **desc})
         out = pd.DataFrame(rows)
         for col in ("var1", "var2"):  # keep None (R's NA), which pandas would turn into NaN
             out[col] = pd.Series([r[col] for r in rows], dtype=object)
+        out.attrs["conf_level"] = float(prob)
         return out
 
     def summary(self, prob: float = 0.95, point: str = "mean") -> Summary:
-        """lmer's summary with posterior estimates, credible intervals and diagnostics."""
-        d, info = self.design, self.info
-        lo, hi = _qnames(prob)
-        pct = f"{prob * 100:g}%"
-        header = [
-            f"Bayesian {d.family.model_kind} mixed "
-            f"model fit by NUTS ({info.sampler}; {info.chains} chains x {info.draws} draws "
-            f"after {info.tune} warm-up)",
-            f"  Family: {d.family}",
-            f" Formula: {d.formula.formula}",
-            f"    Data: {d.data_name}",
-            f"Estimates are posterior {'medians' if point == 'median' else 'means'}; "
-            f"intervals are {pct} equal-tailed credible intervals.",
-        ]
-        vc = self.varcorr(prob, point)
-        table, cells = [], []
-        for grp, name, row, cor_rows in random_effects_rows(vc, d):
-            cors = "  ".join(f"{c['sdcor']:.2f} [{c[lo]:.2f}, {c[hi]:.2f}]" for c in cor_rows)
-            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]),
-                          f"[{num(row[lo])}, {num(row[hi])}]", cors])
-            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
-                          "Std.Dev.": row["sdcor"], lo: row[lo], hi: row[hi], "Corr": cors})
-        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", f"[{pct} CrI]", "Corr"], cells, {2, 3})
-        lines.append(obs_line(d))
-
-        diag = self.diagnostics()
-        fx = self.fixef(prob, point)
-        fx["R-hat"] = [diag.table.loc[f"fixef[{n}]", "rhat"] for n in fx.index]
-        fx["ESS-bulk"] = [diag.table.loc[f"fixef[{n}]", "ess_bulk"] for n in fx.index]
-        fx_text = fx.copy()
-        for col in ["Estimate", "Est.Error", lo, hi]:
-            fx_text[col] = [num(v) for v in fx[col]]
-        fx_text["R-hat"] = [fixed(v, 2) for v in fx["R-hat"]]
-        fx_text["ESS-bulk"] = [fixed(v, 0) for v in fx["ESS-bulk"]]
-        fx_text = fx_text.rename(columns={lo: f"{lo[1:]}%", hi: f"{hi[1:]}%"})
-        footer = [
-            f"{diag.divergences} divergences; max R-hat {fixed(diag.max_rhat, 3)}; "
-            f"min ESS-bulk {fixed(diag.min_ess_bulk, 0)}; min ESS-tail {fixed(diag.min_ess_tail, 0)}"
-        ]
-        if d.dropped_rows:
-            footer.append(f"{d.dropped_rows} rows with missing values were dropped.")
-        if d.dropped_columns:
-            footer.append(f"Dropped as aliased: {', '.join(d.dropped_columns)}.")
-        sections = [("Random effects:", "\n".join(lines)), ("Fixed effects:", fx_text.to_string())]
-        res = structured(d)
-        if res is not None:
-            cells = []
-            for name, draws in structure_draws(res, self.posterior).items():
-                row = _describe(draws.ravel(), prob, point)
-                key = f"residual[{name}]"
-                cells.append([name, num(row["Estimate"]), num(row["Est.Error"]), num(row[lo]),
-                              num(row[hi]), fixed(diag.table.loc[key, "rhat"], 2),
-                              fixed(diag.table.loc[key, "ess_bulk"], 0)])
-            what = " and ".join(t for t, on in (("variance function", res.variance is not None),
-                                                 ("correlation", res.correlation is not None)) if on)
-            note = ""
-            if res.variance is not None:
-                note = (f"\n(SD ratios to the reference level {res.variance.levels[0]!r}, whose SD is "
-                        "sigma)" if res.variance.is_varident else "\n(log SD coefficients: sd = sigma "
-                        "exp(v'b))")
-            sections.insert(1, (f"Residual {what} ({res.variance.formula if res.variance else ''}"
-                                f"{'; ' if res.variance and res.correlation else ''}"
-                                f"{res.correlation.label + ' ' + res.correlation.formula if res.correlation else ''}):",
-                                "\n".join(aligned(["", "Estimate", "Est.Error", f"{lo[1:]}%", f"{hi[1:]}%",
-                                                   "R-hat", "ESS-bulk"], cells, {1, 2, 3, 4, 5, 6})) + note))
-        fam = d.family
-        if fam.dispersion is not None and not fam.residual_sd:
-            # brms's "Further Distributional Parameters": a shape is no residual SD (varcorr's row)
-            row = _describe(self._flat(fam.dispersion), prob, point)
-            cells = [[fam.dispersion, num(row["Estimate"]), num(row["Est.Error"]), num(row[lo]),
-                      num(row[hi]), fixed(diag.table.loc[fam.dispersion, "rhat"], 2),
-                      fixed(diag.table.loc[fam.dispersion, "ess_bulk"], 0)]]
-            sections.append(("Further distributional parameters:", "\n".join(aligned(
-                ["", "Estimate", "Est.Error", f"{lo[1:]}%", f"{hi[1:]}%", "R-hat", "ESS-bulk"], cells,
-                {1, 2, 3, 4, 5, 6}))))
-        return Summary(header, sections, pd.DataFrame(table), fx, footer)
+        """lmer's summary with posterior estimates, credible intervals and diagnostics
+        (:func:`hierbayes.report.bayes_summary.bayes_summary`)."""
+        return bayes_summary(self, prob, point)
 
     def icc(self, prob: float = 0.95, point: str = "mean") -> pd.DataFrame:
         """The posterior of the intraclass correlation of each random-intercept term.
@@ -410,8 +326,8 @@ class BayesFit(GroupPlots, PosteriorChecks):
                             "computed.")
         variances = {b.group: self._flat(f"sd_{b.group}")[:, 0] ** 2 for b in d.blocks}
         total = sum(variances.values()) + residual
-        rows = {g: _describe(v / total, prob, point) for g, v in variances.items()}
-        return pd.DataFrame.from_dict(rows, orient="index")
+        rows = {g: describe(v / total, prob, point) for g, v in variances.items()}
+        return described(rows, prob)
 
     def predict_draws(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                       kind: str = "mean", allow_new_levels: bool = True,
@@ -471,8 +387,8 @@ class BayesFit(GroupPlots, PosteriorChecks):
         Returns
         -------
         pandas.DataFrame
-            Estimate, Est.Error and the interval (``Q2.5``, ``Q97.5``), indexed
-            as ``newdata``.
+            Estimate, Est.Error and the interval (``conf_low``, ``conf_high``),
+            indexed as ``newdata``.
 
         Examples
         --------
@@ -483,16 +399,18 @@ class BayesFit(GroupPlots, PosteriorChecks):
         """
         from hierbayes.report.predict import iter_posterior_draws, prediction_rows
 
-        lo, hi = _qnames(prob)
-        if point not in ("mean", "median"):
-            raise SettingsError(f"point must be 'mean' or 'median', not {point!r}.")
+        check_prob(prob)
+        check_point(point)
         rows = prediction_rows(self.design, newdata, re_form, allow_new_levels, offset)
         out = np.empty((rows.n_rows, 4))
         for sl, draws in iter_posterior_draws(self, rows, kind, seed):
             q = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
             est = np.median(draws, axis=0) if point == "median" else draws.mean(axis=0)
             out[sl] = np.column_stack([est, draws.std(axis=0, ddof=1), q[0], q[1]])
-        return pd.DataFrame(out, index=rows.labels, columns=["Estimate", "Est.Error", lo, hi])
+        out = pd.DataFrame(out, index=rows.labels, columns=["Estimate", "Est.Error", "conf_low",
+                                                             "conf_high"])
+        out.attrs["conf_level"] = float(prob)
+        return out
 
     def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
         """``n`` new response vectors, each from a different posterior draw.

@@ -18,28 +18,59 @@ import numpy as np
 import pandas as pd
 
 from hierbayes.errors import DataError, HierbayesWarning
-from hierbayes.report.format import num
+from hierbayes.report.format import Block
+from hierbayes.report.rprint import SIGNIF_LEGEND, coefmat_cells, r_format
+from hierbayes.spec.naming import cor_name, sd_name, varcomp_labels
 
 
 class Table(pd.DataFrame):
-    """A DataFrame that prints a heading above itself (anova's model list, compare's notes)."""
+    """A DataFrame that prints a heading above itself (anova's model list, compare's notes).
 
-    _metadata = ["heading"]
+    Numeric columns print as R's ``print.data.frame`` does, each column
+    formatted together to 4 significant digits; an ``anova`` table prints as
+    R's ``print.anova`` (``printCoefmat``, 5 digits, significance stars).
+    """
+
+    _metadata = ["heading", "rstyle"]
 
     @property
     def _constructor(self):
         return Table
 
+    def _block(self) -> Block:
+        if getattr(self, "rstyle", "") == "anova" and list(self.columns) == ANOVA_COLUMNS:
+            cols = list(self.columns)
+            zap = [cols.index(c) for c in ("npar", "AIC", "BIC", "logLik", "deviance")]
+            heads, cells, legend = coefmat_cells(
+                cols, self.to_numpy(dtype=float), digits=5, cs_ind=[], tst_ind=[cols.index("Chisq")],
+                zap_ind=zap, has_p=True, na_print="")
+            return Block(heads, cells, [str(i) for i in self.index], right=True,
+                         notes=["---", SIGNIF_LEGEND] if legend else [])
+        columns = []
+        for col in self.columns:
+            values = self[col]
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                columns.append(r_format(values.to_numpy(dtype=float), 4, na=""))
+            else:
+                columns.append(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                                for v in values])
+        rows = [list(r) for r in zip(*columns, strict=True)] if columns else []
+        return Block([str(c) for c in self.columns], rows, [str(i) for i in self.index], right=True)
+
     def __str__(self) -> str:
-        body = self.to_string(float_format=num, na_rep="")
+        body = "\n".join(self._block().lines())
         return f"{self.heading}\n{body}" if getattr(self, "heading", "") else body
 
     def __repr__(self) -> str:
         return self.__str__()
 
     def _repr_html_(self) -> str:
-        head = getattr(self, "heading", "").replace("\n", "<br>")
-        return f"<p style='font-family:monospace'>{head}</p>" + self.to_html(float_format=num, na_rep="")
+        head = getattr(self, "heading", "")
+        head = head.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", "<br>")
+        return f"<p style='font-family:monospace'>{head}</p>" + self._block().html()
+
+
+ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
 
 
 def anova(*fits: Any, **named: Any) -> Table:
@@ -108,8 +139,10 @@ def anova(*fits: Any, **named: Any) -> Table:
             df = f.n_params - prev.n_params
             row.update({"Chisq": chisq, "Df": df, "Pr(>Chisq)": chi2.sf(chisq, df) if df > 0 else np.nan})
         rows.append(row)
-    table = Table(rows, index=[name for name, _ in items])
-    table.heading = "Models:\n" + "\n".join(f"{name}: {f.design.formula.formula}" for name, f in items)
+    table = Table(rows, index=[name for name, _ in items], columns=ANOVA_COLUMNS)
+    table.rstyle = "anova"
+    data = items[0][1].design.data_name
+    table.heading = f"Data: {data}\nModels:\n" + "\n".join(f"{name}: {f.design.formula.formula}" for name, f in items)
     return table
 
 
@@ -123,8 +156,10 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     """The Bayesian fit beside the REML (or ML) fit of the same formula, parameter by parameter.
 
     For every fixed effect, group-level SD, correlation and sigma: posterior
-    mean with its equal-tailed credible interval, and the REML estimate (column
-    ``REML``; ``ML`` for an ML or glmer fit) with a confidence interval (Wald for fixed effects; for SDs, correlations and
+    mean with its equal-tailed credible interval (``posterior``,
+    ``posterior_low``, ``posterior_high``), and the REML estimate (column
+    ``REML``, interval ``REML_low``, ``REML_high``; ``ML`` for an ML or glmer
+    fit) with a confidence interval (Wald for fixed effects; for SDs, correlations and
     sigma, Wald on the log-SD / atanh-correlation scale from the deviance's
     curvature, mapped back). ``shift`` is (posterior mean - REML estimate) /
     posterior SD; a note flags a REML estimate outside the credible interval,
@@ -163,8 +198,8 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
             note = f"{col} estimate outside CrI"
         elif abs(shift) > threshold:
             note = f"shift > {threshold:g} SD"
-        rows.append({"parameter": param, "posterior": m, "CrI lower": q[0], "CrI upper": q[1],
-                     col: est, "CI lower": lo, "CI upper": hi, "shift": shift, "note": note})
+        rows.append({"parameter": param, "posterior": m, "posterior_low": q[0], "posterior_high": q[1],
+                     col: est, f"{col}_low": lo, f"{col}_high": hi, "shift": shift, "note": note})
 
     fx = reml.fixef()
     post_fx = bayes._flat("fixef")
@@ -172,6 +207,7 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
         e, se = fx.loc[name, "Estimate"], fx.loc[name, "Std. Error"]
         add(name, post_fx[:, i], e, e - z * se, e + z * se)
     ci = glmer_varcomp_wald(reml, prob) if glmm else varcomp_wald(reml.deviance_function, reml.varcorr(), prob)
+    label = varcomp_labels(bayes.design)
     for r in ci.itertuples():
         if r.grp == "Residual":
             add("sigma", bayes._flat("sigma"), r.estimate, r.lower, r.upper)
@@ -179,11 +215,13 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
         blk = bayes.design.block(r.grp)
         i = blk.terms.index(r.var1)
         if not isinstance(r.var2, str):  # None, read back as NaN
-            add(f"sd {r.grp}: {r.var1}", bayes._flat(f"sd_{r.grp}")[:, i], r.estimate, r.lower, r.upper)
+            add(sd_name(r.var1, label[r.grp]), bayes._flat(f"sd_{r.grp}")[:, i], r.estimate,
+                r.lower, r.upper)
         else:
-            add(f"cor {r.grp}: {r.var1}, {r.var2}", bayes.cor_draws(r.grp, r.var1, r.var2),
+            add(cor_name(r.var2, r.var1, label[r.grp]), bayes.cor_draws(r.grp, r.var1, r.var2),
                 r.estimate, r.lower, r.upper)
     table = Table(rows).set_index("parameter")
+    table.attrs["conf_level"] = float(prob)
     pct = f"{prob * 100:g}%"
     method = "ML (glmer)" if glmm else "REML" if reml.reml else "ML"
     table.heading = (

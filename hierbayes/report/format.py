@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+
+from hierbayes.report.rprint import matrix_lines
 
 
 def num(x: float, digits: int = 4) -> str:
@@ -53,35 +57,84 @@ def aligned(heads: list[str], rows: list[list[str]], right: set[int]) -> list[st
     return out
 
 
+class Block:
+    """A table of a printout: its cells as text, printed as R prints a character matrix.
+
+    ``index=None`` is R's empty row names (a leading space); ``right`` justifies
+    cells and headings to the right (printCoefmat) instead of the left
+    (lme4's random-effects table). ``notes`` are lines printed under the table
+    (``Number of obs``, the ``Signif. codes`` legend), which the HTML view shows too.
+    """
+
+    def __init__(self, columns: list[str], rows: list[list[str]], index: list[str] | None = None,
+                 right: bool = False, notes: list[str] | None = None) -> None:
+        self.columns, self.rows, self.index, self.right = columns, rows, index, right
+        self.notes = list(notes or [])
+
+    def lines(self) -> list[str]:
+        return [*matrix_lines(self.rows, self.columns, self.index, self.right), *self.notes]
+
+    def html(self) -> str:
+        def esc(v: str) -> str:
+            return v.strip().replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+        align = "right" if self.right else "left"
+        lead = self.index is not None
+        head = "".join(f"<th style='text-align:{align}'>{esc(c)}</th>" for c in self.columns)
+        body = []
+        for i, row in enumerate(self.rows):
+            name = f"<th style='text-align:left'>{esc(self.index[i])}</th>" if lead else ""
+            cells = "".join(f"<td style='text-align:{align}'>{esc(v)}</td>" for v in row)
+            body.append(f"<tr>{name}{cells}</tr>")
+        notes = "".join(f"<br>{esc(n)}" for n in self.notes)
+        return (f"<table><thead><tr>{'<th></th>' if lead else ''}{head}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table>{notes and '<small>' + notes[4:] + '</small>'}")
+
+
 class Summary:
-    """A printed summary made of sections; shows as HTML in notebooks.
+    """A printed summary made of sections; shows as HTML in notebooks, with the same content.
+
+    Each section is ``(title, parts)``: parts are text lines (``str``) or
+    :class:`Block` tables. A title starting with a newline is preceded by a
+    blank line, as lme4 prints them.
 
     Attributes
     ----------
     random, fixed : pandas.DataFrame
-        The random-effects and fixed-effects tables.
+        The random-effects and fixed-effects tables, as numbers.
     """
 
-    def __init__(self, header: list[str], sections: list[tuple[str, str]],
+    def __init__(self, header: list[str], sections: list[tuple[str, Any]],
                  random: pd.DataFrame, fixed: pd.DataFrame, footer: list[str]) -> None:
         self.header, self.sections = header, sections
         self.random, self.fixed, self.footer = random, fixed, footer
 
+    @staticmethod
+    def _parts(content: Any) -> list[Any]:
+        return list(content) if isinstance(content, list) else [content]
+
     def __str__(self) -> str:
         body = []
-        for title, text in self.sections:
-            body += ([title] if title else []) + [text]
+        for title, content in self.sections:
+            body += [title] if title else []
+            for part in self._parts(content):
+                body += part.lines() if isinstance(part, Block) else [part]
         return "\n".join([*self.header, *body, *self.footer])
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        head = "<br>".join(self.header)
-        return (
-            f"<div><p style='font-family:monospace'>{head}</p><b>Random effects</b>"
-            f"{self.random.to_html(index=False, float_format=num)}<b>Fixed effects</b>"
-            f"{self.fixed.to_html(float_format=num)}<p>{'<br>'.join(self.footer)}</p></div>"
-        )
+        def pre(text: str) -> str:
+            text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            return f"<pre style='margin:0'>{text}</pre>" if text.strip() else ""
+
+        out = [pre("\n".join(self.header).strip("\n"))]
+        for title, content in self.sections:
+            out.append(f"<p style='margin:0.6em 0 0.2em 0'><b>{title.strip()}</b></p>" if title else "")
+            for part in self._parts(content):
+                out.append(part.html() if isinstance(part, Block) else pre(part.strip("\n")))
+        out.append(pre("\n".join(self.footer)))
+        return "<div>" + "".join(out) + "</div>"
 
 
 def random_effects_rows(vc: pd.DataFrame, design) -> list[tuple[str, str, pd.Series, list[pd.Series]]]:
@@ -105,7 +158,7 @@ def random_effects_rows(vc: pd.DataFrame, design) -> list[tuple[str, str, pd.Ser
 
 def obs_line(design) -> str:
     """lmer's ``Number of obs: 180, groups:  Subject, 18``."""
-    groups = ", ".join(f"{k}, {v}" for k, v in design.ngrps().items())
+    groups = "; ".join(f"{k}, {v}" for k, v in design.ngrps().items())
     return f"Number of obs: {design.n_obs}{', groups:  ' + groups if groups else ''}"
 
 

@@ -21,9 +21,15 @@ import pandas as pd
 
 from hierbayes.errors import DataError, check_count
 from hierbayes.freq.glmermod import GlmerMod
-from hierbayes.report.format import Summary, aligned, num
+from hierbayes.report.format import Summary
 from hierbayes.report.groupplots import GroupPlots
-from hierbayes.report.merfit import SIGNIF_CODES, MerReport, pvalue, stars
+from hierbayes.report.merfit import (
+    MerReport,
+    aictab_lines,
+    fixef_block,
+    resid_lines,
+    title_lines,
+)
 
 #: R's family names, as glmer's summary prints them.
 R_FAMILY = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson", "gamma": "Gamma"}
@@ -231,36 +237,25 @@ class GlmerFit(GlmerMod, MerReport, GroupPlots):
         """
         d = self.design
         observed = self.deviance_function.response.information == "observed"
-        approx = ("(Laplace\n  Approximation" + (", observed information)" if observed else ")")
+        approx = ("(Laplace Approximation" + (", observed information)" if observed else ")")
                   if self.nAGQ == 1 else
-                  f"(Adaptive\n  Gauss-Hermite Quadrature, nAGQ = {self.nAGQ})" if self.nAGQ > 1 else
+                  f"(Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nAGQ})" if self.nAGQ > 1 else
                   "(PIRLS, nAGQ = 0)")
         header = [
-            *f"Generalized linear mixed model fit by maximum likelihood {approx} [glmerMod]".split("\n"),
+            *title_lines(f"Generalized linear mixed model fit by maximum likelihood {approx}",
+                         "glmerMod"),
             self.family_line(),
             f"Formula: {d.formula.formula}",
             f"   Data: {d.data_name}",
             "",
             # the AIC table's "deviance" is -2 logLik, as glmer's summary prints it
-            "     AIC      BIC   logLik deviance df.resid",
-            f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {-2 * self.loglik:8.1f} "
-            f"{self.df_resid:8d}",
+            *aictab_lines(self.aic, self.bic, self.loglik, -2 * self.loglik, self.df_resid),
         ]
-        q = np.quantile(self.residuals("pearson", scaled=True), [0, 0.25, 0.5, 0.75, 1])
-        resid = aligned(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], {0, 1, 2, 3, 4})
-        random_text, table = self.random_effects_section()
+        resid = resid_lines(self.residuals("pearson", scaled=True))
+        random_block, table = self.random_effects_section()
         fx = self.fixef()
-        fx_text = fx.copy()
-        for col in fx.columns:
-            fx_text[col] = ([pvalue(v) for v in fx[col]] if col.startswith("Pr(") else
-                            [f"{v:.3f}" for v in fx[col]] if col.endswith("value") else
-                            [num(v) for v in fx[col]])
-        fx_text[""] = [stars(v) for v in fx["Pr(>|z|)"]]
-        body = fx_text.to_string()
-        if any(fx_text[""]):
-            body += "\n---\n" + SIGNIF_CODES
-        sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", random_text),
-                    ("\nFixed effects:", body)]
+        sections = [("\nScaled residuals:", resid), ("\nRandom effects:", random_block),
+                    ("\nFixed effects:", fixef_block(fx))]
         corr = self.fixef_correlation_section()
         if corr is not None:
             sections.append(corr)

@@ -19,9 +19,16 @@ import pandas as pd
 from hierbayes.errors import DataError, check_count
 from hierbayes.freq.mermod import MerMod
 from hierbayes.linalg.linpred import linear_predictor
-from hierbayes.report.format import Summary, aligned, check_intercept_only, num
+from hierbayes.report.format import Summary, check_intercept_only
 from hierbayes.report.groupplots import GroupPlots
-from hierbayes.report.merfit import MerReport, pvalue
+from hierbayes.report.merfit import (
+    MerReport,
+    aictab_lines,
+    criterion_line,
+    fixef_block,
+    resid_lines,
+    title_lines,
+)
 from hierbayes.report.structures import (
     normalized,
     residual_params,
@@ -111,7 +118,8 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         pandas.DataFrame
             Rows named as lme4's ``oldNames = FALSE`` (``sd_(Intercept)|Subject``,
             ``cor_Days.(Intercept)|Subject``, ``sigma``, fixed effects); columns
-            ``2.5 %`` and ``97.5 %``. A bootstrap's replicates are in
+            ``conf_low`` and ``conf_high`` (R's ``2.5 %`` and ``97.5 %``), the level
+            in ``.attrs["conf_level"]``. A bootstrap's replicates are in
             ``.attrs["replicates"]``.
 
         Examples
@@ -342,8 +350,9 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         Returns
         -------
         pandas.DataFrame
-            Columns fit (the draws' median, or mean with ``stat="mean"``),
-            lwr and upr, indexed as ``newdata``.
+            Columns Estimate (the draws' median, or mean with ``stat="mean"``;
+            merTools' ``fit``), conf_low and conf_high (merTools' ``lwr`` and
+            ``upr``), indexed as ``newdata``.
 
         Examples
         --------
@@ -351,7 +360,7 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         >>> fit = hb.lmer("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy"))
         >>> pi = fit.predict_interval(pd.DataFrame({"Days": [5], "Subject": ["308"]}), seed=1)
         >>> list(pi.columns)
-        ['fit', 'lwr', 'upr']
+        ['Estimate', 'conf_low', 'conf_high']
         """
         from hierbayes.report.predict import eta_draws, new_level_effects, prediction_rows
 
@@ -373,7 +382,9 @@ class LmerFit(MerMod, MerReport, GroupPlots):
             draws = draws + rng.standard_normal(draws.shape) * sims.sigma[:, None] * ratio
         centre = np.median(draws, axis=0) if stat == "median" else draws.mean(axis=0)
         lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-        return pd.DataFrame({"fit": centre, "lwr": lo, "upr": hi}, index=rows.labels)
+        out = pd.DataFrame({"Estimate": centre, "conf_low": lo, "conf_high": hi}, index=rows.labels)
+        out.attrs["conf_level"] = float(prob)
+        return out
 
     def simulate(self, n: int = 1, seed: int | None = None, use_u: bool = False) -> pd.DataFrame:
         """New responses from the fitted model, as lme4's ``simulate.merMod``.
@@ -433,36 +444,27 @@ class LmerFit(MerMod, MerReport, GroupPlots):
         method = "REML" if self.reml else "maximum likelihood"
         tests = {"satterthwaite": "Satterthwaite's method", "kenward-roger": "Kenward-Roger's method",
                  "z": "the standard normal (t as z)"}
+        # lme4's ML title ends in a space ("maximum likelihood  ['lmerMod']"); kept, so the
+        # printout reads as R's
+        title = f"Linear mixed model fit by {method}" + ("" if self.reml else " ")
+        if ddf is not None:
+            title += f". t-tests use {tests[method_key(ddf)]}"
         header = [
-            f"Linear mixed model fit by {method}"
-            + (f". t-tests use {tests[method_key(ddf)]}" if ddf is not None else ""),
+            *title_lines(title, "lmerModLmerTest" if ddf is not None else "lmerMod"),
             f"Formula: {d.formula.formula}",
             f"   Data: {d.data_name}",
             "",
         ]
         if self.reml:
-            header.append(f"REML criterion at convergence: {self.deviance:.1f}")
+            header.append(criterion_line(self.deviance))
         else:
-            header += [
-                "     AIC      BIC   logLik deviance df.resid",
-                f"{self.aic:8.1f} {self.bic:8.1f} {self.loglik:8.1f} {self.deviance:8.1f} "
-                f"{self.nobs - self.n_params:9d}",
-            ]
-        q = np.quantile(self.pearson_residuals() / self.sigma, [0, 0.25, 0.5, 0.75, 1])
-        resid = aligned(["Min", "1Q", "Median", "3Q", "Max"], [[f"{v:.4f}" for v in q]], {0, 1, 2, 3, 4})
-        random_text, table = self.random_effects_section()
+            header += aictab_lines(self.aic, self.bic, self.loglik, self.deviance,
+                                   self.nobs - self.n_params)
+        resid = resid_lines(self.pearson_residuals() / self.sigma)
+        random_block, table = self.random_effects_section()
         fx = self.fixef(ddf)
-        fx_text = fx.copy()
-        for col in fx.columns:
-            if col.startswith("Pr("):
-                fx_text[col] = [pvalue(v) for v in fx[col]]
-            elif col == "df":
-                fx_text[col] = [f"{v:.2f}" for v in fx[col]]
-            else:
-                fx_text[col] = [num(v) for v in fx[col]]
-        fx_text = fx_text.to_string()
-        sections = [("\nScaled residuals:", "\n".join(resid)), ("\nRandom effects:", random_text),
-                    ("\nFixed effects:", fx_text)]
+        sections = [("\nScaled residuals:", resid), ("\nRandom effects:", random_block),
+                    ("\nFixed effects:", fixef_block(fx))]
         corr = self.fixef_correlation_section()
         if corr is not None:
             sections.append(corr)

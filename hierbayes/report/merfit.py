@@ -7,8 +7,8 @@ summaries' common sections (random effects, correlation of fixed effects).
 
 Examples
 --------
->>> pvalue(1e-20), pvalue(0.00012345), abbreviate("(Intercept)"), abbreviate("period2")
-('< 2e-16', '0.000123', '(Intr)', 'perid2')
+>>> abbreviate("(Intercept)"), abbreviate("period2")
+('(Intr)', 'perid2')
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ import re
 import numpy as np
 import pandas as pd
 
-from hierbayes.report.format import aligned, coefficients, num, obs_line, random_effects_rows
+from hierbayes.report.format import Block, coefficients, obs_line, random_effects_rows
+from hierbayes.report.rprint import (
+    SIGNIF_LEGEND,
+    coefmat_cells,
+    named_vector_lines,
+    r_format,
+    zapsmall,
+)
 
 
 class MerReport:
@@ -98,65 +105,135 @@ class MerReport:
             out[col] = pd.Series([r[col] for r in rows], dtype=object)
         return out
 
-    def random_effects_section(self) -> tuple[str, pd.DataFrame]:
-        """The summary's Random effects table (text and DataFrame), with the obs line."""
-        vc = self.varcorr()
-        cells, table = [], []
-        for grp, name, row, cor_rows in random_effects_rows(vc, self.design):
-            cors = " ".join(f"{c['sdcor']:.2f}" for c in cor_rows)
-            cells.append([grp, name, num(row["vcov"]), num(row["sdcor"]), cors])
-            table.append({"Groups": grp, "Name": name, "Variance": row["vcov"],
-                          "Std.Dev.": row["sdcor"], "Corr": cors})
-        lines = aligned(["Groups", "Name", "Variance", "Std.Dev.", "Corr"], cells, {2, 3})
-        lines.append(obs_line(self.design))
-        return "\n".join(lines), pd.DataFrame(table)
+    def random_effects_section(self) -> tuple[Block, pd.DataFrame]:
+        """The summary's Random effects table (lme4's ``formatVC``, digits 4), with the obs line."""
+        return varcorr_block(self.varcorr(), self.design)
 
-    def fixef_correlation_section(self) -> tuple[str, str] | None:
+    def fixef_correlation_section(self) -> tuple[str, Block] | None:
         """The summary's Correlation of Fixed Effects, or None with one fixed effect."""
-        names = list(self.design.fixef_names)
-        if len(names) < 2:
-            return None
         V = self.estimates.vcov_beta
         se = np.sqrt(np.diag(V))
-        corr = V / np.outer(se, se)
-        short = [abbreviate(n) for n in names]
-        rows = [[names[i], *[f"{corr[i, j]:.3f}" for j in range(i)]] for i in range(1, len(names))]
-        heads = ["", *short[:-1]]
-        rows = [r + [""] * (len(heads) - len(r)) for r in rows]
-        return "\nCorrelation of Fixed Effects:", "\n".join(aligned(heads, rows, set(range(1, len(heads)))))
+        return fixef_correlation(list(self.design.fixef_names), V / np.outer(se, se))
 
 
-def pvalue(p: float) -> str:
-    """R's format.pval: three significant digits, and '< 2e-16' below machine precision."""
-    return "< 2e-16" if p < 2.2e-16 else f"{p:.3g}"
+def varcorr_block(vc: pd.DataFrame, design) -> tuple[Block, pd.DataFrame]:
+    """lme4's random-effects table from a varcorr table: Variance and Std.Dev. each formatted
+    as one column (4 digits), correlations to 2 decimals; and the same numbers as a DataFrame."""
+    rows = random_effects_rows(vc, design)
+    variances = r_format([r["vcov"] for _, _, r, _ in rows], 4)
+    sds = r_format([r["sdcor"] for _, _, r, _ in rows], 4)
+    ncor = max([len(c) for *_, c in rows], default=0)
+    cor_cells = [["" for _ in range(ncor)] for _ in rows]
+    start = 0
+    for k in range(len(rows) + 1):
+        # each factor's correlation matrix is formatted as one (R's format(round(x, 2), nsmall = 2))
+        if k == len(rows) or (k > start and rows[k][0] != rows[start][0]):
+            block = [(i, j, c["sdcor"]) for i in range(start, k) for j, c in enumerate(rows[i][3])]
+            if block:
+                cells = r_format([1.0, *[round(v, 2) for *_, v in block]], 7, nsmall=2)[1:]
+                for (i, j, _), cell in zip(block, cells, strict=True):
+                    cor_cells[i][j] = cell
+            start = k
+    cells, table = [], []
+    previous = None
+    for k, (grp, name, row, cor_rows) in enumerate(rows):
+        cells.append([grp if grp != previous else "", name, variances[k], sds[k], *cor_cells[k]])
+        previous = grp
+        table.append({"Groups": grp, "Name": name, "Variance": row["vcov"], "Std.Dev.": row["sdcor"],
+                      "Corr": ", ".join(f"{c['sdcor']:.2f}" for c in cor_rows)})
+    heads = ["Groups", "Name", "Variance", "Std.Dev.", *(["Corr"] + [""] * (ncor - 1) if ncor else [])]
+    return Block(heads, cells, notes=[obs_line(design)]), pd.DataFrame(table)
 
 
-def stars(p: float) -> str:
-    """R's significance stars (``symnum``): ``***`` below 0.001, ``**`` 0.01, ``*`` 0.05, ``.`` 0.1."""
-    if not np.isfinite(p):
-        return ""
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+def fixef_correlation(names: list[str], corr: np.ndarray) -> tuple[str, Block] | None:
+    """lme4's Correlation of Fixed Effects: 3 decimals formatted together, row names abbreviated
+    to 11 characters and column heads to 6."""
+    p = len(names)
+    if p < 2:
+        return None
+    lower = [(i, j) for i in range(p) for j in range(i)]
+    cells = r_format([1.0, *(round(corr[i, j], 3) for i, j in lower)], 7, nsmall=3)[1:]
+    grid = [["" for _ in range(p - 1)] for _ in range(p - 1)]
+    for (i, j), cell in zip(lower, cells, strict=True):
+        grid[i - 1][j] = cell
+    return ("\nCorrelation of Fixed Effects:",
+            Block([abbreviate(n) for n in names[:-1]], grid, [abbreviate(n, 11) for n in names[1:]]))
 
 
-SIGNIF_CODES = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+def title_lines(title: str, cls: str | None = None, width: int = 80) -> list[str]:
+    """lme4's ``.prt.methTit``: the method title and ``[class]``, wrapped at 80 columns as R's
+    ``strwrap`` and ``cat(fill = TRUE)`` wrap them."""
+    import textwrap
+
+    if cls is None:
+        return [title]
+    if len(title) + 5 + len(cls) <= width:
+        return [f"{title} ['{cls}']"]
+    # R's strwrap breaks at spaces only, never at a hyphen or inside a word
+    items = [*textwrap.wrap(title, width - 2, subsequent_indent="  ", break_on_hyphens=False,
+                            break_long_words=False), " [", cls, "]"]
+    lines, line = [], ""
+    for item in items:
+        if line and len(line) + len(item) > width:
+            lines.append(line)
+            line = item
+        else:
+            line += item
+    return [*lines, line]
+
+
+def aictab_lines(aic: float, bic: float, loglik: float, deviance: float, df_resid: int) -> list[str]:
+    """lme4's ``.prt.aictab``: the criteria rounded to one decimal and formatted together."""
+    values = r_format([round(v, 1) for v in (aic, bic, loglik, deviance, float(df_resid))])
+    values[-1] = r_format([float(df_resid)])[0]
+    return named_vector_lines(values, ["AIC", "BIC", "logLik", "deviance", "df.resid"])
+
+
+def criterion_line(deviance: float) -> str:
+    """``REML criterion at convergence: 1743.6`` (R's ``cat`` of the rounded value)."""
+    return f"REML criterion at convergence: {r_format([round(deviance, 1)])[0]}"
+
+
+def resid_lines(values: np.ndarray) -> list[str]:
+    """lme4's ``.prt.resids``: the scaled residuals' quantiles (zapped to 5 digits, printed
+    with 4)."""
+    q = zapsmall(np.quantile(values, [0, 0.25, 0.5, 0.75, 1]), 5)
+    return named_vector_lines(r_format(q, 4), ["Min", "1Q", "Median", "3Q", "Max"])
+
+
+def fixef_block(fx: pd.DataFrame) -> Block:
+    """lme4's Fixed effects table (``printCoefmat``, digits 4) with the stars and their legend."""
+    has_p = str(fx.columns[-1]).startswith("Pr(")
+    cols, cells, legend = coefmat_cells(list(fx.columns), fx.to_numpy(dtype=float), 4, has_p=has_p)
+    return Block(cols, cells, [str(n) for n in fx.index], right=True,
+                 notes=["---", SIGNIF_LEGEND] if legend else [])
 
 
 def abbreviate(name: str, width: int = 6) -> str:
-    """R's ``abbreviate()`` for the correlation table's column heads, as lme4 calls it.
+    """R's ``abbreviate()`` (``minlength = width``), as lme4 calls it for the correlation table.
 
-    Lower-case vowels go from the end (never the first letter) until the name
-    fits, then lower-case letters, then it is cut: ``(Intercept)`` is
-    ``(Intr)``, ``period2`` is ``perid2``.
+    Lower-case vowels go from the right (never a word's first letter), then
+    lower-case letters, until the name without its spaces fits; then the
+    spaces go. R does not cut a name that still does not fit.
+
+    Examples
+    --------
+    >>> [abbreviate(n) for n in ["(Intercept)", "period2", "job2 hours", "VarietyVictory:nitro"]]
+    ['(Intr)', 'perid2', 'jb2hrs', 'VrtyV:']
+    >>> abbreviate("Variety Marvellous", 11), abbreviate("a b c d e f g h")
+    ('VartyMrvlls', 'abcdefgh')
     """
-    if len(name) <= width:
-        return name
-    chars = list(name)
+    chars = list(name.lstrip())
+
+    def length() -> int:
+        return sum(c != " " for c in chars)
+
     for pattern in ("[aeiou]", "[a-z]"):
         i = len(chars) - 1
-        while len(chars) > width and i > 0:
+        while length() > width and i > 0:
             if re.fullmatch(pattern, chars[i]) and chars[i - 1] != " ":
                 del chars[i]
             i -= 1
-        if len(chars) <= width:
-            break
-    return "".join(chars[:width])
+    if len(chars) > width:
+        chars = [c for c in chars if c != " "]
+    return "".join(chars)

@@ -83,9 +83,8 @@ def group_effects(fit: Any, group: str | None = None, prob: float = 0.95) -> pd.
     factor = _factor(fit, group)
     if is_bayes(fit):
         r = fit.ranef(prob=prob, group=factor)
-        lo, hi = [c for c in r.columns if c.startswith("Q")]
         return pd.DataFrame({"term": r["term"], "level": r["level"], "estimate": r["Estimate"],
-                             "lower": r[lo], "upper": r[hi]})
+                             "lower": r["conf_low"], "upper": r["conf_high"]})
     r = fit.ranef(cond_var=True)
     r = r[r["group"] == factor]
     z = stats.norm.ppf(0.5 + prob / 2)
@@ -410,8 +409,7 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
     off = None if typical is None else np.full(len(grid), typical)
     if is_bayes(fit):
         pred = fit.predict(grid, re_form="~0", kind="mean", prob=prob, seed=0, offset=off)
-        lo_c, hi_c = [c for c in pred.columns if c.startswith("Q")]
-        est, lo, hi = pred["Estimate"].to_numpy(), pred[lo_c].to_numpy(), pred[hi_c].to_numpy()
+        est, lo, hi = (pred[c].to_numpy() for c in ("Estimate", "conf_low", "conf_high"))
         band = f"{prob * 100:g}% credible interval"
     else:
         rows = prediction_rows(fit.design, grid, re_form="~0", offset=off)
@@ -519,7 +517,8 @@ def plot_compare_table(table: pd.DataFrame, method: str, prob: float, formula: s
     """
     fig, axes = panel_figure(len(table), ncols=1, panel=(6.0, 0.85))
     for ax, (param, row) in zip(axes, table.iterrows(), strict=True):
-        ax.hlines([1, 0], [row["CrI lower"], row["CI lower"]], [row["CrI upper"], row["CI upper"]],
+        ax.hlines([1, 0], [row["posterior_low"], row[f"{method}_low"]],
+                  [row["posterior_high"], row[f"{method}_high"]],
                   colors=[PARTIAL, NONE], lw=2)
         ax.scatter([row["posterior"], row[method]], [1, 0], color=[PARTIAL, NONE], zorder=3, s=20)
         ax.set_yticks([1, 0], ["Bayes", method], fontsize=8)

@@ -46,13 +46,14 @@ class Sims:
         return coefficients(self.design, self.fixef.to_numpy(), list(self.ranef.values()))
 
     def summary(self) -> pd.DataFrame:
-        """Mean, sd, 2.5% and 97.5% of every fixed effect, sigma, group effect and coefficient."""
+        """Mean, sd and the 95% interval (``conf_low``, ``conf_high``: the 2.5% and 97.5%
+        quantiles) of every fixed effect, sigma, group effect and coefficient."""
         rows = []
 
         def add(kind: str, group: str, term: str, level: str, x: np.ndarray) -> None:
             q = np.quantile(x, [0.025, 0.975])
             rows.append({"kind": kind, "group": group, "term": term, "level": level,
-                         "mean": x.mean(), "sd": x.std(ddof=1), "2.5%": q[0], "97.5%": q[1]})
+                         "mean": x.mean(), "sd": x.std(ddof=1), "conf_low": q[0], "conf_high": q[1]})
 
         for t in self.fixef.columns:
             add("fixef", "", t, "", self.fixef[t].to_numpy())
@@ -65,4 +66,6 @@ class Sims:
             for j, t in enumerate(terms):
                 for k, level in enumerate(levels):
                     add("coef", factor, t, level, draws[:, k, j])
-        return pd.DataFrame(rows)
+        out = pd.DataFrame(rows)
+        out.attrs["conf_level"] = 0.95
+        return out

@@ -178,6 +178,10 @@ class Design:
     weights: np.ndarray | None = None
     offset: np.ndarray | None = None
     offset_terms: list[str] = field(default_factory=list)
+    # what update() refits from: the data as given (a reference, never copied or changed) and
+    # the other arguments of build_design as given
+    source: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    settings: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n_obs(self) -> int:
@@ -234,6 +238,7 @@ def build_design(
     offset: Any = None,
     sigma: Any = None,
     correlation: Any = None,
+    data_name: str | None = None,
 ) -> Design:
     """Evaluate a parsed formula on data.
 
@@ -262,6 +267,9 @@ def build_design(
     correlation
         :func:`hierbayes.ar1` or :func:`hierbayes.car1`: serial correlation of
         the errors within groups, Gaussian only.
+    data_name
+        The name summaries print after ``Data:`` (lme4 prints the data
+        argument's name); ``data.attrs["name"]`` when None, else ``data``.
 
     Returns
     -------
@@ -448,7 +456,7 @@ def build_design(
         residual=residual,
         dropped_rows=dropped,
         dropped_columns=dropped_cols,
-        data_name=str(data.attrs.get("name", "data")),
+        data_name=str(data_name if data_name is not None else data.attrs.get("name", "data")),
         frame=frame,
         model_frame=mf,
         x_variables=[v for v in fixed.variables if v not in fixed.terms.offsets],
@@ -456,4 +464,7 @@ def build_design(
         weights=w,
         offset=off,
         offset_terms=list(fixed.terms.offsets),
+        source=data,
+        settings={"family": family, "na_action": na_action, "weights": weights, "offset": offset,
+                  "sigma": sigma, "correlation": correlation, "data_name": data_name},
     )

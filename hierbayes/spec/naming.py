@@ -91,3 +91,30 @@ def correlation_dim(block: Any) -> str:
     'Subject__cor'
     """
     return f"{block.group}__cor"
+
+
+def varcomp_labels(design: Any) -> dict[str, str]:
+    """The name each block's variance parameters carry after ``|``: lme4's ``oldNames = FALSE``
+    (as ``confint`` names its rows), for both engines' tables.
+
+    lme4 names by grouping factor, so ``(Days || Subject)`` gives
+    ``sd_(Intercept)|Subject`` and ``sd_Days|Subject``; only if that repeats a
+    name do the blocks' unique names (``Subject.1``) step in.
+    """
+    def names(label: dict[str, str]) -> list[str]:
+        return [f"{t}|{label[b.group]}" for b in design.blocks for t in b.terms]
+
+    by_factor = {b.group: b.factor for b in design.blocks}
+    chosen = by_factor if len(set(names(by_factor))) == len(names(by_factor)) else \
+        {b.group: b.group for b in design.blocks}
+    return chosen
+
+
+def sd_name(term: str, label: str) -> str:
+    """``sd_(Intercept)|Subject``: a group-level SD in every table (docs/report.md)."""
+    return f"sd_{term}|{label}"
+
+
+def cor_name(later: str, earlier: str, label: str) -> str:
+    """``cor_Days.(Intercept)|Subject``: a correlation, the later term first, as lme4 names it."""
+    return f"cor_{later}.{earlier}|{label}"

@@ -93,12 +93,12 @@ def test_parameter_names_as_lme4(extra_refs, sleepstudy):
 def test_wald_intervals(fits, extra_refs):
     ref = extra_refs["confint"]["sleep_slope"]["Wald"]
     ci = fits["sleep_slope"].confint(method="wald")
-    assert list(ci.columns) == ["2.5 %", "97.5 %"]
+    assert list(ci.columns) == ["conf_low", "conf_high"] and ci.attrs["conf_level"] == 0.95
     assert ci.iloc[:4].isna().all().all()  # lme4 gives NA for the variance components
     np.testing.assert_allclose(ci.iloc[4:, 0], ref["lower"][4:], rtol=1e-6)
     np.testing.assert_allclose(ci.iloc[4:, 1], ref["upper"][4:], rtol=1e-6)
     ci90 = fits["sleep_slope"].confint(method="wald", level=0.9)
-    assert list(ci90.columns) == ["5 %", "95 %"]
+    assert list(ci90.columns) == ["conf_low", "conf_high"] and ci90.attrs["conf_level"] == 0.9
     assert (ci90.iloc[4:, 1] < ci.iloc[4:, 1]).all()
 
 
@@ -127,8 +127,8 @@ def test_profile_stops_at_a_bound():
     fit = hb.lmer("y ~ 1 + (1 | g)", df)
     assert fit.is_singular()
     ci = fit.confint(method="profile")
-    assert ci.loc["sd_(Intercept)|g", "2.5 %"] == 0.0
-    assert 0 < ci.loc["sd_(Intercept)|g", "97.5 %"] < 1
+    assert ci.loc["sd_(Intercept)|g", "conf_low"] == 0.0
+    assert 0 < ci.loc["sd_(Intercept)|g", "conf_high"] < 1
 
 
 def test_profile_at_a_singular_fit_matches_lme4():
@@ -210,8 +210,8 @@ def test_bayesian_icc(sleepstudy):
     icc = fit.icc()
     reml = hb.lmer(FITS["sleep_int"], sleepstudy).icc()["Subject"]
     row = icc.loc["Subject"]
-    assert row["Q2.5"] < reml < row["Q97.5"]
-    assert 0 < row["Q2.5"] and row["Q97.5"] < 1
+    assert row["conf_low"] < reml < row["conf_high"]
+    assert 0 < row["conf_low"] and row["conf_high"] < 1
 
 
 def test_bootstrap_counts_refit_convergence_failures_in_one_warning(fits, monkeypatch):

@@ -38,18 +38,19 @@ def test_anova_refuses_mismatched_inputs(sleepstudy, sleep_fit):
 def test_compare_bayes_with_reml(sleep_fit, sleep_model):
     table = hb.compare(sleep_fit, sleep_model.fit_reml())
     assert list(table.index) == [
-        "(Intercept)", "Days", "sd Subject: (Intercept)", "sd Subject: Days",
-        "cor Subject: (Intercept), Days", "sigma"]
-    assert {"posterior", "CrI lower", "CrI upper", "REML", "CI lower", "CI upper", "shift", "note"} <= set(table.columns)
+        "(Intercept)", "Days", "sd_(Intercept)|Subject", "sd_Days|Subject",
+        "cor_Days.(Intercept)|Subject", "sigma"]
+    assert {"posterior", "posterior_low", "posterior_high", "REML", "REML_low", "REML_high", "shift",
+            "note"} <= set(table.columns)
     fx = sleep_fit.fixef()
     assert table.loc["Days", "posterior"] == pytest.approx(fx.loc["Days", "Estimate"])
     assert table.loc["Days", "REML"] == pytest.approx(10.467286, rel=1e-5)
     for p in table.index:
         row = table.loc[p]
-        assert row["CI lower"] < row["REML"] < row["CI upper"], p
-        assert row["CrI lower"] < row["posterior"] < row["CrI upper"], p
+        assert row["REML_low"] < row["REML"] < row["REML_high"], p
+        assert row["posterior_low"] < row["posterior"] < row["posterior_high"], p
     # 18 subjects: the posterior SDs sit above the REML estimates, never below them
-    assert table.loc["sd Subject: (Intercept)", "shift"] > 0
+    assert table.loc["sd_(Intercept)|Subject", "shift"] > 0
     text = str(table)
     assert "Bayes (posterior mean, 95% CrI) against REML" in text
     assert "<table" in table._repr_html_()

@@ -135,7 +135,7 @@ def test_confint_wald_and_boot(fit) -> None:
     boot = fit.confint(method="boot", n_sims=20, seed=3, progressbar=False)
     assert boot.attrs["replicates"].shape == (20, 5)
     assert boot.equals(fit.confint(method="boot", n_sims=20, seed=3, progressbar=False))
-    assert (boot["2.5 %"] < boot["97.5 %"]).all()
+    assert (boot["conf_low"] < boot["conf_high"]).all()
 
 
 @pytest.mark.slow
@@ -190,10 +190,10 @@ def test_compare_with_bayes() -> None:
         warnings.simplefilter("ignore")
         post = m.fit(draws=500, tune=500, chains=2, seed=4, progressbar=False)
     table = hb.compare(post, g)
-    assert table.index.tolist() == [*g.design.fixef_names, "sd district: (Intercept)"]
+    assert table.index.tolist() == [*g.design.fixef_names, "sd_(Intercept)|district"]
     assert table.loc["age", "ML"] == pytest.approx(g.fixef().loc["age", "Estimate"])
-    sd = table.loc["sd district: (Intercept)"]
-    assert sd["CI lower"] < sd["ML"] < sd["CI upper"]
+    sd = table.loc["sd_(Intercept)|district"]
+    assert sd["ML_low"] < sd["ML"] < sd["ML_high"]
     # 60 districts: the posterior and the Laplace fit agree within a posterior SD
     assert (table["shift"].abs() < 1).all()
 

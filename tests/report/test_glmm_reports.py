@@ -18,7 +18,8 @@ def test_the_summary_names_the_family_and_link_and_shows_the_shape(glmm_fits):
     text = str(glmm_fits["negbinomial"].summary())
     assert "Family: negbinomial (log link)" in text
     section = text.split("Further distributional parameters:")[1]
-    assert section.split()[:7] == ["Estimate", "Est.Error", "2.5%", "97.5%", "R-hat", "ESS-bulk", "shape"]
+    assert section.split()[:9] == ["Estimate", "Est.Error", "l-95%", "CI", "u-95%", "CI", "R-hat", "ESS-bulk",
+                                  "shape"]
     assert "Family: gamma (log link)" in str(glmm_fits["gamma"].summary())
     probit = str(glmm_fits["probit proportion"].summary())
     assert "Family: binomial (probit link)" in probit and "Further distributional" not in probit

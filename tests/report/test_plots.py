@@ -180,7 +180,7 @@ def test_prior_posterior(sleep_fit, pupils_fit):
     fig = rendered(sleep_fit.plot_prior_posterior(draws=500))
     assert len(fig.axes) == 6
     ax = fig.axes[0]
-    assert ax.get_title() == "fixef[(Intercept)]"
+    assert ax.get_title() == "(Intercept)"
     assert len(ax.patches) == 1 + 59  # the prior's step outline and the posterior's 59 bars
     fig = rendered(pupils_fit.plot_prior_posterior(draws=300))
     assert len(fig.axes) == 10  # 7 fixed effects, 2 SDs, sigma
@@ -190,18 +190,22 @@ def test_prior_posterior(sleep_fit, pupils_fit):
 def test_compare_plot(sleep_fit, sleep_reml, pupils_fit, pupils_reml):
     fig = rendered(hb.plot_compare(sleep_fit, sleep_reml))
     assert [ax.get_title(loc="left") for ax in fig.axes] == [
-        "(Intercept)", "Days", "sd Subject: (Intercept)", "sd Subject: Days",
-        "cor Subject: (Intercept), Days", "sigma"]
+        "(Intercept)", "Days", "sd_(Intercept)|Subject", "sd_Days|Subject",
+        "cor_Days.(Intercept)|Subject", "sigma"]
     for ax in fig.axes:
         assert len(ax.collections[0].get_segments()) == 2  # Bayes and REML intervals
     assert len(rendered(hb.plot_compare(pupils_fit, pupils_reml)).axes) == 10
 
 
 def test_html_tables(sleep_fit, sleep_reml):
-    for html in (sleep_fit.summary()._repr_html_(), sleep_fit._repr_html_(), sleep_reml._repr_html_()):
-        assert html.count("<table") == 2 and "Subject" in html and "(Intercept)" in html
+    # Bayes: random effects, group-level parameters, fixed effects; REML: random effects, fixed
+    # effects and their correlation (the text's tables, as tables)
+    for html, tables in ((sleep_fit.summary()._repr_html_(), 3), (sleep_fit._repr_html_(), 3),
+                         (sleep_reml._repr_html_(), 3)):
+        assert html.count("<table") == tables and "Subject" in html and "(Intercept)" in html
+        assert "Number of obs: 180, groups:  Subject, 18" in html
     cmp = hb.compare(sleep_fit, sleep_reml)._repr_html_()
-    assert "<table" in cmp and "sd Subject: Days" in cmp and "REML" in cmp
+    assert "<table" in cmp and "sd_Days|Subject" in cmp and "REML" in cmp
     with pytest.warns(hb.HierbayesWarning, match="refitting"):
         table = hb.anova(hb.lmer("Reaction ~ Days + (1 | Subject)", sleep_reml.design.frame), sleep_reml)
     assert "<table" in table._repr_html_()

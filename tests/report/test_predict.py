@@ -133,19 +133,19 @@ def test_re_form_errors(reml, newdata):
 
 def test_predict_interval(reml, newdata, sleepstudy):
     pi = reml.predict_interval(newdata, n_sims=2000, seed=1)
-    assert list(pi.columns) == ["fit", "lwr", "upr"]
+    assert list(pi.columns) == ["Estimate", "conf_low", "conf_high"]
     assert pi.equals(reml.predict_interval(newdata, n_sims=2000, seed=1))
-    width = (pi["upr"] - pi["lwr"]).to_numpy()
+    width = (pi["conf_high"] - pi["conf_low"]).to_numpy()
     assert (width[3:] > width[:3]).all()  # a new subject's interval is wider
     # the fit column is centred on lme4's prediction (within simulation noise)
-    assert np.abs(pi["fit"].to_numpy() - reml.predict(newdata).to_numpy()).max() < 0.05 * width.min()
+    assert np.abs(pi["Estimate"].to_numpy() - reml.predict(newdata).to_numpy()).max() < 0.05 * width.min()
     # intervals for observations: about 95% of the fitted rows inside
     inside = reml.predict_interval(n_sims=1000, seed=2)
     y = sleepstudy["Reaction"].to_numpy()
-    share = np.mean((inside["lwr"] <= y) & (y <= inside["upr"]))
+    share = np.mean((inside["conf_low"] <= y) & (y <= inside["conf_high"]))
     assert 0.90 <= share <= 0.99
     no_resid = reml.predict_interval(newdata, n_sims=2000, seed=1, include_resid=False)
-    assert ((no_resid["upr"] - no_resid["lwr"]) < pi["upr"] - pi["lwr"]).all()
+    assert ((no_resid["conf_high"] - no_resid["conf_low"]) < pi["conf_high"] - pi["conf_low"]).all()
 
 
 def test_reml_simulate(reml):
@@ -199,7 +199,7 @@ def test_bayes_predict_agrees_with_reml(brms_fit, reml, newdata):
             z = (bayes["Estimate"] - ref) / bayes["Est.Error"]
             assert z.abs().max() < 0.15, (re_form, z.round(3).tolist())
     pred = brms_fit.predict(newdata, seed=1)
-    width = (pred["Q97.5"] - pred["Q2.5"]).to_numpy()
+    width = (pred["conf_high"] - pred["conf_low"]).to_numpy()
     assert (width[3:] > width[:3]).all(), width  # new subject: wider than subject 308
 
 

@@ -34,20 +34,28 @@ def test_summary_reads_like_lmer(sleep_fit):
         "Data: sleepstudy",
         "posterior means",
         "Random effects:",
-        "Groups", "Name", "Variance", "Std.Dev.", "[95% CrI]", "Corr",
+        "Groups", "Name", "Variance", "Std.Dev.", "Corr",
         "Residual",
+        "Group-level SDs and correlations, sigma:", "sd_(Intercept)|Subject",
+        "cor_Days.(Intercept)|Subject",
         "Number of obs: 180, groups:  Subject, 18",
         "Fixed effects:",
-        "Estimate", "Est.Error", "2.5%", "97.5%", "R-hat", "ESS-bulk",
+        "Estimate", "Est.Error", "l-95% CI", "u-95% CI", "R-hat", "ESS-bulk",
         "divergences; max R-hat",
     ]:
         assert piece in text, piece
     lines = text.splitlines()
-    days = next(line for line in lines if line.strip().startswith("Days") and "[" in line)
-    cor = sleep_fit.varcorr().query("var2 == 'Days'")["sdcor"].iloc[0]
-    assert f"{cor:.2f} [" in days
+    vc = sleep_fit.varcorr()
+    cor = vc.query("var2 == 'Days'")
+    # lme4's random-effects table: the correlation to 2 decimals beside the Days SD
+    days = next(line for line in lines if line.strip().startswith("Days"))
+    assert days.split()[-1] == f"{cor['sdcor'].iloc[0]:.2f}"
+    row = next(line for line in lines if line.startswith("cor_Days.(Intercept)|Subject")).split()
+    values = [float(v) for v in row[1:5]]
+    assert values == pytest.approx([cor[c].iloc[0] for c in ("sdcor", "Est.Error", "conf_low",
+                                                             "conf_high")], abs=1e-4)
     assert "medians" in str(sleep_fit.summary(point="median"))
-    assert "[90% CrI]" in str(sleep_fit.summary(prob=0.9))
+    assert "l-90% CI" in str(sleep_fit.summary(prob=0.9))
 
 
 def test_summary_html(sleep_fit):
@@ -57,10 +65,11 @@ def test_summary_html(sleep_fit):
 
 def test_fixef_matches_draws(sleep_fit):
     fx = sleep_fit.fixef()
-    assert list(fx.columns) == ["Estimate", "Est.Error", "Q2.5", "Q97.5"]
+    assert list(fx.columns) == ["Estimate", "Est.Error", "conf_low", "conf_high"]
+    assert fx.attrs["conf_level"] == 0.95
     draws = sleep_fit.idata.posterior["fixef"].sel(fixef_term="Days").to_numpy().ravel()
     assert fx.loc["Days", "Estimate"] == pytest.approx(draws.mean())
-    assert fx.loc["Days", "Q97.5"] == pytest.approx(np.quantile(draws, 0.975))
+    assert fx.loc["Days", "conf_high"] == pytest.approx(np.quantile(draws, 0.975))
     assert fx.loc["Days", "Estimate"] == pytest.approx(10.47, abs=1.0)
 
 
@@ -93,8 +102,8 @@ def test_diagnostics(sleep_fit):
     d = sleep_fit.diagnostics()
     assert d.draws == 2000
     assert set(d.table.index) == {
-        "fixef[(Intercept)]", "fixef[Days]", "sd_Subject[(Intercept)]", "sd_Subject[Days]",
-        "cor_Subject[(Intercept), Days]", "sigma"}
+        "(Intercept)", "Days", "sd_(Intercept)|Subject", "sd_Days|Subject",
+        "cor_Days.(Intercept)|Subject", "sigma"}
     assert d.max_rhat < 1.05 and d.min_ess_bulk > 100
 
 
