@@ -17,6 +17,10 @@ components that ``C = vcov(beta)`` depends on.
   plugging in estimated variance components (``Phi_A``). It works with
   ``n x n`` matrices, so it is limited to data sets of moderate size.
 
+:class:`LinearFunctions` (with :func:`satterthwaite_df` and
+:func:`kenward_roger_df`) gives both for any linear function ``L beta``, as
+emmeans needs them; for the unit vectors it gives the tables above.
+
 Examples
 --------
 >>> import hierbayes as hb
@@ -134,15 +138,8 @@ def _table(fit: MerMod, se: np.ndarray, df: np.ndarray) -> pd.DataFrame:
                         index=fit.design.fixef_names)
 
 
-def satterthwaite(fit: MerMod) -> pd.DataFrame:
-    """Fixed effects with Satterthwaite's df and p-values, as lmerTest's ``summary``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Estimate, Std. Error, df, t value, Pr(>|t|), one row per fixed effect.
-    """
-    _check(fit, "satterthwaite")
+def _satterthwaite_parts(fit: MerMod) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``A = 2 H^-1`` in ``varpar = (theta, sigma)``, and the derivatives of ``vcov(beta)`` in it."""
     dev = fit.deviance_function
     varpar = np.append(fit.theta, fit.sigma)
 
@@ -158,6 +155,19 @@ def satterthwaite(fit: MerMod) -> pd.DataFrame:
         # lmerTest falls back to a pseudo-inverse (with a warning) at boundary fits.
         A = 2 * np.linalg.pinv(H)
     jac = jacobian(lambda vp: _vcov_beta(fit, vp[:-1], vp[-1]), varpar)
+    return A, jac
+
+
+def satterthwaite(fit: MerMod) -> pd.DataFrame:
+    """Fixed effects with Satterthwaite's df and p-values, as lmerTest's ``summary``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Estimate, Std. Error, df, t value, Pr(>|t|), one row per fixed effect.
+    """
+    _check(fit, "satterthwaite")
+    A, jac = _satterthwaite_parts(fit)
     C = fit.estimates.vcov_beta
     p = C.shape[0]
     df = np.empty(p)
@@ -187,16 +197,8 @@ def _covariance_parameters(fit: MerMod) -> tuple[list[np.ndarray], np.ndarray]:
     return G, np.array(s)
 
 
-def kenward_roger(fit: MerMod) -> pd.DataFrame:
-    """Fixed effects with Kenward-Roger's df, adjusted SEs and p-values (pbkrtest, lmerTest).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Estimate, Std. Error (from the adjusted covariance ``Phi_A``), df,
-        t value, Pr(>|t|).
-    """
-    _check(fit, "kenward-roger")
+def _kenward_roger_parts(fit: MerMod) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
+    """pbkrtest's ``vcovAdj``: ``Phi`` (= vcov(beta)), the adjusted ``Phi_A``, the ``P_i`` and ``W``."""
     n = fit.design.n_obs
     if n > KR_MAX_ROWS:
         raise DataError(f"Kenward-Roger's method works with {n} x {n} matrices here, too large "
@@ -231,15 +233,33 @@ def kenward_roger(fit: MerMod) -> pd.DataFrame:
     for i in range(k):
         U += W[i, i] * (Q[i, i] - P[i] @ Phi @ P[i])
     PhiA = Phi + 2 * Phi @ U @ Phi
-    p = X.shape[1]
+    return Phi, PhiA, P, W
+
+
+def _kr_df(L: np.ndarray, Phi: np.ndarray, P: list[np.ndarray], W: np.ndarray) -> float:
+    # pbkrtest's Lb_ddf for one contrast reduces to df = 2 / A2
+    g = np.array([L @ Phi @ Pi @ Phi @ L for Pi in P]) / (L @ Phi @ L)
+    A2 = g @ W @ g
+    return 2.0 / A2
+
+
+def kenward_roger(fit: MerMod) -> pd.DataFrame:
+    """Fixed effects with Kenward-Roger's df, adjusted SEs and p-values (pbkrtest, lmerTest).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Estimate, Std. Error (from the adjusted covariance ``Phi_A``), df,
+        t value, Pr(>|t|).
+    """
+    _check(fit, "kenward-roger")
+    Phi, PhiA, P, W = _kenward_roger_parts(fit)
+    p = Phi.shape[0]
     df = np.empty(p)
     for c in range(p):
-        # pbkrtest's Lb_ddf for one contrast reduces to df = 2 / A2
         L = np.zeros(p)
         L[c] = 1.0
-        g = np.array([L @ Phi @ Pi @ Phi @ L for Pi in P]) / (L @ Phi @ L)
-        A2 = g @ W @ g
-        df[c] = 2.0 / A2
+        df[c] = _kr_df(L, Phi, P, W)
     return _table(fit, np.sqrt(np.diag(PhiA)), df)
 
 
@@ -268,3 +288,98 @@ def method_key(ddf: str) -> str:
 def fixef_tests(fit: MerMod, ddf: str) -> pd.DataFrame:
     """The fixed-effect table for a ``ddf`` method (``"satterthwaite"``, ``"kenward-roger"``, ``"z"``)."""
     return METHODS[method_key(ddf)](fit)
+
+
+class LinearFunctions:
+    """Estimates, SEs and df of linear functions ``L beta`` of a REML fit's fixed effects.
+
+    What ``emmeans`` needs of an lmer fit: every row of ``L`` is one
+    function, with its estimate, SE and df by ``method``:
+
+    * ``"kenward-roger"``: the SE from pbkrtest's adjusted covariance ``Phi_A``
+      and the df of ``pbkrtest::Lb_ddf(L, vcov, Phi_A)``, as emmeans's default
+      for lmer fits;
+    * ``"satterthwaite"``: the SE from ``vcov`` and ``df = 2 (L C L')^2 /
+      (g' A g)``, as ``lmerTest::calcSatterth`` (emmeans's ``lmer.df =
+      "satterthwaite"``);
+    * ``"asymptotic"``: the SE from ``vcov`` and infinite df (z).
+
+    The parts each method needs (the Hessian, pbkrtest's matrices) are computed
+    once, on the first call, and reused for every ``L`` after.
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> fit = hb.lmer("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+    >>> lf = LinearFunctions(fit, "satterthwaite")
+    >>> lf.table([[1, 0], [0, 1], [1, 4.5]])["df"].round(2).tolist()
+    [22.81, 161.0, 17.0]
+    """
+
+    METHODS = ("kenward-roger", "satterthwaite", "asymptotic")
+
+    def __init__(self, fit: MerMod, method: str = "kenward-roger") -> None:
+        if method not in self.METHODS:
+            raise ValueError(f"method must be one of {list(self.METHODS)}, not {method!r}.")
+        _check(fit, {"asymptotic": "z"}.get(method, method))
+        self.fit = fit
+        self.method = method
+        self._parts: tuple | None = None
+
+    def parts(self) -> tuple:
+        if self._parts is None:
+            self._parts = (_kenward_roger_parts(self.fit) if self.method == "kenward-roger" else
+                           _satterthwaite_parts(self.fit) if self.method == "satterthwaite" else ())
+        return self._parts
+
+    def table(self, L: Any) -> pd.DataFrame:
+        """Columns estimate, std_error, df: one row per row of ``L`` (functions x fixed effects).
+
+        A row of zeros has estimate and SE 0 and df NaN.
+        """
+        L = np.atleast_2d(np.asarray(L, dtype=float))
+        p = self.fit.design.X.shape[1]
+        if L.shape[1] != p:
+            raise DataError(f"L has {L.shape[1]} columns; the model has {p} fixed effects.")
+        C = self.fit.estimates.vcov_beta
+        est = L @ self.fit.estimates.beta
+        df = np.full(len(L), np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.method == "kenward-roger":
+                Phi, PhiA, P, W = self.parts()
+                C = PhiA
+                df = np.array([_kr_df(row, Phi, P, W) for row in L])
+            elif self.method == "satterthwaite":
+                A, jac = self.parts()
+                var = np.einsum("ij,jk,ik->i", L, C, L)
+                g = np.stack([np.einsum("ij,jk,ik->i", L, J, L) for J in jac], axis=1)
+                df = 2 * var**2 / np.einsum("ij,jk,ik->i", g, A, g)
+        var = np.einsum("ij,jk,ik->i", L, C, L)
+        df = np.where(var > 0, df, np.nan)
+        return pd.DataFrame({"estimate": est, "std_error": np.sqrt(np.maximum(var, 0)), "df": df})
+
+
+def satterthwaite_df(fit: MerMod, L: Any) -> pd.DataFrame:
+    """Estimate, SE and Satterthwaite df of each row of ``L beta`` (lmerTest's ``calcSatterth``).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> fit = hb.lmer("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+    >>> satterthwaite_df(fit, [[1, 4.5]]).round(3).values.tolist()
+    [[298.508, 9.05, 17.0]]
+    """
+    return LinearFunctions(fit, "satterthwaite").table(L)
+
+
+def kenward_roger_df(fit: MerMod, L: Any) -> pd.DataFrame:
+    """Estimate, adjusted SE and Kenward-Roger df of each row of ``L beta`` (pbkrtest's ``Lb_ddf``).
+
+    Examples
+    --------
+    >>> import hierbayes as hb
+    >>> fit = hb.lmer("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+    >>> kenward_roger_df(fit, [[1, 4.5]]).round(3).values.tolist()
+    [[298.508, 9.05, 17.0]]
+    """
+    return LinearFunctions(fit, "kenward-roger").table(L)
