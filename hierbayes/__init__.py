@@ -28,6 +28,8 @@ from hierbayes.families import get_family
 from hierbayes.families import get_family as family  # hb.family("binomial", link="probit")
 from hierbayes.report import BayesFit, GlmerFit, LmerFit, Sims, Summary
 from hierbayes.report.compare import anova, compare, loo_compare
+from hierbayes.report.emmeans import emmeans
+from hierbayes.report.equation import equation
 from hierbayes.residuals import ar1, car1
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
@@ -80,6 +82,8 @@ __all__ = [
     "car1",
     "compare",
     "datasets",
+    "emmeans",
+    "equation",
     "family",
     "get_family",
     "glmer",

@@ -26,6 +26,7 @@ from hierbayes.bayes.sampler import check_flag, run_nuts
 from hierbayes.report.bayes import BayesFit
 from hierbayes.report.glmer import GlmerFit
 from hierbayes.report.lmer import LmerFit
+from hierbayes.report.refit import glmm_engine_fit, lmer_engine_fit
 from hierbayes.report.save import read_fit
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import parse_formula
@@ -48,11 +49,7 @@ def fit_lmer_design(design: Design, reml: bool = True, optimizer: str = "bobyqa"
     >>> fit_lmer_design(design, reml=False).reml
     False
     """
-    # imported here: the REML engine pulls in SciPy's optimisers and sparse matrices
-    from hierbayes.freq.fit import fit_design
-
-    return LmerFit.from_mermod(fit_design(design, reml=reml, optimizer=optimizer,
-                                          stacklevel=stacklevel))
+    return LmerFit.from_mermod(lmer_engine_fit(design, reml, optimizer, stacklevel + 1))
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True, na_action: str = "omit",
@@ -121,16 +118,7 @@ def fit_glmm_design(design: Design, nAGQ: int = 1, stacklevel: int = 4,
     >>> fit_glmm_design(design, nAGQ=10).nAGQ
     10
     """
-    # imported here: the GLMM engine pulls in SciPy's optimisers and sparse matrices
-    if design.family.name == "negbinomial":
-        from hierbayes.freq.glmernb import fit_glmer_nb
-
-        return GlmerFit.from_glmermod(fit_glmer_nb(design, nAGQ=nAGQ, stacklevel=stacklevel - 1,
-                                                   information=information))
-    from hierbayes.freq.glmer import fit_glmer_design
-
-    return GlmerFit.from_glmermod(fit_glmer_design(design, nAGQ=nAGQ, stacklevel=stacklevel,
-                                                   information=information))
+    return GlmerFit.from_glmermod(glmm_engine_fit(design, nAGQ, information, stacklevel + 1))
 
 
 def glmer(formula: str, data: pd.DataFrame, family: Any, nAGQ: int = 1, weights: Any = None,
@@ -243,6 +231,13 @@ class Model(BayesModel):
     ['(Intercept)', 'Days']
     >>> fit = model.fit(draws=200, tune=200, chains=2, seed=1, progressbar=False)  # doctest: +SKIP
     """
+
+    def equation(self, priors: bool = False, mean_separate: bool | None = None):
+        """The model as LaTeX in equatiomatic's notation, symbols only (no fit yet; ``priors``
+        adds the prior lines) (:func:`hierbayes.report.equation.equation`)."""
+        from hierbayes.report.equation import equation
+
+        return equation(self, priors=priors, mean_separate=mean_separate)
 
     def fit_reml(self) -> LmerFit:
         """Fit the same formula by REML with the lme4-style engine (:mod:`hierbayes.freq`)."""

@@ -28,7 +28,7 @@ import pandas as pd
 from hierbayes.bayes.policy import choose_centring, first_block_nested, marginal_cost, supported
 from hierbayes.bayes.priors import resolve_priors
 from hierbayes.bayes.pymc_model import PymcFingerprint, build_pymc_model, observed_name
-from hierbayes.errors import DataError, SamplerError, check_count
+from hierbayes.errors import DataError, SamplerError, SettingsError, check_count
 from hierbayes.families import Family
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import parse_formula
@@ -242,6 +242,40 @@ class BayesModel:
             f"hierbayes.Model: {self.formula.formula}\n  family: {self.family}; "
             f"{d.n_obs} observations; groups: {groups or 'none'}"
         )
+
+    def update(self, formula: str | None = None, **changes: Any):
+        """The same model with ``formula`` (R's update notation: ``"~ . + sex"``) and ``changes``.
+
+        ``changes`` are the constructor's arguments (``data``, ``family``,
+        ``priors``, ``na_action``, ``weights``, ``offset``, ``sigma``,
+        ``correlation``, ``data_name``); the rest are kept, the data
+        included. Priors given for coefficients the new formula lacks are
+        refused, as in the constructor.
+
+        Examples
+        --------
+        >>> import hierbayes as hb
+        >>> m = hb.Model("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
+        >>> m.update("~ . + (0 + Days | Subject)").design.formula.formula
+        'Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)'
+        """
+        from hierbayes.spec.update import update_formula
+
+        allowed = {"data", "family", "priors", "na_action", "weights", "offset", "sigma",
+                   "correlation", "data_name"}
+        bad = sorted(set(changes) - allowed)
+        if bad:
+            raise SettingsError(f"Model.update cannot change {', '.join(map(repr, bad))}; it takes "
+                                f"the formula and {', '.join(sorted(allowed))}.")
+        d = self.design
+        new = d.formula.formula if formula is None else update_formula(d.formula.formula, formula)
+        kwargs = {**d.settings, "priors": self.prior_spec, "data": d.source}
+        kwargs.update(changes)
+        data = kwargs.pop("data")
+        if data is None:
+            raise DataError("This model does not hold its data (read from a file, it keeps only "
+                            "the columns its formula uses); pass data= to update.")
+        return type(self)(new, data, **kwargs)
 
     def prior_predictive(self, draws: int = 500, seed: int | None = None):
         """Draws from the priors and of data sets from them (PyMC's ``sample_prior_predictive``).

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,8 +82,11 @@ def one_blas_thread(fit: MerMod):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _boot_chunk(fit: MerMod, seeds: list) -> tuple[np.ndarray, int]:
+def _boot_chunk(fit: MerMod, seeds: list, statistic: Callable | None = None,
+                use_u: bool = False) -> tuple[np.ndarray, int]:
     """Replicates for ``seeds``, and how many refits failed lme4's convergence checks.
+
+    ``statistic`` maps a refit to its numbers (every parameter when None).
 
     A refit's own convergence warning is counted, not shown: hundreds of refits would
     bury the one summary that matters (bootMer likewise collects them).
@@ -98,7 +102,7 @@ def _boot_chunk(fit: MerMod, seeds: list) -> tuple[np.ndarray, int]:
     out, failed = [], 0
     with one_blas_thread(fit):
         for ss in seeds:
-            y = simulate(fit, 1, np.random.default_rng(ss))[0]
+            y = simulate(fit, 1, np.random.default_rng(ss), use_u=use_u)[0]
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
                 again = refit_fit(fit, y)
@@ -106,13 +110,15 @@ def _boot_chunk(fit: MerMod, seeds: list) -> tuple[np.ndarray, int]:
                 if not issubclass(w.category, ConvergenceWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             failed += any(issubclass(w.category, ConvergenceWarning) for w in caught)
-            out.append(parameter_values(again).to_numpy())
+            values = parameter_values(again) if statistic is None else statistic(again)
+            out.append(np.asarray(values, dtype=float).ravel())
     return np.array(out), failed
 
 
 def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressbar: bool = True,
-              n_jobs: int | None = 1) -> pd.DataFrame:
-    """Parametric bootstrap replicates (lme4's ``bootMer``, ``use.u = FALSE``).
+              n_jobs: int | None = 1, statistic: Callable | None = None,
+              names: list[str] | None = None, use_u: bool = False) -> pd.DataFrame:
+    """Parametric bootstrap replicates (lme4's ``bootMer``, ``use.u = FALSE`` by default).
 
     Each replicate simulates a response with new group effects and noise
     (:func:`hierbayes.freq.sim.simulate_responses`) and refits it
@@ -121,10 +127,16 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
     result does not depend on ``n_jobs`` (worker processes; -1 or None for one
     per core).
 
+    ``statistic`` (bootMer's ``FUN``) maps each refit (an engine fit of the
+    same class as ``fit``) to a number or a vector of fixed length, named by
+    ``names``; None records every parameter. With ``n_jobs`` other than 1 it
+    must be picklable (a module-level function, not a lambda). ``use_u``
+    simulates with the fitted group effects (bootMer's ``use.u = TRUE``).
+
     Returns
     -------
     pandas.DataFrame
-        One row per replicate, columns as :func:`param_names`; ``attrs
+        One row per replicate, columns ``names`` (or as :func:`param_names`); ``attrs
         ["convergence_failures"]`` counts the refits that failed lme4's
         convergence checks (one :class:`~hierbayes.errors.ConvergenceWarning`
         gives the count, instead of one warning per refit).
@@ -137,7 +149,7 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
     failed = 0
     if n_jobs == 1:
         for i, ss in enumerate(seeds):
-            reps, bad = _boot_chunk(fit, [ss])
+            reps, bad = _boot_chunk(fit, [ss], statistic, use_u)
             rows.append(reps[0])
             failed += bad
             if i % 10 == 0:
@@ -148,7 +160,8 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
         workers = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
         chunks = [seeds[k : k + 25] for k in range(0, len(seeds), 25)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for part, bad in pool.map(_boot_chunk, [fit] * len(chunks), chunks):
+            n = len(chunks)
+            for part, bad in pool.map(_boot_chunk, [fit] * n, chunks, [statistic] * n, [use_u] * n):
                 rows.extend(part)
                 failed += bad
                 bar.draw(len(rows))
@@ -159,7 +172,8 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
             "(their replicates are kept, as bootMer keeps them). Many failures mean the "
             "model is hard to fit: rescale predictors or simplify the random effects.",
             ConvergenceWarning, stacklevel=3)
-    out = pd.DataFrame(np.array(rows), columns=fit_param_names(fit))
+    columns = fit_param_names(fit) if statistic is None else names
+    out = pd.DataFrame(np.array(rows), columns=columns)
     out.attrs["convergence_failures"] = failed
     return out
 
@@ -173,4 +187,48 @@ def boot(fit: MerMod, level: float = 0.95, n_sims: int = 500, seed: int | None =
     ci = np.array([percentile(reps[c].to_numpy(), alpha) for c in reps.columns])
     out = pd.DataFrame(ci, index=reps.columns, columns=interval_columns(level))
     out.attrs["replicates"] = reps
+    return out
+
+
+BOOT_TYPES = ("perc", "norm", "basic")
+
+
+def boot_intervals(t0: np.ndarray, t: np.ndarray, level: float = 0.95,
+                   type: str = "perc") -> np.ndarray:
+    """boot's ``boot.ci`` for each statistic (column of ``t``): ``(k, 2)`` lower and upper ends.
+
+    ``"perc"``: the replicates' quantiles (``norm.inter``'s interpolation,
+    :func:`percentile`); ``"norm"``: ``t0 - bias -+ z sd(t)``, with
+    ``bias = mean(t) - t0``; ``"basic"``: ``2 t0`` less the percentile
+    interval's ends, reversed. Non-finite replicates are left out, as boot
+    leaves them out.
+
+    Examples
+    --------
+    >>> t = np.arange(1.0, 100.0)[:, None]
+    >>> boot_intervals(np.array([50.0]), t, 0.9, "perc").round(2).tolist()
+    [[5.0, 95.0]]
+    >>> boot_intervals(np.array([40.0]), t, 0.9, "basic").round(2).tolist()
+    [[-15.0, 75.0]]
+    """
+    check_level(level)
+    if type not in BOOT_TYPES:
+        raise ValueError(f"type must be one of {list(BOOT_TYPES)}, not {type!r}.")
+    t = np.asarray(t, dtype=float).reshape(len(t), -1)
+    t0 = np.asarray(t0, dtype=float).ravel()
+    alpha = np.array([(1 - level) / 2, (1 + level) / 2])
+    out = np.empty((t.shape[1], 2))
+    for k in range(t.shape[1]):
+        col = t[:, k][np.isfinite(t[:, k])]
+        if len(col) < 2:
+            out[k] = np.nan
+        elif type == "perc":
+            out[k] = percentile(col, alpha)
+        elif type == "norm":
+            bias = col.mean() - t0[k]
+            half = np.std(col, ddof=1) * stats.norm.ppf(alpha[1])
+            out[k] = [t0[k] - bias - half, t0[k] - bias + half]
+        else:
+            q = percentile(col, alpha[::-1])
+            out[k] = 2 * t0[k] - q
     return out

@@ -51,6 +51,7 @@ from hierbayes.report.structures import (
     structure_draws,
     structured,
 )
+from hierbayes.report.tools import BayesTools, FitTools
 from hierbayes.spec.naming import cor_name, correlation_position, sd_name, varcomp_labels
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from hierbayes.report.save import SavedFit
 
 
-class BayesFit(GroupPlots, PosteriorChecks):
+class BayesFit(GroupPlots, PosteriorChecks, FitTools, BayesTools):
     """A posterior from :meth:`hierbayes.Model.fit`.
 
     Attributes

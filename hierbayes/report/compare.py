@@ -164,7 +164,9 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
     curvature, mapped back). ``shift`` is (posterior mean - REML estimate) /
     posterior SD; a note flags a REML estimate outside the credible interval,
     or a shift beyond ``threshold`` (the priors or the uncertainty in the
-    variance components moved the estimate).
+    variance components moved the estimate). ``prior_sensitivity`` is the
+    power-scaling diagnosis of each parameter (:meth:`BayesFit.prior_sensitivity`:
+    ``-``, or a potential prior-data conflict or strong prior / weak likelihood).
 
     Returns
     -------
@@ -222,12 +224,29 @@ def compare(bayes: Any, reml: Any, prob: float = 0.95, threshold: float = 0.5) -
                 r.estimate, r.lower, r.upper)
     table = Table(rows).set_index("parameter")
     table.attrs["conf_level"] = float(prob)
+    sensitivity_note = ""
+    try:
+        from hierbayes.report.sensitivity import sensitivity_column
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            column = sensitivity_column(bayes)
+        unreliable = [str(w.message) for w in caught if issubclass(w.category, Warning)]
+        table["prior_sensitivity"] = [column.get(p, "") for p in table.index]
+        if unreliable:
+            sensitivity_note = "\nprior_sensitivity: " + unreliable[0].split(". ")[0] + "."
+    except DataError as err:
+        # a pm.Model the user changed has priors the table does not describe: said, not guessed
+        table["prior_sensitivity"] = ""
+        sensitivity_note = f"\nprior_sensitivity not computed: {err}"
     pct = f"{prob * 100:g}%"
     method = "ML (glmer)" if glmm else "REML" if reml.reml else "ML"
     table.heading = (
         f"Bayes (posterior mean, {pct} CrI) against {method} (estimate, {pct} CI)\n"
         f"Formula: {bayes.design.formula.formula}\n"
-        f"{col} intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest."
+        f"{col} intervals: Wald for fixed effects; Wald on log-SD / atanh-correlation scale for the rest.\n"
+        "prior_sensitivity: priorsense's power-scaling diagnosis (fit.prior_sensitivity())"
+        + sensitivity_note
     )
     return table
 

@@ -30,13 +30,14 @@ from hierbayes.report.merfit import (
     resid_lines,
     title_lines,
 )
+from hierbayes.report.tools import FitTools
 
 #: R's family names, as glmer's summary prints them.
 R_FAMILY = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson", "gamma": "Gamma"}
 RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
 
 
-class GlmerFit(GlmerMod, MerReport, GroupPlots):
+class GlmerFit(GlmerMod, MerReport, GroupPlots, FitTools):
     """A generalised linear mixed model fitted by glmer's method: the report over the engine's record.
 
     The fields and model-level quantities (``theta``, ``sigma``, ``loglik``,
@@ -207,12 +208,12 @@ class GlmerFit(GlmerMod, MerReport, GroupPlots):
         return plot_caterpillar(self, group, prob, **kwargs)
 
     def plot_effect(self, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
-                    data: bool = True):
+                    data: bool = True, interval: str = "sim"):
         """The population curve of ``x`` on the response scale, with a band from Wald draws of the
         fixed effects. See :func:`hierbayes.report.plots.plot_effect`."""
         from hierbayes.report.plots import plot_effect
 
-        return plot_effect(self, x, prob, n_sims, seed, data)
+        return plot_effect(self, x, prob, n_sims, seed, data, interval)
 
     def family_line(self) -> str:
         """glmer's `` Family: binomial  ( logit )``."""

@@ -37,13 +37,14 @@ from hierbayes.report.structures import (
     structured,
     structures_in,
 )
+from hierbayes.report.tools import FitTools
 
 if TYPE_CHECKING:
     from hierbayes.report.sims import Sims
 
 
 @dataclass
-class LmerFit(MerMod, MerReport, GroupPlots):
+class LmerFit(MerMod, MerReport, GroupPlots, FitTools):
     """A linear mixed model fitted by REML or ML: the report over the engine's record.
 
     The fields and the model-level quantities (``theta``, ``sigma``,
@@ -481,11 +482,12 @@ class LmerFit(MerMod, MerReport, GroupPlots):
     # ----- plots beyond GroupPlots (hierbayes.report.plots); each returns a matplotlib Figure -----
 
     def plot_effect(self, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
-                    data: bool = True):
-        """The population regression curve of ``x`` with an ``arm::sim`` band."""
+                    data: bool = True, interval: str = "sim"):
+        """The population regression curve of ``x`` with an ``arm::sim`` band (``interval="boot"``:
+        a parametric bootstrap band, :func:`hierbayes.report.plots.plot_effect`)."""
         from hierbayes.report.plots import plot_effect
 
-        return plot_effect(self, x, prob, n_sims, seed, data)
+        return plot_effect(self, x, prob, n_sims, seed, data, interval)
 
     def __repr__(self) -> str:
         return str(self.summary())

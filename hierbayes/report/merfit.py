@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,23 @@ class MerReport:
         for col in ("var1", "var2"):
             out[col] = pd.Series([r[col] for r in rows], dtype=object)
         return out
+
+    def bootstrap(self, fun: Any = None, n_sims: int = 500, seed: int | None = None,
+                  type: str = "parametric", use_u: bool = False, progressbar: bool = True,
+                  n_jobs: int | None = 1):
+        """A parametric bootstrap of any statistic, as lme4's ``bootMer(FUN = fun)``
+        (:func:`hierbayes.report.bootstrap.bootstrap_fit`).
+
+        ``fun`` gets each refit as a fit of this class (``predict``, ``fixef``,
+        ``varcorr``, ...) and returns a number, a vector, a dict or a Series;
+        None bootstraps every parameter. Returns a
+        :class:`~hierbayes.report.bootstrap.BootResult` with the replicates
+        (``.t``), the statistic on the data (``.t0``), ``.summary()`` and
+        ``.conf_int(level, type="perc" | "norm" | "basic")``.
+        """
+        from hierbayes.report.bootstrap import bootstrap_fit
+
+        return bootstrap_fit(self, fun, n_sims, seed, type, use_u, progressbar, n_jobs)
 
     def random_effects_section(self) -> tuple[Block, pd.DataFrame]:
         """The summary's Random effects table (lme4's ``formatVC``, digits 4), with the obs line."""

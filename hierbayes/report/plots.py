@@ -388,7 +388,7 @@ def _points_at_typical_offset(fit: Any, grid_offset: float) -> np.ndarray:
 
 
 def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: int | None = 1,
-                data: bool = True):
+                data: bool = True, interval: str = "sim"):
     """The population regression curve of ``x`` with its band, other predictors typical.
 
     Other predictors sit at their means (numeric) or reference levels
@@ -400,7 +400,17 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
     typical exposure) and its data are shown on that scale (proportions of the
     trials; counts moved to the typical exposure when there is an offset). A
     categorical ``x`` gives a point and an interval per level.
+
+    ``interval="boot"`` (REML/ML and glmer fits) draws the band from a
+    parametric bootstrap instead: ``n_sims`` refits (bootMer, as seed 003 of
+    the tutorials does with ``FUN = predict(., newdata, re.form = ~0)``), each
+    predicting the curve, and their percentile interval.
     """
+    if interval not in ("sim", "boot"):
+        raise ValueError(f"interval must be 'sim' or 'boot', not {interval!r}.")
+    if interval == "boot" and is_bayes(fit):
+        raise ValueError("interval='boot' is for REML/ML and glmer fits; a Bayesian fit's band "
+                         "is its credible interval.")
     grid, categorical = _grid(fit, x, points=100)
     levels = list(grid[x])
     pos = np.arange(len(levels), dtype=float) if categorical else grid[x].to_numpy(dtype=float)
@@ -415,15 +425,25 @@ def plot_effect(fit: Any, x: str, prob: float = 0.95, n_sims: int = 1000, seed: 
         rows = prediction_rows(fit.design, grid, re_form="~0", offset=off)
         shift = 0.0 if rows.offset is None else rows.offset
         est = fam.inverse_link(linear_predictor(rows.X, fit.estimates.beta) + shift)
-        if gaussian(fit):
+        if interval == "boot":
+            def curve(f: Any) -> np.ndarray:
+                kind = {} if gaussian(f) else {"type": "response"}
+                return f.predict(grid, re_form="~0", offset=off, **kind).to_numpy()
+
+            reps = fit.bootstrap(curve, n_sims=n_sims, seed=seed, progressbar=False)
+            ends = reps.conf_int(prob, type="perc")
+            lo, hi = ends["conf_low"].to_numpy(), ends["conf_high"].to_numpy()
+            band = f"{prob * 100:g}% interval (parametric bootstrap, {n_sims} refits)"
+        elif gaussian(fit):
             beta = fit.sim(n_sims, seed=seed).fixef.to_numpy()
             band = f"{prob * 100:g}% interval (arm::sim, {n_sims} draws)"
         else:
             rng = np.random.default_rng(seed)
             beta = rng.multivariate_normal(fit.estimates.beta, fit.estimates.vcov_beta, n_sims)
             band = f"{prob * 100:g}% interval (Wald draws of the fixed effects)"
-        draws = fam.inverse_link(linear_predictor(rows.X, beta) + shift)
-        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        if interval != "boot":
+            draws = fam.inverse_link(linear_predictor(rows.X, beta) + shift)
+            lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
     fig, (ax,) = panel_figure(1, panel=(5.2, 4.0))
     if data:
         frame = _frame(fit)
