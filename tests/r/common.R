@@ -108,3 +108,14 @@ prior_table <- function(fit) {
   cols <- intersect(c("prior", "class", "coef", "group", "resp", "dpar", "nlpar", "lb", "ub", "source"), names(p))
   lapply(p[cols], function(x) I(as.character(x)))
 }
+
+shipped <- function(name) {
+  # a dataset as hierbayes ships it (hierbayes/datasets/data), strings as factors with R's
+  # alphabetical levels (hb.datasets.load's too), the id columns sleepstudy and cbpp number
+  # made factors as in lme4
+  d <- read.csv(gzfile(file.path("hierbayes", "datasets", "data", paste0(name, ".csv.gz"))),
+                stringsAsFactors = TRUE)
+  ids <- list(sleepstudy = "Subject", cbpp = c("herd", "period"), gpa = "student")[[name]]
+  for (col in ids) d[[col]] <- factor(d[[col]])
+  d
+}

@@ -22,19 +22,12 @@ suppressPackageStartupMessages({
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
 options(width = 80, digits = 7, show.signif.stars = TRUE, useFancyQuotes = FALSE)
 
-load_data <- function(name) {
-  read.csv(gzfile(file.path("hierbayes", "datasets", "data", paste0(name, ".csv.gz"))),
-           stringsAsFactors = TRUE)
-}
-sleepstudy <- load_data("sleepstudy")
-sleepstudy$Subject <- factor(sleepstudy$Subject)
-cbpp <- load_data("cbpp")
-cbpp$herd <- factor(cbpp$herd)
-cbpp$period <- factor(cbpp$period)
-Penicillin <- load_data("Penicillin")
-Pastes <- load_data("Pastes")
-gpa <- load_data("gpa")
-gpa$student <- factor(gpa$student)
+source(file.path("tests", "r", "common.R"))  # shipped(): the datasets as hierbayes ships them
+sleepstudy <- shipped("sleepstudy")
+cbpp <- shipped("cbpp")
+Penicillin <- shipped("Penicillin")
+Pastes <- shipped("Pastes")
+gpa <- shipped("gpa")
 
 printed <- function(x) unbox(paste(capture.output(print(x)), collapse = "\n"))
 cases <- list()

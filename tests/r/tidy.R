@@ -18,15 +18,9 @@ suppressPackageStartupMessages({
 })
 if (!dir.exists(file.path("tests", "r"))) stop("Run this from the repository root.")
 
-load_data <- function(name) {
-  read.csv(gzfile(file.path("hierbayes", "datasets", "data", paste0(name, ".csv.gz"))),
-           stringsAsFactors = TRUE)
-}
-sleepstudy <- load_data("sleepstudy")
-sleepstudy$Subject <- factor(sleepstudy$Subject)
-cbpp <- load_data("cbpp")
-cbpp$herd <- factor(cbpp$herd)
-cbpp$period <- factor(cbpp$period)
+source(file.path("tests", "r", "common.R"))  # shipped(): the datasets as hierbayes ships them
+sleepstudy <- shipped("sleepstudy")
+cbpp <- shipped("cbpp")
 
 frame <- function(x) {
   x <- as.data.frame(x)
