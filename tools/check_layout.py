@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hierbayes"
 MAX_LINES = 600
 
-# Room -> rooms it may import (besides itself). "base" is errors.py, progress.py, version.py and
-# kernel_sources.py (the compiled kernels' build facts, shared by both engines' loaders).
+# Room -> rooms it may import (besides itself). "base" is errors.py, progress.py, version.py,
+# kernel_sources.py (the compiled kernels' build facts, shared by both engines' loaders) and
+# execution.py (the one way every many-fit workload runs: serial, a process pool, a cluster).
 ALLOWED: dict[str, set[str]] = {
     "base": set(),
     "datasets": {"base"},
@@ -48,7 +49,8 @@ ALLOWED: dict[str, set[str]] = {
               "report"},
 }
 FRONT = {"hierbayes", "hierbayes.api"}
-BASE = {"hierbayes.errors", "hierbayes.progress", "hierbayes.version", "hierbayes.kernel_sources"}
+BASE = {"hierbayes.errors", "hierbayes.progress", "hierbayes.version", "hierbayes.kernel_sources",
+        "hierbayes.execution"}
 
 
 def module_name(path: Path) -> str:

@@ -23,10 +23,9 @@ Examples
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,6 @@ from hierbayes.errors import ConvergenceWarning, check_count
 from hierbayes.freq.fit import refit
 from hierbayes.freq.params import check_level, fit_param_names, interval_columns, parameter_values
 from hierbayes.freq.sim import simulate_responses
-from hierbayes.progress import Progress
 
 if TYPE_CHECKING:
     from hierbayes.freq.mermod import MerMod
@@ -82,56 +80,54 @@ def one_blas_thread(fit: MerMod):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _boot_chunk(fit: MerMod, seeds: list, statistic: Callable | None = None,
-                use_u: bool = False) -> tuple[np.ndarray, int]:
-    """Replicates for ``seeds``, and how many refits failed lme4's convergence checks.
+def replicate(shared: tuple, item: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """One replicate (a task of :func:`hierbayes.execution.run_tasks`): simulate, refit, record.
 
-    ``statistic`` maps a refit to its numbers (every parameter when None).
-
-    A refit's own convergence warning is counted, not shown: hundreds of refits would
-    bury the one summary that matters (bootMer likewise collects them).
+    ``shared`` is ``(fit, statistic, use_u)``. Returns the statistic's values and whether the
+    refit failed lme4's convergence checks. A refit's own convergence warning is counted, not
+    shown: hundreds of refits would bury the one summary that matters (bootMer likewise
+    collects them).
     """
     from hierbayes.freq.glmermod import GlmerMod
 
+    fit, statistic, use_u = shared
     if isinstance(fit, GlmerMod):
         # a GLMM's replicates: lme4's simulate and refit of a glmerMod
         from hierbayes.freq.glmer import refit as refit_fit
         from hierbayes.freq.glmersim import simulate_glmer_responses as simulate
     else:
         refit_fit, simulate = refit, simulate_responses
-    out, failed = [], 0
-    with one_blas_thread(fit):
-        for ss in seeds:
-            y = simulate(fit, 1, np.random.default_rng(ss), use_u=use_u)[0]
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
-                again = refit_fit(fit, y)
-            for w in caught:
-                if not issubclass(w.category, ConvergenceWarning):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            failed += any(issubclass(w.category, ConvergenceWarning) for w in caught)
-            values = parameter_values(again) if statistic is None else statistic(again)
-            out.append(np.asarray(values, dtype=float).ravel())
-    return np.array(out), failed
+    y = simulate(fit, 1, rng, use_u=use_u)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        again = refit_fit(fit, y)
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    failed = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    values = parameter_values(again) if statistic is None else statistic(again)
+    return np.asarray(values, dtype=float).ravel(), failed
 
 
 def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressbar: bool = True,
               n_jobs: int | None = 1, statistic: Callable | None = None,
-              names: list[str] | None = None, use_u: bool = False) -> pd.DataFrame:
+              names: list[str] | None = None, use_u: bool = False, executor: Any = None,
+              client: Any = None) -> pd.DataFrame:
     """Parametric bootstrap replicates (lme4's ``bootMer``, ``use.u = FALSE`` by default).
 
     Each replicate simulates a response with new group effects and noise
     (:func:`hierbayes.freq.sim.simulate_responses`) and refits it
     (:func:`hierbayes.freq.fit.refit`), starting from this fit's theta.
     Replicate ``i`` draws from its own stream of ``SeedSequence(seed)``, so the
-    result does not depend on ``n_jobs`` (worker processes; -1 or None for one
-    per core).
+    result does not depend on where the replicates run: serially, on ``n_jobs``
+    worker processes (-1 or None for one per core), on ``executor`` or on a
+    Dask ``client`` (:func:`hierbayes.execution.run_tasks`).
 
     ``statistic`` (bootMer's ``FUN``) maps each refit (an engine fit of the
     same class as ``fit``) to a number or a vector of fixed length, named by
-    ``names``; None records every parameter. With ``n_jobs`` other than 1 it
-    must be picklable (a module-level function, not a lambda). ``use_u``
-    simulates with the fitted group effects (bootMer's ``use.u = TRUE``).
+    ``names``; None records every parameter. Off this process it must be
+    picklable (a module-level function, not a lambda). ``use_u`` simulates
+    with the fitted group effects (bootMer's ``use.u = TRUE``).
 
     Returns
     -------
@@ -141,48 +137,36 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
         convergence checks (one :class:`~hierbayes.errors.ConvergenceWarning`
         gives the count, instead of one warning per refit).
     """
+    from contextlib import nullcontext
+
+    from hierbayes.execution import run_tasks
 
     check_count("n_sims", n_sims, minimum=2)
-    seeds = np.random.SeedSequence(seed).spawn(int(n_sims))
-    bar = Progress(int(n_sims), 1, progressbar, label="Bootstrap refits")
-    rows: list[np.ndarray] = []
-    failed = 0
-    if n_jobs == 1:
-        for i, ss in enumerate(seeds):
-            reps, bad = _boot_chunk(fit, [ss], statistic, use_u)
-            rows.append(reps[0])
-            failed += bad
-            if i % 10 == 0:
-                bar.draw(i + 1)
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        workers = (os.cpu_count() or 1) if n_jobs in (None, -1) else int(n_jobs)
-        chunks = [seeds[k : k + 25] for k in range(0, len(seeds), 25)]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            n = len(chunks)
-            for part, bad in pool.map(_boot_chunk, [fit] * n, chunks, [statistic] * n, [use_u] * n):
-                rows.extend(part)
-                failed += bad
-                bar.draw(len(rows))
-    bar.draw(len(rows), final=True)
+    here = executor is None and client is None and n_jobs == 1
+    # in this process BLAS on one thread too, for a small model's many small products
+    with one_blas_thread(fit) if here else nullcontext():
+        out = run_tasks(replicate, range(int(n_sims)), shared=(fit, statistic, use_u), seed=seed,
+                        executor=executor, client=client, n_jobs=n_jobs, progressbar=progressbar,
+                        label="Bootstrap refits")
+    failed = sum(bad for _, bad in out)
     if failed:
         warnings.warn(
-            f"{failed} of {len(rows)} bootstrap refits did not pass lme4's convergence checks "
+            f"{failed} of {len(out)} bootstrap refits did not pass lme4's convergence checks "
             "(their replicates are kept, as bootMer keeps them). Many failures mean the "
             "model is hard to fit: rescale predictors or simplify the random effects.",
             ConvergenceWarning, stacklevel=3)
     columns = fit_param_names(fit) if statistic is None else names
-    out = pd.DataFrame(np.array(rows), columns=columns)
-    out.attrs["convergence_failures"] = failed
-    return out
+    table = pd.DataFrame(np.array([values for values, _ in out]), columns=columns)
+    table.attrs["convergence_failures"] = failed
+    return table
 
 
 def boot(fit: MerMod, level: float = 0.95, n_sims: int = 500, seed: int | None = None,
-         progressbar: bool = True, n_jobs: int | None = 1) -> pd.DataFrame:
+         progressbar: bool = True, n_jobs: int | None = 1, executor: Any = None,
+         client: Any = None) -> pd.DataFrame:
     """Percentile intervals from :func:`bootstrap` replicates."""
     check_level(level)
-    reps = bootstrap(fit, n_sims, seed, progressbar, n_jobs)
+    reps = bootstrap(fit, n_sims, seed, progressbar, n_jobs, executor=executor, client=client)
     alpha = np.array([(1 - level) / 2, (1 + level) / 2])
     ci = np.array([percentile(reps[c].to_numpy(), alpha) for c in reps.columns])
     out = pd.DataFrame(ci, index=reps.columns, columns=interval_columns(level))

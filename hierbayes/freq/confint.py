@@ -24,7 +24,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: int = 500,
             seed: int | None = None, progressbar: bool = True,
-            n_jobs: int | None = 1) -> pd.DataFrame:
+            n_jobs: int | None = 1, executor: Any = None, client: Any = None) -> pd.DataFrame:
     """Confidence intervals for every parameter of ``fit`` by ``method``.
 
     Parameters
@@ -50,7 +50,7 @@ def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: i
         ``"profile"``, ``"wald"`` or ``"boot"`` (``"bootstrap"``), any case.
     level
         Confidence level.
-    n_sims, seed, progressbar, n_jobs
+    n_sims, seed, progressbar, n_jobs, executor, client
         For ``"boot"``: replicates, seed, a progress bar, worker processes
         (:func:`hierbayes.freq.bootstrap.bootstrap`).
 
@@ -60,13 +60,14 @@ def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: i
         One row per parameter, columns ``conf_low`` and ``conf_high``;
         ``attrs["conf_level"]`` is ``level`` and ``attrs["method"]`` the method.
     """
-    out = _confint(fit, method, level, n_sims, seed, progressbar, n_jobs)
+    out = _confint(fit, method, level, n_sims, seed, progressbar, n_jobs, executor, client)
     out.attrs.update({"conf_level": float(level), "method": str(method).lower()})
     return out
 
 
 def _confint(fit: MerMod, method: str, level: float, n_sims: int, seed: int | None,
-             progressbar: bool, n_jobs: int | None) -> pd.DataFrame:
+             progressbar: bool, n_jobs: int | None, executor: Any = None,
+             client: Any = None) -> pd.DataFrame:
     key = str(method).lower()
     if getattr(fit, "nAGQ", None) is not None and key == "profile":
         # a glmer fit: its criterion is profiled, not the LMM's ML deviance
@@ -76,7 +77,7 @@ def _confint(fit: MerMod, method: str, level: float, n_sims: int, seed: int | No
     if key == "wald":
         return wald(fit, level)
     if key in ("boot", "bootstrap"):
-        return boot(fit, level, n_sims, seed, progressbar, n_jobs)
+        return boot(fit, level, n_sims, seed, progressbar, n_jobs, executor, client)
     if key == "profile":
         return profile_confint(fit, level)
     raise ValueError(f"method must be 'profile', 'wald' or 'boot', not {method!r}.")

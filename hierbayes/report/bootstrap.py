@@ -148,7 +148,8 @@ class BootResult:
 
 def bootstrap_fit(fit: Any, fun: Callable | None = None, n_sims: int = 500,
                   seed: int | None = None, type: str = "parametric", use_u: bool = False,
-                  progressbar: bool = True, n_jobs: int | None = 1) -> BootResult:
+                  progressbar: bool = True, n_jobs: int | None = 1, executor: Any = None,
+                  client: Any = None) -> BootResult:
     """bootMer: ``n_sims`` parametric bootstrap refits of ``fit`` and ``fun`` of each.
 
     Parameters
@@ -168,9 +169,12 @@ def bootstrap_fit(fit: Any, fun: Callable | None = None, n_sims: int = 500,
     use_u
         Simulate with the fitted group effects held (bootMer's ``use.u = TRUE``)
         instead of new ones.
-    progressbar, n_jobs
-        A progress bar; worker processes (with ``n_jobs`` other than 1 ``fun``
-        must be picklable: a module-level function, not a lambda).
+    progressbar, n_jobs, executor, client
+        A progress bar; where the refits run: ``n_jobs`` local processes, any
+        ``concurrent.futures.Executor``, or a Dask ``distributed.Client``
+        (:func:`hierbayes.execution.run_tasks`). On local processes ``fun``
+        must be picklable (a module-level function, not a lambda); Dask sends
+        lambdas too.
     """
     from hierbayes.freq.bootstrap import bootstrap
     from hierbayes.freq.params import fit_param_names, parameter_values
@@ -189,7 +193,9 @@ def bootstrap_fit(fit: Any, fun: Callable | None = None, n_sims: int = 500,
             raise SettingsError(f"fun must be a function of a fit, not {fun!r}.")
         t0 = _as_series(fun(fit))
         statistic = ReportStatistic(wrap, fun, len(t0), covariate_frame(fit.design))
-    if n_jobs != 1 and fun is not None:
+    local_pool = client is None and (n_jobs != 1 or executor is not None) and \
+        not executor.__class__.__module__.startswith("distributed")
+    if local_pool and fun is not None:
         import pickle
 
         try:
@@ -199,7 +205,7 @@ def bootstrap_fit(fit: Any, fun: Callable | None = None, n_sims: int = 500,
                                 "function defined at module level, not a lambda); or use "
                                 f"n_jobs=1. ({err})") from err
     t = bootstrap(fit, n_sims, seed, progressbar, n_jobs, statistic=statistic,
-                  names=list(t0.index), use_u=use_u)
+                  names=list(t0.index), use_u=use_u, executor=executor, client=client)
     t.columns = t0.index
     return BootResult(t0, t, "use.u = TRUE" if use_u else "new group effects")
 

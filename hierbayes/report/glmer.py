@@ -176,7 +176,7 @@ class GlmerFit(GlmerMod, MerReport, GroupPlots, FitTools):
 
     def confint(self, method: str = "wald", level: float = 0.95, n_sims: int = 500,
                 seed: int | None = None, progressbar: bool = True,
-                n_jobs: int | None = 1) -> pd.DataFrame:
+                n_jobs: int | None = 1, executor: Any = None, client: Any = None) -> pd.DataFrame:
         """Confidence intervals, as lme4's ``confint.merMod`` for a glmer fit.
 
         Parameters
@@ -185,7 +185,7 @@ class GlmerFit(GlmerMod, MerReport, GroupPlots, FitTools):
             ``"wald"`` (fixed effects +- z SE; variance components NA, as
             lme4), ``"profile"`` (the Laplace deviance profiled) or ``"boot"``
             (parametric bootstrap, percentile intervals).
-        level, n_sims, seed, progressbar, n_jobs
+        level, n_sims, seed, progressbar, n_jobs, executor, client
             As :meth:`hierbayes.LmerFit.confint`.
 
         Examples
@@ -198,7 +198,7 @@ class GlmerFit(GlmerMod, MerReport, GroupPlots, FitTools):
         """
         from hierbayes.freq.confint import confint
 
-        return confint(self, method, level, n_sims, seed, progressbar, n_jobs)
+        return confint(self, method, level, n_sims, seed, progressbar, n_jobs, executor, client)
 
     def plot_caterpillar(self, group: str | None = None, prob: float = 0.95, **kwargs: Any):
         """Each level's conditional mode with its conditional-SD interval, sorted; one panel per term

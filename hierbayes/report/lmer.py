@@ -99,7 +99,7 @@ class LmerFit(MerMod, MerReport, GroupPlots, FitTools):
 
     def confint(self, method: str = "profile", level: float = 0.95, n_sims: int = 500,
                 seed: int | None = None, progressbar: bool = True,
-                n_jobs: int | None = 1) -> pd.DataFrame:
+                n_jobs: int | None = 1, executor: Any = None, client: Any = None) -> pd.DataFrame:
         """Confidence intervals for every parameter, as lme4's ``confint.merMod``.
 
         Parameters
@@ -113,6 +113,9 @@ class LmerFit(MerMod, MerReport, GroupPlots, FitTools):
         n_sims, seed, progressbar, n_jobs
             For ``"boot"``: replicates, seed (the same seed gives the same
             intervals, whatever ``n_jobs``), a progress bar, worker processes.
+        executor, client
+            For ``"boot"``: where the refits run (any ``concurrent.futures.Executor``, or a
+            Dask ``distributed.Client``; :func:`hierbayes.execution.run_tasks`).
 
         Returns
         -------
@@ -136,7 +139,7 @@ class LmerFit(MerMod, MerReport, GroupPlots, FitTools):
         if what and str(method).lower() in ("profile", "wald"):
             raise DataError(f"confint(method={method!r}) is not supported yet for a model with {what}: "
                             "its intervals are for lme4's parameters. Use method='boot'.")
-        return confint(self, method, level, n_sims, seed, progressbar, n_jobs)
+        return confint(self, method, level, n_sims, seed, progressbar, n_jobs, executor, client)
 
     def icc(self) -> pd.Series:
         """Intraclass correlations of a random-intercept model.

@@ -108,7 +108,7 @@ class MerReport:
 
     def bootstrap(self, fun: Any = None, n_sims: int = 500, seed: int | None = None,
                   type: str = "parametric", use_u: bool = False, progressbar: bool = True,
-                  n_jobs: int | None = 1):
+                  n_jobs: int | None = 1, executor: Any = None, client: Any = None):
         """A parametric bootstrap of any statistic, as lme4's ``bootMer(FUN = fun)``
         (:func:`hierbayes.report.bootstrap.bootstrap_fit`).
 
@@ -117,11 +117,13 @@ class MerReport:
         None bootstraps every parameter. Returns a
         :class:`~hierbayes.report.bootstrap.BootResult` with the replicates
         (``.t``), the statistic on the data (``.t0``), ``.summary()`` and
-        ``.conf_int(level, type="perc" | "norm" | "basic")``.
+        ``.conf_int(level, type="perc" | "norm" | "basic")``. The refits run serially, on
+        ``n_jobs`` processes, an ``executor`` or a Dask ``client``, with the same replicates.
         """
         from hierbayes.report.bootstrap import bootstrap_fit
 
-        return bootstrap_fit(self, fun, n_sims, seed, type, use_u, progressbar, n_jobs)
+        return bootstrap_fit(self, fun, n_sims, seed, type, use_u, progressbar, n_jobs, executor,
+                             client)
 
     def random_effects_section(self) -> tuple[Block, pd.DataFrame]:
         """The summary's Random effects table (lme4's ``formatVC``, digits 4), with the obs line."""
