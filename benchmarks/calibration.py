@@ -341,3 +341,18 @@ def fit_variant(variant: Variant, data: pd.DataFrame, seed: int, draws: int = 50
         raise RuntimeError(f"{variant.name}: the sampler ran the {form} form (fit.info: {info_form}), "
                            f"not the {variant.form} form")
     return fit
+
+
+def sbc_replicate(shared: tuple[str, int, int], item: int, rng: np.random.Generator) -> dict:
+    """One SBC replicate, a task of :func:`hierbayes.execution.run_tasks`: a data set simulated
+    from the priors with the task's stream, a fit in the variant's form (its sampler seed from
+    the same stream), and the true values' ranks with the fit's diagnostics."""
+    name, draws, keep = shared
+    variant = VARIANTS[name]
+    data, truth = variant.simulation.simulate(rng)
+    fit = fit_variant(variant, data, seed=int(rng.integers(2**31 - 1)), draws=draws, tune=draws)
+    d = fit.diagnostics()
+    return {"ranks": ranks(truth, headline(fit), keep=keep), "divergences": d.divergences,
+            "min_ess_bulk": round(d.min_ess_bulk, 1),
+            "gradients": int(fit.posterior.stats["n_steps"].sum())}
+

@@ -30,6 +30,7 @@ from hierbayes.report import BayesFit, GlmerFit, LmerFit, Sims, Summary
 from hierbayes.report.compare import anova, compare, loo_compare
 from hierbayes.report.emmeans import emmeans
 from hierbayes.report.equation import equation
+from hierbayes.report.many import refit_many
 from hierbayes.residuals import ar1, car1
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
@@ -92,4 +93,5 @@ __all__ = [
     "loo_compare",
     "parse_formula",
     "plot_compare",
+    "refit_many",
 ]

@@ -15,7 +15,9 @@ numbers from the ``i``-th child of ``SeedSequence(seed)``, whatever worker runs
 it and whenever. Items go in batches (several per worker, so a task carries
 many fits and the shared data travels once per batch, or once per worker on
 Dask), and each worker runs its BLAS on one thread: two workers with two BLAS
-threads each on two cores made REML fits up to 10 times slower.
+threads each on two cores made REML fits up to 10 times slower. A serial run
+does too, since a threaded BLAS sums in another order: a sampler's
+trajectories, which amplify the last bit, would then differ from the pool's.
 
 Faults: a batch whose worker dies is run again (Dask reschedules it itself;
 a local pool that breaks is replaced and the unfinished batches resubmitted),
@@ -59,7 +61,15 @@ def task_seeds(seed: int | np.random.SeedSequence | None, n: int) -> list[np.ran
     >>> [int(s.generate_state(1)[0]) for s in task_seeds(7, 2)] == \\
     ...     [int(s.generate_state(1)[0]) for s in task_seeds(7, 3)[:2]]
     True
+    >>> root = np.random.SeedSequence(7)
+    >>> task_seeds(root, 1)[0].generate_state(1) == task_seeds(root, 1)[0].generate_state(1)
+    array([ True])
     """
+    if isinstance(seed, np.random.SeedSequence):
+        # a copy: spawn() advances the object it is called on, so a second call with the same
+        # SeedSequence would get other children
+        seed = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key,
+                                      pool_size=seed.pool_size)
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     return root.spawn(int(n))
 
@@ -68,8 +78,8 @@ def run_batch(function: Callable, shared: Any, batch: Sequence[tuple[int, Any, A
               one_blas_thread: bool = True) -> list[tuple[int, Any]]:
     """Run one batch of ``(index, item, seed)`` in this process; the results with their indices.
 
-    In a worker, BLAS gets one thread (threadpoolctl, which comes with PyMC's
-    dependencies; without it BLAS is left as it is).
+    BLAS gets one thread (threadpoolctl, which comes with PyMC's dependencies;
+    without it BLAS is left as it is), in a worker and in a serial run alike.
     """
     from contextlib import nullcontext
 
@@ -163,7 +173,7 @@ def run_tasks(function: Callable, items: Iterable[Any], *, shared: Any = None,
                       _batches(tasks, workers, batch_size), retries, results, bar)
         elif _workers(n_jobs) == 1:
             for batch in _batches(tasks, 1, batch_size or 1):
-                for i, value in run_batch(function, shared, batch, one_blas_thread=False):
+                for i, value in run_batch(function, shared, batch):
                     results[i] = value
                 bar.draw(len(results))
         else:

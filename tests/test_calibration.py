@@ -173,3 +173,17 @@ def test_fit_variant_refuses_a_form_the_sampler_did_not_run():
     data, _ = cal.GAUSSIAN_SLOPE.simulate(cal.GAUSSIAN_SLOPE.rng(0))
     with pytest.raises(RuntimeError, match="ran the marginal form"):
         cal.fit_variant(forced, data, seed=1, draws=20, tune=20)
+
+
+def test_sbc_replicates_are_the_same_on_a_pool():
+    # benchmarks/sbc.py runs its replicates through the execution layer: each replicate's data
+    # and fit seed come from its own stream, so a pool gives the serial ranks
+    from hierbayes.execution import run_tasks
+
+    shared = ("gaussian collapsed", 100, 99)
+    seed = np.random.SeedSequence([3, cal.VARIANTS["gaussian collapsed"].simulation.stream])
+    serial = run_tasks(cal.sbc_replicate, range(3), shared=shared, seed=seed, progressbar=False)
+    pooled = run_tasks(cal.sbc_replicate, range(3), shared=shared, seed=seed, n_jobs=2,
+                       progressbar=False)
+    assert [r["ranks"] for r in serial] == [r["ranks"] for r in pooled]
+    assert len({tuple(r["ranks"].values()) for r in serial}) == 3  # three different data sets
