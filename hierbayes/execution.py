@@ -13,8 +13,8 @@ replicates) is a function applied to many items. :func:`run_tasks` runs it
 and gives the same results, bit for bit, in each: item ``i`` draws its random
 numbers from the ``i``-th child of ``SeedSequence(seed)``, whatever worker runs
 it and whenever. Items go in batches (several per worker, so a task carries
-many fits and the shared data travels once per batch, or once per worker on
-Dask), and each worker runs its BLAS on one thread: two workers with two BLAS
+many fits), the shared data travels once per worker (a pool started here gives
+it to each worker as it starts; Dask scatters it), and each worker runs its BLAS on one thread: two workers with two BLAS
 threads each on two cores made REML fits up to 10 times slower. A serial run
 does too, since a threaded BLAS sums in another order: a sampler's
 trajectories, which amplify the last bit, would then differ from the pool's.
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -93,6 +94,21 @@ def run_batch(function: Callable, shared: Any, batch: Sequence[tuple[int, Any, A
             pass
     with limit:
         return [(i, function(shared, item, np.random.default_rng(ss))) for i, item, ss in batch]
+
+
+#: In a worker of a pool that run_tasks started: the shared data, sent once per worker process.
+WORKER_SHARED: dict[str, Any] = {}
+
+
+def init_worker(token: str, shared: Any) -> None:
+    """A pool worker's initializer: keep the call's shared data for all its batches."""
+    WORKER_SHARED[token] = shared
+
+
+def run_shared_batch(function: Callable, token: str, batch: Sequence[tuple[int, Any, Any]]
+                     ) -> list[tuple[int, Any]]:
+    """:func:`run_batch` with the shared data this worker received when it started."""
+    return run_batch(function, WORKER_SHARED[token], batch)
 
 
 def _workers(n_jobs: int | None) -> int:
@@ -169,7 +185,7 @@ def run_tasks(function: Callable, items: Iterable[Any], *, shared: Any = None,
             _run_dask(dask, function, shared, tasks, batch_size, retries, results, bar)
         elif executor is not None:
             workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
-            _run_pool(lambda: executor, False, function, shared,
+            _run_pool(lambda: executor, None, function, shared,
                       _batches(tasks, workers, batch_size), retries, results, bar)
         elif _workers(n_jobs) == 1:
             for batch in _batches(tasks, 1, batch_size or 1):
@@ -177,9 +193,13 @@ def run_tasks(function: Callable, items: Iterable[Any], *, shared: Any = None,
                     results[i] = value
                 bar.draw(len(results))
         else:
+            # the pool's workers get the shared data once, when they start
             workers = _workers(n_jobs)
-            _run_pool(lambda: ProcessPoolExecutor(max_workers=workers), True, function, shared,
-                      _batches(tasks, workers, batch_size), retries, results, bar)
+            token = uuid.uuid4().hex
+            _run_pool(lambda: ProcessPoolExecutor(max_workers=workers, initializer=init_worker,
+                                                  initargs=(token, shared)),
+                      token, function, shared, _batches(tasks, workers, batch_size), retries,
+                      results, bar)
     except KeyboardInterrupt:
         bar.interrupted()
         raise
@@ -187,17 +207,20 @@ def run_tasks(function: Callable, items: Iterable[Any], *, shared: Any = None,
     return [results[i] for i in range(len(tasks))]
 
 
-def _run_pool(make: Callable[[], Executor], owned: bool, function: Callable, shared: Any,
+def _run_pool(make: Callable[[], Executor], token: str | None, function: Callable, shared: Any,
               batches: list, retries: int, results: dict, bar: Progress) -> None:
     """Submit every batch; when the pool breaks (a worker died), start another and resubmit the
-    batches without results."""
+    batches without results. ``token`` names the shared data that a pool started here gave its
+    workers (None: the caller's executor, whose batches carry the data)."""
+    owned = token is not None
     pending = list(range(len(batches)))
     attempts = 0
     while pending:
         pool = make()
         futures = {}
         try:
-            futures = {pool.submit(run_batch, function, shared, batches[b]): b for b in pending}
+            futures = {(pool.submit(run_shared_batch, function, token, batches[b]) if owned else
+                        pool.submit(run_batch, function, shared, batches[b])): b for b in pending}
             remaining = set(futures)
             while remaining:
                 done, remaining = wait(remaining, return_when="FIRST_COMPLETED")
