@@ -30,7 +30,10 @@ from hierbayes.report import BayesFit, GlmerFit, LmerFit, Sims, Summary
 from hierbayes.report.compare import anova, compare, loo_compare
 from hierbayes.report.emmeans import emmeans
 from hierbayes.report.equation import equation
+from hierbayes.report.kfold import kfold_compare
 from hierbayes.report.many import refit_many
+from hierbayes.report.power import PowerResult, power
+from hierbayes.report.power_design import power_design
 from hierbayes.residuals import ar1, car1
 from hierbayes.spec.design import Design, build_design
 from hierbayes.spec.formula import ParsedFormula, RandomTerm, parse_formula
@@ -68,6 +71,7 @@ __all__ = [
     "LmerFit",
     "Model",
     "ParsedFormula",
+    "PowerResult",
     "Prior",
     "PriorError",
     "PriorTable",
@@ -88,10 +92,13 @@ __all__ = [
     "family",
     "get_family",
     "glmer",
+    "kfold_compare",
     "lmer",
     "load_fit",
     "loo_compare",
     "parse_formula",
     "plot_compare",
+    "power",
+    "power_design",
     "refit_many",
 ]

@@ -60,6 +60,17 @@ class FitTools:
         return equation(self, use_coefs=use_coefs, digits=digits, priors=priors,
                         mean_separate=mean_separate, point=point)
 
+    def kfold(self, K: int = 10, group: str | None = None, folds: Any = None,
+              seed: int | None = None, executor: Any = None, client: Any = None,
+              n_jobs: int | None = 1, progressbar: bool = True, **fit_settings: Any):
+        """k-fold cross-validation as brms's ``kfold``: K refits, each scored on the rows it left
+        out (``group="Subject"`` leaves out whole levels); on any executor
+        (:func:`hierbayes.report.kfold.kfold`)."""
+        from hierbayes.report.kfold import kfold
+
+        return kfold(self, K, group, folds, seed, executor, client, n_jobs, progressbar,
+                     **fit_settings)
+
     def emmeans(self, specs: Any, by: Any = None, **kwargs: Any):
         """Estimated marginal means and their contrasts, as R's ``emmeans(fit, specs, by = by)``
         (:func:`hierbayes.report.emmeans.emmeans`: ``.pairs()``, ``.contrast(...)``)."""

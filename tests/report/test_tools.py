@@ -44,3 +44,15 @@ def test_frequentist_methods(sleepstudy):
     assert hb.emmeans is emmeans
     with pytest.raises(hb.HierbayesError):
         fit.emmeans("Days")  # a covariate is no factor to average over
+
+
+def test_kfold_and_power_from_the_front(sleepstudy):
+    from hierbayes.report.kfold import kfold
+
+    reml = hb.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    a = reml.kfold(K=3, group="Subject", seed=1, progressbar=False)
+    b = kfold(reml, K=3, group="Subject", seed=1, progressbar=False)
+    pd.testing.assert_frame_equal(a.pointwise, b.pointwise)
+    assert hb.kfold_compare({"m": a, "m2": b}).loc["m", "elpd_diff"] == 0
+    p = hb.power(reml, effect={"Days": 0.0}, n_sims=4, seed=1, progressbar=False)
+    assert isinstance(p, hb.PowerResult) and p.table["n_sims"].iloc[0] == 4
