@@ -152,6 +152,14 @@ def test_a_cluster_started_from_the_command_line(tmp_path, sleepstudy):
             serial = fit.confint(method="boot", n_sims=30, seed=5, progressbar=False)
             remote = fit.confint(method="boot", n_sims=30, seed=5, progressbar=False, client=client)
             pd.testing.assert_frame_equal(serial, remote)
+            # the two workloads: k-fold by subject and a power curve, by address
+            kf = fit.kfold(K=6, group="Subject", seed=2, progressbar=False)
+            kf_remote = fit.kfold(K=6, group="Subject", seed=2, progressbar=False, client=client)
+            pd.testing.assert_frame_equal(kf.pointwise, kf_remote.pointwise)
+            curve = dict(effect={"Days": 3.0}, n_sims=10, along="Subject", levels=[6, 12], seed=3,
+                         progressbar=False)
+            pd.testing.assert_frame_equal(hb.power(fit, **curve).table,
+                                          hb.power(fit, client=client, **curve).table)
     finally:
         for p in reversed(procs):
             p.terminate()
