@@ -31,8 +31,9 @@ def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
             f"{label}: Pareto k above {threshold:.2f} for {bad} of {k.size} observations "
             f"(worst rows {worst}, k up to {k.max():.2f}), so PSIS-LOO is unreliable "
             "there. Those observations sway their groups' effects strongly; compare with "
-            "k-fold cross-validation (refit without each group) or a model with a heavier-"
-            "tailed response before trusting the ranking.",
+            "k-fold cross-validation (fit.kfold(K=10, group=...) refits without each fold of "
+            "groups; hb.kfold_compare ranks models) or a model with a heavier-tailed response "
+            "before trusting the ranking.",
             HierbayesWarning, stacklevel=3)
     return bad
 
