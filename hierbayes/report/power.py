@@ -162,9 +162,14 @@ class PowerResult:
     def plot(self, target: float = 0.8, ax: Any = None) -> Any:
         """Power against ``n_levels`` with the intervals as bars and a line at ``target``
         (simr's ``plot(powerCurve)``); returns the Figure."""
-        import matplotlib.pyplot as plt
+        # a Figure without pyplot, as every plot of the package: a notebook shows it once
+        from matplotlib.figure import Figure
 
-        fig, ax = (plt.subplots(figsize=(6, 4)) if ax is None else (ax.figure, ax))
+        if ax is None:
+            fig = Figure(figsize=(6, 4), layout="constrained")
+            ax = fig.subplots()
+        else:
+            fig = ax.figure
         t = self.table
         x = t["n_levels"].to_numpy(dtype=float)
         y = t["power"].to_numpy()

@@ -170,7 +170,11 @@ def test_clopper_pearson_and_plot():
                           "errors": [0, 0], "warnings": [0, 0]})
     res = PowerResult(table, pd.DataFrame(), "x", "lrt", 0.5, 0.05, "g", "number of levels in g",
                       1.0)
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
     fig = res.plot()
+    assert plt.get_fignums() == before  # built without pyplot: a notebook shows it once
     ax = fig.axes[0]
     assert ax.get_xlabel() == "number of levels in g" and ax.get_ylim() == (0.0, 1.0)
     assert any(np.allclose(line.get_ydata(), 0.8) for line in ax.get_lines())
