@@ -39,11 +39,40 @@ from hierbayes.spec.modelframe import level_label
 GREY, PARTIAL, NONE, COMPLETE = "0.55", "C0", "C1", "C2"
 
 
+def show_figures_in_notebook() -> None:
+    """In a Jupyter kernel, have IPython draw a returned Figure as a PNG.
+
+    The package builds its figures without pyplot, so the inline backend does
+    not show them as well at the cell's end (a figure would appear twice); but
+    IPython draws a bare Figure only once ``%matplotlib inline`` has registered
+    the formatter, and without it a notebook shows ``<Figure size ...>``. This
+    registers it, as ``%matplotlib inline`` would, where it is missing.
+    """
+    import sys
+
+    if "ipykernel" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return
+    from matplotlib.figure import Figure
+
+    png = shell.display_formatter.formatters["image/png"]
+    if Figure in png.type_printers:
+        return
+    from IPython.core.pylabtools import print_figure
+
+    png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
 def panel_figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] = (3.6, 3.0),
                  sharex: bool = False, sharey: bool = False):
     """A constrained-layout Figure of ``n_panels`` axes, ``ncols`` to a row (spare axes removed)."""
     from matplotlib.figure import Figure
 
+    show_figures_in_notebook()
     ncols = ncols or min(n_panels, 3)
     nrows = int(np.ceil(n_panels / ncols))
     fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows + 0.6), layout="constrained")

@@ -163,11 +163,10 @@ class PowerResult:
         """Power against ``n_levels`` with the intervals as bars and a line at ``target``
         (simr's ``plot(powerCurve)``); returns the Figure."""
         # a Figure without pyplot, as every plot of the package: a notebook shows it once
-        from matplotlib.figure import Figure
+        from hierbayes.report.plots import panel_figure
 
         if ax is None:
-            fig = Figure(figsize=(6, 4), layout="constrained")
-            ax = fig.subplots()
+            fig, (ax,) = panel_figure(1, panel=(6.0, 3.4))
         else:
             fig = ax.figure
         t = self.table
