@@ -22,6 +22,6 @@ def _doctest_names(request, doctest_namespace):
     import pandas as pd
 
     doctest_namespace["pd"] = pd
-    if request.node.name.startswith(("hierbayes.report.bayes.", "hierbayes.report.checks.",
+    if request.node.name.startswith(("hierbayes.report.bayes.", "hierbayes.report.checks",
                                      "hierbayes.report.diagnostics")):
         doctest_namespace["fit"] = request.getfixturevalue("_sleepstudy_fit")

@@ -142,7 +142,9 @@ class PosteriorChecks:
         ax.set_xlabel(self.design.response_label)
         ax.set_ylabel("density" if kind == "kde" else ("cumulative probability" if kind == "cumulative"
                                                        else ""))
-        return ax.figure
+        from hierbayes.report.plots import detached
+
+        return detached(ax.figure, own="ax" not in kwargs)
 
     def loo(self, warn: bool = True, label: str | None = None):
         """PSIS-LOO (ArviZ's ``loo``, pointwise) on the conditional log-likelihood.

@@ -91,4 +91,6 @@ def plot_prior_predictive(model: Any, draws: int = 500, seed: int | None = None,
     ax.set_title(f"Prior predictive check: {model.formula.formula}")
     ax.set_ylabel("density" if kind == "kde" else "")
     ax.set_xlabel(model.design.response_label)
-    return ax.figure
+    from hierbayes.report.plots import detached
+
+    return detached(ax.figure, own="ax" not in kwargs)

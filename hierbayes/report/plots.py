@@ -67,6 +67,18 @@ def show_figures_in_notebook() -> None:
     png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
 
 
+def detached(fig: Any, own: bool = True) -> Any:
+    """A pyplot figure (ArviZ draws with pyplot) taken out of pyplot's list, so a notebook shows
+    it once, as the returned value, and not again when the cell ends; ``own=False`` (the
+    caller passed its own axes) leaves it where it is."""
+    if own:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    show_figures_in_notebook()
+    return fig
+
+
 def panel_figure(n_panels: int, ncols: int | None = None, panel: tuple[float, float] = (3.6, 3.0),
                  sharex: bool = False, sharey: bool = False):
     """A constrained-layout Figure of ``n_panels`` axes, ``ncols`` to a row (spare axes removed)."""
