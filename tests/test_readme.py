@@ -1,0 +1,33 @@
+"""Every Python block of README.md runs as written, in order, in one namespace."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.mark.slow
+def test_the_readme_runs_as_written():
+    matplotlib.use("Agg")
+    found = blocks()
+    assert len(found) >= 4
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        # the README's fits are small; their convergence advice and LOO's Pareto-k notes are
+        # the library speaking, not a failure of the examples
+        warnings.simplefilter("ignore")
+        for i, code in enumerate(found):
+            try:
+                exec(compile(code, f"README.md block {i + 1}", "exec"), namespace)
+            except Exception as err:  # say which block, with its text
+                raise AssertionError(f"README.md block {i + 1} fails:\n{code}") from err
