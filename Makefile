@@ -38,7 +38,7 @@ clean-venv:
 kernels:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) tools/build_kernels.py
 
-.PHONY: bench bench-reml bench-glmm bench-structures bench-sampler bench-deps sbc gallery
+.PHONY: bench bench-reml bench-glmm bench-structures bench-sampler bench-many bench-deps sbc gallery
 # Peers run in the same process tree; install them into .venv first (R's lme4 is found if on PATH).
 bench-deps: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
@@ -62,6 +62,11 @@ bench-structures: $(STAMP)
 # ESS per gradient and per second of hierbayes's sampler, median over seeds (benchmarks/results/sampler.md).
 bench-sampler: $(STAMP)
 	$(PY) benchmarks/sampler.py $(BENCH_ARGS)
+
+# Many fits (issue 22): bootstrap, k-fold and a power curve serially, on 2 local workers and a
+# 2-worker Dask cluster beside bootMer, brms's kfold and simr (benchmarks/results/many.md).
+bench-many: $(STAMP)
+	$(PY) benchmarks/many.py $(BENCH_ARGS)
 
 # Simulation-based calibration of every sampler form and family (benchmarks/sbc.py; variants
 # one by one with --variants); results in docs/sbc/.
