@@ -75,25 +75,29 @@ def task_seeds(seed: int | np.random.SeedSequence | None, n: int) -> list[np.ran
     return root.spawn(int(n))
 
 
-def run_batch(function: Callable, shared: Any, batch: Sequence[tuple[int, Any, Any]],
-              one_blas_thread: bool = True) -> list[tuple[int, Any]]:
-    """Run one batch of ``(index, item, seed)`` in this process; the results with their indices.
-
-    BLAS gets one thread (threadpoolctl, which comes with PyMC's dependencies;
-    without it BLAS is left as it is), in a worker and in a serial run alike.
-    """
+def one_blas_thread() -> Any:
+    """A context in which BLAS runs on one thread (threadpoolctl, which comes with PyMC's
+    dependencies; without it BLAS is left as it is)."""
     from contextlib import nullcontext
 
-    limit: Any = nullcontext()
-    if one_blas_thread:
-        try:
-            from threadpoolctl import threadpool_limits
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
-            limit = threadpool_limits(limits=1, user_api="blas")
-        except ImportError:
-            pass
-    with limit:
-        return [(i, function(shared, item, np.random.default_rng(ss))) for i, item, ss in batch]
+
+def apply_batch(function: Callable, shared: Any, batch: Sequence[tuple[int, Any, Any]]
+                ) -> list[tuple[int, Any]]:
+    """``function`` on each ``(index, item, seed)`` of a batch; the results with their indices."""
+    return [(i, function(shared, item, np.random.default_rng(ss))) for i, item, ss in batch]
+
+
+def run_batch(function: Callable, shared: Any, batch: Sequence[tuple[int, Any, Any]]
+              ) -> list[tuple[int, Any]]:
+    """Run one batch in this process with BLAS on one thread, as a worker runs it."""
+    with one_blas_thread():
+        return apply_batch(function, shared, batch)
 
 
 #: In a worker of a pool that run_tasks started: the shared data, sent once per worker process.
@@ -188,10 +192,12 @@ def run_tasks(function: Callable, items: Iterable[Any], *, shared: Any = None,
             _run_pool(lambda: executor, None, function, shared,
                       _batches(tasks, workers, batch_size), retries, results, bar)
         elif _workers(n_jobs) == 1:
-            for batch in _batches(tasks, 1, batch_size or 1):
-                for i, value in run_batch(function, shared, batch):
-                    results[i] = value
-                bar.draw(len(results))
+            # one BLAS thread here too, entered once for the whole run
+            with one_blas_thread():
+                for batch in _batches(tasks, 1, batch_size or 1):
+                    for i, value in apply_batch(function, shared, batch):
+                        results[i] = value
+                    bar.draw(len(results))
         else:
             # the pool's workers get the shared data once, when they start
             workers = _workers(n_jobs)

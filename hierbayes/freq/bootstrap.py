@@ -137,17 +137,13 @@ def bootstrap(fit: MerMod, n_sims: int = 500, seed: int | None = None, progressb
         convergence checks (one :class:`~hierbayes.errors.ConvergenceWarning`
         gives the count, instead of one warning per refit).
     """
-    from contextlib import nullcontext
-
     from hierbayes.execution import run_tasks
 
     check_count("n_sims", n_sims, minimum=2)
-    here = executor is None and client is None and n_jobs == 1
-    # in this process BLAS on one thread too, for a small model's many small products
-    with one_blas_thread(fit) if here else nullcontext():
-        out = run_tasks(replicate, range(int(n_sims)), shared=(fit, statistic, use_u), seed=seed,
-                        executor=executor, client=client, n_jobs=n_jobs, progressbar=progressbar,
-                        label="Bootstrap refits")
+    # run_tasks gives every replicate, here or in a worker, BLAS on one thread
+    out = run_tasks(replicate, range(int(n_sims)), shared=(fit, statistic, use_u), seed=seed,
+                    executor=executor, client=client, n_jobs=n_jobs, progressbar=progressbar,
+                    label="Bootstrap refits")
     failed = sum(bad for _, bad in out)
     if failed:
         warnings.warn(
