@@ -23,5 +23,6 @@ def _doctest_names(request, doctest_namespace):
 
     doctest_namespace["pd"] = pd
     if request.node.name.startswith(("hierbayes.report.bayes.", "hierbayes.report.checks",
+                                     "hierbayes.report.sensitivity",
                                      "hierbayes.report.diagnostics")):
         doctest_namespace["fit"] = request.getfixturevalue("_sleepstudy_fit")

@@ -23,9 +23,6 @@ and divided by ``2 log2(1.01)`` (priorsense's ``powerscale_sensitivity`` with
 
 Examples
 --------
->>> import hierbayes as hb
->>> fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
-...     draws=300, tune=300, chains=2, seed=1, progressbar=False, check=False)
 >>> table = prior_sensitivity(fit)
 >>> table["variable"].tolist()[:3]
 ['(Intercept)', 'Days', 'sd_(Intercept)|Subject']
@@ -33,6 +30,10 @@ Examples
 Sensitivity based on cjs_dist
 Prior selection: all priors
 Likelihood selection: all data
+
+The examples use ``fit``, the sleepstudy fit of :mod:`hierbayes.report.bayes`'s
+examples (``Reaction ~ Days + (Days | Subject)``, 2 chains x 500 draws, seed 1; the
+doctests get it from ``conftest.py``, fitted once).
 """
 
 from __future__ import annotations
@@ -197,11 +198,8 @@ def log_prior_draws(fit: Any, prior_selection: list[str] | None = None) -> np.nd
 
     Examples
     --------
-    >>> import hierbayes as hb
-    >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
-    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False, check=False)
     >>> log_prior_draws(fit).shape
-    (2, 300)
+    (2, 500)
     """
     _check_fit(fit)
     post = fit.posterior
@@ -221,11 +219,8 @@ def log_lik_draws(fit: Any) -> np.ndarray:
 
     Examples
     --------
-    >>> import hierbayes as hb
-    >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
-    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False, check=False)
     >>> log_lik_draws(fit).shape
-    (2, 300)
+    (2, 500)
     """
     _check_fit(fit)
     design = fit.design
@@ -474,9 +469,6 @@ def prior_sensitivity(fit: Any, variables: list[str] | None = None,
 
     Examples
     --------
-    >>> import hierbayes as hb
-    >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
-    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False, check=False)
     >>> t = prior_sensitivity(fit, variables=["Days", "sigma"])
     >>> t.columns.tolist(), t["diagnosis"].tolist()
     (['variable', 'prior', 'likelihood', 'diagnosis'], ['-', '-'])
@@ -520,9 +512,6 @@ def sensitivity_column(fit: Any, **kwargs: Any) -> dict[str, str]:
 
     Examples
     --------
-    >>> import hierbayes as hb
-    >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
-    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False, check=False)
     >>> sensitivity_column(fit)["Days"]
     '-'
     """
@@ -554,9 +543,6 @@ def plot_prior_sensitivity(fit: Any, variables: list[str] | None = None,
 
     Examples
     --------
-    >>> import hierbayes as hb
-    >>> fit = hb.Model("Reaction ~ Days + (Days | Subject)", hb.datasets.load("sleepstudy")).fit(
-    ...     draws=300, tune=300, chains=2, seed=1, progressbar=False, check=False)
     >>> fig = plot_prior_sensitivity(fit, variables=["Days"])
     >>> len(fig.axes)
     2
