@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint clean-venv kernels
+.PHONY: demo test lint clean-venv kernels docs
 
 # pip builds the compiled kernels (hierbayes/bayes/kernels and hierbayes/linalg/kernels, setup.py)
 # into the package folders: an edited kernel file is rebuilt by the next `make test` or `make demo`.
@@ -28,6 +28,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check hierbayes tests examples benchmarks tools conftest.py setup.py
 	$(PY) tools/check_layout.py
+
+# The documentation site (docs/conf.py): Sphinx, the PyData theme and MyST-NB, every notebook in
+# docs/notebooks executed, warnings as errors. HIERBAYES_NB_EXECUTION=off skips the notebooks
+# while editing prose.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build/html docs/api/generated
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs built: docs/_build/html/index.html"
 
 clean-venv:
 	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd \

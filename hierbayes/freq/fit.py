@@ -59,6 +59,8 @@ def fit_design(design: Design, reml: bool = True, start: np.ndarray | None = Non
         counts from this function: 2 (default) is its caller, 3 the caller's
         caller (``hb.lmer``'s user), and so on.
 
+    Notes
+    -----
     Where lme4's convergence checks fail, each failure is a
     :class:`hierbayes.ConvergenceWarning` (lme4's words, then what to do) and
     is recorded in ``opt.messages``.
