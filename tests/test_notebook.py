@@ -16,6 +16,7 @@ CELLS = [
     "reml.summary()",
     "fit.ppc_plot(num_pp_samples=20, seed=1)",
     "hb.Model('Reaction ~ Days + (1 | Subject)', df).plot_prior_predictive(draws=50, seed=1)",
+    "prof = reml.confint(method='profile')",
 ]
 
 
@@ -29,7 +30,8 @@ def executed(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("cell", "label", "total"), [(1, "Bootstrap refits", "40/40"),
-                                                      (2, "Sampling 2 chains", "1200/1200")])
+                                                      (2, "Sampling 2 chains", "1200/1200"),
+                                                      (7, "Profiling 4 parameters", "8/8")])
 def test_one_live_progress_line(executed, cell, label, total):
     outputs = executed[cell].outputs
     streams = [o for o in outputs if o.output_type == "stream"]

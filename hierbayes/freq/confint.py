@@ -50,8 +50,11 @@ def confint(fit: MerMod, method: str = "profile", level: float = 0.95, n_sims: i
         ``"profile"``, ``"wald"`` or ``"boot"`` (``"bootstrap"``), any case.
     level
         Confidence level.
-    n_sims, seed, progressbar, n_jobs, executor, client
-        For ``"boot"``: replicates, seed, a progress bar, worker processes
+    progressbar
+        The progress bar of ``"profile"`` and ``"boot"`` (the one bar of sampling and of every
+        many-fit workload).
+    n_sims, seed, n_jobs, executor, client
+        For ``"boot"``: replicates, seed, worker processes
         (:func:`hierbayes.freq.bootstrap.bootstrap`).
 
     Returns
@@ -73,11 +76,11 @@ def _confint(fit: MerMod, method: str, level: float, n_sims: int, seed: int | No
         # a glmer fit: its criterion is profiled, not the LMM's ML deviance
         from hierbayes.freq.glmerprofile import glmer_profile_confint
 
-        return glmer_profile_confint(fit, level)
+        return glmer_profile_confint(fit, level, progressbar)
     if key == "wald":
         return wald(fit, level)
     if key in ("boot", "bootstrap"):
         return boot(fit, level, n_sims, seed, progressbar, n_jobs, executor, client)
     if key == "profile":
-        return profile_confint(fit, level)
+        return profile_confint(fit, level, progressbar)
     raise ValueError(f"method must be 'profile', 'wald' or 'boot', not {method!r}.")

@@ -32,6 +32,7 @@ from scipy import stats
 from hierbayes.errors import DataError
 from hierbayes.freq.params import check_level, fit_param_names, interval_columns
 from hierbayes.freq.profile import tight_bobyqa, zeta_crossing
+from hierbayes.progress import Progress
 
 if TYPE_CHECKING:
     from hierbayes.freq.glmermod import GlmerMod
@@ -101,14 +102,24 @@ class GlmerProfiler:
                              xtol=1e-10)
 
 
-def glmer_profile_confint(fit: GlmerMod, level: float = 0.95) -> pd.DataFrame:
-    """Profile intervals for every parameter of a GLMM fit (rows as :func:`fit_param_names`)."""
+def glmer_profile_confint(fit: GlmerMod, level: float = 0.95,
+                          progressbar: bool = True) -> pd.DataFrame:
+    """Profile intervals for every parameter of a GLMM fit (rows as :func:`fit_param_names`).
+
+    ``progressbar``: the one progress bar of sampling and of every many-fit workload, one
+    step per interval end.
+    """
     check_level(level)
     z = stats.norm.ppf(0.5 + level / 2)
     prof = GlmerProfiler(fit)
+    bar = Progress(2 * len(prof.names), 1, progressbar,
+                   label=f"Profiling {len(prof.names)} parameters")
     rows = []
     for k in range(len(prof.names)):
         at_bound = k < prof.n_theta and prof.x_hat[k] <= prof.lower[k]
         lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
+        bar.draw(2 * k + 1)
         rows.append((lo, prof.endpoint(k, z)))
+        bar.draw(2 * k + 2)
+    bar.draw(2 * len(prof.names), final=True)
     return pd.DataFrame(rows, index=prof.names, columns=interval_columns(level))

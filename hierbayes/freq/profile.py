@@ -46,6 +46,7 @@ from hierbayes.freq.deviance import Deviance
 from hierbayes.freq.fit import fit_design
 from hierbayes.freq.optimize import BOUNDARY, RESTART, diagonal_entries
 from hierbayes.freq.params import check_level, interval_columns, param_names, sdcor, varcomp_names
+from hierbayes.progress import Progress
 
 if TYPE_CHECKING:
     from hierbayes.freq.mermod import MerMod
@@ -248,8 +249,18 @@ class Profiler:
                              xtol=1e-12)
 
 
-def profile_confint(fit: MerMod, level: float = 0.95) -> pd.DataFrame:
+def profile_confint(fit: MerMod, level: float = 0.95, progressbar: bool = True) -> pd.DataFrame:
     """Profile intervals for every parameter (lme4's ``confint(method = "profile")``).
+
+    Parameters
+    ----------
+    fit
+        A REML or ML fit.
+    level
+        Confidence level.
+    progressbar
+        The one progress bar of sampling and of every many-fit workload, one step per
+        interval end.
 
     Returns
     -------
@@ -261,8 +272,13 @@ def profile_confint(fit: MerMod, level: float = 0.95) -> pd.DataFrame:
     rows = []
     with one_blas_thread(fit):
         prof = Profiler(fit)
+        bar = Progress(2 * len(prof.names), 1, progressbar,
+                       label=f"Profiling {len(prof.names)} parameters")
         for k in range(len(prof.names)):
             at_bound = k < prof.n_vc and prof.x_hat[k] <= prof.lower[k]
             lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
+            bar.draw(2 * k + 1)
             rows.append((lo, prof.endpoint(k, z)))
+            bar.draw(2 * k + 2)
+        bar.draw(2 * len(prof.names), final=True)
     return pd.DataFrame(rows, index=prof.names, columns=interval_columns(level))

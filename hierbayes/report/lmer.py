@@ -110,9 +110,12 @@ class LmerFit(MerMod, MerReport, GroupPlots, FitTools):
             (parametric bootstrap, percentile intervals).
         level
             Confidence level.
-        n_sims, seed, progressbar, n_jobs
+        progressbar
+            For ``"profile"`` and ``"boot"``: the one progress bar of sampling and of every
+            many-fit workload.
+        n_sims, seed, n_jobs
             For ``"boot"``: replicates, seed (the same seed gives the same
-            intervals, whatever ``n_jobs``), a progress bar, worker processes.
+            intervals, whatever ``n_jobs``), worker processes.
         executor, client
             For ``"boot"``: where the refits run (any ``concurrent.futures.Executor``, or a
             Dask ``distributed.Client``; :func:`hierbayes.execution.run_tasks`).
