@@ -17,7 +17,8 @@ def blocks() -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_readme_runs_as_written():
+def test_the_readme_runs_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the README saves a figure where it runs
     matplotlib.use("Agg")
     found = blocks()
     assert len(found) >= 4
