@@ -20,8 +20,11 @@ import pandas as pd
 from hierbayes.errors import HierbayesWarning
 
 
-def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
-    """Warn when PSIS-LOO's Pareto k is too high for some observations; return how many."""
+def warn_pareto_k(elpd: Any, label: str, rows: Any, stacklevel: int = 3) -> int:
+    """Warn when PSIS-LOO's Pareto k is too high for some observations; return how many.
+
+    ``stacklevel`` counts as :func:`warnings.warn` does from here: 3 is the caller's caller.
+    """
     k = np.asarray(elpd.pareto_k)
     threshold = float(getattr(elpd, "good_k", 0.7))
     bad = int(np.sum(k > threshold))
@@ -34,7 +37,7 @@ def warn_pareto_k(elpd: Any, label: str, rows: Any) -> int:
             "k-fold cross-validation (fit.kfold(K=10, group=...) refits without each fold of "
             "groups; hb.kfold_compare ranks models) or a model with a heavier-tailed response "
             "before trusting the ranking.",
-            HierbayesWarning, stacklevel=3)
+            HierbayesWarning, stacklevel=stacklevel)
     return bad
 
 
@@ -146,13 +149,13 @@ class PosteriorChecks:
 
         return detached(ax.figure, own="ax" not in kwargs)
 
-    def loo(self, warn: bool = True, label: str | None = None):
+    def loo(self, warn: bool = True, label: str | None = None, stacklevel: int = 2):
         """PSIS-LOO (ArviZ's ``loo``, pointwise) on the conditional log-likelihood.
 
         Warns (:class:`HierbayesWarning`) when Pareto k is above ArviZ's
         threshold for some observations, naming how many, which rows, and
         what to do; ``label`` names the fit in that message (its formula by
-        default).
+        default), and ``stacklevel`` says whose line it points at (2: this call's).
 
         Examples
         --------
@@ -169,5 +172,6 @@ class PosteriorChecks:
             warnings.simplefilter("ignore", UserWarning)
             elpd = az.loo(self.idata, pointwise=True)
         if warn:
-            warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows)
+            warn_pareto_k(elpd, label or self.design.formula.formula, self.design.rows,
+                          stacklevel=stacklevel + 1)
         return elpd

@@ -306,8 +306,10 @@ def loo_compare(fits: dict[str, Any], warn: bool = True) -> pd.DataFrame:
         raise ValueError(f"The fits do not share their observations ({sizes} rows): LOO compares "
                          "models of the same data only. Fit each on the same rows (drop missing "
                          "values first).")
-    elpds = {name: fit.loo(warn=warn, label=f"'{name}' ({fit.design.formula.formula})")
-             for name, fit in fits.items()}
+    elpds = {}
+    for name, fit in fits.items():  # a loop, not a comprehension: the warning names the caller
+        elpds[name] = fit.loo(warn=warn, label=f"'{name}' ({fit.design.formula.formula})",
+                              stacklevel=3)
     with warnings.catch_warnings():
         # ArviZ repeats the Pareto k warning given above, and pandas warns about ArviZ's
         # own calls; neither tells the user anything.

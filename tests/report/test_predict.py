@@ -344,6 +344,11 @@ def test_pareto_k_warning(loo_fits):
     assert np.asarray(elpd.pareto_k)[[10, 120]].min() > 0.7
     rows = fit.design.rows
     assert str(rows[10]) in msg and str(rows[120]) in msg and "fit.kfold(K=10, group=...)" in msg
+    # both warnings point at the user's line, not at hierbayes's
+    assert {w.filename for w in caught if "Pareto k" in str(w.message)} == {__file__}
+    with pytest.warns(hb.HierbayesWarning, match="Pareto k above") as caught:
+        hb.loo_compare({"heavy": fit, "slope": loo_fits["slope"]})
+    assert {w.filename for w in caught if "'heavy'" in str(w.message)} == {__file__}
     # the shared fit is untouched
     original = loo_fits["slope"].idata.log_likelihood[name].to_numpy()
     assert not np.array_equal(original[:, :, 10], values[:, :, 10])
