@@ -50,6 +50,8 @@ nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+# an output's text/markdown (fit.equation()) is MyST, so its $$ maths renders as maths
+nb_render_markdown_format = "myst"
 
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 autodoc_typehints = "description"
