@@ -58,9 +58,10 @@ def _phi(varcorr: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     the unbounded scale the Wald intervals are taken on (log-SD, atanh-correlation)."""
     is_cor = np.array([isinstance(v, str) for v in varcorr["var2"]])
     sdcor = varcorr["sdcor"].to_numpy(dtype=float)
-    with np.errstate(divide="ignore"):
-        phi = np.where(is_cor, np.arctanh(np.clip(np.nan_to_num(sdcor), -1 + 1e-12, 1 - 1e-12)),
-                       np.log(sdcor))
+    phi = np.arctanh(np.clip(np.nan_to_num(sdcor), -1 + 1e-12, 1 - 1e-12))
+    with np.errstate(divide="ignore"):  # a zero SD (a singular fit) is -inf on the log scale
+        # only the SD rows are logged: a negative correlation has no logarithm to warn about
+        phi[~is_cor] = np.log(sdcor[~is_cor])
     return is_cor, sdcor, phi
 
 

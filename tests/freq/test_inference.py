@@ -233,3 +233,17 @@ def test_bootstrap_counts_refit_convergence_failures_in_one_warning(fits, monkey
     conv = [w for w in caught if issubclass(w.category, hb.ConvergenceWarning)]
     assert len(conv) == 1 and "4 of 12 bootstrap refits" in str(conv[0].message)
     assert reps.attrs["convergence_failures"] == 4 and reps.shape[0] == 12
+
+
+def test_varcomp_wald_of_a_negative_correlation_warns_nothing():
+    # biomass's Site intercept and Temp slope correlate at -0.20: only SDs are logged
+    import warnings
+
+    from hierbayes.freq.wald import varcomp_wald
+
+    m = hb.lmer("Biomass ~ Temp + N + (1 + Temp | Site)", hb.datasets.load("biomass"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = varcomp_wald(m.deviance_function, m.varcorr(), 0.95)
+    cor = table[table["var2"].notna()].iloc[0]
+    assert cor["lower"] < cor["estimate"] < 0 < cor["upper"] < 1
