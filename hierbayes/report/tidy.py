@@ -199,9 +199,13 @@ def _residual_variance(fit: Any) -> float | None:
 
 
 def ran_pars_table(vc: pd.DataFrame, design: Any, latent: float | None = None,
-                   value: str = "sdcor") -> pd.DataFrame:
+                   value: str = "sdcor", extra: dict[str, Any] | None = None) -> pd.DataFrame:
     """broom.mixed's ran_pars rows from a varcorr table: group, term (``sd_<term>``,
-    ``cor_<later>.<earlier>``, ``sigma``), estimate, and var_prop."""
+    ``cor_<later>.<earlier>``, ``sigma``), estimate, and var_prop.
+
+    The rows come in confint's order, not varcorr's; ``extra`` holds further columns given in
+    varcorr's row order (a column of the same name replaces the computed one), reordered
+    with the rows."""
     label = varcomp_labels(design)
     is_var = vc["var2"].map(lambda v: not isinstance(v, str))
     total = float(vc.loc[is_var, "vcov"].sum()) + (latent or 0.0)
@@ -224,6 +228,9 @@ def ran_pars_table(vc: pd.DataFrame, design: Any, latent: float | None = None,
             order[(label[b.group], f"sd_{t}")] = len(order)
             for later in b.terms[j + 1:]:
                 order[(label[b.group], f"cor_{later}.{t}")] = len(order)
+    for name, column in (extra or {}).items():
+        for r, v in zip(rows, np.asarray(column), strict=True):
+            r[name] = v
     keys = [order.get((r["group"], r["term"]), len(order)) for r in rows]
     return pd.DataFrame([rows[i] for i in np.argsort(keys, kind="stable")])
 
@@ -252,10 +259,6 @@ def _bayes_part(fit: Any, effect: str, level: float, conf_method: str, ddf: str 
 
 def _bayes_ran_pars(fit: Any, level: float) -> pd.DataFrame:
     vc = fit.varcorr(prob=level)
-    part = ran_pars_table(vc, fit.design)
-    part["std_error"] = vc["Est.Error"].to_numpy()
-    part["conf_low"] = vc["conf_low"].to_numpy()
-    part["conf_high"] = vc["conf_high"].to_numpy()
     # the share of variance per draw, averaged: the posterior mean of the proportion
     d = fit.design
     variances = {}
@@ -278,8 +281,10 @@ def _bayes_ran_pars(fit: Any, level: float) -> pd.DataFrame:
             props.append(np.nan)
         else:
             props.append(float(np.mean(variances[(r["grp"], r["var1"])] / total)))
-    part["var_prop"] = props
-    return part
+    # every column in varcorr's row order, reordered with the rows (a correlation's interval
+    # belongs to the correlation's row, wherever confint's order puts it)
+    return ran_pars_table(vc, d, extra={"std_error": vc["Est.Error"], "conf_low": vc["conf_low"],
+                                        "conf_high": vc["conf_high"], "var_prop": props})
 
 
 def glance(fit: Any) -> pd.DataFrame:

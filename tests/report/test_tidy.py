@@ -127,6 +127,16 @@ def test_bayes_tidy_reads_the_draws(sleep_fit):
     share = sd[:, 0] ** 2 / ((sd**2).sum(axis=1) + sigma**2)
     assert pars.loc["sd_(Intercept)", "var_prop"] == pytest.approx(share.mean())
     assert pars["var_prop"].sum() == pytest.approx(1.0)
+    # each row's error and interval are its own parameter's, in confint's row order
+    assert pars.loc["sd_Days", "std_error"] == pytest.approx(sd[:, 1].std(ddof=1))
+    assert pars.loc["sd_Days", "conf_low"] == pytest.approx(np.quantile(sd[:, 1], 0.05))
+    cor = sleep_fit.cor_draws("Subject", "(Intercept)", "Days")
+    row = pars.loc["cor_Days.(Intercept)"]
+    assert row["estimate"] == pytest.approx(cor.mean())
+    assert row["std_error"] == pytest.approx(cor.std(ddof=1))
+    assert row["conf_low"] == pytest.approx(np.quantile(cor, 0.05))
+    assert row["conf_high"] == pytest.approx(np.quantile(cor, 0.95))
+    assert np.isnan(row["var_prop"])
     assert "statistic" not in t.columns  # no t tests in a posterior
     coefs = t.query("effect == 'ran_coefs'")
     assert len(coefs) == 36 and (coefs["std_error"] > 0).all()
