@@ -133,6 +133,8 @@ CASES = [
                      correlation=hb.ar1(group="pair")),
          hb.DataError, ("not nested", "'Subject'")),
     # formula
+    Case("R's dot for every other column", model("Reaction ~ . + (1 | Subject)"), hb.FormulaError,
+         ("'.'", "not supported", "name the predictors")),
     Case("unclosed parenthesis", model("Reaction ~ Days + (Days | Subject"), hb.FormulaError,
          ("never closed", "^")),
     Case("stray closing parenthesis", model("Reaction ~ Days + Days | Subject)"), hb.FormulaError,

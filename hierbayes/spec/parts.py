@@ -69,6 +69,12 @@ def read_part(text: str) -> Part:
 def check_columns(names: list[str], data: pd.DataFrame, where: str) -> None:
     columns = [str(c) for c in data.columns]
     for name in names:
+        if name == "." and "." not in data.columns:
+            # R's "all other columns" would silently change with the data frame's columns
+            raise FormulaError(
+                f"'.' (R's \"every other column\") in the {where} is not supported in hierbayes "
+                "formulas: name the predictors, e.g. 'y ~ x1 + x2 + (1 | g)'. In update(), "
+                "'.' means the old formula's part and works.")
         if name not in data.columns and name not in NAME_CONSTANTS:
             close = difflib.get_close_matches(name, columns, n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
