@@ -65,6 +65,17 @@ napoleon_use_ivar = True
 
 intersphinx_mapping = {}  # the build has no network: links to other projects are plain URLs
 
+# The site loads MathJax 3 from its CDN, as Sphinx sites do. To look at a build offline (the
+# screenshots in docs/screenshots/), HIERBAYES_MATHJAX2 names a local MathJax 2, e.g. Debian's
+# libjs-mathjax: /usr/share/javascript/mathjax/MathJax.js.
+if os.environ.get("HIERBAYES_MATHJAX2"):
+    mathjax_path = Path(os.environ["HIERBAYES_MATHJAX2"]).as_uri() + "?config=TeX-AMS-MML_HTMLorMML"
+    # MyST-NB marks the page tex2jax_ignore and the maths "math" (its MathJax 3 settings)
+    mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]],
+                                   "displayMath": [["\\[", "\\]"]], "processEscapes": True,
+                                   "ignoreClass": "tex2jax_ignore|mathjax_ignore|document",
+                                   "processClass": "tex2jax_process|mathjax_process|math|output_area"}}
+
 html_theme = "pydata_sphinx_theme"
 html_title = f"hierbayes {release}"
 html_static_path: list[str] = []
