@@ -1,4 +1,5 @@
-"""Every Python block of README.md runs as written, in order, in one namespace."""
+"""Every Python block of README.md runs as written, in order, in one namespace, and the sample
+output it shows is what the code prints."""
 
 from __future__ import annotations
 
@@ -32,3 +33,8 @@ def test_the_readme_runs_as_written(tmp_path, monkeypatch):
                 exec(compile(code, f"README.md block {i + 1}", "exec"), namespace)
             except Exception as err:  # say which block, with its text
                 raise AssertionError(f"README.md block {i + 1} fails:\n{code}") from err
+    # the printout under the first block is that block's fit's summary, as the code gives it now
+    shown = re.search(r"```text\n(Bayesian linear mixed model fit by NUTS.*?)```", README.read_text(),
+                      flags=re.S)
+    assert shown is not None, "README.md lost its sample output"
+    assert str(namespace["fit"].summary()).strip() == shown.group(1).strip()
