@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint clean-venv kernels docs
+.PHONY: demo test lint clean-venv kernels docs docs-screenshots
 
 # pip builds the compiled kernels (hierbayes/bayes/kernels and hierbayes/linalg/kernels, setup.py)
 # into the package folders: an edited kernel file is rebuilt by the next `make test` or `make demo`.
@@ -41,6 +41,19 @@ docs: $(DOCS_STAMP)
 	rm -rf docs/_build/html docs/api/generated
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 	@echo "docs built: docs/_build/html/index.html"
+
+# Screenshots of the built site for review (docs/screenshots/), by headless Chromium (Debian:
+# apt-get install chromium libjs-mathjax). The site loads MathJax from its CDN; offline, build it
+# with Debian's MathJax first: HIERBAYES_MATHJAX2=/usr/share/javascript/mathjax/MathJax.js make docs
+CHROMIUM ?= chromium
+SHOT = $(CHROMIUM) --headless --no-sandbox --disable-gpu --hide-scrollbars --force-device-scale-factor=1 \
+	--allow-file-access-from-files --virtual-time-budget=15000
+docs-screenshots:
+	mkdir -p docs/screenshots
+	$(SHOT) --window-size=1400,1000 --screenshot=docs/screenshots/site.png \
+		file://$(CURDIR)/docs/_build/html/index.html
+	$(SHOT) --window-size=1400,4000 --screenshot=docs/screenshots/notebook.png \
+		file://$(CURDIR)/docs/_build/html/notebooks/sleepstudy-pooling.html
 
 clean-venv:
 	rm -rf $(VENV) hierbayes/bayes/_ckernels*.so hierbayes/bayes/_ckernels*.pyd \
