@@ -78,7 +78,8 @@ if os.environ.get("HIERBAYES_MATHJAX2"):
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"hierbayes {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["hierbayes.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "header_links_before_dropdown": 6,
