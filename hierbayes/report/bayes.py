@@ -313,7 +313,7 @@ class BayesFit(GroupPlots, PosteriorChecks, FitTools, BayesTools):
         --------
         >>> import hierbayes as hb
         >>> m = hb.Model("Reaction ~ Days + (1 | Subject)", hb.datasets.load("sleepstudy"))
-        >>> m.fit(draws=300, tune=300, chains=2, seed=1, progressbar=False).icc().index.tolist()
+        >>> m.fit(draws=500, tune=500, chains=2, seed=1, progressbar=False).icc().index.tolist()
         ['Subject']
         """
         from hierbayes.errors import DataError
