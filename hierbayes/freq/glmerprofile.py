@@ -27,12 +27,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hierbayes.errors import DataError
-from hierbayes.freq.params import check_level, fit_param_names, interval_columns
-from hierbayes.freq.profile import tight_bobyqa, zeta_crossing
-from hierbayes.progress import Progress
+from hierbayes.freq.params import check_level, fit_param_names
+from hierbayes.freq.profile import profile_intervals, tight_bobyqa, zeta_crossing
 
 if TYPE_CHECKING:
     from hierbayes.freq.glmermod import GlmerMod
@@ -110,16 +108,5 @@ def glmer_profile_confint(fit: GlmerMod, level: float = 0.95,
     step per interval end.
     """
     check_level(level)
-    z = stats.norm.ppf(0.5 + level / 2)
     prof = GlmerProfiler(fit)
-    bar = Progress(2 * len(prof.names), 1, progressbar,
-                   label=f"Profiling {len(prof.names)} parameters")
-    rows = []
-    for k in range(len(prof.names)):
-        at_bound = k < prof.n_theta and prof.x_hat[k] <= prof.lower[k]
-        lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
-        bar.draw(2 * k + 1)
-        rows.append((lo, prof.endpoint(k, z)))
-        bar.draw(2 * k + 2)
-    bar.draw(2 * len(prof.names), final=True)
-    return pd.DataFrame(rows, index=prof.names, columns=interval_columns(level))
+    return profile_intervals(prof, prof.n_theta, level, progressbar)

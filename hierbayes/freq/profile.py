@@ -35,7 +35,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -268,17 +268,29 @@ def profile_confint(fit: MerMod, level: float = 0.95, progressbar: bool = True) 
         Rows as :func:`hierbayes.freq.params.param_names`, columns ``2.5 %`` and ``97.5 %``.
     """
     check_level(level)
-    z = stats.norm.ppf(0.5 + level / 2)
-    rows = []
     with one_blas_thread(fit):
         prof = Profiler(fit)
-        bar = Progress(2 * len(prof.names), 1, progressbar,
-                       label=f"Profiling {len(prof.names)} parameters")
-        for k in range(len(prof.names)):
-            at_bound = k < prof.n_vc and prof.x_hat[k] <= prof.lower[k]
-            lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
-            bar.draw(2 * k + 1)
-            rows.append((lo, prof.endpoint(k, z)))
-            bar.draw(2 * k + 2)
-        bar.draw(2 * len(prof.names), final=True)
+        return profile_intervals(prof, prof.n_vc, level, progressbar)
+
+
+def profile_intervals(prof: Any, n_bounded: int, level: float,
+                      progressbar: bool) -> pd.DataFrame:
+    """Both ends of every parameter's interval from a profiler (lmer's or glmer's), with the
+    progress bar a step per end.
+
+    ``prof`` has ``names``, ``x_hat``, ``lower`` and ``endpoint(k, z)``; its first
+    ``n_bounded`` parameters have a lower bound, which is their lower end when the estimate
+    sits on it (a zero SD).
+    """
+    z = stats.norm.ppf(0.5 + level / 2)
+    n = len(prof.names)
+    bar = Progress(2 * n, 1, progressbar, label=f"Profiling {n} parameters")
+    rows = []
+    for k in range(n):
+        at_bound = k < n_bounded and prof.x_hat[k] <= prof.lower[k]
+        lo = prof.lower[k] if at_bound else prof.endpoint(k, -z)
+        bar.draw(2 * k + 1)
+        rows.append((lo, prof.endpoint(k, z)))
+        bar.draw(2 * k + 2)
+    bar.draw(2 * n, final=True)
     return pd.DataFrame(rows, index=prof.names, columns=interval_columns(level))
