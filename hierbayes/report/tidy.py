@@ -166,8 +166,8 @@ def _freq_confint(fit: Any, method: str, level: float) -> pd.DataFrame:
     key = str(method).lower()
     if key not in ("wald", "profile", "boot", "bootstrap"):
         raise SettingsError(f"conf_method must be 'wald', 'profile' or 'boot', not {method!r}.")
-    return fit.confint(method=key, level=level, **({"progressbar": False} if key != "wald" and
-                                                    key != "profile" else {}))
+    # a table's intervals draw no bar, whichever method computes them
+    return fit.confint(method=key, level=level, progressbar=False)
 
 
 def _freq_coefs(fit: Any) -> pd.DataFrame:
