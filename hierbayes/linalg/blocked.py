@@ -86,6 +86,11 @@ class BlockedFactor:
         return row.toarray().ravel() if sp.issparse(row) else np.asarray(row)
 
 
+def is_diagonal(t: np.ndarray) -> bool:
+    """Whether a relative covariance factor has no off-diagonal entries."""
+    return not np.any(t - np.diag(np.diagonal(t)))
+
+
 def block_diagonal(blocks: list[np.ndarray], zeros: bool = True) -> sp.csr_matrix:
     """The block-diagonal CSR matrix of stacks of equal-sized square blocks, in order.
 
@@ -195,7 +200,7 @@ class BlockedCholesky:
         T1 = T[0]
         if self.compiled:
             return self._factor_dense(T, None, None, False)
-        diagonal = not np.any(T1 - np.diag(np.diagonal(T1)))
+        diagonal = is_diagonal(T1)
         if diagonal:
             # T1 diagonal (a block of scalar terms, a diag() term): the sums of products
             # below hold one non-zero product each, which these elementwise products are
@@ -208,7 +213,7 @@ class BlockedCholesky:
         if self._AD1_dense is not None:
             return self._factor_dense(T, L11, L11_inv_t, diagonal)
         q_rest = self.q_rest
-        if diagonal and all(not np.any(t - np.diag(np.diagonal(t))) for t in T[1:]):
+        if diagonal and all(is_diagonal(t) for t in T[1:]):
             # Every Lambda diagonal (scalar terms, as InstEval's): the products with it are
             # scalings, each entry one product, as the sparse products compute it
             # ((d_i a_ij) e_j), without building or multiplying Lambda (half the time)
