@@ -10,11 +10,14 @@ from pathlib import Path
 import matplotlib
 import pytest
 
+from .test_docs import python_blocks
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    # the docs pages' fence reader: one rule for what a python block is
+    return [code for _, code in python_blocks(README)]
 
 
 @pytest.mark.slow
